@@ -1,0 +1,1 @@
+"""Everything of pgsift that touches a socket: capture, feed, gateway, loader, CLI."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `pgsift` CLI, one module per job."""

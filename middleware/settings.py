@@ -1,0 +1,142 @@
+"""pgsift's one settings object, built in one place.
+
+Sources, later ones winning: defaults, `pgsift.toml` (or the file named by
+`--config` / `PGSIFT_CONFIG`), `PGSIFT_*` environment variables, command-line
+flags. Every field is a flat, documented setting; `[section]` tables in the
+file are flattened as `section_key` (e.g. `[capture] slot = "x"` is `capture_slot`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgsift.middleware.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "pgsift.toml"
+ENV_PREFIX = "PGSIFT_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting of pgsift with its default; see the README's reference."""
+
+    # Connections. None means "start an embedded server" (demo only).
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    # Capture.
+    capture_tables: tuple[str, ...] = ()  # empty and not capture_all: refuse to guess
+    capture_all: bool = False
+    capture_slot: str = "pgsift"
+    capture_publication: str = "pgsift"
+    capture_lock_ttl_s: float = 10.0
+    capture_max_changes_per_entry: int = 1000
+
+    # Feed retention.
+    feed_max_len: int = 1_000_000
+    feed_max_age_s: float = 7 * 24 * 3600.0
+
+    # Gateway.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Sections with structure of their own, kept as parsed from the file.
+    policies: Mapping[str, Any] = field(default_factory=dict)
+    auth: Mapping[str, Any] = field(default_factory=dict)
+    warm: tuple[Mapping[str, Any], ...] = ()
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied; None values are ignored (unset flags)."""
+        return _build({**_as_dict(self), **{k: v for k, v in changes.items() if v is not None}})
+
+
+STRUCTURED = {"policies", "auth", "warm"}
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from file, environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path is not None or Path(DEFAULT_CONFIG_FILE).exists():
+        values.update(_read_file(Path(path or DEFAULT_CONFIG_FILE), must_exist=path is not None))
+    names = {f.name for f in dataclasses.fields(Settings)}
+    for name in names - STRUCTURED:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(values)
+
+
+def _read_file(path: Path, *, must_exist: bool) -> dict[str, Any]:
+    if not path.exists():
+        if must_exist:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if key in STRUCTURED:
+            flat[key] = value
+        elif isinstance(value, dict):
+            flat.update({f"{key}_{inner}": v for inner, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    converted = {name: _convert(name, fields[name].type, value) for name, value in values.items()}
+    return Settings(**converted)
+
+
+def _convert(name: str, annotation: Any, value: Any) -> Any:
+    """Coerce a file or environment value to the field's type, or say why not."""
+    kind = str(annotation)
+    try:
+        if name in STRUCTURED:
+            if name == "warm":
+                return tuple(value)
+            if not isinstance(value, Mapping):
+                raise TypeError("expected a table")
+            return value
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(str(v) for v in value)
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(value)
+                return value.lower() in {"1", "true", "yes"}
+            return bool(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: bad value {value!r} (expected {kind})") from exc
+
+
+def _as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}

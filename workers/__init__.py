@@ -1,0 +1,1 @@
+"""RQ background jobs of pgsift: bootstrap dumps, cache warming, feed trimming."""
