@@ -7,7 +7,7 @@ STAMP := $(VENV)/.pgsift-installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml .ci/setup
+$(STAMP): pyproject.toml .ci/setup tests/e2e/js/package-lock.json
 	VENV=$(VENV) .ci/setup
 	touch $(STAMP)
 
@@ -17,9 +17,15 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
 
+# mypy cannot follow the folder -> `pgsift.*` mapping of the install, so it
+# checks a tree of symlinks with the package layout (build/typeroot/pgsift/...).
+TYPEROOT := build/typeroot
+
 lint: setup
 	$(BIN)/ruff check middleware subscriptions workers tests bench examples
-	$(BIN)/mypy middleware subscriptions workers
+	mkdir -p $(TYPEROOT)/pgsift
+	for d in middleware subscriptions workers; do ln -sfn $(CURDIR)/$$d $(TYPEROOT)/pgsift/$$d; done
+	cd $(TYPEROOT) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p pgsift.subscriptions -p pgsift.middleware -p pgsift.workers
 
 bench: setup
 	@for b in bench/*/run.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -14,6 +14,13 @@ from pgsift.subscriptions.errors import PgsiftError
 # sets `func(args) -> int` as the handler.
 COMMAND_MODULES: tuple[str, ...] = (
     "pgsift.middleware.commands.servers",
+    "pgsift.middleware.commands.serve",
+    "pgsift.middleware.commands.capture",
+    "pgsift.middleware.commands.feed",
+    "pgsift.middleware.commands.doctor",
+    "pgsift.middleware.commands.demo",
+    "pgsift.middleware.commands.worker",
+    "pgsift.middleware.commands.warm",
 )
 
 

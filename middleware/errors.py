@@ -31,3 +31,20 @@ class AuthError(GatewayError):
 
 class LoaderError(GatewayError):
     """A batch load failed for this caller (bad key, unknown table, database down)."""
+
+
+class LoaderForbiddenError(LoaderError):
+    """The caller's auth policy does not allow this load: a table no policy is for
+    (when policies are configured), or a column it may not read. HTTP 403."""
+
+
+class LoaderUnavailableError(LoaderError):
+    """Postgres is down or slow, or the loader is full: not the caller's fault, retry later."""
+
+
+class DumpError(PgsiftError):
+    """A bootstrap dump is missing, corrupt, or of an unknown format version.
+
+    Defined here because the gateway reads dumps; `pgsift.workers.errors`
+    re-exports it for the jobs that build them.
+    """

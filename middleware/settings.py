@@ -45,6 +45,35 @@ class Settings:
     # Gateway.
     host: str = "127.0.0.1"
     port: int = 8000
+    gateway_max_subscriptions_per_connection: int = 100
+    gateway_max_message_bytes: int = 256_000  # approximate JSON size of one SyncMessage
+    gateway_send_queue: int = 1000  # transactions waiting per connection; past it: mustRefetch
+    gateway_connection_init_timeout_s: float = 10.0
+    gateway_snapshot_connections: int = 8  # Postgres connections for snapshots, per process
+    gateway_use_dumps: bool = True  # start a `sync` from a fresh bootstrap dump when there is one
+
+    # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.
+    auth_jwt_secret: str | None = None
+    auth_jwt_public_key: str | None = None
+    auth_anonymous: bool = False
+
+    # Batch loader (`[loader]` in the file): a batch closes window_ms after its first key or
+    # at max_batch keys; callers wait at most timeout_s; past max_pending keys it refuses.
+    loader_window_ms: float = 1.0
+    loader_max_batch: int = 500
+    loader_cache_rows: int = 10_000
+    loader_timeout_s: float = 5.0
+    loader_pool_size: int = 4
+    loader_max_pending: int = 50_000
+
+    # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
+    dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis
+    dumps_max_age_s: float = 300.0  # a dump at most this old is served instead of a live query
+    dumps_retention_s: float = 24 * 3600.0  # older dumps (and superseded ones) are dropped
+    dumps_build_timeout_s: float = 3600.0
+    dumps_warm_top: int = 10  # also keep dumps of this many most-bootstrapped shapes
+    dumps_warm_every_s: float = 300.0  # default rebuild interval of a warm shape
+    dumps_warm_changes: int = 10_000  # rebuild sooner once this many changes touched its table
 
     # Sections with structure of their own, kept as parsed from the file.
     policies: Mapping[str, Any] = field(default_factory=dict)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from pgsift.middleware.errors import DumpError
 from pgsift.subscriptions.errors import PgsiftError
+
+__all__ = ["DumpError", "WorkerError"]
 
 
 class WorkerError(PgsiftError):
     """A background job could not do its work."""
-
-
-class DumpError(WorkerError):
-    """A bootstrap dump is missing, corrupt, or of an unknown format version."""

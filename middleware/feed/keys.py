@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import psycopg
+
 # {0} is the database name: one feed (and one capture) per database. The braces
 # make it a Redis Cluster hash tag, so all keys of one database share a slot.
 FEED_STREAM = "pgsift:{{{0}}}:feed"
+# The highest stream ID pgsift's trimming (workers/trim.py) ever removed from the
+# feed: a cursor at or after it lost nothing (see pgsift.middleware.feed.retention).
+FEED_TRIMMED_SUFFIX = ":trimmed"
+FEED_TRIMMED = FEED_STREAM + FEED_TRIMMED_SUFFIX
 # Capture leader lock; its value is "<fencing token>:<owner id>".
 CAPTURE_LOCK = "pgsift:{{{0}}}:capture:lock"
 # Monotonic counter handing out fencing tokens to capture leaders.
 CAPTURE_FENCE = "pgsift:{{{0}}}:capture:fence"
 # Hash: table -> fingerprint of its columns as last seen by capture.
 RELATION_SCHEMAS = "pgsift:{{{0}}}:relations"
+# The chunk size the stored chunks were cut with (a re-sent transaction must be
+# cut the same way, whatever the setting says now).
+CAPTURE_CHUNK_SIZE = "pgsift:{{{0}}}:capture:chunk_size"
 
 
 def feed_stream(database: str) -> str:
     return FEED_STREAM.format(database)
+
+
+def feed_trimmed(database: str) -> str:
+    return FEED_TRIMMED.format(database)
+
+
+def feed_trimmed_of(stream: str) -> str:
+    """The trim marker of a feed stream key (`feed_trimmed` of its database)."""
+    return stream + FEED_TRIMMED_SUFFIX
 
 
 def capture_lock(database: str) -> str:
@@ -27,3 +45,15 @@ def capture_fence(database: str) -> str:
 
 def relation_schemas(database: str) -> str:
     return RELATION_SCHEMAS.format(database)
+
+
+def capture_chunk_size(database: str) -> str:
+    return CAPTURE_CHUNK_SIZE.format(database)
+
+
+def database_of(database_url: str) -> str:
+    """The database name in a Postgres URL or DSN: the {0} of every key above."""
+    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    if not name:
+        raise ValueError(f"the database URL names no database: {database_url}")
+    return str(name)

@@ -1,0 +1,275 @@
+"""Bootstrap benchmark: a big shape served from a pre-built dump vs streamed live from Postgres.
+
+    .venv/bin/python bench/bootstrap/run.py [--issues 1000000] [--format-sample 100000]
+
+Throwaway Postgres and Redis; the example issue tracker's schema seeded with
+`--issues` issues (a comparable `issues` table if examples/issue_tracker is
+missing). The gateway is a separate process (uvicorn + the bootstrap endpoint)
+so its RSS is measured alone: peak growth over its RSS before each request.
+Baseline (live from Postgres) and dump are measured in the same run. Also a
+table of the dump format choice (NDJSON vs msgpack, zstd levels) on a sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack  # type: ignore[import-untyped]
+import psycopg
+import zstandard
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # examples/ is not an installed package
+
+from pgsift.middleware.dumps.format import row_line  # noqa: E402
+from pgsift.middleware.dumps.source import RowEncoder  # noqa: E402
+from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
+from pgsift.middleware.embedded.ports import free_port  # noqa: E402
+from pgsift.middleware.settings import Settings  # noqa: E402
+from pgsift.subscriptions import values  # noqa: E402
+
+QUERY = ("SELECT id, team_id, number, creator_id, assignee_id, title, status, priority, "
+         "estimate, tags, due, created_at, updated_at FROM issues")
+FALLBACK_SCHEMA = """
+CREATE TYPE issue_status AS ENUM ('backlog', 'todo', 'in_progress', 'in_review', 'done');
+CREATE TABLE issues (
+    id bigint PRIMARY KEY, team_id bigint NOT NULL, number int NOT NULL, creator_id bigint,
+    assignee_id bigint, title text NOT NULL, status issue_status NOT NULL,
+    priority smallint NOT NULL, estimate numeric(5, 1), tags text[] NOT NULL, due date,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+INSERT INTO issues SELECT n, n % 50, n / 50, n % 997, nullif(n % 13, 0),
+    'Issue ' || n || ' ' || md5(n::text), (enum_range(NULL::issue_status))[n % 5 + 1],
+    n % 5, CASE WHEN n % 3 = 0 THEN (n % 20) / 2.0 END, ARRAY['bug', 'p' || n % 4],
+    CASE WHEN n % 4 = 0 THEN date '2026-01-01' + n % 300 END,
+    timestamptz '2025-01-01' + n * interval '7 seconds', now()
+FROM generate_series(1, %s) AS n;
+"""
+
+
+def seed(url: str, issues: int) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            from examples.issue_tracker.dataset import seed as seed_example
+            from examples.issue_tracker.schema import apply_schema
+        except ImportError:
+            conn.execute(FALLBACK_SCHEMA.replace("%s", str(int(issues))))
+            return "fallback issues table"
+        apply_schema(conn)
+        seed_example(conn, issues=issues, seed=1, comments_per_issue=0.0)
+        conn.execute("VACUUM ANALYZE issues")
+        return "examples/issue_tracker schema"
+
+
+# -- the gateway process ----------------------------------------------------------------
+
+
+def serve_gateway(port: int) -> None:
+    """Run in the child: the bootstrap endpoint alone, anonymous auth, settings from env."""
+    import uvicorn
+    from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+    from pgsift.middleware.gateway.auth import Authenticator
+    from starlette.applications import Starlette
+
+    settings = Settings(database_url=os.environ["PGSIFT_DATABASE_URL"],
+                        redis_url=os.environ["PGSIFT_REDIS_URL"], dumps_max_age_s=3600.0)
+    app = Starlette(routes=[bootstrap_route(BootstrapService.from_settings(settings))])
+    app.state.authenticator = Authenticator(anonymous=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@contextmanager
+def gateway(database_url: str, redis_url: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    env = {**os.environ, "PGSIFT_DATABASE_URL": database_url, "PGSIFT_REDIS_URL": redis_url}
+    child = subprocess.Popen([sys.executable, __file__, "--serve-gateway", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise RuntimeError("the gateway did not start") from None
+                time.sleep(0.1)
+        yield base, child.pid
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fetch(base: str, pid: int, encoding: str, query: str = QUERY) -> dict[str, Any]:
+    """Time to last byte and peak gateway RSS growth for one bootstrap."""
+    before = rss_mb(pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    wire = 0
+    tail = b""
+    with httpx.Client(timeout=600) as client, client.stream(
+        "GET", base + "/v1/bootstrap", params={"query": query},
+        headers={"Accept-Encoding": encoding},
+    ) as response:
+        response.raise_for_status()
+        source = response.headers["x-pgsift-source"]
+        # Decoded bytes: what a client gets to parse; the end line proves completeness.
+        for block in response.iter_bytes():
+            wire += len(block)
+            tail = (tail + block)[-300:]
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    end = json.loads(tail.splitlines()[-1])
+    assert end["type"] == "end", end
+    return {"source": source, "encoding": encoding, "seconds": seconds, "rows": end["count"],
+            "mb": wire / 1e6, "rss_growth_mb": peak - before}
+
+
+# -- dump build and format choice --------------------------------------------------------
+
+
+def build_dump(database_url: str, redis_url: str) -> dict[str, Any]:
+    from pgsift.workers.build import DumpBuilder
+    from pgsift.workers.context import JobContext
+
+    context = JobContext.from_settings(Settings(database_url=database_url, redis_url=redis_url))
+    try:
+        shape, layout = context.shape(QUERY)
+        result = DumpBuilder(context).build(shape, layout)
+    finally:
+        context.close()
+    return {"seconds": result.seconds, "rows": result.rows, "mb": result.body_bytes / 1e6,
+            "raw_mb": result.raw_bytes / 1e6}
+
+
+def format_table(database_url: str, redis_url: str, sample: int) -> list[tuple[str, ...]]:
+    """Build and serve cost per format on a sample of the shape's rows."""
+    from pgsift.workers.context import JobContext
+
+    context = JobContext.from_settings(Settings(database_url=database_url, redis_url=redis_url))
+    try:
+        _, layout = context.shape(QUERY)
+    finally:
+        context.close()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"{QUERY} ORDER BY id LIMIT {int(sample)}").fetchall()
+    names = list(layout.columns)
+    encoder = RowEncoder(layout.columns, layout.types)
+    out: list[tuple[str, ...]] = []
+    t0 = time.perf_counter()
+    ndjson = encoder.encode(rows)
+    t_ndjson = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    packed = b"".join(msgpack.packb([values.to_json(v) for v in row]) for row in rows)
+    t_msgpack = time.perf_counter() - t0
+    for name, data, t_encode in (("ndjson", ndjson, t_ndjson), ("msgpack", packed, t_msgpack)):
+        for level in (1, 3, 6, 9):
+            t0 = time.perf_counter()
+            compressed = zstandard.ZstdCompressor(level=level).compress(data)
+            t_compress = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            raw = zstandard.ZstdDecompressor().decompress(compressed)
+            if name == "msgpack":  # serving means turning it into wire NDJSON
+                lines = [row_line(dict(zip(names, r, strict=True)))
+                         for r in msgpack.Unpacker(raw_bytes_io(raw))]
+                del lines
+            t_serve = time.perf_counter() - t0
+            out.append((name, str(level), f"{(t_encode + t_compress) * 1e6 / sample:.2f}",
+                        f"{len(compressed) / sample:.1f}", f"{len(data) / len(compressed):.1f}x",
+                        f"{t_serve * 1e6 / sample:.3f}"))
+    return out
+
+
+def raw_bytes_io(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--issues", type=int, default=1_000_000)
+    parser.add_argument("--format-sample", type=int, default=100_000)
+    parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_gateway:
+        serve_gateway(args.serve_gateway)
+        return 0
+
+    with EmbeddedPostgres() as pg, EmbeddedRedis() as rd:
+        t0 = time.perf_counter()
+        schema = seed(pg.url, args.issues)
+        print(f"seeded {args.issues:,} issues ({schema}) in {time.perf_counter() - t0:.1f}s",
+              flush=True)
+        results = []
+        with gateway(pg.url, rd.url) as (base, pid):
+            fetch(base, pid, "identity", QUERY + " WHERE id <= 100")  # warm-up: catalog, imports
+            results.append(fetch(base, pid, "identity"))
+            results.append(fetch(base, pid, "zstd"))
+            build = build_dump(pg.url, rd.url)
+            for encoding in ("identity", "gzip", "zstd"):
+                results.append(fetch(base, pid, encoding))
+        formats = format_table(pg.url, rd.url, min(args.format_sample, args.issues))
+
+    live = results[0]["seconds"]
+    print_table(
+        f"bootstrap of {results[0]['rows']:,} rows (gateway RSS growth = peak - before)",
+        ["source", "encoding", "last byte s", "rows/s", "decoded MB", "RSS growth MB",
+         "vs live"],
+        [(r["source"], r["encoding"], f"{r['seconds']:.2f}", f"{r['rows'] / r['seconds']:,.0f}",
+          f"{r['mb']:.0f}", f"{r['rss_growth_mb']:.1f}", f"{live / r['seconds']:.1f}x")
+         for r in results],
+    )
+    print_table("dump build", ["rows", "seconds", "rows/s", "stored MB", "NDJSON MB"],
+                [(f"{build['rows']:,}", f"{build['seconds']:.1f}",
+                  f"{build['rows'] / build['seconds']:,.0f}", f"{build['mb']:.1f}",
+                  f"{build['raw_mb']:.0f}")])
+    print_table(f"dump format choice ({min(args.format_sample, args.issues):,}-row sample)",
+                ["format", "zstd", "build µs/row", "bytes/row", "ratio", "serve µs/row"],
+                formats)
+    dump_best = min(r["seconds"] for r in results if r["source"] == "dump")
+    worst_rss = max(r["rss_growth_mb"] for r in results)
+    print(f"\ntarget: dump >= 5x faster than live: {live / dump_best:.1f}x; "
+          f"RSS growth < 100 MB: worst {worst_rss:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The demo: the issue tracker with pgsift in front of it, live in a browser.
+
+    python -m examples.demo [--port 8000] [--size 10000] [--host 127.0.0.1]
+
+With PGSIFT_DATABASE_URL / PGSIFT_REDIS_URL set it uses those servers, else it
+starts throwaway ones. It loads the example schema and seed, then runs capture,
+an RQ worker, the gateway with the demo page (`examples.web.server`) and the
+writer as child processes, prints what to try and a line with `ready`, and
+stays up until Ctrl-C (or SIGTERM), cleaning everything up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+
+from examples.demo_processes import Children, DemoFailure
+from examples.issue_tracker import apply_schema, demo_users, issue_token, seed
+from examples.issue_tracker.dataset import CHUNK
+from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
+from pgsift.middleware.errors import EmbeddedServerError
+from pgsift.middleware.settings import Settings, load_settings
+
+CONFIG = Path(__file__).resolve().parent / "issue_tracker" / "pgsift.toml"
+DATABASE = "issue_tracker"  # the embedded server's database (and so the feed's name)
+MAX_SIZE = 1_000_000
+WRITER_RATE = 2.0  # transactions/s: slow enough to follow on the page
+READY_TIMEOUT_S = 120.0
+OPEN_ISSUES = (
+    "SELECT id, team_id, number, title, status, priority, assignee_id, updated_at "
+    "FROM issues WHERE team_id = $1 AND status NOT IN ('done', 'canceled')"
+)
+PGSIFT = [sys.executable, "-m", "pgsift.middleware.cli", "--log-level", "WARNING"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.demo", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="the page's address")
+    parser.add_argument("--port", type=int, default=8000, help="the page's port")
+    parser.add_argument("--size", type=int, default=10_000, help="issues to seed, up to 1,000,000")
+    args = parser.parse_args(argv)
+    if not 1 <= args.size <= MAX_SIZE:
+        parser.error(f"--size must be between 1 and {MAX_SIZE:,}")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        with ExitStack() as cleanup:
+            run(args, load_settings(CONFIG), cleanup)
+    except KeyboardInterrupt:
+        say("pgsift demo stopped; throwaway servers and files removed")
+        return 0
+    except (DemoFailure, EmbeddedServerError, psycopg.Error) as exc:
+        say(f"pgsift demo failed: {exc}")
+        return 1
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """The first Ctrl-C/SIGTERM unwinds into the cleanup; later ones must not cut it short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(args: argparse.Namespace, settings: Settings, cleanup: ExitStack) -> None:
+    """Start everything (registering its cleanup first), then watch the children forever."""
+    database_url, redis_url = servers(settings, cleanup)
+    load_example(database_url, args.size)
+    log_dir = Path(tempfile.mkdtemp(prefix="pgsift-demo-"))
+    cleanup.callback(shutil.rmtree, log_dir, ignore_errors=True)
+    children = Children(log_dir)
+    cleanup.callback(children.stop)
+    urls = ["--database-url", database_url, "--redis-url", redis_url, "--config", str(CONFIG)]
+
+    capture = children.start("capture", [*PGSIFT, "capture", *urls, "--all", "--setup"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        children.wait_for(lambda: slot_active(conn, settings.capture_slot), capture,
+                          "streaming changes", timeout=READY_TIMEOUT_S)
+    say("capture:  every committed change flows into the Redis feed")
+    children.start("worker", [*PGSIFT, "worker", *urls])
+    say("worker:   one RQ worker (bootstrap dumps, warming, feed trimming)")
+    gateway = children.start("gateway", [
+        sys.executable, "-m", "examples.web.server", *urls,
+        "--host", args.host, "--port", str(args.port),
+    ])
+    base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::', '') else args.host}:{args.port}"
+    children.wait_for(lambda: healthy(base), gateway, "healthy", timeout=READY_TIMEOUT_S)
+    say(f"gateway:  {base}/ (GraphQL at /graphql, /v1/bootstrap, /v1/rows, /healthz)")
+    children.start("writer", [
+        sys.executable, "-m", "examples.issue_tracker.writer", "--database-url", database_url,
+        "--rate", str(WRITER_RATE), "--duration", "inf",
+    ])
+    say(f"writer:   the app's users at work, {WRITER_RATE:g} transactions/s")
+    tour(base, database_url, redis_url)
+    say(f"pgsift demo ready: open {base}/ (Ctrl-C stops)")
+    while True:
+        children.check()
+        time.sleep(0.5)
+
+
+def servers(settings: Settings, cleanup: ExitStack) -> tuple[str, str]:
+    """The configured URLs, or throwaway servers (stopped and removed on cleanup)."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if database_url is None:
+        postgres = EmbeddedPostgres()
+        cleanup.callback(postgres.stop)
+        postgres.start()
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DATABASE}".encode())
+        database_url = postgres.url_for(DATABASE)
+        say(f"postgres: {database_url} (throwaway, in {postgres.base_dir})")
+    else:
+        say(f"postgres: {database_url} (PGSIFT_DATABASE_URL)")
+    if redis_url is None:
+        redis = EmbeddedRedis()
+        cleanup.callback(redis.stop)
+        redis.start()
+        redis_url = redis.url
+        say(f"redis:    {redis_url} (throwaway, in {redis.base_dir})")
+    else:
+        say(f"redis:    {redis_url} (PGSIFT_REDIS_URL)")
+    return database_url, redis_url
+
+
+def load_example(database_url: str, size: int) -> None:
+    """The issue tracker's schema and a seed of `size` issues, unless it holds data."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('issues')").fetchone() == (None,):
+            apply_schema(conn)
+        if conn.execute("SELECT EXISTS (SELECT FROM teams)").fetchone() == (True,):
+            say("seed:     the issue tracker's tables hold data; the demo uses it as it is")
+            return
+        say(f"seed:     {size:,} issues ...")
+        with seed_progress(conn, size):
+            result = seed(conn, issues=size)
+    counts = ", ".join(f"{table} {count:,}" for table, count in result.counts.items())
+    say(f"seed:     done in {result.seconds:.1f} s: {counts}")
+
+
+@contextlib.contextmanager
+def seed_progress(conn: psycopg.Connection[Any], size: int) -> Iterator[None]:
+    """Print progress while `seed` runs: it COPYs issues in chunks of `CHUNK` rows."""
+    chunks = -(-size // CHUNK)
+    every = max(1, chunks // 10)
+    done = 0
+
+    class Progress(psycopg.Cursor[Any]):
+        @contextlib.contextmanager
+        def copy(self, statement: Any, params: Any = None, *, writer: Any = None) -> Any:
+            nonlocal done
+            with super().copy(statement, params, writer=writer) as copy:
+                yield copy
+            if isinstance(statement, str) and statement.startswith("COPY issues "):
+                done += 1
+                if done % every == 0 and done < chunks:
+                    say(f"seed:     {done * CHUNK:,} / {size:,} issues")
+
+    previous = conn.cursor_factory
+    conn.cursor_factory = Progress
+    try:
+        yield
+    finally:
+        conn.cursor_factory = previous
+
+
+def slot_active(conn: psycopg.Connection[Any], slot: str) -> bool:
+    row = conn.execute(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
+    ).fetchone()
+    return row is not None and bool(row[0])
+
+
+def healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def tour(base: str, database_url: str, redis_url: str) -> None:
+    """What to try, with the demo users and commands filled in."""
+    with psycopg.connect(database_url) as conn:
+        users = demo_users(conn, limit=5)
+        teams: dict[int, str] = dict(conn.execute("SELECT id, name FROM teams").fetchall())
+    pgsift = "pgsift" if shutil.which("pgsift") else f"{sys.executable} -m pgsift.middleware.cli"
+    team = users[0].team_ids[0]
+    bootstrap = f"{base}/v1/bootstrap?query={quote(OPEN_ISSUES)}&params={quote(json.dumps([team]))}"
+    say("")
+    say(f"Open {base}/ and try:")
+    say("  1. Sign in as a demo user and pick one of their teams:")
+    for user in users:
+        say(f"       {user.name} (user {user.id}): " + ", ".join(teams[t] for t in user.team_ids))
+    say("  2. Watch the team's open issues: the writer creates, edits, reassigns and moves")
+    say("     issues; rows appear, change and leave the list as it commits.")
+    say("  3. Open an issue: its comments load through the batch loader and stay live.")
+    say("  4. The change feed itself, one JSON line per transaction:")
+    say(f"       {pgsift} feed tail --follow --redis-url {redis_url} --database-url {database_url}")
+    say(f"  5. A streaming bootstrap over plain HTTP, as {users[0].name} (team {teams[team]}):")
+    say(f"       curl -sN -H 'Authorization: Bearer {issue_token(users[0])}' \\")
+    say(f"         '{bootstrap}'")
+    say("Ctrl-C stops everything and removes the throwaway servers.")
+    say("")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

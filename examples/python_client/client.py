@@ -1,0 +1,197 @@
+"""Keep a local SQLite replica of some queries live through pgsift's `sync` subscription.
+
+    replica = Replica("issues.sqlite")
+    client = SyncClient("http://127.0.0.1:8000", replica, token=jwt)
+    client.add("open_issues", "SELECT id, title, status FROM issues"
+               " WHERE team_id = $1 AND status <> 'done'", [1])
+    task = asyncio.create_task(client.run())      # follows every query, reconnects
+    await client.wait_up_to_date()
+    replica.rows("open_issues")                   # the copy; survives restarts
+    await client.fetch_rows("issues", [{"id": 7}])  # by key, through the batch loader
+
+All queries share one websocket. A restarted client resumes each query from the
+cursor stored with its copy; `mustRefetch` drops that query's copy and subscribes
+again without a cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from examples.python_client.protocol import GraphQLWebSocket, OperationError, ProtocolError
+from examples.python_client.replica import QueryState, Replica
+
+log = logging.getLogger(__name__)
+
+SYNC_SUBSCRIPTION = """
+subscription Sync($query: String!, $params: JSON, $cursor: String) {
+  sync(query: $query, params: $params, cursor: $cursor) {
+    changes { op key row }
+    cursor
+    upToDate
+    mustRefetch
+  }
+}
+"""
+# Close codes after which trying again cannot help: bad or expired token, or a
+# client that broke the protocol.
+FATAL_CLOSE_CODES = frozenset({4400, 4401, 4403, 4409, 4429})
+
+MessageHook = Callable[[str, Mapping[str, Any]], None]
+
+
+class SyncError(Exception):
+    """A query the server refused, or a connection that cannot succeed by retrying."""
+
+
+class SyncClient:
+    """Follows registered queries into a `Replica` until `stop()`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        replica: Replica,
+        *,
+        token: str | None = None,
+        graphql_path: str = "/graphql",
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+        on_message: MessageHook | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.replica = replica
+        self.token = token
+        self.ws_url = _websocket_url(self.base_url) + graphql_path
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.on_message = on_message
+        self._names: list[str] = []
+        self._up_to_date: dict[str, asyncio.Event] = {}
+        self._stopped = asyncio.Event()
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def _auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def add(self, name: str, query: str, params: Sequence[Any] = ()) -> QueryState:
+        """Follow a query into the replica table `rows_<name>` (call before `run`)."""
+        state = self.replica.register(name, query, params)
+        if name not in self._names:
+            self._names.append(name)
+            self._up_to_date[name] = asyncio.Event()
+        return state
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def wait_up_to_date(self, *names: str, timeout: float | None = None) -> None:
+        """Wait until each named query (default: all) has caught up with the feed."""
+        async with asyncio.timeout(timeout):
+            for name in names or tuple(self._names):
+                await self._up_to_date[name].wait()
+
+    async def run(self) -> None:
+        """Connect, follow every query, reconnect after failures; return after `stop()`."""
+        delay = self.retry_delay
+        while not self._stopped.is_set():
+            try:
+                async with GraphQLWebSocket(self.ws_url, self._auth_headers) as ws:
+                    delay = self.retry_delay
+                    await self._follow_all(ws)
+            except ProtocolError as exc:
+                if exc.code in FATAL_CLOSE_CODES:
+                    raise SyncError(str(exc)) from exc
+                log.warning("sync connection lost (%s); reconnecting in %.1f s", exc, delay)
+            except OSError as exc:
+                log.warning("cannot reach %s (%s); retrying in %.1f s", self.ws_url, exc, delay)
+            for event in self._up_to_date.values():
+                event.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
+            except TimeoutError:
+                delay = min(delay * 2, self.max_retry_delay)
+
+    async def _follow_all(self, ws: GraphQLWebSocket) -> None:
+        tasks = [
+            asyncio.create_task(self._stopped.wait()),
+            *(asyncio.create_task(self._follow(ws, name)) for name in self._names),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+
+    async def _follow(self, ws: GraphQLWebSocket, name: str) -> None:
+        """Subscribe to one query for as long as the connection lasts."""
+        while True:
+            state = self.replica.state(name)
+            cursor = state.resume_cursor
+            if cursor is None:
+                # No complete copy to resume: start clean, or rows deleted since a
+                # half-applied snapshot would linger.
+                self.replica.reset(name)
+            variables = {"query": state.query, "params": state.params, "cursor": cursor}
+            try:
+                async for data in ws.subscribe(SYNC_SUBSCRIPTION, variables):
+                    message = data["sync"]
+                    if self.on_message is not None:
+                        self.on_message(name, message)
+                    if message.get("mustRefetch"):
+                        log.info("%s: mustRefetch; bootstrapping again", name)
+                        self.replica.reset(name)
+                        self._up_to_date[name].clear()
+                        break
+                    self.replica.apply(
+                        name,
+                        message.get("changes") or [],
+                        cursor=message.get("cursor"),
+                        up_to_date=bool(message.get("upToDate")),
+                    )
+                    if message.get("upToDate"):
+                        self._up_to_date[name].set()
+                else:
+                    raise ProtocolError(f"the server ended the subscription of {name!r}")
+            except OperationError as exc:
+                raise SyncError(f"query {name!r}: {exc}") from exc
+
+    async def fetch_rows(
+        self, table: str, keys: Sequence[Any], columns: Sequence[str] | None = None
+    ) -> list[dict[str, Any] | None]:
+        """Rows by primary key through `POST /v1/rows`; None where absent or not allowed."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.base_url, trust_env=False)
+        body: dict[str, Any] = {"table": table, "keys": list(keys)}
+        if columns is not None:
+            body["columns"] = list(columns)
+        response = await self._http.post("/v1/rows", json=body, headers=self._auth_headers)
+        if response.status_code != 200:
+            raise SyncError(f"POST /v1/rows: {response.status_code} {response.text[:500]}")
+        rows: list[dict[str, Any] | None] = response.json()["rows"]
+        return rows
+
+    async def aclose(self) -> None:
+        self.stop()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _websocket_url(base_url: str) -> str:
+    if base_url.startswith("https://"):
+        return "wss://" + base_url.removeprefix("https://")
+    if base_url.startswith("http://"):
+        return "ws://" + base_url.removeprefix("http://")
+    return base_url

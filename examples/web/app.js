@@ -1,0 +1,278 @@
+// The issue tracker, live through pgsift: sign in as a demo user, pick a team,
+// watch its open issues change as the writer works; open one to read its comments.
+//
+//   list of open issues   sync subscription (first load: GET /v1/bootstrap)
+//   team and user names   POST /v1/rows (the batch loader), cached here
+//   an opened issue       POST /v1/rows for its full row (the description is not synced)
+//   its comments          sync of `SELECT id FROM comments WHERE issue_id = $1` says which
+//                         comments exist, live; their bodies load by key through the
+//                         batch loader: lazy hydration, as a big app would do it.
+
+import { GraphQLSocket } from "./graphql-ws.js";
+import { LiveQuery } from "./live-query.js";
+
+const OPEN_ISSUES =
+  "SELECT id, team_id, number, title, status, priority, assignee_id, updated_at " +
+  "FROM issues WHERE team_id = $1 AND status NOT IN ('done', 'canceled')";
+const ISSUE_COMMENTS = "SELECT id FROM comments WHERE issue_id = $1";
+const PRIORITIES = ["No priority", "Urgent", "High", "Medium", "Low"];
+const STATUS_LABELS = {
+  backlog: "Backlog", todo: "Todo", in_progress: "In progress", in_review: "In review",
+  done: "Done", canceled: "Canceled",
+};
+
+const $ = (selector) => document.querySelector(selector);
+const state = {
+  user: null,        // {id, name, team_ids, token}
+  socket: null,
+  teams: new Map(),  // id -> {id, key, name}
+  users: new Map(),  // id -> {id, name} | null, loaded on demand
+  issues: null,      // LiveQuery of the team's open issues
+  openIssueId: null,
+  comments: null,    // LiveQuery of the opened issue's comment ids
+  commentRows: new Map(), // comment id -> row
+};
+
+// ---- talking to pgsift --------------------------------------------------------
+
+async function loadRows(table, keys, columns) {
+  if (keys.length === 0) return [];
+  const response = await fetch("/v1/rows", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${state.user.token}` },
+    body: JSON.stringify({ table, keys, columns }),
+  });
+  if (!response.ok) throw new Error(`POST /v1/rows: ${response.status} ${await response.text()}`);
+  return (await response.json()).rows;
+}
+
+async function loadUsers(ids) {
+  const missing = [...new Set(ids)].filter((id) => id != null && !state.users.has(id));
+  if (missing.length === 0) return;
+  missing.forEach((id) => state.users.set(id, null)); // one request per id, ever
+  const rows = await loadRows("users", missing, ["id", "name"]);
+  rows.forEach((row, index) => state.users.set(missing[index], row));
+}
+
+async function connect() {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/graphql`;
+  const socket = new GraphQLSocket(
+    url, { authorization: `Bearer ${state.user.token}` }, () => reconnectSoon(socket),
+  );
+  await socket.connect();
+  state.socket = socket;
+  setStatus("connected");
+}
+
+function reconnectSoon(closed) {
+  if (state.socket !== closed) return; // signed out or switched user meanwhile
+  setStatus("reconnecting…");
+  setTimeout(async () => {
+    if (state.socket !== closed) return;
+    try {
+      await connect();
+      state.issues?.resume();
+      state.comments?.resume();
+    } catch (error) {
+      reconnectSoon(closed);
+    }
+  }, 1000);
+}
+
+// ---- signing in and picking a team ---------------------------------------------
+
+async function signIn(user) {
+  state.issues?.close();
+  closeIssue();
+  const old = state.socket;
+  state.socket = null;
+  old?.close();
+  state.user = user;
+  state.users.clear();
+  localStorage.setItem("pgsift-demo-user", String(user.id));
+  await connect();
+  const teams = await loadRows("teams", user.team_ids, ["id", "key", "name"]);
+  state.teams = new Map(teams.filter(Boolean).map((team) => [team.id, team]));
+  const select = $("#team");
+  select.replaceChildren(...[...state.teams.values()].map((team) => option(team.id, team.name)));
+  select.disabled = false;
+  await showTeam(Number(select.value));
+}
+
+function showTeam(teamId) {
+  state.issues?.close();
+  closeIssue();
+  setStatus("loading…");
+  state.issues = new LiveQuery({
+    socket: () => state.socket,
+    token: state.user.token,
+    query: OPEN_ISSUES,
+    params: [teamId],
+    onChange: (changes, query) => {
+      loadUsers([...query.rows.values()].map((row) => row.assignee_id)).then(scheduleRender);
+      if (query.upToDate) setStatus("live");
+      document.body.dataset.loadedBy = query.loadedBy;
+      if (state.openIssueId !== null) refreshOpenIssue(changes);
+      scheduleRender();
+    },
+    onError: (error) => setStatus(`error: ${error.message}`),
+  });
+  return state.issues.start();
+}
+
+// ---- the list ------------------------------------------------------------------
+
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => {
+    renderPending = false;
+    renderIssues();
+  });
+}
+
+function renderIssues() {
+  const rows = [...(state.issues?.rows.values() ?? [])].sort(
+    (a, b) => (a.priority || 9) - (b.priority || 9) || b.updated_at.localeCompare(a.updated_at),
+  );
+  const team = state.teams.get(rows[0]?.team_id);
+  $("#issues tbody").replaceChildren(...rows.map((issue) => {
+    const tr = document.createElement("tr");
+    tr.dataset.issueId = issue.id;
+    tr.className = issue.id === state.openIssueId ? "selected" : "";
+    tr.append(
+      cell(`${team ? team.key : ""}-${issue.number}`, "identifier"),
+      cell(issue.title, "title"),
+      cell(STATUS_LABELS[issue.status] ?? issue.status, `status ${issue.status}`),
+      cell(PRIORITIES[issue.priority] ?? "", "priority"),
+      cell(state.users.get(issue.assignee_id)?.name ?? (issue.assignee_id ? "…" : "—"), "assignee"),
+    );
+    tr.addEventListener("click", () => openIssue(issue.id));
+    return tr;
+  }));
+  $("#count").textContent = `${rows.length} open issues`;
+}
+
+// ---- one issue and its comments --------------------------------------------------
+
+async function openIssue(id) {
+  closeIssue();
+  state.openIssueId = id;
+  scheduleRender();
+  $("#detail").hidden = false;
+  $("#detail-title").textContent = "…";
+  const [issue] = await loadRows("issues", [id]);
+  if (state.openIssueId !== id) return;
+  renderIssueHeader(issue);
+  state.comments = new LiveQuery({
+    socket: () => state.socket,
+    token: state.user.token,
+    query: ISSUE_COMMENTS,
+    params: [id],
+    bootstrap: false,
+    onChange: (changes, query) => hydrateComments(changes, query, id),
+    onError: (error) => setStatus(`error: ${error.message}`),
+  });
+  state.comments.start();
+}
+
+function renderIssueHeader(issue) {
+  if (!issue) {
+    $("#detail-title").textContent = "This issue is gone or no longer visible to you.";
+    $("#detail-meta").textContent = "";
+    $("#detail-description").textContent = "";
+    return;
+  }
+  $("#detail-title").textContent = issue.title;
+  $("#detail-meta").textContent =
+    `${STATUS_LABELS[issue.status]} · ${PRIORITIES[issue.priority]}` +
+    (issue.estimate ? ` · ${issue.estimate} points` : "") + (issue.due ? ` · due ${issue.due}` : "");
+  $("#detail-description").textContent = issue.description ?? "No description.";
+}
+
+async function refreshOpenIssue(changes) {
+  const id = state.openIssueId;
+  if (!changes.some((change) => change.key.id === id)) return;
+  const [issue] = await loadRows("issues", [id]);
+  if (state.openIssueId === id) renderIssueHeader(issue);
+}
+
+async function hydrateComments(changes, query, issueId) {
+  const wanted = changes.filter((c) => c.op !== "DELETE").map((c) => c.key.id);
+  for (const change of changes) {
+    if (change.op === "DELETE") state.commentRows.delete(change.key.id);
+  }
+  if (wanted.length) {
+    const rows = await loadRows(
+      "comments", wanted, ["id", "author_id", "body", "created_at", "edited_at"],
+    );
+    if (state.openIssueId !== issueId) return;
+    rows.forEach((row, index) => {
+      if (row && query.rows.has(JSON.stringify({ id: wanted[index] }))) {
+        state.commentRows.set(row.id, row);
+      }
+    });
+    await loadUsers(rows.filter(Boolean).map((row) => row.author_id));
+  }
+  if (state.openIssueId !== issueId) return;
+  const comments = [...state.commentRows.values()].sort((a, b) => a.id - b.id);
+  $("#comments").replaceChildren(...comments.map((comment) => {
+    const li = document.createElement("li");
+    li.dataset.commentId = comment.id;
+    const author = state.users.get(comment.author_id)?.name ?? "someone";
+    const when = new Date(comment.created_at).toLocaleString();
+    li.append(
+      element("div", `${author} · ${when}${comment.edited_at ? " (edited)" : ""}`, "meta"),
+      element("p", comment.body),
+    );
+    return li;
+  }));
+  $("#comments-count").textContent = query.upToDate ? `${comments.length}` : "…";
+}
+
+function closeIssue() {
+  state.comments?.close();
+  state.comments = null;
+  state.commentRows.clear();
+  state.openIssueId = null;
+  $("#detail").hidden = true;
+  $("#comments").replaceChildren();
+}
+
+// ---- small DOM helpers -----------------------------------------------------------
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+const cell = (text, className) => element("td", text, className);
+const option = (value, text) => Object.assign(document.createElement("option"), { value, text });
+function setStatus(text) {
+  $("#status").textContent = text;
+  $("#status").dataset.state = text;
+}
+
+// ---- start -----------------------------------------------------------------------
+
+async function main() {
+  const users = await (await fetch("/demo/users")).json();
+  const select = $("#user");
+  select.replaceChildren(
+    ...users.map((user) => option(user.id, `${user.name} (${user.team_ids.length} teams)`)),
+  );
+  const remembered = Number(localStorage.getItem("pgsift-demo-user"));
+  if (users.some((user) => user.id === remembered)) select.value = String(remembered);
+  const byId = new Map(users.map((user) => [user.id, user]));
+  select.addEventListener("change", () => signIn(byId.get(Number(select.value))));
+  $("#team").addEventListener("change", (event) => showTeam(Number(event.target.value)));
+  $("#close").addEventListener("click", () => {
+    closeIssue();
+    scheduleRender();
+  });
+  await signIn(byId.get(Number(select.value)));
+}
+
+main().catch((error) => setStatus(`error: ${error.message}`));

@@ -1,0 +1,1 @@
+"""Change capture: a logical replication slot (pgoutput) into the Redis feed."""

@@ -1,0 +1,227 @@
+"""Is a database ready for capture? What exactly is missing, and the SQL that fixes it.
+
+`check(conn, target)` lists the problems that stop capture (each with the
+statement that fixes it); `setup(conn, target)` applies the fixes that are safe
+to apply automatically (publication, slot, REPLICA IDENTITY FULL). Things only
+an administrator can change (wal_level, role attributes) stay problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgsift.middleware.errors import CaptureError
+
+PLUGIN = "pgoutput"
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    """What capture tracks: `tables` (names as given) or every table (`all_tables`)."""
+
+    slot: str
+    publication: str
+    tables: tuple[str, ...] = ()
+    all_tables: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.all_tables and not self.tables:
+            raise CaptureError("name the tables to capture (--tables a,b) or pass --all")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that stops capture; `fix` is the SQL (or action) that resolves it."""
+
+    what: str
+    fix: str
+    automatic: bool  # `--setup` applies `fix` itself
+
+
+def tracked_tables(conn: Conn, target: CaptureTarget) -> list[str]:
+    """Schema-qualified names of the tracked tables; unknown names raise CaptureError."""
+    if target.all_tables:
+        rows = conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1"
+        ).fetchall()
+        return [str(name) for (name,) in rows]
+    names: list[str] = []
+    missing: list[str] = []
+    for table in target.tables:
+        row = conn.execute(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            [table],
+        ).fetchone()
+        if row is None:
+            missing.append(table)
+        else:
+            names.append(str(row[0]))
+    if missing:
+        raise CaptureError(f"table(s) not found: {', '.join(missing)}")
+    return names
+
+
+def qualified(conn: Conn, table: str) -> str:
+    schema, _, name = table.partition(".")
+    return sql.Identifier(schema, name).as_string(conn)
+
+
+def publication_sql(
+    conn: Conn, target: CaptureTarget, tables: list[str]
+) -> str:
+    name = sql.Identifier(target.publication).as_string(conn)
+    if target.all_tables:
+        return f"CREATE PUBLICATION {name} FOR ALL TABLES;"
+    listed = ", ".join(qualified(conn, t) for t in tables)
+    return f"CREATE PUBLICATION {name} FOR TABLE {listed};"
+
+
+def check(conn: Conn, target: CaptureTarget) -> list[Problem]:
+    """Everything missing before capture can run on this database."""
+    problems: list[Problem] = []
+    wal_level = conn.execute("SHOW wal_level").fetchone()
+    if wal_level is None or wal_level[0] != "logical":
+        problems.append(Problem(
+            f"wal_level is {wal_level[0] if wal_level else '?'}, capture needs logical",
+            "ALTER SYSTEM SET wal_level = logical;  -- then restart PostgreSQL",
+            automatic=False,
+        ))
+    role = conn.execute(
+        "SELECT rolname, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if role is not None and not (role[1] or role[2]):
+        problems.append(Problem(
+            f"role {role[0]} has neither REPLICATION nor SUPERUSER",
+            f"ALTER ROLE {sql.Identifier(str(role[0])).as_string(conn)} REPLICATION;",
+            automatic=False,
+        ))
+    tables = tracked_tables(conn, target)
+    problems += _publication_problems(conn, target, tables)
+    problems += _slot_problems(conn, target)
+    problems += _identity_problems(conn, tables)
+    return problems
+
+
+def _publication_problems(
+    conn: Conn, target: CaptureTarget, tables: list[str]
+) -> list[Problem]:
+    row = conn.execute(
+        "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate"
+        " FROM pg_publication WHERE pubname = %s",
+        [target.publication],
+    ).fetchone()
+    name = sql.Identifier(target.publication).as_string(conn)
+    if row is None:
+        return [Problem(
+            f"publication {target.publication} does not exist",
+            publication_sql(conn, target, tables),
+            automatic=True,
+        )]
+    all_tables, all_ops = bool(row[0]), bool(row[1])
+    problems: list[Problem] = []
+    if not all_ops:
+        problems.append(Problem(
+            f"publication {target.publication} does not publish every operation",
+            f"ALTER PUBLICATION {name} SET (publish = 'insert, update, delete, truncate');",
+            automatic=True,
+        ))
+    if target.all_tables and not all_tables:
+        problems.append(Problem(
+            f"publication {target.publication} is not FOR ALL TABLES (--all)",
+            f"DROP PUBLICATION {name}; {publication_sql(conn, target, tables)}",
+            automatic=True,
+        ))
+    elif not all_tables:
+        published = {
+            str(r[0]) for r in conn.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables"
+                " WHERE pubname = %s",
+                [target.publication],
+            )
+        }
+        missing = [t for t in tables if t not in published]
+        if missing:
+            listed = ", ".join(qualified(conn, t) for t in missing)
+            problems.append(Problem(
+                f"publication {target.publication} lacks table(s) {', '.join(missing)}",
+                f"ALTER PUBLICATION {name} ADD TABLE {listed};",
+                automatic=True,
+            ))
+    return problems
+
+
+def _slot_problems(
+    conn: Conn, target: CaptureTarget
+) -> list[Problem]:
+    row = conn.execute(
+        "SELECT plugin, database, slot_type FROM pg_replication_slots WHERE slot_name = %s",
+        [target.slot],
+    ).fetchone()
+    create = f"SELECT pg_create_logical_replication_slot('{target.slot}', '{PLUGIN}');"
+    if row is None:
+        return [Problem(f"replication slot {target.slot} does not exist", create, automatic=True)]
+    plugin, database, slot_type = row
+    current = conn.info.dbname
+    if slot_type != "logical" or plugin != PLUGIN or database != current:
+        return [Problem(
+            f"replication slot {target.slot} is a {slot_type} slot of plugin {plugin} on "
+            f"database {database}; capture needs a {PLUGIN} slot on {current}",
+            f"SELECT pg_drop_replication_slot('{target.slot}');  -- or choose another --slot",
+            automatic=False,
+        )]
+    return []
+
+
+def _identity_problems(
+    conn: Conn, tables: list[str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for table in tables:
+        row = conn.execute(
+            "SELECT relreplident FROM pg_class WHERE oid = to_regclass(%s)",
+            [qualified(conn, table)],
+        ).fetchone()
+        if row is not None and row[0] != "f":
+            problems.append(Problem(
+                f"table {table} has REPLICA IDENTITY "
+                f"{ {'d': 'DEFAULT', 'n': 'NOTHING', 'i': 'USING INDEX'}.get(str(row[0]), row[0]) }"
+                ", capture needs FULL (old rows of updates and deletes)",
+                f"ALTER TABLE {qualified(conn, table)} REPLICA IDENTITY FULL;",
+                automatic=True,
+            ))
+    return problems
+
+
+def setup(conn: Conn, target: CaptureTarget) -> list[str]:
+    """Apply every automatic fix (autocommit connection); returns the statements run.
+
+    Raises CaptureError listing what still needs an administrator.
+    """
+    applied: list[str] = []
+    for problem in check(conn, target):
+        if problem.automatic:
+            conn.execute(problem.fix.encode())
+            applied.append(problem.fix)
+    remaining = check(conn, target)
+    if remaining:
+        raise CaptureError(describe(remaining, header="capture cannot run after --setup:"))
+    return applied
+
+
+def describe(problems: list[Problem], *, header: str) -> str:
+    """A message listing each problem and its fix."""
+    lines = [header]
+    for problem in problems:
+        lines.append(f"  - {problem.what}")
+        lines.append(f"      fix: {problem.fix}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""Build the subscriptions `Catalog` from a live Postgres database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from pgsift.subscriptions.catalog import Catalog
+
+# Type names as the rest of pgsift spells them: builtins by their internal name
+# (int4, timestamptz, ...), domains by their base type, enums by name (schema-
+# qualified outside public and pg_catalog), arrays as `<element>[]`.
+_COLUMNS = """
+SELECT n.nspname, c.relname, a.attname,
+       CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE bt.typname END AS typname,
+       CASE WHEN et.oid IS NOT NULL THEN etn.nspname ELSE btn.nspname END AS typschema,
+       et.oid IS NOT NULL AS is_array,
+       COALESCE(et.typtype, bt.typtype) AS typtype
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_namespace btn ON btn.oid = bt.typnamespace
+LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+LEFT JOIN pg_namespace etn ON etn.oid = et.typnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+_PRIMARY_KEYS = """
+SELECT n.nspname, c.relname, a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE i.indisprimary
+ORDER BY n.nspname, c.relname, k.ord
+"""
+
+_ENUMS = """
+SELECT n.nspname, t.typname, e.enumlabel
+FROM pg_enum e
+JOIN pg_type t ON t.oid = e.enumtypid
+JOIN pg_namespace n ON n.oid = t.typnamespace
+ORDER BY n.nspname, t.typname, e.enumsortorder
+"""
+
+
+def _type_name(schema: str, name: str, typtype: str) -> str:
+    if typtype == "e" and schema not in ("public", "pg_catalog"):
+        return f"{schema}.{name}"
+    return name
+
+
+def load_catalog(conn: psycopg.Connection[Any]) -> Catalog:
+    """Every table with a primary key, its columns' type names, and every enum's labels."""
+    tables: dict[str, dict[str, Any]] = {}
+    for schema, table, column, typname, typschema, is_array, typtype in conn.execute(
+        _COLUMNS
+    ).fetchall():
+        type_name = _type_name(typschema, typname, typtype) + ("[]" if is_array else "")
+        spec = tables.setdefault(f"{schema}.{table}", {"columns": {}, "primary_key": []})
+        spec["columns"][column] = type_name
+    for schema, table, column in conn.execute(_PRIMARY_KEYS).fetchall():
+        entry = tables.get(f"{schema}.{table}")
+        if entry is not None:
+            entry["primary_key"].append(column)
+    enums: dict[str, list[str]] = {}
+    for schema, name, label in conn.execute(_ENUMS).fetchall():
+        enums.setdefault(_type_name(schema, name, "e"), []).append(label)
+    keyed = {name: spec for name, spec in tables.items() if spec["primary_key"]}
+    return Catalog.from_dict(keyed, enums=enums)

@@ -1,0 +1,42 @@
+"""`pgsift serve`: the gateway (GraphQL sync subscriptions, health, metrics) under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from pgsift.middleware.settings import load_settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve GraphQL sync subscriptions for one database (tails its feed)"
+    )
+    parser.add_argument("--database-url", help="Postgres URL (PGSIFT_DATABASE_URL)")
+    parser.add_argument("--redis-url", help="Redis URL holding the feed (PGSIFT_REDIS_URL)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any)")
+    parser.add_argument("--config", help="pgsift.toml to read (PGSIFT_CONFIG)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the GraphQL stack is heavy, and other commands do not need it.
+    from pgsift.middleware.gateway.app import create_app
+
+    settings = load_settings(
+        args.config,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        host=args.host,
+        port=args.port,
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+    )
+    return 0

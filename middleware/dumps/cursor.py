@@ -1,0 +1,93 @@
+"""Bootstrap cursors: a feed position plus the snapshot the rows were read in.
+
+A bootstrap (dump or live) records the feed position *before* it takes its
+`REPEATABLE READ` snapshot, so every transaction missing from the rows is in the
+feed after that position. Some transactions after the position are already in
+the rows, though: those that committed between reading the position and taking
+the snapshot, and those capture had not yet appended. Replaying them is
+harmless (applies are upserts/deletes by primary key, and replaying in commit
+order ends in the same state) but briefly rolls rows back; carrying the
+snapshot in the cursor lets the replaying side skip them.
+
+Text form: `<stream id>@<xmin>:<xmax>:<xip,...>`, the snapshot part being exactly
+Postgres's `pg_snapshot` text (`pg_current_snapshot()::text`), e.g.
+`"23861432-0@745:750:746,748"`. A plain stream ID (no `@`) is an ordinary feed
+cursor. After the replay reaches the feed's end the snapshot is no longer
+needed: the next cursor handed out is a plain stream ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgsift.middleware.errors import FeedError
+
+START = "0-0"
+_XID_SPAN = 1 << 32
+_HALF_SPAN = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A Postgres MVCC snapshot (64-bit `xid8` values, as `pg_current_snapshot()`)."""
+
+    xmin: int
+    xmax: int
+    xip: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        try:
+            xmin, xmax, xip = text.split(":")
+            return cls(int(xmin), int(xmax), tuple(int(x) for x in xip.split(",") if x))
+        except ValueError as exc:
+            raise FeedError(f"bad snapshot {text!r}: expected xmin:xmax:xip,...") from exc
+
+    def __str__(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+
+    def visible(self, xid: int) -> bool:
+        """Whether the transaction `xid` had committed when the snapshot was taken.
+
+        Feed entries carry pgoutput's 32-bit xids; they are widened to 64 bits
+        to the 64-bit xid nearest to `xmax` (exact within 2^31 of it, which
+        wraparound protection guarantees for any live transaction).
+        """
+        if xid < _XID_SPAN:
+            xid |= self.xmax & ~(_XID_SPAN - 1)
+            if xid > self.xmax + _HALF_SPAN:
+                xid -= _XID_SPAN
+            elif xid < self.xmax - _HALF_SPAN:
+                xid += _XID_SPAN
+        if xid < self.xmin:
+            return True
+        return xid < self.xmax and xid not in self.xip
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapCursor:
+    """Where a client continues after a bootstrap: feed position + its snapshot."""
+
+    position: str
+    snapshot: Snapshot | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> BootstrapCursor:
+        position, sep, snapshot = text.partition("@")
+        if not _is_stream_id(position):
+            raise FeedError(f"bad cursor {text!r}: expected a feed position like 123-0")
+        return cls(position, Snapshot.parse(snapshot) if sep else None)
+
+    def __str__(self) -> str:
+        if self.snapshot is None:
+            return self.position
+        return f"{self.position}@{self.snapshot}"
+
+    def skips(self, xid: int) -> bool:
+        """Whether a replayed transaction `xid` is already in the bootstrap's rows."""
+        return self.snapshot is not None and self.snapshot.visible(xid)
+
+
+def _is_stream_id(text: str) -> bool:
+    ms, sep, seq = text.partition("-")
+    return ms.isdigit() and (not sep or seq.isdigit())

@@ -1,0 +1,63 @@
+"""Redis key names of dumps, shape popularity and the workers, as templates in one place.
+
+{0} is the database name in a hash tag (like the feed's keys), so one
+database's keys share a Redis Cluster slot and MULTI can span them.
+"""
+
+from __future__ import annotations
+
+# Sorted set: dump id -> built_at, of the COMPLETE dumps of one shape ({1}).
+# A dump becomes visible only by being added here, atomically with its meta.
+DUMP_INDEX = "pgsift:{{{0}}}:dumps:{1}"
+# Set of shape keys that have (or had) dumps in Redis.
+DUMP_SHAPES = "pgsift:{{{0}}}:dumps"
+# String: JSON {"header": ..., "trailer": ...} of dump {1}.
+DUMP_META = "pgsift:{{{0}}}:dump:{1}:meta"
+# Hash: chunk number -> compressed body chunk of dump {1}; expires while building.
+DUMP_BODY = "pgsift:{{{0}}}:dump:{1}:body"
+# Lock held by the one build of shape {1} running now (redis-py Lock).
+BUILD_LOCK = "pgsift:{{{0}}}:dumps:{1}:lock"
+# Set while a build of shape {1} is queued, so a burst of bootstraps enqueues one.
+BUILD_PENDING = "pgsift:{{{0}}}:dumps:{1}:pending"
+# Sorted set: dump id -> lease expiry (Unix time) while a gateway serves it.
+DUMP_LEASES = "pgsift:{{{0}}}:dumps:leases"
+# Sorted set: JSON shape spec {"query", "params", "claims"} -> bootstraps/subscriptions.
+POPULAR_SHAPES = "pgsift:{{{0}}}:shapes:popular"
+# Held by the one worker whose scheduler enqueues warm builds and trims.
+SCHEDULER_LOCK = "pgsift:{{{0}}}:workers:scheduler"
+
+
+def dump_index(database: str, shape_key: str) -> str:
+    return DUMP_INDEX.format(database, shape_key)
+
+
+def dump_shapes(database: str) -> str:
+    return DUMP_SHAPES.format(database)
+
+
+def dump_meta(database: str, dump_id: str) -> str:
+    return DUMP_META.format(database, dump_id)
+
+
+def dump_body(database: str, dump_id: str) -> str:
+    return DUMP_BODY.format(database, dump_id)
+
+
+def build_lock(database: str, shape_key: str) -> str:
+    return BUILD_LOCK.format(database, shape_key)
+
+
+def build_pending(database: str, shape_key: str) -> str:
+    return BUILD_PENDING.format(database, shape_key)
+
+
+def dump_leases(database: str) -> str:
+    return DUMP_LEASES.format(database)
+
+
+def popular_shapes(database: str) -> str:
+    return POPULAR_SHAPES.format(database)
+
+
+def scheduler_lock(database: str) -> str:
+    return SCHEDULER_LOCK.format(database)

@@ -1,0 +1,1 @@
+"""The gateway: GraphQL (strawberry, graphene) sync subscriptions over the change feed."""

@@ -1,0 +1,180 @@
+"""The gateway's ASGI app: GraphQL at /graphql (graphql-transport-ws), /healthz, /metrics.
+
+    app = create_app(load_settings())       # then: uvicorn, or `pgsift serve`
+
+`app.state.service` is the `SyncService`, `app.state.authenticator` the
+`Authenticator` (HTTP endpoints of other streams verify callers with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from pgsift.middleware.errors import AuthError
+from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.gateway.fanout import FeedObserver
+from pgsift.middleware.gateway.health import healthz
+from pgsift.middleware.gateway.metrics import GatewayMetrics
+from pgsift.middleware.gateway.schema import schema
+from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.settings import Settings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UnsetType
+
+
+class GraphQLView(GraphQL[dict[str, Any], None]):
+    """strawberry's ASGI view with pgsift's context: service, claims, send budget."""
+
+    def __init__(
+        self, service: SyncService, authenticator: Authenticator, settings: Settings
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            # The legacy `graphql-ws` subprotocol is left out: only this one makes
+            # `connection_init` (and so authentication) mandatory before `subscribe`.
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(
+                seconds=settings.gateway_connection_init_timeout_s
+            ),
+            max_subscriptions_per_connection=settings.gateway_max_subscriptions_per_connection,
+        )
+        self.service = service
+        self.authenticator = authenticator
+
+    async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
+        claims: dict[str, Any] | None = None
+        if not isinstance(request, WebSocket):
+            try:
+                claims = self.authenticator.claims_from_authorization(
+                    request.headers.get("authorization")
+                )
+            except AuthError:
+                claims = None
+        return {
+            "request": request,
+            "service": self.service,
+            "claims": claims,
+            "budget": self.service.budget(),
+        }
+
+    async def on_ws_connect(self, context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
+        params = context.get("connection_params") or {}
+        header = params.get("authorization") or params.get("Authorization")
+        if header is None:
+            header = context["request"].headers.get("authorization")
+        try:
+            context["claims"] = self.authenticator.claims_from_authorization(
+                header if isinstance(header, str) else None
+            )
+        except AuthError as exc:
+            raise ConnectionRejectionError({"message": str(exc)}) from exc
+        return await super().on_ws_connect(context)
+
+
+class CountConnections:
+    """ASGI wrapper keeping the open-websocket gauge."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        self.metrics.connections.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.metrics.connections.dec()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    loader: FeedObserver | None = None,
+    routes: Sequence[BaseRoute] = (),
+    graphene_schema: Any = None,
+    batch_loader: bool = True,
+    bootstrap: bool = True,
+) -> Starlette:
+    """The gateway app; `loader` is told about every feed entry, `routes` are mounted too.
+
+    With `graphene_schema` (a graphene 3 schema with a `sync_field()`), /graphql
+    serves that schema over graphql-transport-ws instead of pgsift's own.
+    `batch_loader` adds `POST /v1/rows` (a `BatchLoader` kept fresh by the
+    tailer), `bootstrap` adds `GET /v1/bootstrap` (dumps, or live snapshots).
+    """
+    authenticator = Authenticator.from_settings(settings)
+    metrics = GatewayMetrics()
+    service = SyncService(settings, loader=loader, metrics=metrics)
+    view: ASGIApp
+    if graphene_schema is not None:
+        from pgsift.middleware.gateway.graphene_adapter import graphene_websocket_app
+
+        view = graphene_websocket_app(graphene_schema, service, authenticator, settings)
+    else:
+        view = GraphQLView(service, authenticator, settings)
+    graphql = CountConnections(view, metrics)
+
+    extra: list[BaseRoute] = list(routes)
+    if batch_loader:
+        from pgsift.middleware.loader import rows_route
+
+        extra.append(rows_route())
+    if bootstrap:
+        from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+
+        extra.append(bootstrap_route(BootstrapService.from_settings(settings)))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        rows_loader = None
+        try:
+            if batch_loader:
+                from pgsift.middleware.loader import BatchLoader
+
+                rows_loader = await BatchLoader.from_settings(
+                    settings, catalog=service.catalog, policies=service.policies
+                )
+                app.state.loader = rows_loader
+                service.catalog_listeners.append(rows_loader.use_catalog)
+                service.tailer.loader = rows_loader
+            yield
+        finally:
+            if rows_loader is not None:
+                service.tailer.loader = loader
+                await rows_loader.close()
+            await service.stop()
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return await metrics.endpoint(request)
+
+    app = Starlette(
+        routes=[
+            *([] if graphene_schema is not None else [Route("/graphql", graphql)]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/metrics", metrics_endpoint),
+            *extra,
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.authenticator = authenticator
+    app.state.metrics = metrics
+    app.state.settings = settings
+    return app

@@ -1,0 +1,79 @@
+"""What a sync subscription sends, independent of the GraphQL library serving it.
+
+`SyncMessage` mirrors the GraphQL contract (`changes`, `cursor`, `upToDate`,
+`mustRefetch`); keys and rows are already JSON-able (`values.to_json`), as in the
+feed tail. `MessageBuilder` cuts a stream of changes into messages of bounded
+approximate size, so a big snapshot or transaction never becomes one huge frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pgsift.subscriptions.values import to_json
+
+WireOp = Literal["INSERT", "UPDATE", "DELETE"]
+# Per-change framing that json.dumps of key and row does not count ({"op":..} etc.).
+CHANGE_OVERHEAD_BYTES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class WireChange:
+    """One row change as the client sees it; `row` is None for DELETE."""
+
+    op: WireOp
+    key: dict[str, Any]
+    row: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMessage:
+    changes: tuple[WireChange, ...]
+    cursor: str | None
+    up_to_date: bool
+    must_refetch: bool = False
+
+
+REFETCH = SyncMessage(changes=(), cursor=None, up_to_date=False, must_refetch=True)
+
+
+def wire_change(op: WireOp, key: Mapping[str, Any], row: Mapping[str, Any] | None) -> WireChange:
+    """A WireChange with Python values (as psycopg returns them) turned into JSON values."""
+    return WireChange(
+        op=op,
+        key={name: to_json(value) for name, value in key.items()},
+        row=None if row is None else {name: to_json(value) for name, value in row.items()},
+    )
+
+
+def change_size(change: WireChange) -> int:
+    """Approximate bytes of `change` in a JSON frame."""
+    size = CHANGE_OVERHEAD_BYTES + len(json.dumps(change.key, default=str))
+    if change.row is not None:
+        size += len(json.dumps(change.row, default=str))
+    return size
+
+
+def batched(
+    changes: list[WireChange] | tuple[WireChange, ...],
+    *,
+    max_bytes: int,
+    cursor: str | None,
+    up_to_date: bool,
+) -> Iterator[SyncMessage]:
+    """Messages of at most ~max_bytes each (at least one change each); only the last
+    one carries `cursor`, because only it ends at the transaction boundary."""
+    if len(changes) <= 1:  # the common live case: nothing to cut, nothing to measure
+        yield SyncMessage(tuple(changes), cursor, up_to_date)
+        return
+    start, size = 0, 0
+    for index, change in enumerate(changes):
+        grown = size + change_size(change)
+        if grown > max_bytes and index > start:
+            yield SyncMessage(tuple(changes[start:index]), None, up_to_date)
+            start, grown = index, change_size(change)
+        size = grown
+    yield SyncMessage(tuple(changes[start:]), cursor, up_to_date)

@@ -1,0 +1,234 @@
+"""graphql-transport-ws for a plain graphql-core schema (graphene has no websocket server).
+
+The same protocol rules as strawberry's handler, checked by the same tests:
+4408 without `connection_init` in time, 4429 on a second init, 4401 on
+`subscribe` before the ack, 4409 on a duplicate id, 4400 on an invalid message
+or unparsable document, 4403 when the token is rejected; ping/pong; a cap on
+operations per connection answered with an `error` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    subscribe,
+    validate,
+)
+from pgsift.middleware.errors import AuthError
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+PROTOCOL = "graphql-transport-ws"
+
+# connection_init payload and the websocket -> the operation context; AuthError rejects.
+ContextFactory = Callable[[dict[str, Any], WebSocket], dict[str, Any]]
+
+
+class Closed(Exception):
+    """The connection was closed with a protocol error code."""
+
+
+class GraphQLTransportWS:
+    """An ASGI websocket app serving `schema` over graphql-transport-ws."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        context: ContextFactory,
+        init_timeout_s: float,
+        max_operations: int | None,
+    ) -> None:
+        self.schema = schema
+        self.context = context
+        self.init_timeout_s = init_timeout_s
+        self.max_operations = max_operations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        if PROTOCOL not in scope.get("subprotocols", []):
+            await websocket.accept()
+            await websocket.close(4406, "Subprotocol not acceptable")
+            return
+        await websocket.accept(subprotocol=PROTOCOL)
+        await _Connection(self, websocket).run()
+
+
+class _Connection:
+    def __init__(self, app: GraphQLTransportWS, websocket: WebSocket) -> None:
+        self.app = app
+        self.ws = websocket
+        self.context: dict[str, Any] | None = None
+        self.init_received = False
+        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.closed = False
+
+    async def run(self) -> None:
+        timer = asyncio.create_task(self._init_timeout())
+        try:
+            while not self.closed:
+                try:
+                    text = await self.ws.receive_text()
+                except WebSocketDisconnect:
+                    return
+                except KeyError:
+                    await self.close(4400, "WebSocket message type must be text")
+                    return
+                await self._handle(text)
+        finally:
+            timer.cancel()
+            for task in self.operations.values():
+                task.cancel()
+            for task in list(self.operations.values()):
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.ws.close(code, reason)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.ws.send_text(json.dumps(message))
+
+    async def _init_timeout(self) -> None:
+        await asyncio.sleep(self.app.init_timeout_s)
+        if not self.init_received:
+            await self.close(4408, "Connection initialisation timeout")
+
+    async def _handle(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            await self.close(4400, "WebSocket message must be valid JSON")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "connection_init":
+            await self._connection_init(message)
+        elif kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind == "pong":
+            pass
+        elif kind == "subscribe":
+            await self._subscribe(message)
+        elif kind == "complete":
+            task = self.operations.pop(str(message.get("id")), None)
+            if task is not None:
+                task.cancel()
+        else:
+            await self.close(4400, f"Unknown message type: {kind}")
+
+    async def _connection_init(self, message: dict[str, Any]) -> None:
+        payload = message.get("payload") or {}
+        if not isinstance(payload, dict):
+            await self.close(4400, "Invalid connection init payload")
+            return
+        if self.init_received:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        self.init_received = True
+        try:
+            self.context = self.app.context(payload, self.ws)
+        except AuthError:
+            await self.close(4403, "Forbidden")
+            return
+        await self.send({"type": "connection_ack"})
+
+    async def _subscribe(self, message: dict[str, Any]) -> None:
+        if self.context is None:
+            await self.close(4401, "Unauthorized")
+            return
+        op_id, payload = message.get("id"), message.get("payload")
+        if not isinstance(op_id, str) or not isinstance(payload, dict):
+            await self.close(4400, "Invalid subscribe message")
+            return
+        query, variables = payload.get("query"), payload.get("variables") or {}
+        if not isinstance(query, str) or not isinstance(variables, dict):
+            await self.close(4400, "Invalid subscribe payload")
+            return
+        if op_id in self.operations:
+            await self.close(4409, f"Subscriber for {op_id} already exists")
+            return
+        try:
+            document = parse(query)
+        except GraphQLSyntaxError as exc:
+            await self.close(4400, exc.message)
+            return
+        limit = self.app.max_operations
+        if limit is not None and len(self.operations) >= limit:
+            await self._error(op_id, [GraphQLError("Subscription limit reached")])
+            return
+        task = asyncio.create_task(self._operation(op_id, document, variables, payload))
+        self.operations[op_id] = task
+
+    async def _operation(
+        self, op_id: str, document: DocumentNode, variables: dict[str, Any], payload: dict[str, Any]
+    ) -> None:
+        try:
+            errors = validate(self.app.schema, document)
+            if errors:
+                await self._error(op_id, errors)
+                return
+            name = payload.get("operationName")
+            operation = get_operation_ast(document, name)
+            if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+                stream = await subscribe(
+                    self.app.schema, document, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if isinstance(stream, ExecutionResult):
+                    # The source stream failed (e.g. a bad query): like the reference
+                    # server, one `next` with the errors, then `complete`.
+                    await self._next(op_id, stream)
+                else:
+                    await self._stream(op_id, stream)
+            else:
+                result = execute(
+                    self.app.schema, document, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if not isinstance(result, ExecutionResult):
+                    result = await result
+                await self._next(op_id, result)
+            if self.operations.pop(op_id, None) is not None:
+                await self.send({"id": op_id, "type": "complete"})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.operations.pop(op_id, None)
+            await self._error(op_id, [GraphQLError(str(exc), original_error=exc)])
+
+    async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
+        try:
+            async for result in stream:
+                await self._next(op_id, result)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _next(self, op_id: str, result: ExecutionResult) -> None:
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [e.formatted for e in result.errors]
+        await self.send({"id": op_id, "type": "next", "payload": payload})
+
+    async def _error(self, op_id: str, errors: list[GraphQLError]) -> None:
+        self.operations.pop(op_id, None)
+        await self.send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})

@@ -1,0 +1,90 @@
+"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pgsift.middleware.errors import (
+    AuthError,
+    LoaderError,
+    LoaderForbiddenError,
+    LoaderUnavailableError,
+)
+from pgsift.subscriptions import values
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+MAX_KEYS = 10_000
+PATH = "/v1/rows"
+
+
+async def rows_endpoint(request: Request) -> JSONResponse:
+    """`{"table", "keys", "columns"?}` -> `{"rows": [...]}`, one entry per key, in order.
+
+    Uses `request.app.state.authenticator` (claims from the Authorization
+    header) and `request.app.state.loader` (a `BatchLoader`). Rows are in their
+    JSON form; a missing row and a forbidden one are both null.
+    """
+    try:
+        claims = request.app.state.authenticator.claims_from_authorization(
+            request.headers.get("authorization")
+        )
+    except AuthError as exc:
+        return _error(401, str(exc))
+    try:
+        body: Any = json.loads(await request.body())
+    except ValueError:
+        return _error(400, "the body must be a JSON object")
+    problem = _check_body(body)
+    if problem:
+        return _error(400, problem)
+    try:
+        rows = await request.app.state.loader.load_many(
+            body["table"], body["keys"], claims, body.get("columns")
+        )
+    except LoaderUnavailableError as exc:
+        return _error(503, str(exc))
+    except LoaderForbiddenError as exc:
+        return _error(403, str(exc))
+    except LoaderError as exc:
+        return _error(400, str(exc))
+    return JSONResponse({"rows": [row_json(row) for row in rows]})
+
+
+def rows_route() -> Route:
+    """The route to mount in the gateway app."""
+    return Route(PATH, rows_endpoint, methods=["POST"])
+
+
+def _check_body(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    unknown = sorted(set(body) - {"table", "keys", "columns"})
+    if unknown:
+        return f"unknown field(s): {', '.join(unknown)}"
+    if not isinstance(body.get("table"), str):
+        return '"table" must be a string'
+    keys = body.get("keys")
+    if not isinstance(keys, list):
+        return '"keys" must be a list'
+    if len(keys) > MAX_KEYS:
+        return f'"keys" may hold at most {MAX_KEYS} keys'
+    columns = body.get("columns")
+    if columns is not None and not (
+        isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    ):
+        return '"columns" must be a list of strings'
+    return None
+
+
+def row_json(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A loaded row in its JSON (wire) form, as `values.to_json` gives each value."""
+    if row is None:
+        return None
+    return {column: values.to_json(value) for column, value in row.items()}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

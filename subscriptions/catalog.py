@@ -1,0 +1,87 @@
+"""The tables a subscription may name: columns with their Postgres type names, keys, enums."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgsift.subscriptions.errors import PgsiftError
+
+
+class CatalogError(PgsiftError):
+    """A catalog description that cannot be used (no primary key, unknown key column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table: `name` is schema-qualified, `columns` maps name -> type name, in table order."""
+
+    name: str
+    columns: Mapping[str, str]
+    primary_key: tuple[str, ...]
+
+    @property
+    def schema(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def relname(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Tables by qualified name, and enum types by name with their labels in sort order."""
+
+    tables: Mapping[str, Table]
+    enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(
+        cls,
+        tables: Mapping[str, Mapping[str, Any]],
+        *,
+        enums: Mapping[str, Sequence[str]] | None = None,
+    ) -> Catalog:
+        """`{"public.issues": {"columns": {"id": "int8"}, "primary_key": ["id"]}}`.
+
+        An unqualified table name means `public`. `enums` maps an enum type name
+        (as used in `columns`) to its labels in their declared order.
+        """
+        built: dict[str, Table] = {}
+        for raw_name, spec in tables.items():
+            name = raw_name if "." in raw_name else f"public.{raw_name}"
+            columns = {str(col): str(type_name) for col, type_name in spec["columns"].items()}
+            key = tuple(str(col) for col in spec.get("primary_key", ()))
+            if not key:
+                raise CatalogError(f"table {name} has no primary key")
+            missing = [col for col in key if col not in columns]
+            if missing:
+                raise CatalogError(f"table {name}: primary key column(s) {missing} not in columns")
+            built[name] = Table(name, columns, key)
+        labels = {str(k): tuple(str(v) for v in vs) for k, vs in (enums or {}).items()}
+        return cls(built, labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The inverse of `from_dict` (tables only; enums are `self.enums`)."""
+        return {
+            name: {"columns": dict(t.columns), "primary_key": list(t.primary_key)}
+            for name, t in self.tables.items()
+        }
+
+    def table(self, name: str) -> Table:
+        """Resolve `issues` or `public.issues`; raises KeyError if unknown."""
+        qualified = name if "." in name else f"public.{name}"
+        return self.tables[qualified]
+
+    def find(self, name: str) -> Table | None:
+        """Like `table`, None if unknown."""
+        try:
+            return self.table(name)
+        except KeyError:
+            return None
+
+    def enum_labels(self, type_name: str) -> tuple[str, ...] | None:
+        """The labels of an enum type, None if `type_name` is not an enum."""
+        return self.enums.get(type_name)

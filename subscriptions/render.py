@@ -1,0 +1,110 @@
+"""An `ir` tree -> SQL text: for psycopg 3 (`%s` placeholders) or for display (`$n`).
+
+Every constant is a bound parameter with an explicit cast to the type the
+analysis gave it, so Postgres resolves operators exactly as the predicate does;
+no client text is ever spliced into the SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pgsift.subscriptions.coerce import SCALAR_TYPES
+from pgsift.subscriptions.ir import (
+    Call,
+    Col,
+    Compare,
+    Distinct,
+    Expr,
+    InList,
+    IsBool,
+    IsNull,
+    Like,
+    Logic,
+    Not,
+    Quantified,
+    Slot,
+)
+
+Placeholder = Callable[[Slot], str]
+
+
+def quote_identifier(name: str, *, psycopg: bool = False) -> str:
+    quoted = '"' + name.replace('"', '""') + '"'
+    return quoted.replace("%", "%%") if psycopg else quoted
+
+
+def quote_table(qualified: str, *, psycopg: bool = False) -> str:
+    schema, name = qualified.split(".", 1)
+    return f"{quote_identifier(schema, psycopg=psycopg)}.{quote_identifier(name, psycopg=psycopg)}"
+
+
+def quote_type(type_name: str, *, psycopg: bool = False) -> str:
+    """Builtin type names as they are; enum names quoted (`schema.type` split)."""
+    if type_name.endswith("[]"):
+        return quote_type(type_name[:-2], psycopg=psycopg) + "[]"
+    if type_name in SCALAR_TYPES:
+        return type_name
+    return ".".join(quote_identifier(part, psycopg=psycopg) for part in type_name.split(".", 1))
+
+
+def psycopg_placeholder(slot: Slot) -> str:
+    return f"%s::{quote_type(slot.type, psycopg=True)}"
+
+
+def display_placeholder(slot: Slot) -> str:
+    return f"${slot.index + 1}::{quote_type(slot.type)}"
+
+
+def render_select(
+    table: str,
+    columns: tuple[str, ...],
+    where: Expr | None,
+    *,
+    psycopg: bool,
+) -> str:
+    """`SELECT "a", "b" FROM "s"."t" [WHERE ...]`."""
+    placeholder = psycopg_placeholder if psycopg else display_placeholder
+    select = ", ".join(quote_identifier(c, psycopg=psycopg) for c in columns)
+    sql = f"SELECT {select} FROM {quote_table(table, psycopg=psycopg)}"
+    if where is not None:
+        sql += " WHERE " + render(where, placeholder, psycopg=psycopg)
+    return sql
+
+
+def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
+    """The SQL text of `expr` (top level, without outer parentheses)."""
+
+    def sub(child: Expr) -> str:
+        text = render(child, placeholder, psycopg=psycopg)
+        return text if isinstance(child, Col | Slot | Call) else f"({text})"
+
+    match expr:
+        case Col(name=name):
+            return quote_identifier(name, psycopg=psycopg)
+        case Slot():
+            return placeholder(expr)
+        case Call(func=func, arg=arg):
+            return f"{func}({sub(arg)})"
+        case Compare(op=op, left=left, right=right):
+            return f"{sub(left)} {op} {sub(right)}"
+        case Distinct(left=left, right=right, negated=negated):
+            word = "IS NOT DISTINCT FROM" if negated else "IS DISTINCT FROM"
+            return f"{sub(left)} {word} {sub(right)}"
+        case InList(arg=arg, values=values, negated=negated):
+            text = f"{sub(arg)} = ANY({placeholder(values)})"
+            return f"NOT ({text})" if negated else text
+        case Quantified(op=op, left=left, array=array, all=all_):
+            return f"{sub(left)} {op} {'ALL' if all_ else 'ANY'}({sub(array)})"
+        case Like(arg=arg, pattern=pattern, insensitive=insensitive, negated=negated):
+            word = ("NOT " if negated else "") + ("ILIKE" if insensitive else "LIKE")
+            return f"{sub(arg)} {word} {placeholder(pattern)}"
+        case IsNull(arg=arg, negated=negated):
+            return f"{sub(arg)} IS {'NOT ' if negated else ''}NULL"
+        case IsBool(arg=arg, value=value, negated=negated):
+            return f"{sub(arg)} IS {'NOT ' if negated else ''}{'TRUE' if value else 'FALSE'}"
+        case Not(arg=arg):
+            return f"NOT {sub(arg)}"
+        case Logic(op=op, items=items):
+            return f" {op.upper()} ".join(sub(item) for item in items)
+    raise TypeError(f"cannot render {expr!r}")

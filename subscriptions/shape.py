@@ -1,0 +1,219 @@
+"""A validated subscription: which table, which columns, which rows (`Shape`).
+
+A shape is a compiled `Template` (the statement with its constants taken out:
+shared by every shape that differs only in constants) plus its own constants.
+No sqlglot tree is kept, so a registered shape costs well under a kilobyte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pgsift.subscriptions import values
+from pgsift.subscriptions.analyze import Analyzer, Slots
+from pgsift.subscriptions.catalog import Catalog, Table
+from pgsift.subscriptions.compile import Fn, compile_expr
+from pgsift.subscriptions.errors import PolicyError, QueryError
+from pgsift.subscriptions.ir import Expr, Logic
+from pgsift.subscriptions.parse import ParsedSelect, parse_select
+from pgsift.subscriptions.policy import Policy, policy_for
+from pgsift.subscriptions.render import render_select
+from pgsift.subscriptions.terms import IndexTerms, Recipe, index_terms, like_terms, term_recipe
+
+_MAX_TEMPLATES = 10_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Template:
+    """Everything shapes with equal structure share: SQL, compiled predicate, term recipe."""
+
+    table: str
+    columns: tuple[str, ...]
+    primary_key: tuple[str, ...]
+    predicate: Fn | None
+    sql: str  # psycopg 3, `%s` placeholders
+    normalized: str  # for people and for the key, `$n::type` placeholders
+    recipe: Recipe
+
+
+_templates: dict[tuple[str, tuple[str, ...], tuple[str, ...], Expr | None], Template] = {}
+
+
+def template_for(
+    table: str, columns: tuple[str, ...], primary_key: tuple[str, ...], where: Expr | None
+) -> Template:
+    """The shared template for this structure, compiled on first use."""
+    cache_key = (table, columns, primary_key, where)
+    template = _templates.get(cache_key)
+    if template is None:
+        template = Template(
+            table=table,
+            columns=columns,
+            primary_key=primary_key,
+            predicate=compile_expr(where) if where is not None else None,
+            sql=render_select(table, columns, where, psycopg=True),
+            normalized=render_select(table, columns, where, psycopg=False),
+            recipe=term_recipe(where),
+        )
+        if len(_templates) >= _MAX_TEMPLATES:
+            _templates.pop(next(iter(_templates)))
+        _templates[cache_key] = template
+    return template
+
+
+class Shape:
+    """The rows of one table a subscriber may see and asked for, and the columns."""
+
+    __slots__ = ("_consts", "_params", "_template", "index_terms", "key")
+
+    def __init__(self, template: Template, params: tuple[Any, ...], consts: tuple[Any, ...]):
+        self._template = template
+        self._params = params
+        self._consts = consts
+        document = json.dumps([values.to_json(p) for p in params], sort_keys=True)
+        digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
+        self.key: str = digest.hexdigest()
+        self.index_terms: IndexTerms = index_terms(template.recipe, params, consts)
+
+    @classmethod
+    def parse(
+        cls,
+        sql: str,
+        params: Sequence[Any] | None = (),
+        *,
+        catalog: Catalog,
+        claims: Mapping[str, Any] | None = None,
+        policies: Mapping[str, Policy] | None = None,
+    ) -> Shape:
+        """Validate `sql` against `catalog` (and the table's policy); QueryError / PolicyError."""
+        params = params or ()
+        parsed = parse_select(sql)
+        table = _resolve_table(parsed, catalog)
+        policy = policy_for(policies, table.name, sql=sql, position=parsed.table_position)
+        if policy is not None:
+            policy.check(catalog)
+        allowed = policy.allowed_columns(table) if policy is not None else None
+        columns = _columns(parsed, table, allowed)
+        slots = Slots()
+        where: Expr | None = None
+        if parsed.where is not None:
+            where = Analyzer(
+                sql,
+                table,
+                enums=catalog.enums,
+                slots=slots,
+                params=params,
+                qualifiers=parsed.qualifiers,
+                allowed_columns=frozenset(allowed) if allowed is not None else None,
+            ).where(parsed.where)
+        elif params:
+            raise QueryError(f"the query uses no parameters but {len(params)} were given", sql=sql)
+        if policy is not None:
+            rule = policy.analyze(table, catalog, claims or {}, slots)
+            if rule is not None:
+                where = rule if where is None else _and(where, rule)
+        template = template_for(table.name, columns, table.primary_key, where)
+        return cls(template, tuple(slots.params), tuple(slots.runtime))
+
+    @property
+    def table(self) -> str:
+        return self._template.table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self._template.columns
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self._template.primary_key
+
+    @property
+    def normalized(self) -> str:
+        """The statement as pgsift understood it, constants as typed `$n` placeholders."""
+        return self._template.normalized
+
+    @property
+    def params(self) -> tuple[Any, ...]:
+        """The typed constants, in the order of the placeholders."""
+        return self._params
+
+    @property
+    def like_terms(self) -> tuple[tuple[str, str, bool], ...]:
+        """(column, pattern, insensitive) of top-level `col [I]LIKE constant` conjuncts."""
+        return like_terms(self._template.recipe, self._params)
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """True exactly when Postgres's `SELECT ... WHERE` would return `row`."""
+        predicate = self._template.predicate
+        return predicate is None or predicate(row, self._consts) is True  # type: ignore[arg-type]
+
+    def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """`row` cut down to the selected columns."""
+        return {column: row.get(column) for column in self._template.columns}
+
+    def to_sql(self) -> tuple[str, list[Any]]:
+        """The snapshot query for psycopg 3: every constant a parameter, the policy ANDed in."""
+        return self._template.sql, list(self._params)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Shape) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"Shape({self._template.normalized!r}, params={self._params!r})"
+
+
+def _and(left: Expr, right: Expr) -> Expr:
+    items = [
+        *(left.items if isinstance(left, Logic) and left.op == "and" else (left,)),
+        *(right.items if isinstance(right, Logic) and right.op == "and" else (right,)),
+    ]
+    return Logic("and", tuple(items))
+
+
+def _resolve_table(parsed: ParsedSelect, catalog: Catalog) -> Table:
+    name = f"{parsed.schema}.{parsed.table}" if parsed.schema else parsed.table
+    table = catalog.find(name)
+    if table is None:
+        raise QueryError(
+            f"table {name!r} does not exist", sql=parsed.sql, position=parsed.table_position
+        )
+    return table
+
+
+def _columns(
+    parsed: ParsedSelect, table: Table, allowed: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    selected: list[str] = []
+    for item in parsed.items:
+        if item.name is None:
+            names = list(allowed if allowed is not None else table.columns)
+        else:
+            if item.name not in table.columns:
+                raise QueryError(
+                    f"column {item.name!r} does not exist in {table.name}",
+                    sql=parsed.sql,
+                    position=item.position,
+                )
+            if allowed is not None and item.name not in allowed:
+                raise PolicyError(
+                    f"column {item.name!r} of {table.name} is not allowed by its policy",
+                    sql=parsed.sql,
+                    position=item.position,
+                )
+            names = [item.name]
+        selected.extend(n for n in names if n not in selected)
+    missing = [column for column in table.primary_key if column not in selected]
+    if missing:
+        raise QueryError(
+            f"the primary key column(s) {', '.join(missing)} must be selected",
+            sql=parsed.sql,
+            position=parsed.items[0].position if parsed.items else None,
+        )
+    return tuple(selected)

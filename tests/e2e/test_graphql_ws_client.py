@@ -1,0 +1,192 @@
+"""The official `graphql-ws` npm client (node) against `pgsift serve` and the graphene adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pgsift.middleware.gateway.client import LocalCopy
+
+from tests.middleware.gateway.harness import (
+    GRAPHENE_SCHEMA,
+    ISSUES_SCHEMA,
+    POLICIES,
+    SECRET,
+    WAIT_S,
+    capture,
+    eventually,
+    gateway_settings,
+    serve,
+    token,
+)
+from tests.middleware.gateway.pgrows import execute, expected
+
+JS = Path(__file__).parent / "js"
+NODE = shutil.which("node")
+QUERY = "SELECT id, title, status FROM issues WHERE team_id = $1"
+ORACLE = "SELECT id, title, status FROM issues WHERE team_id = %s"
+GOOD = token({"sub": "node", "team_ids": [1]})
+
+
+class NodeClient:
+    """`node sync_client.mjs`: its events, and the copy its `next` payloads add up to."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.events: list[dict[str, Any]] = []
+        self.copy = LocalCopy()
+        self.ended = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(
+        cls, url: str, authorization: str | None, query: str, **more: Any
+    ) -> NodeClient:
+        if NODE is None or not (JS / "node_modules" / "graphql-ws").exists():
+            pytest.fail("node and tests/e2e/js/node_modules are needed (.ci/setup runs npm ci)")
+        options = {"url": url, "authorization": authorization, "query": query, **more}
+        process = await asyncio.create_subprocess_exec(
+            NODE, str(JS / "sync_client.mjs"), json.dumps(options), stdout=subprocess.PIPE
+        )
+        return cls(process)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            event = json.loads(line)
+            self.events.append(event)
+            if event["type"] == "next" and event["payload"].get("data"):
+                self.copy.apply(event["payload"]["data"]["sync"])
+        self.ended.set()
+
+    async def finished(self) -> list[dict[str, Any]]:
+        await asyncio.wait_for(self.ended.wait(), WAIT_S)
+        await self.process.wait()
+        return self.events
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        await self.process.wait()
+        self._task.cancel()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def toml_table(name: str, table: dict[str, Any]) -> str:
+    lines = [f"[{name}]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def pgsift_serve(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """`pgsift serve` as a subprocess; its ws:// URL once /healthz says ready."""
+    config = tmp_path / "pgsift.toml"
+    config.write_text(
+        toml_table("auth", {"jwt_secret": SECRET})
+        + "".join(toml_table(f'policies."{t}"', p) for t, p in POLICIES.items()),
+        encoding="utf-8",
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pgsift")), "serve", "--database-url", database_url,
+         "--redis-url", redis_url, "--port", str(port), "--config", str(config)]
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        with httpx.Client() as http:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"pgsift serve exited with {process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pgsift serve never became ready")
+                time.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(params=["strawberry", "graphene"])
+async def gateway(
+    request: pytest.FixtureRequest, database_url: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[str]:
+    await execute(
+        database_url,
+        ISSUES_SCHEMA,
+        "INSERT INTO issues (id, team_id, title) VALUES (1, 1, 'one'), (2, 2, 'two')",
+    )
+    with capture(database_url, redis_url):
+        if request.param == "strawberry":
+            with pgsift_serve(database_url, redis_url, tmp_path) as url:
+                yield url
+        else:
+            settings = gateway_settings(database_url, redis_url)
+            async with serve(settings, graphene_schema=GRAPHENE_SCHEMA) as url:
+                yield url
+
+
+async def test_snapshot_then_live_changes(gateway: str, database_url: str) -> None:
+    client = await NodeClient.start(gateway, GOOD, QUERY, params=[1])
+    try:
+        await eventually(lambda: client.copy.up_to_date, "upToDate")
+        await execute(database_url, "INSERT INTO issues (id, team_id, title) VALUES (3, 1, 'x')")
+        await execute(database_url, "UPDATE issues SET team_id = 1 WHERE id = 2")
+        await execute(database_url, "DELETE FROM issues WHERE id = 1")
+
+        async def converged() -> bool:
+            return client.copy.rows == await expected(database_url, ORACLE, [1])
+
+        await eventually(converged, "node client converged")
+        cursor = client.copy.cursor
+    finally:
+        await client.stop()
+    await execute(database_url, "UPDATE issues SET title = 'later' WHERE id = 3")
+    resumed = await NodeClient.start(gateway, GOOD, QUERY, params=[1], cursor=cursor)
+    try:
+        # The update reaches the feed before or after the resumed catch-up ends.
+        await eventually(
+            lambda: resumed.copy.up_to_date
+            and [r["title"] for r in resumed.copy.rows.values()] == ["later"],
+            "resumed and updated",
+        )
+        ops = [c["op"] for e in resumed.events for c in e["payload"]["data"]["sync"]["changes"]]
+        assert ops == ["UPDATE"]
+    finally:
+        await resumed.stop()
+
+
+async def test_rejected_token_closes_4403(gateway: str) -> None:
+    client = await NodeClient.start(gateway, token({"team_ids": [1]}, expires_in=-10), QUERY)
+    events = await client.finished()
+    assert events[-1]["type"] == "closed" and events[-1]["code"] == 4403
+
+
+async def test_query_error_is_a_graphql_error(gateway: str) -> None:
+    client = await NodeClient.start(gateway, GOOD, "SELECT id, secret FROM issues")
+    events = await client.finished()
+    # As the reference server does for a failing subscription: `next` with errors, `complete`.
+    assert [e["type"] for e in events] == ["next", "complete"]
+    error = events[0]["payload"]["errors"][0]
+    assert "secret" in error["message"]
+    assert error["extensions"]["position"] == len("SELECT id, ")

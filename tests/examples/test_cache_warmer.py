@@ -1,0 +1,37 @@
+"""The cache warmer example: `pgsift warm` builds a dump of each declared shape."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+
+import psycopg
+
+from examples.issue_tracker import apply_schema, seed
+from tests.examples.stack import PGSIFT, ROOT
+
+CONFIG = ROOT / "examples" / "cache_warmer" / "pgsift.toml"
+
+
+def test_warm_builds_every_declared_shape(database_url: str, redis_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_schema(conn)
+        seed(conn, issues=1_000, seed=4)
+        expected = []
+        for shape in tomllib.loads(CONFIG.read_text())["warm"]:
+            sql = shape["query"].replace("$1", "%s")
+            # The claims' policy (team_id = ANY(auth.team_ids)) is ANDed in.
+            count = conn.execute(
+                f"SELECT count(*) FROM ({sql}) q WHERE team_id = ANY(%s)".encode(),
+                [*shape["params"], shape["claims"]["team_ids"]],
+            ).fetchone()
+            assert count is not None
+            expected.append(count[0])
+    done = subprocess.run(
+        [str(PGSIFT), "--log-level", "WARNING", "warm", "--config", str(CONFIG),
+         "--database-url", database_url, "--redis-url", redis_url, "--now", "--burst"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    built = [int(n.replace(",", "")) for n in re.findall(r"built: ([\d,]+) rows", done.stdout)]
+    assert sorted(built) == sorted(expected), done.stdout

@@ -1,0 +1,148 @@
+"""The demo page in a real headless chromium, against capture + the whole gateway.
+
+The page lists the signed-in user's team's open issues (first load through the
+streaming bootstrap, then live), shows a new issue written to Postgres, drops
+an issue that moves to another team, and shows an opened issue's comments,
+live too. After a write load it holds exactly what Postgres's SELECT returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+import redis
+from pgsift.middleware.feed import keys
+
+from examples.issue_tracker import Writer, apply_schema, demo_users, seed
+from tests.examples.browser import Chromium, find_chromium
+from tests.examples.stack import capture, eventually, gateway
+
+OPEN = "status NOT IN ('done', 'canceled')"
+ROW_IDS = "[...document.querySelectorAll('#issues tbody tr')].map(tr => Number(tr.dataset.issueId))"
+
+
+@dataclass
+class Demo:
+    url: str
+    database_url: str
+    team: int
+    other_team: int
+
+
+@pytest.fixture
+def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_schema(conn)
+        seed(conn, issues=800, seed=9)
+        user = demo_users(conn, limit=1)[0]
+        other = conn.execute(
+            "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
+        ).fetchone()
+    assert other is not None
+    with capture(database_url, redis_url), gateway(database_url, redis_url) as url:
+        # The app is in use: the feed holds transactions when the page first loads.
+        with Writer(database_url, 1) as writer:
+            writer.run(rate=None, steps=5)
+        feed = redis.Redis.from_url(redis_url)
+        eventually(lambda: feed.xlen(keys.feed_stream(keys.database_of(database_url))) > 0,
+                   "the writes reached the feed")
+        feed.close()
+        yield Demo(url, database_url, user.team_ids[0], other[0])
+
+
+@pytest.fixture
+def page() -> Iterator[Chromium]:
+    if find_chromium() is None:
+        pytest.fail("chromium is not installed; .ci/setup installs it (apt-get install chromium)")
+    with Chromium() as browser:
+        yield browser
+
+
+def open_issue_ids(database_url: str, team: int) -> set[int]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(f"SELECT id FROM issues WHERE team_id = %s AND {OPEN}", [team])
+        return {row[0] for row in rows}
+
+
+def test_the_page_follows_the_database(demo: Demo, page: Chromium) -> None:
+    page.navigate(demo.url + "/")
+    page.wait_for("document.querySelector('#status').dataset.state === 'live'", "live")
+    assert int(page.evaluate("document.querySelector('#team').value")) == demo.team
+    expected = open_issue_ids(demo.database_url, demo.team)
+    page.wait_for(f"{ROW_IDS}.length === {len(expected)}", "the team's open issues")
+    assert set(page.evaluate(ROW_IDS)) == expected
+    # The first load came through the streaming bootstrap.
+    assert page.evaluate("document.body.dataset.loadedBy") == "bootstrap"
+
+    with psycopg.connect(demo.database_url, autocommit=True) as conn:
+        # A new issue shows up.
+        started = time.monotonic()
+        row = conn.execute(
+            "WITH n AS (UPDATE teams SET issue_count = issue_count + 1 WHERE id = %s"
+            " RETURNING issue_count)"
+            " INSERT INTO issues (team_id, number, title, status, priority)"
+            " SELECT %s, issue_count, 'Written by the browser test', 'todo', 1 FROM n"
+            " RETURNING id",
+            [demo.team, demo.team],
+        ).fetchone()
+        assert row is not None
+        new_id = row[0]
+        page.wait_for(f"{ROW_IDS}.includes({new_id})", "the new issue")
+        print(f"write to page: {time.monotonic() - started:.3f} s")
+        title = page.evaluate(
+            f"document.querySelector('tr[data-issue-id=\"{new_id}\"] td.title').textContent"
+        )
+        assert title == "Written by the browser test"
+
+        # An issue moving to another team disappears.
+        moved = min(expected)
+        conn.execute(
+            "UPDATE issues SET team_id = %s, number = -id WHERE id = %s", [demo.other_team, moved]
+        )
+        page.wait_for(f"!{ROW_IDS}.includes({moved})", "the moved issue is gone")
+
+        # Opening an issue shows its comments, and a new comment arrives live.
+        found = conn.execute(
+            f"SELECT i.id, count(c.id) FROM issues i JOIN comments c ON c.issue_id = i.id"
+            f" WHERE i.team_id = %s AND i.{OPEN} GROUP BY i.id ORDER BY i.id LIMIT 1",
+            [demo.team],
+        ).fetchone()
+        assert found is not None
+        issue, comments = found
+        page.evaluate(f"document.querySelector('tr[data-issue-id=\"{issue}\"]').click()")
+        page.wait_for(f"document.querySelectorAll('#comments li').length === {comments}",
+                      "the issue's comments")
+        bodies = {body for (body,) in conn.execute(
+            "SELECT body FROM comments WHERE issue_id = %s", [issue])}
+        shown = page.evaluate(
+            "[...document.querySelectorAll('#comments li p')].map(p => p.textContent)"
+        )
+        assert set(shown) == bodies
+        conn.execute(
+            "INSERT INTO comments (issue_id, team_id, author_id, body)"
+            " VALUES (%s, %s, NULL, 'A comment from the browser test')",
+            [issue, demo.team],
+        )
+        page.wait_for(
+            "[...document.querySelectorAll('#comments li p')]"
+            ".some(p => p.textContent === 'A comment from the browser test')",
+            "the new comment",
+        )
+
+    # Under a write load, the page converges on Postgres's answer.
+    with Writer(demo.database_url, 21) as writer:
+        load = threading.Thread(target=writer.run, kwargs={"rate": 100.0, "steps": 300})
+        load.start()
+        load.join()
+    expected = open_issue_ids(demo.database_url, demo.team)
+    page.wait_for(
+        f"(ids => ids.length === {len(expected)} && "
+        f"ids.every(id => {sorted(expected)}.includes(id)))({ROW_IDS})",
+        "the page equals Postgres after the load",
+    )
+    assert page.console == []

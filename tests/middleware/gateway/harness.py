@@ -1,0 +1,152 @@
+"""Real servers for gateway tests: capture as a subprocess, the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import graphene  # type: ignore[import-untyped]
+import jwt
+import psycopg
+import uvicorn
+from pgsift.middleware.gateway.app import create_app
+from pgsift.middleware.gateway.graphene_adapter import sync_field
+from pgsift.middleware.settings import Settings
+
+SECRET = "gateway-test-secret-of-at-least-32-bytes"
+PGSIFT = Path(sys.executable).with_name("pgsift")
+WAIT_S = 60.0
+
+ISSUES_SCHEMA = """
+CREATE TYPE issue_status AS ENUM ('open', 'doing', 'done');
+CREATE TABLE issues (
+    id bigint PRIMARY KEY,
+    team_id int NOT NULL,
+    title text NOT NULL,
+    status issue_status NOT NULL DEFAULT 'open',
+    points numeric,
+    secret text
+);
+"""
+POLICIES = {
+    "public.issues": {
+        "columns": ["id", "team_id", "title", "status", "points"],
+        "row": "team_id = ANY(auth.team_ids)",
+    }
+}
+
+
+class Subscription(graphene.ObjectType):  # type: ignore[misc]
+    """An app's own graphene schema with pgsift's `sync` mounted into it."""
+
+    sync = sync_field()
+
+
+class Query(graphene.ObjectType):  # type: ignore[misc]
+    hello = graphene.String(default_value="world")
+
+
+GRAPHENE_SCHEMA = graphene.Schema(query=Query, subscription=Subscription)
+TRANSPORTS = ("strawberry", "graphene")
+
+
+def app_options(transport: str) -> dict[str, Any]:
+    """`create_app` options serving `transport`'s schema at /graphql."""
+    return {"graphene_schema": GRAPHENE_SCHEMA} if transport == "graphene" else {}
+
+
+def token(claims: dict[str, Any], *, expires_in: float = 3600.0, secret: str = SECRET) -> str:
+    body = {**claims, "exp": int(time.time() + expires_in)}
+    return "Bearer " + jwt.encode(body, secret, algorithm="HS256")
+
+
+def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "policies": POLICIES,
+        "auth_jwt_secret": SECRET,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.contextmanager
+def capture(
+    database_url: str, redis_url: str, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`pgsift capture --all --setup` until the block ends; returns once its slot exists.
+
+    `settings` become PGSIFT_* variables of the process (`capture_max_changes_per_entry="3"`).
+    """
+    env = {**os.environ, **{f"PGSIFT_{k.upper()}": v for k, v in settings.items()}}
+    process = subprocess.Popen(
+        [str(PGSIFT), "--log-level", "WARNING", "capture", "--database-url", database_url,
+         "--redis-url", redis_url, "--all", "--setup"],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while not conn.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND active"
+            ).fetchone():
+                if process.poll() is not None:
+                    raise RuntimeError(f"capture exited with {process.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("capture did not start")
+                time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
+    """The gateway under uvicorn on a free port; yields its ws://.../graphql URL."""
+    app = create_app(settings, **app_options)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=None)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("gateway did not start")
+            await asyncio.sleep(0.02)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    """Wait until `check()` holds; fail (not a timing assertion: a hang guard) after WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,54 @@
+"""load_catalog against a real database: type names, keys, enums, domains."""
+
+from __future__ import annotations
+
+import psycopg
+from pgsift.middleware.catalog import load_catalog
+from pgsift.subscriptions import Shape
+
+
+def test_load_catalog(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE SCHEMA app;
+            CREATE TYPE issue_status AS ENUM ('open', 'doing', 'done');
+            CREATE TYPE app.mood AS ENUM ('sad', 'ok');
+            CREATE DOMAIN positive AS int4 CHECK (VALUE > 0);
+            CREATE TABLE issues (
+                id bigint PRIMARY KEY, team_id positive, title text, status issue_status,
+                labels issue_status[], score double precision, weight real, estimate numeric(10, 2),
+                code char(4), name varchar(20), archived boolean, due date, at time,
+                created_at timestamptz, updated_at timestamp, span interval, owner uuid,
+                payload jsonb, doc json, blob bytea, tags text[], small smallint
+            );
+            CREATE TABLE app.members (team_id int, user_id text, mood app.mood,
+                                      PRIMARY KEY (user_id, team_id));
+            CREATE TABLE no_key (a int);
+            """
+        )
+        catalog = load_catalog(conn)
+    issues = catalog.table("issues")
+    assert issues.name == "public.issues"
+    assert issues.primary_key == ("id",)
+    assert dict(issues.columns) == {
+        "id": "int8", "team_id": "int4", "title": "text", "status": "issue_status",
+        "labels": "issue_status[]", "score": "float8", "weight": "float4", "estimate": "numeric",
+        "code": "bpchar", "name": "varchar", "archived": "bool", "due": "date", "at": "time",
+        "created_at": "timestamptz", "updated_at": "timestamp", "span": "interval",
+        "owner": "uuid", "payload": "jsonb", "doc": "json", "blob": "bytea", "tags": "text[]",
+        "small": "int2",
+    }  # fmt: skip
+    members = catalog.table("app.members")
+    assert members.primary_key == ("user_id", "team_id")
+    assert members.columns["mood"] == "app.mood"
+    assert catalog.enums == {"issue_status": ("open", "doing", "done"), "app.mood": ("sad", "ok")}
+    assert catalog.find("no_key") is None  # no primary key: nothing to sync by
+
+    shape = Shape.parse(
+        "SELECT user_id, team_id FROM app.members WHERE mood = 'ok'", catalog=catalog
+    )
+    with psycopg.connect(database_url) as conn:
+        conn.execute("INSERT INTO app.members VALUES (1, 'u', 'ok'), (2, 'v', 'sad')")
+        sql, params = shape.to_sql()
+        assert conn.execute(sql, params).fetchall() == [("u", 1)]

@@ -1,0 +1,421 @@
+"""Random rows and random WHERE clauses for the differential test against Postgres.
+
+Clauses are type-correct by construction and cover the whole supported subset;
+each parameter is kept in two forms: Postgres text (bound untyped, so Postgres
+infers its type from the context exactly as for a client's `$n`) and the JSON
+value a client would send to pgsift.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from hypothesis import strategies as st
+
+ENUM_LABELS = ("sad", "ok", "happy")
+TABLE_DDL = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE t (
+    id int8 PRIMARY KEY,
+    i2 int2, i4 int4, i8 int8, n numeric, f4 real, f8 float8,
+    t text, v varchar, c char(4), b bool,
+    d date, ts timestamp, tz timestamptz, u uuid, e mood,
+    ai int4[], at text[]
+);
+"""
+COLUMNS = (
+    "i2",
+    "i4",
+    "i8",
+    "n",
+    "f4",
+    "f8",
+    "t",
+    "v",
+    "c",
+    "b",
+    "d",
+    "ts",
+    "tz",
+    "u",
+    "e",
+    "ai",
+    "at",
+)
+NUMBER_COLUMNS = ("i2", "i4", "i8", "n", "f4", "f8")
+TEXT_COLUMNS = ("t", "v", "c")
+TIME_COLUMNS = ("d", "ts", "tz")
+COLUMN_TYPES = {
+    "i2": "int2", "i4": "int4", "i8": "int8", "n": "numeric", "f4": "float4", "f8": "float8",
+    "t": "text", "v": "varchar", "c": "bpchar", "b": "bool", "d": "date", "ts": "timestamp",
+    "tz": "timestamptz", "u": "uuid", "e": "mood", "ai": "int4[]", "at": "text[]",
+}  # fmt: skip
+
+# Characters where case folding, LIKE or collation are easy to get wrong.
+CHARS = "aAzZ0 %_\\'\"éÉßẞİiıIΣσςǅᾳᾼﬀÅÅ\u212a\u00b5Ωω😀\u0130\u03c2"  # noqa: RUF001
+TEXTS = st.text(alphabet=CHARS, max_size=4)
+UUIDS = [
+    UUID(int=0),
+    UUID(int=1),
+    UUID("123e4567-e89b-12d3-a456-426614174000"),
+    UUID(int=2**128 - 1),
+]
+DST = [
+    datetime(2026, 3, 29, 0, 30), datetime(2026, 3, 29, 1, 0), datetime(2026, 3, 29, 1, 30),
+    datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 0, 59, 59), datetime(2026, 10, 25, 1, 0),
+    datetime(2026, 10, 25, 1, 0, 0, 1), datetime(2026, 1, 1), datetime(1999, 12, 31, 23, 59, 59),
+]  # fmt: skip
+ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30)),
+         timezone(timedelta(hours=14))]  # fmt: skip
+INTS = st.one_of(
+    st.sampled_from([0, 1, -1, 2, 7, 42, 127, 255, 32767, -32768]),
+    st.integers(-3, 3),
+)
+BIG_INTS = st.one_of(
+    INTS,
+    st.sampled_from([2**31 - 1, -(2**31), 2**53 + 1, 2**53, 2**63 - 1, -(2**63), 10**15 + 1]),
+)
+DECIMALS = st.one_of(
+    st.sampled_from(
+        ["0", "-0", "1", "1.0", "1.50", "-2.5", "0.1", "42", "1e20", "9007199254740993",
+         "123456789012345678901234567890.123456789", "NaN", "Infinity", "-Infinity",
+         "0.30000000000000004", "3.4028235e38", "2147483647.5"]
+    ).map(Decimal),
+    st.decimals(min_value=-1000, max_value=1000, places=3, allow_nan=False),
+)  # fmt: skip
+FLOATS = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 1.5, -2.5, 0.1, 42.0, 1e20, 2.0**53, 9007199254740993.0,
+                     float("nan"), float("inf"), float("-inf"), 1e308, 5e-324, 0.3]),
+    st.floats(-1000, 1000, width=32),
+)  # fmt: skip
+
+
+def float4(value: float) -> float:
+    """`value` as a real column stores it (out-of-range values become infinities)."""
+    if value != value or abs(value) >= 3.4e38:
+        return value if value != value else math.copysign(math.inf, value)
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
+def timestamps() -> st.SearchStrategy[datetime]:
+    return st.one_of(
+        st.sampled_from(DST),
+        st.datetimes(datetime(2026, 3, 28), datetime(2026, 3, 30)).map(
+            lambda d: d.replace(microsecond=0)
+        ),
+    )
+
+
+def row_values(index: int) -> st.SearchStrategy[dict[str, Any]]:
+    def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.one_of(st.none(), strategy, strategy)
+
+    return st.fixed_dictionaries(
+        {
+            "id": st.just(index),
+            "i2": maybe(INTS),
+            "i4": maybe(st.one_of(INTS, st.sampled_from([2**31 - 1, -(2**31)]))),
+            "i8": maybe(BIG_INTS),
+            "n": maybe(DECIMALS),
+            "f4": maybe(FLOATS.map(float4)),
+            "f8": maybe(FLOATS),
+            "t": maybe(TEXTS),
+            "v": maybe(TEXTS),
+            "c": maybe(st.text(alphabet="aA %_\\ß", max_size=4)),
+            "b": maybe(st.booleans()),
+            "d": maybe(st.sampled_from([date(2026, 3, 29), date(2026, 3, 28), date(2026, 10, 25)])),
+            "ts": maybe(timestamps()),
+            "tz": maybe(
+                st.builds(lambda d, z: d.replace(tzinfo=z), timestamps(), st.sampled_from(ZONES))
+            ),
+            "u": maybe(st.sampled_from(UUIDS)),
+            "e": maybe(st.sampled_from(ENUM_LABELS)),
+            "ai": maybe(st.lists(st.one_of(st.none(), INTS), max_size=3)),
+            "at": maybe(st.lists(st.one_of(st.none(), TEXTS), max_size=3)),
+        }
+    )
+
+
+def rows() -> st.SearchStrategy[list[dict[str, Any]]]:
+    return (
+        st.integers(1, 14)
+        .flatmap(lambda n: st.tuples(*(row_values(i) for i in range(n))))
+        .map(list)
+    )
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def array_text(items: list[Any]) -> str:
+    def element(item: Any) -> str:
+        if item is None:
+            return "NULL"
+        text = str(item)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "{" + ",".join(element(i) for i in items) + "}"
+
+
+@dataclass
+class Clause:
+    """One generated clause: SQL with `$n`, Postgres text params, pgsift JSON params."""
+
+    sql: str = ""
+    pg_params: list[str | None] = field(default_factory=list)
+    json_params: list[Any] = field(default_factory=list)
+
+    def param(self, pg_text: str | None, json_value: Any, cast: str = "") -> str:
+        self.pg_params.append(pg_text)
+        self.json_params.append(json_value)
+        return f"${len(self.pg_params)}{cast}"
+
+
+class ClauseBuilder:
+    """Draws a random boolean expression over table `t` (see `clauses`)."""
+
+    def __init__(self, draw: Any, clause: Clause) -> None:
+        self.draw = draw
+        self.clause = clause
+
+    def pick(self, options: Any) -> Any:
+        return self.draw(st.sampled_from(list(options)))
+
+    # -- constants of a family, as SQL text ---------------------------------------
+
+    def number(self, column: str | None) -> str:
+        kind = self.pick(["int", "bigint", "neg", "decimal", "float", "param", "unknown"])
+        if kind == "int":
+            return str(self.draw(st.integers(0, 300)))
+        if kind == "bigint":
+            return str(self.pick([2**31, 2**53 + 1, 2**63 - 1, 10**20]))
+        if kind == "neg":
+            return "-" + str(self.pick([1, 2, 2**31, 2**63]))
+        if kind == "decimal":
+            text = self.pick(["1.5", "0.1", "1.0", "42.000", "2147483647.5", "9007199254740993",
+                              "123456789012345678901234567890.1234", "1e20", "-2.5"])  # fmt: skip
+            return text if not text.startswith("-") else f"({text})"
+        if kind == "float":
+            text = self.pick(
+                ["NaN", "Infinity", "-Infinity", "0.1", "1e20", "-0", "9007199254740993"]
+            )
+            return f"{quote(text)}::{self.pick(['float8', 'float4', 'numeric'])}"
+        if kind == "param" and column is not None:
+            value = self.param_value(COLUMN_TYPES[column])
+            return self.clause.param(*value)
+        if kind == "param":
+            text = self.pick(["1.5", "7", "NaN", "-2"])
+            cast = self.pick(
+                [
+                    "::float8",
+                    "::numeric",
+                    "::int8" if "." not in text and text != "NaN" else "::float8",
+                ]
+            )
+            return self.clause.param(text, text, cast)
+        if column is not None and column in ("n", "f4", "f8"):
+            return quote(self.pick(["1.5", "NaN", "Infinity", "42", "-0"]))
+        return quote(self.pick(["42", "-1", "0"]))
+
+    def param_value(self, type_name: str) -> tuple[str, Any]:
+        if type_name in ("int2", "int4"):
+            value = self.pick([0, 1, -1, 42, 127, 32767])
+            return str(value), value
+        if type_name == "int8":
+            value = self.pick([0, 1, 2**53 + 1, 2**63 - 1, -(2**63)])
+            return str(value), value
+        text = self.pick(["1.5", "0.1", "NaN", "42", "-2.5", "Infinity"])
+        return text, text if type_name == "numeric" else self.pick([text, float(text)])
+
+    def text(self) -> str:
+        kind = self.pick(["literal", "literal", "param", "cast"])
+        value = self.draw(TEXTS)
+        if kind == "param":
+            return self.clause.param(value, value)
+        if kind == "cast":
+            return f"{quote(value)}::{self.pick(['text', 'varchar'])}"
+        return quote(value)
+
+    def time(self, column: str) -> str:
+        base = self.draw(timestamps())
+        kind = self.pick(["date", "timestamp", "timestamptz", "unknown", "param"])
+        if kind == "date":
+            return f"{quote(base.date().isoformat())}::date"
+        if kind == "timestamp":
+            return f"{quote(base.isoformat(sep=' '))}::timestamp"
+        zoned = base.replace(tzinfo=self.pick(ZONES)).isoformat(sep=" ")
+        if kind == "timestamptz":
+            return f"{quote(zoned)}::timestamptz"
+        text = (
+            base.date().isoformat()
+            if column == "d"
+            else (zoned if column == "tz" else base.isoformat(sep=" "))
+        )
+        if kind == "param":
+            return self.clause.param(text, text)
+        return quote(text)
+
+    # -- operands ---------------------------------------------------------------
+
+    def text_operand(self) -> str:
+        column = self.pick(TEXT_COLUMNS)
+        return str(self.pick([column, column, f"lower({column})", f"upper({column})"]))
+
+    def comparison(self) -> str:
+        family = self.pick(
+            ["number", "number", "text", "text", "time", "bool", "uuid", "enum", "columns"]
+        )
+        op = self.pick(["=", "<>", "!=", "<", "<=", ">", ">="])
+        if family == "number":
+            column = self.pick(NUMBER_COLUMNS)
+            left, right = column, self.number(column)
+        elif family == "text":
+            left, right = self.text_operand(), self.text()
+        elif family == "time":
+            column = self.pick(TIME_COLUMNS)
+            left, right = column, self.time(column)
+        elif family == "bool":
+            left = "b"
+            right = self.pick(["TRUE", "FALSE", "'t'", "'no'", "param"])
+            if right == "param":
+                right = self.clause.param("true", True)
+        elif family == "uuid":
+            value = str(self.pick(UUIDS))
+            left = "u"
+            right = self.pick([quote(value), f"{quote(value)}::uuid", "param"])
+            if right == "param":
+                right = self.clause.param(value, value)
+        elif family == "enum":
+            label = self.pick(ENUM_LABELS)
+            left, right = "e", self.pick([quote(label), "param"])
+            if right == "param":
+                right = self.clause.param(label, label)
+        else:
+            group = self.pick([NUMBER_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS])
+            left, right = self.pick(group), self.pick(group)
+        if self.draw(st.booleans()):
+            left, right = right, left
+        kind = self.pick(["cmp", "cmp", "distinct", "between"])
+        if kind == "distinct":
+            return f"{left} IS {self.pick(['', 'NOT '])}DISTINCT FROM {right}"
+        if kind == "between" and family in ("number", "text", "time"):
+            if family == "number":
+                other = self.number(None)
+            elif family == "text":
+                other = self.text()
+            else:
+                other = self.time("tz")
+            return f"{left} {self.pick(['', 'NOT '])}BETWEEN {right} AND {other}"
+        return f"{left} {op} {right}"
+
+    def membership(self) -> str:
+        family = self.pick(["number", "text", "enum", "time"])
+        if family == "number":
+            column = self.pick(NUMBER_COLUMNS)
+            count = self.draw(st.integers(1, 3))
+            items = [
+                "NULL" if self.draw(st.booleans()) else self.number(None) for _ in range(count)
+            ]
+        elif family == "text":
+            column = self.text_operand()
+            items = [
+                self.pick([quote(self.draw(TEXTS)), "NULL"])
+                for _ in range(self.draw(st.integers(1, 3)))
+            ]
+        elif family == "time":
+            column = self.pick(TIME_COLUMNS)
+            items = [self.time(column) for _ in range(self.draw(st.integers(1, 3)))]
+        else:
+            column = "e"
+            items = [
+                self.pick([quote(label) for label in ENUM_LABELS] + ["NULL"])
+                for _ in range(self.draw(st.integers(1, 3)))
+            ]
+        kind = self.pick(["in", "in", "array", "any_param", "all_param"])
+        negated = self.pick(["", "NOT "])
+        if kind == "in":
+            return f"{column} {negated}IN ({', '.join(items)})"
+        if kind == "array":
+            op, word = self.pick(["=", "<>", "<"]), self.pick(["ANY", "ALL"])
+            return f"{column} {op} {word}(ARRAY[{', '.join(items)}])"
+        if family in ("number", "enum") or family == "text":
+            if family == "number":
+                values = [
+                    self.pick([1, 2, 42, -1, None]) for _ in range(self.draw(st.integers(0, 3)))
+                ]
+            elif family == "enum":
+                values = [
+                    self.pick([*ENUM_LABELS, None]) for _ in range(self.draw(st.integers(0, 3)))
+                ]
+            else:
+                values = [
+                    self.pick(["a", "A", "ß", "", None, "%"])
+                    for _ in range(self.draw(st.integers(0, 3)))
+                ]
+            param = self.clause.param(array_text(values), values)
+            op = "=" if kind == "any_param" else self.pick(["<>", "=", ">="])
+            return f"{column} {op} {'ANY' if kind == 'any_param' else 'ALL'}({param})"
+        return f"{column} {negated}IN ({', '.join(items)})"
+
+    def array_column(self) -> str:
+        if self.draw(st.booleans()):
+            left = self.pick([str(self.pick([0, 1, 42, -1])), "i4", "i2", "NULL::int4"])
+            return f"{left} {self.pick(['=', '<>', '>'])} {self.pick(['ANY', 'ALL'])}(ai)"
+        left = self.pick([quote(self.draw(TEXTS)), "t", "lower(v)"])
+        return f"{left} = {self.pick(['ANY', 'ALL'])}(at)"
+
+    def like(self) -> str:
+        pattern = self.draw(st.text(alphabet="aAß%_\\İıΣσ ", max_size=5))
+        if (len(pattern) - len(pattern.rstrip("\\"))) % 2:  # Postgres rejects a lone final escape
+            pattern += "%"
+        word = self.pick(["LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"])
+        rendered = (
+            quote(pattern) if self.draw(st.booleans()) else self.clause.param(pattern, pattern)
+        )
+        return f"{self.text_operand()} {word} {rendered}"
+
+    def null_test(self) -> str:
+        return f"{self.pick(COLUMNS)} IS {self.pick(['', 'NOT '])}NULL"
+
+    def predicate(self, depth: int) -> str:
+        kind = self.pick(
+            ["cmp", "cmp", "cmp", "in", "like", "null", "bool", "array"]
+            + (["and", "or", "not", "is"] * 2 if depth > 0 else [])
+        )
+        if kind == "cmp":
+            return self.comparison()
+        if kind == "in":
+            return self.membership()
+        if kind == "like":
+            return self.like()
+        if kind == "null":
+            return self.null_test()
+        if kind == "bool":
+            return str(
+                self.pick(["b", "NOT b", "b IS TRUE", "b IS NOT FALSE", "TRUE", "NULL::bool"])
+            )
+        if kind == "array":
+            return self.array_column()
+        if kind == "not":
+            return f"NOT ({self.predicate(depth - 1)})"
+        if kind == "is":
+            test = self.pick(["TRUE", "FALSE", "NULL"])
+            return f"({self.predicate(depth - 1)}) IS {self.pick(['', 'NOT '])}{test}"
+        op = " AND " if kind == "and" else " OR "
+        return op.join(
+            f"({self.predicate(depth - 1)})" for _ in range(self.draw(st.integers(2, 3)))
+        )
+
+
+@st.composite
+def clauses(draw: Any) -> Clause:
+    clause = Clause()
+    clause.sql = ClauseBuilder(draw, clause).predicate(depth=2)
+    return clause

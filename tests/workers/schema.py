@@ -1,0 +1,61 @@
+"""A table with a value of every common type, for checking dumps against Postgres."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+SCHEMA = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE things (
+    id        bigint PRIMARY KEY,
+    team      int NOT NULL,
+    name      text,
+    small     smallint,
+    price     numeric(10, 2),
+    ratio     float8,
+    ok        boolean,
+    at        timestamptz,
+    local_at  timestamp,
+    day       date,
+    span      interval,
+    uid       uuid,
+    doc       jsonb,
+    nums      int4[],
+    raw       bytea,
+    feeling   mood
+);
+"""
+
+INSERT = """
+INSERT INTO things
+SELECT n, mod(n, 3), CASE WHEN mod(n, 7) = 0 THEN NULL ELSE 'thing ' || n || ' «ü»' END,
+       mod(n, 100)::smallint, (n * 1.25)::numeric(10, 2),
+       CASE WHEN mod(n, 11) = 0 THEN 'NaN'::float8 ELSE n / 3.0 END,
+       mod(n, 2) = 0, '2024-01-01 00:00:00+00'::timestamptz + n * interval '1 minute',
+       '2024-01-01'::timestamp + n * interval '1 second', '2024-01-01'::date + mod(n, 365)::int,
+       n * interval '1 second', md5(n::text)::uuid,
+       jsonb_build_object('n', n, 'tags', jsonb_build_array('a', n)),
+       ARRAY[n, n + 1], decode(md5(n::text), 'hex'),
+       (ARRAY['sad', 'ok', 'happy']::mood[])[mod(n, 3) + 1]
+FROM generate_series(%s::bigint, %s::bigint) AS n
+"""
+
+COLUMNS = ("id, team, name, small, price, ratio, ok, at, local_at, day, span, uid, doc, nums, "
+           "raw, feeling")
+
+
+def create_things(url: str, rows: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        if rows:
+            conn.execute(INSERT, [1, rows])
+
+
+def select(url: str, sql: str) -> dict[Any, dict[str, Any]]:
+    """Rows of `sql` by id, as psycopg returns them."""
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(sql)
+        names = [d.name for d in cur.description or ()]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cur}

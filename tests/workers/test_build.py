@@ -1,0 +1,136 @@
+"""Dump builds: read back equal to Postgres, safe to run twice at once, safe to kill."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pgsift.middleware.dumps import keys
+from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, enqueue_build
+from pgsift.middleware.dumps.snapshot import DumpSnapshot
+from pgsift.subscriptions import values
+from pgsift.workers.build import BuildProgress, DumpBuilder
+from pgsift.workers.context import JobContext
+from rq import Queue
+
+from tests.workers.conftest import run_jobs
+from tests.workers.schema import COLUMNS, create_things, select
+
+QUERY = f"SELECT {COLUMNS} FROM things WHERE team = $1"
+
+
+def as_json(rows: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    return {k: {c: values.to_json(v) for c, v in row.items()} for k, row in rows.items()}
+
+
+@pytest.mark.parametrize("store", ["redis", "file"])
+def test_a_built_dump_reads_back_as_the_select(
+    context: JobContext, database_url: str, store: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if store == "file":
+        monkeypatch.setenv("PGSIFT_DUMPS_DIR", str(tmp_path))
+        context = JobContext.from_settings()
+    create_things(database_url, 3000)
+    shape, layout = context.shape(QUERY, [1])
+    job = enqueue_build(context.client, context.database, shape_key=shape.key, query=QUERY,
+                        params=[1])
+    assert job is not None
+    # A second request while one is pending enqueues nothing.
+    assert enqueue_build(context.client, context.database, shape_key=shape.key, query=QUERY,
+                         params=[1]) is None
+    run_jobs(context.client)
+    result = job.return_value(refresh=True)
+    assert result is not None and result["status"] == "built" and result["rows"] == 1000
+
+    [info] = context.store.dumps(shape.key)
+    assert info.header.columns == layout.columns and info.header.types == layout.types
+    snapshot = DumpSnapshot(context.store, info)
+    expected = select(database_url, f"SELECT {COLUMNS} FROM things WHERE team = 1")
+    assert {r["id"]: r for r in snapshot.rows()} == as_json(expected)
+    # Back to Python values: what psycopg returned, type for type.
+    assert as_json({r["id"]: r for r in snapshot.typed_rows()}) == as_json(expected)
+    assert snapshot.count == 1000
+
+
+def test_two_concurrent_builds_of_one_shape(context: JobContext, database_url: str) -> None:
+    create_things(database_url, 2000)
+    shape, layout = context.shape(QUERY, [2])
+    second: list[Any] = []
+    others = [JobContext.from_settings() for _ in range(3)]
+
+    def hold(progress: BuildProgress) -> None:
+        # While the first build is mid-way, a second one of the same shape starts.
+        if not second:
+            second.append(DumpBuilder(others[0]).build(shape, layout))
+
+    try:
+        first = DumpBuilder(context, progress_every_s=0.0).build(shape, layout, hold)
+        assert first.status == "built"
+        assert second[0].status == "locked"
+        [info] = context.store.dumps(shape.key)
+        assert info.dump_id == first.dump_id
+        # Threads racing for real: never an error, never a half dump.
+        results: list[Any] = []
+        threads = [threading.Thread(target=lambda c=c: results.append(
+            DumpBuilder(c).build(shape, layout))) for c in others[1:]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for other in others:
+            other.close()
+    assert {r.status for r in results} <= {"built", "locked"}
+    assert "built" in {r.status for r in results}
+    for info in context.store.dumps(shape.key):
+        assert len(list(DumpSnapshot(context.store, info).rows())) == info.trailer.count == 667
+
+
+KILLED_BUILD = """
+import os, sys, time
+from pgsift.workers.build import DumpBuilder
+from pgsift.workers.context import JobContext
+ctx = JobContext.from_settings()
+shape, layout = ctx.shape(sys.argv[1], [0])
+def stall(progress):
+    print("building", flush=True)
+    time.sleep(600)
+DumpBuilder(ctx, lock_ttl_s=2.0, progress_every_s=0.0).build(shape, layout, stall)
+"""
+
+
+def test_a_killed_build_leaves_no_visible_dump(context: JobContext, database_url: str) -> None:
+    create_things(database_url, 30000)
+    shape, layout = context.shape(QUERY, [0])
+    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, QUERY], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"building\n"
+        assert context.client.exists(keys.build_lock(context.database, shape.key))
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert context.store.all_dumps() == []
+    # Its lock expires; the next build does the whole job.
+    deadline = time.monotonic() + 30
+    while context.client.exists(keys.build_lock(context.database, shape.key)):
+        assert time.monotonic() < deadline, "the killed build's lock never expired"
+        time.sleep(0.1)
+    result = DumpBuilder(context).build(shape, layout)
+    assert result.status == "built" and result.rows == 10000
+    assert [i.dump_id for i in context.store.all_dumps()] == [result.dump_id]
+
+
+def test_failed_builds_are_retried_with_backoff(context: JobContext) -> None:
+    job = enqueue_build(context.client, context.database, shape_key="k",
+                        query="SELECT id FROM no_such_table", params=[])
+    assert job is not None
+    assert job.retries_left == 3 and job.retry_intervals == [10, 60, 300]
+    assert Queue(DUMPS_QUEUE, connection=context.client).count == 1

@@ -1,0 +1,23 @@
+"""Layering: middleware never imports the workers at import time; job paths resolve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pgsift.middleware.dumps.enqueue import BUILD_JOB
+from pgsift.workers.schedule import DROP_JOB, TRIM_JOB, WARM_JOB
+from rq.utils import import_attribute
+
+MIDDLEWARE = Path(__file__).resolve().parents[2] / "middleware"
+
+
+def test_middleware_imports_workers_only_inside_cli_handlers() -> None:
+    for path in MIDDLEWARE.rglob("*.py"):
+        top_level = re.findall(r"^(?:from|import)\s+pgsift\.workers", path.read_text(), re.M)
+        assert not top_level, f"{path} imports pgsift.workers at module level"
+
+
+def test_job_paths_name_module_level_functions() -> None:
+    for name in (BUILD_JOB, WARM_JOB, TRIM_JOB, DROP_JOB):
+        assert callable(import_attribute(name)), name

@@ -1,0 +1,92 @@
+"""Cache warming: which shapes are due, the scheduler tick, `pgsift warm` and `pgsift worker`."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pgsift.middleware.cli import main
+from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, MAINTENANCE_QUEUE, bump_popularity
+from pgsift.middleware.errors import ConfigError
+from pgsift.workers.context import JobContext
+from pgsift.workers.schedule import tick
+from pgsift.workers.warm import enqueue_warm, parse_duration
+from rq import Queue
+from rq.job import JobStatus
+
+from tests.workers.conftest import run_jobs
+from tests.workers.feeds import append
+from tests.workers.schema import create_things
+
+CONFIGURED = "SELECT id, name FROM things WHERE team = $1"
+POPULAR = "SELECT id, price FROM things WHERE ok"
+
+
+def test_parse_duration() -> None:
+    assert [parse_duration(v) for v in ("90", "30s", "5m", "2h", "1d", 7, "1.5m")] == [
+        90, 30, 300, 7200, 86400, 7, 90]
+    with pytest.raises(ConfigError, match="5 minutes"):
+        parse_duration("5 minutes")
+
+
+def with_warm(context: JobContext, **settings: object) -> JobContext:
+    warm = ({"query": CONFIGURED, "params": [1], "every": "1h"},)
+    return dataclasses.replace(context, settings=context.settings.replace(
+        warm=warm, dumps_warm_changes=50, **settings))
+
+
+def test_due_when_missing_old_or_changed(context: JobContext, database_url: str) -> None:
+    create_things(database_url, 300)
+    context = with_warm(context)
+    bump_popularity(context.client, context.database, POPULAR, [], None, amount=5)
+    first = enqueue_warm(context)
+    assert sorted(build.reason for build, _ in first) == ["no dump", "no dump"]
+    run_jobs(context.client)
+    assert all(job.get_status() == JobStatus.FINISHED for _, job in first)
+    assert enqueue_warm(context) == []
+    # Changes to the table since the dumps' feed position make them due again.
+    append(context.client, context.database, 10**6, table="public.things", changes=60)
+    assert sorted(b.reason for b, _ in enqueue_warm(context)) == ["60 changes", "60 changes"]
+    run_jobs(context.client)
+    assert enqueue_warm(context, force=True)[0][0].reason == "forced"
+    run_jobs(context.client)
+    aged = with_warm(context, dumps_warm_every_s=0.0)
+    assert [b.reason for b, _ in enqueue_warm(aged)] == ["older than 0s"]
+
+
+def test_one_scheduler_tick_enqueues_maintenance_once(context: JobContext) -> None:
+    assert tick(context, "worker-a")
+    assert not tick(context, "worker-b")
+    queue = Queue(MAINTENANCE_QUEUE, connection=context.client)
+    jobs = queue.get_jobs()
+    assert len(jobs) == 3
+    run_jobs(context.client)
+    assert all(job.get_status() == JobStatus.FINISHED for job in jobs)
+
+
+def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, redis_url: str,
+                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    create_things(database_url, 300)
+    config = tmp_path / "pgsift.toml"
+    config.write_text(f'[[warm]]\nquery = "{CONFIGURED}"\nparams = [2]\nevery = "10m"\n')
+    args = ["warm", "--config", str(config), "--database-url", database_url,
+            "--redis-url", redis_url]
+    assert main([*args, "--burst"]) == 0
+    out = capsys.readouterr().out
+    assert "enqueued" in out and "no dump" in out and "built: 100 rows" in out
+    assert main([*args, "--burst"]) == 0
+    assert "nothing to warm" in capsys.readouterr().out
+    assert main([*args, "--now", "--no-wait"]) == 0
+    assert "forced" in capsys.readouterr().out
+    # A real `pgsift worker` (forking RQ worker) picks the job up.
+    worker = subprocess.run(
+        [str(Path(sys.executable).parent / "pgsift"), "worker", "--burst", "--database-url",
+         database_url, "--redis-url", redis_url, "--config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert worker.returncode == 0, worker.stderr
+    assert Queue(DUMPS_QUEUE, connection=context.client).count == 0
+    assert len(context.store.all_dumps()) == 2

@@ -1,0 +1,193 @@
+"""The `build_dump` job: a shape's rows in one snapshot, compressed into the dump store.
+
+Safe to run twice at once: a Redis lock per shape lets one build run and the
+other return "locked". Safe to kill: the store publishes a dump only after its
+last chunk and trailer are written. Failures are retried with backoff by RQ
+(`enqueue_build` sets the Retry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from pgsift.middleware.dumps import keys
+from pgsift.middleware.dumps.enqueue import clear_pending
+from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
+from pgsift.middleware.dumps.source import RowEncoder, ShapeLayout, open_snapshot
+from pgsift.middleware.errors import DumpError
+from pgsift.subscriptions.shape import Shape
+from pgsift.workers.context import JobContext
+from pgsift.workers.errors import WorkerError
+from redis.exceptions import LockError
+from rq import get_current_job
+
+log = logging.getLogger(__name__)
+
+# The lock expires this long after the builder last touched it (killed builds).
+LOCK_TTL_S = 60.0
+LOCK_REFRESH_S = 10.0
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BuildProgress:
+    rows: int
+    estimate: int  # the planner's guess of the total
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.rate <= 0 or self.estimate <= self.rows:
+            return None
+        return (self.estimate - self.rows) / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    status: Literal["built", "locked"]
+    shape_key: str
+    dump_id: str | None = None
+    rows: int = 0
+    body_bytes: int = 0
+    raw_bytes: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DumpBuilder:
+    """Builds dumps for one database into one store."""
+
+    def __init__(
+        self,
+        context: JobContext,
+        *,
+        lock_ttl_s: float = LOCK_TTL_S,
+        progress_every_s: float = PROGRESS_EVERY_S,
+    ) -> None:
+        self.context = context
+        self.lock_ttl_s = lock_ttl_s
+        self.progress_every_s = progress_every_s
+
+    def build(
+        self,
+        shape: Shape,
+        layout: ShapeLayout,
+        on_progress: Callable[[BuildProgress], None] | None = None,
+    ) -> BuildResult:
+        ctx = self.context
+        lock = ctx.client.lock(
+            keys.build_lock(ctx.database, layout.shape_key),
+            timeout=self.lock_ttl_s,
+            blocking=False,
+        )
+        if not lock.acquire():
+            log.info("shape %s: another build holds the lock", layout.shape_key)
+            return BuildResult("locked", layout.shape_key)
+        try:
+            return self._build_locked(shape, layout, lock, on_progress)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("shape %s: build lock expired before release", layout.shape_key)
+
+    def _build_locked(
+        self,
+        shape: Shape,
+        layout: ShapeLayout,
+        lock: Any,
+        on_progress: Callable[[BuildProgress], None] | None,
+    ) -> BuildResult:
+        ctx = self.context
+        sql, params = shape.to_sql()
+        encoder = RowEncoder(layout.columns, layout.types)
+        started = time.monotonic()
+        with open_snapshot(ctx.database_url, ctx.reader) as read:
+            header = DumpHeader(
+                shape_key=layout.shape_key,
+                table=layout.table,
+                columns=layout.columns,
+                types=layout.types,
+                schema_hash=layout.schema_hash,
+                snapshot=read.snapshot,
+                feed_position=read.position,
+                built_at=read.taken_at,
+            )
+            estimate = read.estimate_rows(sql, params) if on_progress else 0
+            writer = ctx.store.begin(header)
+            body = BodyWriter(header)
+            touched = time.monotonic()
+            reported = -float("inf")
+            try:
+                for rows in read.rows(sql, params):
+                    for chunk in body.write(encoder.encode(rows), len(rows)):
+                        writer.write(chunk)
+                    now = time.monotonic()
+                    if now - touched >= LOCK_REFRESH_S:
+                        lock.reacquire()  # raises if another build took over
+                        touched = now
+                    if on_progress and now - reported >= self.progress_every_s:
+                        on_progress(BuildProgress(body.count, estimate, now - started))
+                        reported = now
+                for chunk in body.finish():
+                    writer.write(chunk)
+                if not lock.owned():
+                    raise DumpError(f"shape {layout.shape_key}: lost the build lock")
+                info = writer.publish(body.trailer(time.time()))
+            except BaseException:
+                writer.abort()
+                raise
+        seconds = time.monotonic() - started
+        if on_progress:
+            on_progress(BuildProgress(body.count, body.count, seconds))
+        log.info("shape %s: dump %s, %d rows, %d bytes in %.1fs", layout.shape_key,
+                 info.dump_id, body.count, body.body_bytes, seconds)
+        return BuildResult("built", layout.shape_key, info.dump_id, body.count,
+                           body.body_bytes, body.raw_bytes, seconds)
+
+
+def build_dump(
+    query: str,
+    params: list[Any] | None = None,
+    claims: dict[str, Any] | None = None,
+    shape_key: str | None = None,
+) -> dict[str, Any]:
+    """RQ job: build a dump of the shape `query` + `params` as seen by `claims`.
+
+    `shape_key` is the key the requester computed: a different one here means
+    this worker's policies or schema differ from the gateway's, and a dump
+    under another key would never be served.
+    """
+    context = JobContext.from_settings()
+    try:
+        shape, layout = context.shape(query, params, claims)
+        if shape_key is not None:
+            clear_pending(context.client, context.database, shape_key)
+            if shape_key != layout.shape_key:
+                raise WorkerError(
+                    f"shape key {layout.shape_key} here, {shape_key} where the build was "
+                    "requested: do the worker and the gateway use the same [policies]?"
+                )
+        return DumpBuilder(context).build(shape, layout, _job_progress).to_json()
+    finally:
+        context.close()
+
+
+def _job_progress(progress: BuildProgress) -> None:
+    """Progress into the RQ job's meta, where `pgsift warm` reads it."""
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta.update(rows=progress.rows, estimate=progress.estimate, rate=progress.rate,
+                    eta_s=progress.eta_s, elapsed_s=progress.elapsed_s)
+    job.save_meta()  # type: ignore[no-untyped-call]

@@ -1,0 +1,163 @@
+"""Feed retention and dump cleanup: `trim_feed` and `drop_stale_dumps` (RQ jobs).
+
+The feed is trimmed by age (`feed_max_age_s`) and length (`feed_max_len`), but
+never past the position of a dump that is still listed: a client bootstrapped
+from it continues from that position. Stream IDs are commit LSNs, not times,
+so the age cut is found by a binary search over LSNs (each probe one XRANGE).
+Entries are removed only through `FeedRetention.trim`, which records the last
+ID removed: that marker is what tells a trimmed cursor from a valid old one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pgsift.middleware.dumps.snapshot import leased_ids
+from pgsift.middleware.feed import keys as feed_keys
+from pgsift.middleware.feed.codec import decode_entry
+from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id, stream_id
+from pgsift.middleware.feed.retention import FeedRetention
+from pgsift.workers.context import JobContext
+
+log = logging.getLogger(__name__)
+
+WALK_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class TrimResult:
+    trimmed: int
+    first_id: str | None  # the oldest entry kept
+    floor: str | None  # the oldest dump position that held the trim back
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trim_feed_in(context: JobContext, *, now: float | None = None) -> TrimResult:
+    """Trim `context`'s feed to the configured retention, keeping what dumps need."""
+    client, settings = context.client, context.settings
+    stream = feed_keys.feed_stream(context.database)
+    now = time.time() if now is None else now
+    cuts = [
+        _age_cut(context, now - settings.feed_max_age_s),
+        _length_cut(context, settings.feed_max_len),
+    ]
+    wanted = max((c for c in cuts if c is not None), default=None)
+    floor = _dump_floor(context)
+    if wanted is None:
+        return TrimResult(0, context.reader.first_id(), floor)
+    cut = wanted
+    if floor is not None:
+        # Keep every entry after the floor: MINID keeps IDs >= the one after it.
+        lsn, chunk = parse_stream_id(floor)
+        cut = min(cut, (lsn, chunk + 1))
+    # Never split a transaction: keep all chunks of the one the cut lands in.
+    minid = stream_id(cut[0], 0)
+    # Through the retention marker: a cursor after the last entry removed stays valid.
+    trimmed = FeedRetention(client, stream).trim(minid)
+    if trimmed:
+        log.info("feed %s: trimmed %d entries before %s (dump floor %s)",
+                 stream, trimmed, minid, floor)
+    return TrimResult(trimmed, context.reader.first_id(), floor)
+
+
+def _dump_floor(context: JobContext) -> str | None:
+    positions = [info.header.feed_position for info in context.store.all_dumps()]
+    return min(positions, key=parse_stream_id, default=None)
+
+
+def _age_cut(context: JobContext, oldest_time: float) -> tuple[int, int] | None:
+    """The ID of the first entry committed at or after `oldest_time`."""
+    first, last = context.reader.first_id(), context.reader.last_id()
+    if first is None or last is None:
+        return None
+    lo, hi = parse_stream_id(first)[0], parse_stream_id(last)[0] + 1
+    oldest = _entry_at_or_after(context, lo)
+    if oldest is None or oldest.commit_time.timestamp() >= oldest_time:
+        return None
+    # Invariant: entries before LSN lo are too old; hi is past the answer.
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        entry = _entry_at_or_after(context, mid)
+        if entry is None or entry.commit_time.timestamp() >= oldest_time:
+            hi = mid
+        else:
+            lo = mid
+    entry = _entry_at_or_after(context, hi)
+    if entry is None:
+        return (hi, 0)  # every entry is too old
+    return (entry.lsn, entry.chunk)
+
+
+def _entry_at_or_after(context: JobContext, lsn: int) -> FeedEntry | None:
+    stream = feed_keys.feed_stream(context.database)
+    items = context.client.xrange(stream, min=stream_id(lsn, 0), count=1)
+    if not items:
+        return None
+    entry_id, fields = items[0]
+    return decode_entry(entry_id, fields)
+
+
+def _length_cut(context: JobContext, max_len: int) -> tuple[int, int] | None:
+    """The ID that becomes the first entry when only the newest `max_len` remain."""
+    stream = feed_keys.feed_stream(context.database)
+    excess = int(context.client.xlen(stream)) - max_len
+    if max_len <= 0 or excess <= 0:
+        return None
+    start = "-"
+    while True:
+        # Walk past `excess` entries; the next one is the new first.
+        batch = context.client.xrange(stream, min=start, count=min(excess + 1, WALK_BATCH))
+        if not batch:
+            return None
+        if len(batch) > excess:
+            entry_id = batch[excess][0]
+            return parse_stream_id(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+        excess -= len(batch)
+        last = batch[-1][0]
+        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
+
+def drop_stale_in(context: JobContext, *, now: float | None = None) -> list[str]:
+    """Drop dumps past retention or superseded by a newer complete one, unless being served."""
+    now = time.time() if now is None else now
+    retention = context.settings.dumps_retention_s
+    leased = leased_ids(context.client, context.database)
+    by_shape: dict[str, list[Any]] = {}
+    for info in context.store.all_dumps():
+        by_shape.setdefault(info.header.shape_key, []).append(info)
+    dropped = []
+    for infos in by_shape.values():
+        infos.sort(key=lambda i: i.dump_id, reverse=True)
+        for n, info in enumerate(infos):
+            superseded = n > 0
+            expired = now - info.header.built_at > retention
+            if (superseded or expired) and info.dump_id not in leased:
+                context.store.delete(info)
+                dropped.append(info.dump_id)
+    context.store.sweep_abandoned(context.settings.dumps_build_timeout_s)
+    if dropped:
+        log.info("dropped %d stale dumps", len(dropped))
+    return dropped
+
+
+def trim_feed() -> dict[str, Any]:
+    """RQ job: trim the feed (see `trim_feed_in`)."""
+    context = JobContext.from_settings()
+    try:
+        return trim_feed_in(context).to_json()
+    finally:
+        context.close()
+
+
+def drop_stale_dumps() -> list[str]:
+    """RQ job: drop stale dumps (see `drop_stale_in`)."""
+    context = JobContext.from_settings()
+    try:
+        return drop_stale_in(context)
+    finally:
+        context.close()
