@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
@@ -34,8 +33,8 @@ from examples.demo_processes import Children, DemoFailure
 from examples.issue_tracker import apply_schema, demo_users, issue_token, seed
 from examples.issue_tracker.dataset import CHUNK
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
-from pgsift.middleware.errors import EmbeddedServerError
 from pgsift.middleware.settings import Settings, load_settings
+from pgsift.subscriptions.errors import PgsiftError
 
 CONFIG = Path(__file__).resolve().parent / "issue_tracker" / "pgsift.toml"
 DATABASE = "issue_tracker"  # the embedded server's database (and so the feed's name)
@@ -53,31 +52,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m examples.demo", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument("--host", default="127.0.0.1", help="the page's address")
-    parser.add_argument("--port", type=int, default=8000, help="the page's port")
-    parser.add_argument("--size", type=int, default=10_000, help="issues to seed, up to 1,000,000")
+    parser.add_argument("--host", default="127.0.0.1", help="the page's address (%(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="the page's port (%(default)s)")
+    parser.add_argument("--size", type=int, default=10_000,
+                        help="issues to seed, up to 1,000,000 (%(default)s)")
     args = parser.parse_args(argv)
     if not 1 <= args.size <= MAX_SIZE:
         parser.error(f"--size must be between 1 and {MAX_SIZE:,}")
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as Ctrl-C: unwind, clean up
     try:
         with ExitStack() as cleanup:
-            run(args, load_settings(CONFIG), cleanup)
+            try:
+                run(args, load_settings(CONFIG), cleanup)
+            finally:
+                # Once cleaning up, a second Ctrl-C must not cut it short.
+                for signum in previous:
+                    signal.signal(signum, signal.SIG_IGN)
     except KeyboardInterrupt:
-        say("pgsift demo stopped; throwaway servers and files removed")
+        say("pgsift demo stopped; what it started is stopped and removed")
         return 0
-    except (DemoFailure, EmbeddedServerError, psycopg.Error) as exc:
-        say(f"pgsift demo failed: {exc}")
+    except (DemoFailure, PgsiftError, psycopg.Error) as exc:
+        print(f"pgsift demo failed: {exc}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """The first Ctrl-C/SIGTERM unwinds into the cleanup; later ones must not cut it short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def say(text: str) -> None:
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace, settings: Settings, cleanup: ExitStack) -> Non
     """Start everything (registering its cleanup first), then watch the children forever."""
     database_url, redis_url = servers(settings, cleanup)
     load_example(database_url, args.size)
+    drop_new_slot_on_exit(database_url, settings.capture_slot, cleanup)
     log_dir = Path(tempfile.mkdtemp(prefix="pgsift-demo-"))
     cleanup.callback(shutil.rmtree, log_dir, ignore_errors=True)
     children = Children(log_dir)
@@ -185,6 +187,33 @@ def seed_progress(conn: psycopg.Connection[Any], size: int) -> Iterator[None]:
         conn.cursor_factory = previous
 
 
+def drop_new_slot_on_exit(database_url: str, slot: str, cleanup: ExitStack) -> None:
+    """Capture creates a replication slot; one left behind holds back WAL, so the demo
+    drops the slot on exit unless it existed before (after the children have stopped)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if slot_exists(conn, slot):
+            return
+
+    def drop() -> None:
+        drop_sql = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" \
+            " WHERE slot_name = %s AND NOT active"
+        with contextlib.suppress(psycopg.Error), \
+                psycopg.connect(database_url, autocommit=True) as conn:
+            for _ in range(50):  # capture's connection may take a moment to go
+                conn.execute(drop_sql, [slot])
+                if not slot_exists(conn, slot):
+                    return
+                time.sleep(0.1)
+        say(f"could not drop the replication slot {slot}; drop it: {drop_sql % repr(slot)}")
+
+    cleanup.callback(drop)
+
+
+def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
+    query = "SELECT FROM pg_replication_slots WHERE slot_name = %s"
+    return conn.execute(query, [slot]).fetchone() is not None
+
+
 def slot_active(conn: psycopg.Connection[Any], slot: str) -> bool:
     row = conn.execute(
         "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]
@@ -221,7 +250,7 @@ def tour(base: str, database_url: str, redis_url: str) -> None:
     say(f"  5. A streaming bootstrap over plain HTTP, as {users[0].name} (team {teams[team]}):")
     say(f"       curl -sN -H 'Authorization: Bearer {issue_token(users[0])}' \\")
     say(f"         '{bootstrap}'")
-    say("Ctrl-C stops everything and removes the throwaway servers.")
+    say("Ctrl-C stops the demo and removes what it started.")
     say("")
 
 

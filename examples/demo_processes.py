@@ -64,7 +64,8 @@ class Children:
         for child in self.running:
             code = child.process.poll()
             if code is not None:
-                raise child.failure(f"exited unexpectedly (code {code})")
+                how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                raise child.failure(f"stopped unexpectedly ({how})")
 
     def wait_for(
         self, ready: Callable[[], bool], child: Child, what: str, *, timeout: float

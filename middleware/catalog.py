@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+
 from pgsift.subscriptions.catalog import Catalog
+from pgsift.subscriptions.errors import PolicyError
+from pgsift.subscriptions.policy import Policy
+from pgsift.subscriptions.shape import Shape
 
 # Type names as the rest of pgsift spells them: builtins by their internal name
 # (int4, timestamptz, ...), domains by their base type, enums by name (schema-
@@ -41,6 +46,13 @@ WHERE i.indisprimary
 ORDER BY n.nspname, c.relname, k.ord
 """
 
+_REPLICA_IDENTITY = """
+SELECT n.nspname, c.relname, c.relreplident = 'f'
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+"""
+
 _ENUMS = """
 SELECT n.nspname, t.typname, e.enumlabel
 FROM pg_enum e
@@ -69,8 +81,32 @@ def load_catalog(conn: psycopg.Connection[Any]) -> Catalog:
         entry = tables.get(f"{schema}.{table}")
         if entry is not None:
             entry["primary_key"].append(column)
+    for schema, table, full in conn.execute(_REPLICA_IDENTITY).fetchall():
+        entry = tables.get(f"{schema}.{table}")
+        if entry is not None:
+            entry["replica_identity_full"] = full
     enums: dict[str, list[str]] = {}
     for schema, name, label in conn.execute(_ENUMS).fetchall():
         enums.setdefault(_type_name(schema, name, "e"), []).append(label)
     keyed = {name: spec for name, spec in tables.items() if spec["primary_key"]}
     return Catalog.from_dict(keyed, enums=enums)
+
+
+def require_replica_identity(
+    shape: Shape, catalog: Catalog, policies: Mapping[str, Policy] | None
+) -> None:
+    """PolicyError for a shape of a row-policy table without REPLICA IDENTITY FULL.
+
+    Without the old row, routing cannot tell which shapes held an updated or
+    deleted row, and sends the DELETE of its key to every shape of the table:
+    callers whose policy hides the row would learn its primary key.
+    """
+    policy = (policies or {}).get(shape.table)
+    table = catalog.find(shape.table)
+    if policy is None or policy.row is None or table is None or table.replica_identity_full:
+        return
+    raise PolicyError(
+        f"{shape.table} has a row policy but not REPLICA IDENTITY FULL, so its deletes"
+        " would reach every subscriber; run"
+        f" `ALTER TABLE {shape.table} REPLICA IDENTITY FULL` to subscribe to it"
+    )

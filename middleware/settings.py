@@ -51,6 +51,14 @@ class Settings:
     gateway_connection_init_timeout_s: float = 10.0
     gateway_snapshot_connections: int = 8  # Postgres connections for snapshots, per process
     gateway_use_dumps: bool = True  # start a `sync` from a fresh bootstrap dump when there is one
+    gateway_snapshot_wait_s: float = 30.0  # wait for a free snapshot connection; then an error
+    gateway_snapshot_statement_timeout_s: float = 60.0  # Postgres statement_timeout of snapshots
+    gateway_snapshot_idle_timeout_s: float = 60.0  # idle_in_transaction_session_timeout of them
+    gateway_max_tx_changes: int = 10_000  # changes held per subscription and transaction
+    gateway_max_frame_bytes: int = 1_048_576  # largest websocket frame a client may send
+    gateway_max_query_bytes: int = 16_384  # largest SQL `query` of a `sync`
+    gateway_max_params: int = 100  # most `params` of a `sync`
+    gateway_max_graphql_tokens: int = 2000  # most tokens in a GraphQL document
 
     # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.
     auth_jwt_secret: str | None = None
@@ -147,7 +155,7 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
                 return tuple(value)
             if not isinstance(value, Mapping):
                 raise TypeError("expected a table")
-            return value
+            return check_auth_table(value) if name == "auth" else value
         if kind.startswith("tuple"):
             if isinstance(value, str):
                 return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -165,6 +173,48 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
         return None if value is None else str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}: bad value {value!r} (expected {kind})") from exc
+
+
+AUTH_ALGORITHMS = ("HS256", "RS256", "ES256")
+# The keys of the `[auth]` table and the kind of value each takes.
+AUTH_KEYS = {
+    "jwt_secret": "str", "jwt_public_key": "str", "jwt_public_key_file": "str",
+    "algorithms": "algorithms", "audience": "str", "issuer": "str", "leeway_s": "number",
+    "anonymous": "bool", "anonymous_claims": "table", "require_exp": "bool",
+}
+
+
+def check_auth_table(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The `[auth]` table with each value checked and typed; ConfigError names a bad key.
+
+    Booleans accept true/false, or the strings the environment accepts ("false",
+    "0", "no", ...); `algorithms` is a list drawn from AUTH_ALGORITHMS.
+    """
+    unknown = sorted(set(table) - set(AUTH_KEYS))
+    if unknown:
+        raise ConfigError(f"auth: unknown setting(s) {', '.join(unknown)}")
+    return {key: _auth_value(key, AUTH_KEYS[key], value) for key, value in table.items()}
+
+
+def _auth_value(key: str, kind: str, value: Any) -> Any:
+    name = f"auth.{key}"
+    if kind == "bool" and isinstance(value, (bool, str)):
+        return _convert(name, "bool", value)
+    if kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "table" and isinstance(value, Mapping):
+        return value
+    if kind == "algorithms" and isinstance(value, (list, tuple)) and value:
+        wrong = [v for v in value if v not in AUTH_ALGORITHMS]
+        if not wrong:
+            return tuple(value)
+    expected = {
+        "algorithms": f"a non-empty list of {', '.join(AUTH_ALGORITHMS)}",
+        "number": "a number", "str": "a string", "table": "a table", "bool": "true or false",
+    }[kind]
+    raise ConfigError(f"setting {name}: bad value {value!r} (expected {expected})")
 
 
 def _as_dict(settings: Settings) -> dict[str, Any]:

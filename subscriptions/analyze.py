@@ -2,28 +2,21 @@
 
 Constants become slots: the analysis collects, for each slot, the typed value
 (bound as a parameter by `to_sql`) and the runtime value the predicate uses
-(keyed for comparison, a set for IN, a compiled regex for LIKE).
+(keyed for comparison, a set for IN, a compiled pattern for LIKE).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pgsift.subscriptions import coerce, values
+from sqlglot import exp
+
+from pgsift.subscriptions import coerce
 from pgsift.subscriptions.casefold import pg_lower, pg_upper
 from pgsift.subscriptions.catalog import Table
-from pgsift.subscriptions.domains import (
-    FLOAT_TYPES,
-    INT_TYPES,
-    TEXT_TYPES,
-    KeySpec,
-    apply_key,
-    comparison_keys,
-)
+from pgsift.subscriptions.domains import TEXT_TYPES, KeySpec, apply_key, comparison_keys
 from pgsift.subscriptions.errors import PolicyError, QueryError
 from pgsift.subscriptions.ir import (
     Call,
@@ -41,9 +34,22 @@ from pgsift.subscriptions.ir import (
     Slot,
     type_of,
 )
-from pgsift.subscriptions.like import LikePatternError, like_regex
+from pgsift.subscriptions.like import LikePatternError, like_pattern
+from pgsift.subscriptions.operands import (
+    NUMBER_RANK,
+    Operand,
+    Pending,
+    Slots,
+    Typed,
+    canonical_json,
+    common_type,
+    convert,
+    operand_type,
+    shared_set,
+)
 from pgsift.subscriptions.parse import describe, identifier_name, position_of
-from sqlglot import exp
+
+__all__ = ["Analyzer", "Slots"]
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
     exp.EQ: "=",
@@ -53,48 +59,6 @@ _COMPARISONS: dict[type[exp.Expression], str] = {
     exp.GT: ">",
     exp.GTE: ">=",
 }
-_NUMBER_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
-_TIME_RANK = {"date": 0, "timestamp": 1, "timestamptz": 2}
-# IN lists repeat across shapes (`status IN ('open', 'doing')`): keep one copy of each.
-_SHARED_SETS: dict[tuple[frozenset[Any], bool], tuple[frozenset[Any], bool]] = {}
-_MAX_SHARED_SETS = 65_536
-
-
-@dataclass(slots=True)
-class Pending:
-    """A constant whose type comes from its context: `'...'`, `$n`, `auth.x`, NULL."""
-
-    kind: str  # text | param | claim | null
-    raw: Any
-    label: str
-    position: int | None
-    param: int | None = None
-
-
-@dataclass(slots=True)
-class Typed:
-    """A constant with a type of its own: a number, TRUE, a cast."""
-
-    value: Any
-    type: str
-    label: str
-    position: int | None
-
-
-Operand = Expr | Pending | Typed
-
-
-@dataclass
-class Slots:
-    """The constants of one shape: typed values (SQL parameters) and runtime values."""
-
-    params: list[Any] = field(default_factory=list)
-    runtime: list[Any] = field(default_factory=list)
-
-    def add(self, value: Any, type_name: str, runtime: Any) -> Slot:
-        self.params.append(value)
-        self.runtime.append(runtime)
-        return Slot(len(self.params) - 1, type_name)
 
 
 class Analyzer:
@@ -210,9 +174,26 @@ class Analyzer:
         raise self.fail(f"{describe(node, self.sql)} is not supported", node)
 
     def logic(self, node: exp.And | exp.Or) -> Expr:
-        op = "and" if isinstance(node, exp.And) else "or"
+        """An AND / OR chain as one flat node, walked without recursion.
+
+        sqlglot nests `a OR b OR c ...` one level per term; a long chain (hundreds
+        of terms) must not recurse. Parenthesized chains of the same operator are
+        flattened too; terms keep their left-to-right order (parameters are typed
+        by their first use).
+        """
+        kind = type(node)
+        op = "and" if kind is exp.And else "or"
         items: list[Expr] = []
-        for side in (node.this, node.expression):
+        pending: list[exp.Expression] = [node]
+        while pending:
+            side = pending.pop()
+            inner = side
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+            if type(inner) is kind:
+                pending.append(inner.expression)
+                pending.append(inner.this)
+                continue
             item = self.condition(side)
             if isinstance(item, Logic) and item.op == op:
                 items.extend(item.items)
@@ -270,15 +251,27 @@ class Analyzer:
                 raise self.fail(f"could not determine the type of {a.label} {op} {b.label}", node)
             a, b = self.typed(a, "text"), self.typed(b, "text")
         elif isinstance(a, Pending):
-            a = self.typed(a, _type(b))
+            a = self.typed(a, operand_type(b))
         elif isinstance(b, Pending):
-            b = self.typed(b, _type(a))
+            b = self.typed(b, operand_type(a))
         if isinstance(a, Pending) or isinstance(b, Pending):  # typed above; for the checker
             raise self.fail(f"could not determine the types of {op}", node)
-        keys = comparison_keys(_type(a), _type(b), self.enums)
+        left_type, right_type = operand_type(a), operand_type(b)
+        self.comparable(left_type, right_type, node)
+        keys = comparison_keys(left_type, right_type, self.enums)
         if keys is None:
-            raise self.fail(f"operator does not exist: {_type(a)} {op} {_type(b)}", node)
+            raise self.fail(f"operator does not exist: {left_type} {op} {right_type}", node)
         return (self.as_expr(a, keys[0]), keys[0]), (self.as_expr(b, keys[1]), keys[1])
+
+    def comparable(self, left: str, right: str, node: exp.Expression) -> None:
+        """Refuse comparisons pgsift cannot decide as Postgres does (intervals)."""
+        if "interval" in (left, right):
+            raise self.fail(
+                "comparisons of interval values are not supported: Postgres counts a year "
+                "as 360 days, psycopg (and so every row pgsift sees) as 365 "
+                "(IS [NOT] NULL is supported)",
+                node,
+            )
 
     def in_list(self, node: exp.In) -> Expr:
         if node.args.get("query") is not None:
@@ -319,7 +312,7 @@ class Analyzer:
             # element gives the array its type (unlike IN, which looks at the left side).
             first = next((c for c in constants if isinstance(c, Typed)), None)
             element_type = (
-                _common_type([c.type for c in constants if isinstance(c, Typed)])
+                common_type([c.type for c in constants if isinstance(c, Typed)])
                 if first
                 else "text"
             )
@@ -327,23 +320,24 @@ class Analyzer:
                 self.typed(c, element_type) if isinstance(c, Pending) else c for c in constants
             ]
             lhs_expr, lkey, typed, common = self.against_constants(lhs, constants, word, node)
-            keys = comparison_keys(_type(lhs_expr), common, self.enums)
+            keys = comparison_keys(operand_type(lhs_expr), common, self.enums)
             if op == "=" and not all_ and keys is not None:
                 return InList(lhs_expr, self.set_slot(typed, common, keys[1]), lkey, negated=False)
             return self.array_slot(op, lhs_expr, lkey, typed, common, keys, all_)
         source = self.operand(array)
         if isinstance(source, Pending):
-            element = _type(lhs) if not isinstance(lhs, Pending) else "text"
+            element = operand_type(lhs) if not isinstance(lhs, Pending) else "text"
             source = self.typed(source, f"{element}[]")
-        array_type = _type(source)
+        array_type = operand_type(source)
         if not coerce.is_array(array_type):
             raise self.fail(f"op {word} (array) requires an array, not {array_type}", array)
         element = array_type[:-2]
         if isinstance(lhs, Pending):
             lhs = self.typed(lhs, element)
-        keys = comparison_keys(_type(lhs), element, self.enums)
+        self.comparable(operand_type(lhs), element, node)
+        keys = comparison_keys(operand_type(lhs), element, self.enums)
         if keys is None:
-            raise self.fail(f"operator does not exist: {_type(lhs)} {op} {element}", node)
+            raise self.fail(f"operator does not exist: {operand_type(lhs)} {op} {element}", node)
         lhs_expr = self.as_expr(lhs, keys[0])
         if isinstance(source, Typed):
             elements = (
@@ -382,24 +376,25 @@ class Analyzer:
         if isinstance(arg, Pending):
             first = next((c for c in constants if isinstance(c, Typed)), None)
             arg = self.typed(arg, first.type if first is not None else "text")
-        arg_type = _type(arg)
+        arg_type = operand_type(arg)
         typed = [self.typed(c, arg_type) if isinstance(c, Pending) else c for c in constants]
-        common = _common_type([arg_type, *(t.type for t in typed)])
+        common = common_type([arg_type, *(t.type for t in typed)])
+        self.comparable(arg_type, common, node)
         for item in typed:
             if comparison_keys(common, item.type, self.enums) is None:
                 raise self.fail(f"operator does not exist: {arg_type} {word} {item.type}", node)
         keys = comparison_keys(arg_type, common, self.enums)
         if keys is None:
             raise self.fail(f"operator does not exist: {arg_type} {word} {common}", node)
-        converted = [Typed(_convert(t, common), common, t.label, t.position) for t in typed]
+        converted = [Typed(convert(t, common), common, t.label, t.position) for t in typed]
         return self.as_expr(arg, keys[0]), keys[0], converted, common
 
     def set_slot(self, typed: list[Typed], element: str, key: KeySpec) -> Slot:
         """An IN list / `= ANY` array: the canonical (sorted, unique) values and their keys."""
-        present = {_canonical_json(t.value): t.value for t in typed if t.value is not None}
+        present = {canonical_json(t.value): t.value for t in typed if t.value is not None}
         ordered = [present[k] for k in sorted(present)]
         has_null = len(present) < len(typed) and any(t.value is None for t in typed)
-        runtime = _shared((frozenset(apply_key(key, v) for v in ordered), has_null))
+        runtime = shared_set((frozenset(apply_key(key, v) for v in ordered), has_null))
         return self.slots.add(ordered + ([None] if has_null else []), f"{element}[]", runtime)
 
     # -- LIKE -------------------------------------------------------------------
@@ -410,21 +405,21 @@ class Analyzer:
         arg = self.operand(node.this)
         if isinstance(arg, Pending):
             arg = self.typed(arg, "text")
-        if _type(arg) not in TEXT_TYPES:
-            raise self.fail(f"operator does not exist: {_type(arg)} {word} text", node)
+        if operand_type(arg) not in TEXT_TYPES:
+            raise self.fail(f"operator does not exist: {operand_type(arg)} {word} text", node)
         pattern = self.operand(node.expression)
         if not isinstance(pattern, Pending | Typed):
             raise self.fail(f"{word} patterns must be constants", node.expression)
         typed = self.typed(pattern, "text") if isinstance(pattern, Pending) else pattern
         if typed.type not in TEXT_TYPES:
             raise self.fail(f"operator does not exist: text {word} {typed.type}", node)
-        regex = None
+        matcher = None
         if typed.value is not None:
             try:
-                regex = like_regex(typed.value, insensitive=insensitive)
+                matcher = like_pattern(typed.value, insensitive=insensitive)
             except LikePatternError as exc:
                 raise self.fail(str(exc), node.expression) from None
-        slot = self.slots.add(typed.value, "text", regex)
+        slot = self.slots.add(typed.value, "text", matcher)
         expr = Like(self.as_expr(arg, KeySpec("id")), slot, insensitive, negated=False)
         return Not(expr) if node.args.get("negate") else expr
 
@@ -474,10 +469,10 @@ class Analyzer:
 
     def negative(self, node: exp.Neg) -> Operand:
         inner = self.operand(node.this)
-        if isinstance(inner, Typed) and inner.type in _NUMBER_RANK and inner.value is not None:
+        if isinstance(inner, Typed) and inner.type in NUMBER_RANK and inner.value is not None:
             value, kind = -inner.value, inner.type
             if inner.label.isdigit():  # Postgres types a negated integer by its value
-                value, kind = coerce.numeric_literal(str(-int(inner.value)).lstrip("-"))
+                value, kind = coerce.numeric_literal(inner.label)
                 value = -value
                 if kind == "int8" and value == -(2**31):
                     kind = "int4"
@@ -508,7 +503,7 @@ class Analyzer:
         if isinstance(inner, Typed):
             if inner.type == type_name or inner.value is None:
                 return Typed(inner.value, type_name, inner.label, inner.position)
-            if inner.type in _NUMBER_RANK and isinstance(inner.value, int | Decimal):
+            if inner.type in NUMBER_RANK and isinstance(inner.value, int | Decimal):
                 try:
                     value = coerce.cast_number(inner.value, type_name)
                 except coerce.CoercionError as exc:
@@ -522,8 +517,8 @@ class Analyzer:
         arg = self.operand(node.this)
         if isinstance(arg, Pending):
             arg = self.typed(arg, "text")
-        if _type(arg) not in TEXT_TYPES:
-            raise self.fail(f"function {func}({_type(arg)}) does not exist", node)
+        if operand_type(arg) not in TEXT_TYPES:
+            raise self.fail(f"function {func}({operand_type(arg)}) does not exist", node)
         if isinstance(arg, Typed):
             if arg.value is None:
                 return Typed(None, "text", arg.label, arg.position)
@@ -561,14 +556,6 @@ class Analyzer:
         return operand
 
 
-def _type(operand: Operand) -> str:
-    if isinstance(operand, Typed):
-        return operand.type
-    if isinstance(operand, Pending):
-        return "text"
-    return type_of(operand)
-
-
 def _is_all(node: exp.Expression) -> bool:
     if isinstance(node, exp.All):
         return True
@@ -583,41 +570,3 @@ def _flip(expr: IsNull | IsBool) -> Expr:
     if isinstance(expr, IsNull):
         return IsNull(expr.arg, not expr.negated)
     return IsBool(expr.arg, expr.value, not expr.negated)
-
-
-def _common_type(types: list[str]) -> str:
-    """The type Postgres resolves a list of comparable types to (numbers, times, text)."""
-    if all(t in _NUMBER_RANK for t in types):
-        return max(types, key=_NUMBER_RANK.__getitem__)
-    if all(t in _TIME_RANK for t in types):
-        return max(types, key=_TIME_RANK.__getitem__)
-    if all(t in TEXT_TYPES for t in types):
-        return "bpchar" if all(t == "bpchar" for t in types) else "text"
-    return types[0]
-
-
-def _convert(typed: Typed, common: str) -> Any:
-    """A constant converted to the list's common type (numbers only change)."""
-    value = typed.value
-    if value is None or typed.type == common:
-        return value
-    if common in FLOAT_TYPES and typed.type in _NUMBER_RANK:
-        return coerce.cast_number(value, common)
-    if common == "numeric" and typed.type in INT_TYPES:
-        return Decimal(value)
-    keys = comparison_keys(common, typed.type, {})
-    return apply_key(keys[1], value) if keys is not None else value
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(values.to_json(value), sort_keys=True)
-
-
-def _shared(members: tuple[frozenset[Any], bool]) -> tuple[frozenset[Any], bool]:
-    try:
-        return _SHARED_SETS.setdefault(members, members)
-    except TypeError:  # an unhashable key cannot be shared (never for typed constants)
-        return members
-    finally:
-        if len(_SHARED_SETS) > _MAX_SHARED_SETS:
-            _SHARED_SETS.clear()

@@ -20,6 +20,9 @@ class Table:
     name: str
     columns: Mapping[str, str]
     primary_key: tuple[str, ...]
+    # REPLICA IDENTITY FULL: the feed carries the whole old row of an update or
+    # delete, not only its key, so routing knows which shapes held the row.
+    replica_identity_full: bool = True
 
     @property
     def schema(self) -> str:
@@ -48,6 +51,8 @@ class Catalog:
 
         An unqualified table name means `public`. `enums` maps an enum type name
         (as used in `columns`) to its labels in their declared order.
+        `"replica_identity_full": false` marks a table whose feed changes carry
+        only the old key (default true).
         """
         built: dict[str, Table] = {}
         for raw_name, spec in tables.items():
@@ -59,14 +64,19 @@ class Catalog:
             missing = [col for col in key if col not in columns]
             if missing:
                 raise CatalogError(f"table {name}: primary key column(s) {missing} not in columns")
-            built[name] = Table(name, columns, key)
+            full = bool(spec.get("replica_identity_full", True))
+            built[name] = Table(name, columns, key, full)
         labels = {str(k): tuple(str(v) for v in vs) for k, vs in (enums or {}).items()}
         return cls(built, labels)
 
     def to_dict(self) -> dict[str, Any]:
         """The inverse of `from_dict` (tables only; enums are `self.enums`)."""
         return {
-            name: {"columns": dict(t.columns), "primary_key": list(t.primary_key)}
+            name: {
+                "columns": dict(t.columns),
+                "primary_key": list(t.primary_key),
+                "replica_identity_full": t.replica_identity_full,
+            }
             for name, t in self.tables.items()
         }
 

@@ -63,21 +63,39 @@ class RoutableShape(Protocol):
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Whether two column values look the same to a client (stricter than `==`)."""
-    if a is b:
-        return True
-    if type(a) is not type(b):
-        return False
+    """Whether two column values look the same to a client (stricter than `==`).
+
+    json values and arrays are walked with an explicit stack: a jsonb value may
+    nest thousands of levels deep, which neither recursion nor `==` survives.
+    """
+    pending = [(a, b)]
+    while pending:
+        a, b = pending.pop()
+        if a is b:
+            continue
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, list):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((v, b[k]) for k, v in a.items())
+        elif not _same_scalar(a, b):
+            return False
+    return True
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    """`same_value` for two non-container values of the same type."""
     if isinstance(a, float):
         if math.isnan(a):
             return math.isnan(b)
         return bool(a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
     if isinstance(a, Decimal):
         return bool(a.as_tuple() == b.as_tuple())
-    if isinstance(a, list):
-        return len(a) == len(b) and all(map(same_value, a, b))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
     if isinstance(a, datetime):
         return bool(a == b and a.utcoffset() == b.utcoffset())
     return bool(a == b)

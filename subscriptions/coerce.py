@@ -8,7 +8,9 @@ spelling and size. Values are the Python values psycopg 3 returns for the type.
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 import struct
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -19,6 +21,11 @@ from pgsift.subscriptions import values
 from pgsift.subscriptions.domains import FLOAT_TYPES, INT_TYPES, TEXT_TYPES
 
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+# Postgres's MAXDIM; deeper client arrays are refused rather than recursed into.
+MAX_ARRAY_DIMENSIONS = 6
+# json / jsonb constants (only ever tested for NULL) are kept shallow enough to encode.
+MAX_JSON_DEPTH = 100
+_INT8_DIGITS = 19
 SCALAR_TYPES = (
     INT_TYPES
     | FLOAT_TYPES
@@ -55,7 +62,9 @@ def is_array(type_name: str) -> bool:
 
 def numeric_literal(text: str) -> tuple[Any, str]:
     """A numeric literal's value and type: int4, int8 or numeric, as Postgres types it."""
-    if text.isdigit():
+    # More than 19 significant digits is past int8 (and past Python's int-from-string
+    # limit long before it matters): numeric, like Postgres.
+    if text.isdigit() and len(text.lstrip("0")) <= _INT8_DIGITS:
         number = int(text)
         if number < 2**31:
             return number, "int4"
@@ -74,20 +83,28 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
         try:
             parsed = values.parse_text(type_name, text)
         except (ValueError, TypeError, IndexError) as exc:
-            raise CoercionError(f"invalid input for type {type_name}: {text!r} ({exc})") from None
+            raise CoercionError(
+                f"invalid input for type {type_name}: {_short(text)} ({exc})"
+            ) from None
+        _flatten(parsed, type_name)  # refuses more than MAX_ARRAY_DIMENSIONS
         if element in INT_TYPES | FLOAT_TYPES | {"numeric", "bool"} or element in enums:
             return from_value(type_name, parsed, enums)
         return parsed
     if type_name in INT_TYPES:
         if not _INTEGER.fullmatch(text):
             raise CoercionError(f"invalid input syntax for type {type_name}: {text!r}")
+        if len(text.strip().lstrip("+-").lstrip("0")) > _INT8_DIGITS:
+            raise CoercionError(f"value {_short(text)} is out of range for type {type_name}")
         return _int_in_range(type_name, int(text))
     if type_name == "numeric" or type_name in FLOAT_TYPES:
         if not _NUMBER.fullmatch(text):
             raise CoercionError(f"invalid input syntax for type {type_name}: {text!r}")
         if type_name == "numeric":
             return Decimal(text.strip())
-        return _float_in_range(type_name, float(text))
+        number = float(text)
+        if math.isinf(number) and "inf" not in text.lower():
+            raise CoercionError(f"value {_short(text)} is out of range for type {type_name}")
+        return _float_in_range(type_name, number)
     if type_name == "bool":
         word = text.strip().lower()
         if word not in _BOOL_WORDS:
@@ -110,15 +127,19 @@ def from_value(type_name: str, value: Any, enums: Mapping[str, tuple[str, ...]])
     if is_array(type_name):
         element = type_name[:-2]
         if not isinstance(value, list | tuple):
-            raise CoercionError(f"expected a list for type {type_name}, got {value!r}")
-        return [from_value(element, item, enums) for item in _flatten(value)]
+            raise CoercionError(f"expected a list for type {type_name}, got {reprlib.repr(value)}")
+        return [from_value(element, item, enums) for item in _flatten(value, type_name)]
     labels = enums.get(type_name)
     if labels is not None:
         if not isinstance(value, str):
-            raise CoercionError(f"expected a string for enum {type_name}, got {value!r}")
+            raise CoercionError(
+                f"expected a string for enum {type_name}, got {reprlib.repr(value)}"
+            )
         return _enum_label(type_name, labels, value)
     if type_name not in SCALAR_TYPES:
         raise CoercionError(f"constants of type {type_name} are not supported")
+    if type_name in ("json", "jsonb"):
+        _check_json_depth(type_name, value)
     if isinstance(value, str) and (type_name in INT_TYPES or type_name == "date"):
         return from_text(type_name, value, enums)
     try:
@@ -138,12 +159,22 @@ def cast_number(value: int | Decimal, type_name: str) -> Any:
         if isinstance(value, Decimal):
             if not value.is_finite():
                 raise CoercionError(f"cannot convert {value} to {type_name}")
+            if value.adjusted() >= _INT8_DIGITS:  # also keeps 1e99999 from `quantize`
+                raise CoercionError(f"value {_short(value)} is out of range for type {type_name}")
             value = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
         return _int_in_range(type_name, value)
     if type_name == "numeric":
         return Decimal(value)
     if type_name in FLOAT_TYPES:
-        return _float_in_range(type_name, float(value))
+        try:
+            number = float(value)
+        except OverflowError:  # an int past the double range
+            raise CoercionError(
+                f"value {_short(value)} is out of range for type {type_name}"
+            ) from None
+        if math.isinf(number) and not (isinstance(value, Decimal) and value.is_infinite()):
+            raise CoercionError(f"value {_short(value)} is out of range for type {type_name}")
+        return _float_in_range(type_name, number)
     raise CoercionError(f"cannot cast a number to {type_name}")
 
 
@@ -160,14 +191,42 @@ def _date(text: str) -> date:
         raise CoercionError(f"invalid input syntax for type date: {text!r}") from None
 
 
-def _flatten(items: list[Any] | tuple[Any, ...]) -> list[Any]:
+def _flatten(items: list[Any] | tuple[Any, ...], type_name: str, depth: int = 1) -> list[Any]:
+    """A nested array's elements in order; at most `MAX_ARRAY_DIMENSIONS` levels, as Postgres."""
+    if depth > MAX_ARRAY_DIMENSIONS:
+        raise CoercionError(
+            f"{type_name}: number of array dimensions exceeds the maximum allowed "
+            f"({MAX_ARRAY_DIMENSIONS})"
+        )
     flat: list[Any] = []
     for item in items:
         if isinstance(item, list | tuple):
-            flat.extend(_flatten(item))
+            flat.extend(_flatten(item, type_name, depth + 1))
         else:
             flat.append(item)
     return flat
+
+
+def _check_json_depth(type_name: str, value: Any) -> None:
+    """Refuse a json constant nested deeper than `MAX_JSON_DEPTH` (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise CoercionError(f"{type_name} constant nested deeper than {MAX_JSON_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _short(value: object) -> str:
+    """A constant for a message, cut to a readable length."""
+    text = str(value).strip()
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _int_in_range(type_name: str, number: int) -> int:

@@ -226,12 +226,12 @@ def _like(expr: Like) -> Fn:
 
     def like(row: Row, c: Consts) -> Any:
         value = arg(row, c)
-        regex = c[index]
-        if value is None or regex is None:
+        pattern = c[index]
+        if value is None or pattern is None:
             return None
         if insensitive:
             value = pg_lower(value)
-        return regex.fullmatch(value) is not None
+        return pattern.matches(value)
 
     return like
 

@@ -10,10 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import sqlglot
-from pgsift.subscriptions.errors import QueryError
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokenizer_core import Token, TokenType
+
+from pgsift.subscriptions.errors import QueryError
+
+# Client text is bounded before it is parsed: its length, and how deeply it nests
+# (sqlglot's parser recurses ~20 Python frames per parenthesis, ~10 per NOT).
+MAX_SQL_LENGTH = 64 * 1024
+MAX_NESTING = 24
+_POSTGRES = Dialect.get_or_raise("postgres")
+_OPENERS = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE})
+_CLOSERS = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
+_ENDS_NOT = frozenset({TokenType.AND, TokenType.OR, TokenType.SEMICOLON, TokenType.COMMA})
 
 # Select clauses other than the column list, FROM and WHERE, named for messages.
 _CLAUSES = {
@@ -75,12 +86,22 @@ def identifier_name(node: exp.Expression | str | None) -> str:
 
 
 def parse_statements(sql: str, *, error: type[QueryError] = QueryError) -> list[exp.Expression]:
-    """sqlglot's parse (Postgres dialect); syntax errors become `error` with a position."""
+    """sqlglot's parse (Postgres dialect); syntax errors become `error` with a position.
+
+    Text longer than `MAX_SQL_LENGTH` or nested deeper than `MAX_NESTING` is refused
+    before sqlglot sees it: its parser recurses some twenty frames per level.
+    """
+    if len(sql) > MAX_SQL_LENGTH:
+        raise error(f"query is too long ({len(sql)} characters, at most {MAX_SQL_LENGTH})")
     try:
         # The newline works around a sqlglot tokenizer bug: with a `$n` in the text,
         # a '' literal at the very end is reported as an unterminated string.
-        parsed = sqlglot.parse(sql + "\n", read="postgres")
+        tokens = _POSTGRES.tokenize(sql + "\n")
+        _check_nesting(sql, tokens, error)
+        parsed = _POSTGRES.parser().parse(tokens, sql + "\n")
         statements = [s for s in parsed if isinstance(s, exp.Expression)]
+    except RecursionError:
+        raise error("query nested too deeply", sql=sql) from None
     except ParseError as exc:
         detail = exc.errors[0] if exc.errors else {}
         raise error(
@@ -90,6 +111,10 @@ def parse_statements(sql: str, *, error: type[QueryError] = QueryError) -> list[
         ) from None
     except TokenError as exc:
         raise error(f"syntax error: {exc}", sql=sql) from None
+    except QueryError:
+        raise
+    except Exception as exc:  # sqlglot on hostile text: never let its internals escape
+        raise error(f"syntax error: {type(exc).__name__}: {exc}", sql=sql) from None
     if not statements:
         raise error("empty query", sql=sql)
     if len(statements) > 1:
@@ -187,6 +212,41 @@ def describe(node: exp.Expression, sql: str | None = None) -> str:
             name = sql[start : end + 1]
         return f"function {str(name).lower()}()"
     return repr(node.sql(dialect="postgres"))
+
+
+def _check_nesting(sql: str, tokens: list[Token], error: type[QueryError]) -> None:
+    """Refuse more than `MAX_NESTING` open parentheses, brackets and NOTs at one point.
+
+    A NOT is open until the AND, OR or closing parenthesis that ends its operand
+    (it binds tighter than AND/OR); `NOT NOT NOT x` nests like `((x))`.
+    """
+    # One entry per open level: the paren depth at which a NOT was opened, or -1 for a
+    # parenthesis or bracket.
+    stack: list[int] = []
+    parens = 0
+    for token in tokens:
+        kind = token.token_type
+        if kind in _OPENERS:
+            stack.append(-1)
+            parens += 1
+        elif kind in _CLOSERS:
+            while stack and stack[-1] >= 0:
+                stack.pop()
+            if stack:
+                stack.pop()
+                parens -= 1
+        elif kind in _ENDS_NOT:
+            while stack and stack[-1] == parens:
+                stack.pop()
+        elif kind == TokenType.NOT:
+            stack.append(parens)
+        if len(stack) > MAX_NESTING:
+            raise error(
+                f"query nested too deeply (more than {MAX_NESTING} levels of parentheses, "
+                "brackets and NOT)",
+                sql=sql,
+                position=token.start,
+            )
 
 
 def _offset(sql: str, line: object, col: object) -> int | None:

@@ -16,9 +16,10 @@ from functools import lru_cache
 from typing import Generic, TypeVar
 
 import sqlglot
+from sqlglot import exp
+
 from pgsift.subscriptions.casefold import pg_lower
 from pgsift.subscriptions.classify import RoutableShape
-from sqlglot import exp
 
 E = TypeVar("E", bound=Hashable)
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlglot import exp
+
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
@@ -24,7 +26,6 @@ from pgsift.subscriptions.errors import PolicyError
 from pgsift.subscriptions.ir import Expr
 from pgsift.subscriptions.parse import parse_statements
 from pgsift.subscriptions.render import psycopg_placeholder, render
-from sqlglot import exp
 
 _KEYS = frozenset({"columns", "row"})
 

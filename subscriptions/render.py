@@ -3,6 +3,12 @@
 Every constant is a bound parameter with an explicit cast to the type the
 analysis gave it, so Postgres resolves operators exactly as the predicate does;
 no client text is ever spliced into the SQL.
+
+The text does not depend on the database's or the session's settings where the
+predicate does not: text ordering (`< <= > >=`, so BETWEEN too) is pinned to
+`COLLATE "C"` (code-point order, as `matches`), and a timestamp or date compared
+with a timestamptz is converted `AT TIME ZONE 'UTC'` (as `matches` reads it),
+not in the session TimeZone.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pgsift.subscriptions.coerce import SCALAR_TYPES
+from pgsift.subscriptions.domains import TEXT_TYPES, KeySpec
 from pgsift.subscriptions.ir import (
     Call,
     Col,
@@ -24,9 +31,16 @@ from pgsift.subscriptions.ir import (
     Not,
     Quantified,
     Slot,
+    type_of,
 )
 
 Placeholder = Callable[[Slot], str]
+_ORDERING = frozenset({"<", "<=", ">", ">="})
+# The casts `domains` applies before a cross-type time comparison, with the zone pinned.
+_ZONED = {
+    "timestamp->timestamptz": "{} AT TIME ZONE 'UTC'",
+    "date->timestamptz": "{}::timestamp AT TIME ZONE 'UTC'",
+}
 
 
 def quote_identifier(name: str, *, psycopg: bool = False) -> str:
@@ -79,6 +93,18 @@ def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
         text = render(child, placeholder, psycopg=psycopg)
         return text if isinstance(child, Col | Slot | Call) else f"({text})"
 
+    def keyed(child: Expr, key: KeySpec) -> str:
+        """An operand as the comparison sees it: zoned casts made explicit."""
+        zoned = _ZONED.get(key.kind)
+        return sub(child) if zoned is None else f"({zoned.format(sub(child))})"
+
+    def ordered(child: Expr, key: KeySpec, op: str) -> str:
+        """The left operand of a comparison: text ordering pinned to code-point order."""
+        text = keyed(child, key)
+        if op in _ORDERING and type_of(child) in TEXT_TYPES:
+            return f'{text} COLLATE "C"'
+        return text
+
     match expr:
         case Col(name=name):
             return quote_identifier(name, psycopg=psycopg)
@@ -86,16 +112,16 @@ def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
             return placeholder(expr)
         case Call(func=func, arg=arg):
             return f"{func}({sub(arg)})"
-        case Compare(op=op, left=left, right=right):
-            return f"{sub(left)} {op} {sub(right)}"
-        case Distinct(left=left, right=right, negated=negated):
+        case Compare(op=op, left=left, right=right, left_key=lkey, right_key=rkey):
+            return f"{ordered(left, lkey, op)} {op} {keyed(right, rkey)}"
+        case Distinct(left=left, right=right, negated=negated, left_key=lkey, right_key=rkey):
             word = "IS NOT DISTINCT FROM" if negated else "IS DISTINCT FROM"
-            return f"{sub(left)} {word} {sub(right)}"
-        case InList(arg=arg, values=values, negated=negated):
-            text = f"{sub(arg)} = ANY({placeholder(values)})"
+            return f"{keyed(left, lkey)} {word} {keyed(right, rkey)}"
+        case InList(arg=arg, values=values, negated=negated, key=key):
+            text = f"{keyed(arg, key)} = ANY({placeholder(values)})"
             return f"NOT ({text})" if negated else text
-        case Quantified(op=op, left=left, array=array, all=all_):
-            return f"{sub(left)} {op} {'ALL' if all_ else 'ANY'}({sub(array)})"
+        case Quantified(op=op, left=left, array=array, all=all_, left_key=lkey):
+            return f"{ordered(left, lkey, op)} {op} {'ALL' if all_ else 'ANY'}({sub(array)})"
         case Like(arg=arg, pattern=pattern, insensitive=insensitive, negated=negated):
             word = ("NOT " if negated else "") + ("ILIKE" if insensitive else "LIKE")
             return f"{sub(arg)} {word} {placeholder(pattern)}"

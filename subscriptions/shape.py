@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,16 +42,21 @@ class Template:
 
 
 _templates: dict[tuple[str, tuple[str, ...], tuple[str, ...], Expr | None], Template] = {}
+# Shapes are parsed on the event loop and in worker threads alike.
+_templates_lock = threading.Lock()
 
 
 def template_for(
     table: str, columns: tuple[str, ...], primary_key: tuple[str, ...], where: Expr | None
 ) -> Template:
-    """The shared template for this structure, compiled on first use."""
+    """The shared template for this structure, compiled on first use (thread-safe)."""
     cache_key = (table, columns, primary_key, where)
-    template = _templates.get(cache_key)
+    with _templates_lock:
+        template = _templates.get(cache_key)
     if template is None:
-        template = Template(
+        # Compiled outside the lock; two threads racing on one structure build equal
+        # templates and the first one stored wins.
+        built = Template(
             table=table,
             columns=columns,
             primary_key=primary_key,
@@ -59,9 +65,12 @@ def template_for(
             normalized=render_select(table, columns, where, psycopg=False),
             recipe=term_recipe(where),
         )
-        if len(_templates) >= _MAX_TEMPLATES:
-            _templates.pop(next(iter(_templates)))
-        _templates[cache_key] = template
+        with _templates_lock:
+            template = _templates.get(cache_key)
+            if template is None:
+                while len(_templates) >= _MAX_TEMPLATES:
+                    _templates.pop(next(iter(_templates)), None)
+                _templates[cache_key] = template = built
     return template
 
 
@@ -90,7 +99,20 @@ class Shape:
         policies: Mapping[str, Policy] | None = None,
     ) -> Shape:
         """Validate `sql` against `catalog` (and the table's policy); QueryError / PolicyError."""
-        params = params or ()
+        try:
+            return cls._parse(sql, params or (), catalog, claims, policies)
+        except RecursionError:  # the caller's stack was already deep; parse bounds nesting
+            raise QueryError("query nested too deeply", sql=sql) from None
+
+    @classmethod
+    def _parse(
+        cls,
+        sql: str,
+        params: Sequence[Any],
+        catalog: Catalog,
+        claims: Mapping[str, Any] | None,
+        policies: Mapping[str, Policy] | None,
+    ) -> Shape:
         parsed = parse_select(sql)
         table = _resolve_table(parsed, catalog)
         policy = policy_for(policies, table.name, sql=sql, position=parsed.table_position)

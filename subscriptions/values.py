@@ -15,8 +15,8 @@ valid row, so:
   and `datetime.max` / `datetime.min` (UTC-aware for timestamptz) - the
   mapping psycopg's documentation suggests for infinity loaders;
   `from_json` accepts the strings "infinity" / "-infinity" too.
-* Values Python cannot hold (BC or year > 9999 dates, `24:00:00` times) raise
-  `UnrepresentableValue`, a `ValueError` whose message names the value.
+* Values Python cannot hold (BC or year > 9999 dates, `24:00:00` times, too deep
+  json) raise `UnrepresentableValue`, a `ValueError` whose message names the value.
 
 Names are Postgres type names (`int4`, `timestamptz`, an enum's name); arrays
 are `<element>[]`. SQL spellings (`integer`, `timestamp with time zone`) and
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -204,6 +205,13 @@ def _identity(text: str) -> str:
     return text
 
 
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:  # valid in Postgres, too deep for Python: one row's error
+        raise UnrepresentableValue(f"json nested too deeply ({len(text)} characters)") from None
+
+
 PARSERS: dict[str, Parser] = {
     "int2": int,
     "int4": int,
@@ -224,8 +232,8 @@ PARSERS: dict[str, Parser] = {
     "timestamp": _parse_timestamp,
     "timestamptz": _parse_timestamptz,
     "interval": _parse_interval,
-    "json": json.loads,
-    "jsonb": json.loads,
+    "json": _parse_json,
+    "jsonb": _parse_json,
     "bytea": _parse_bytea,
 }
 
@@ -405,7 +413,8 @@ _INT_BITS = {"int2": 16, "int4": 32, "int8": 64, "oid": 33}
 
 
 def _wrong(type_name: str, value: object, expected: str) -> TypeError:
-    return TypeError(f"{type_name}: expected {expected}, got {type(value).__name__} {value!r}")
+    got = f"{type(value).__name__} {reprlib.repr(value)}"  # bounded: values may nest deeply
+    return TypeError(f"{type_name}: expected {expected}, got {got}")
 
 
 def _int_from_json(type_name: str, value: object) -> int:
@@ -576,13 +585,15 @@ def from_json(type_name: str, value: Any) -> Any:
     return _str_from_json(name, value)
 
 
-def _array_from_json(element: str, convert: Converter, value: object) -> list[Any]:
+def _array_from_json(element: str, convert: Converter, value: object, depth: int = 1) -> list[Any]:
     if not isinstance(value, list | tuple):
         raise _wrong(f"{element}[]", value, "a list")
+    if depth > 6:  # Postgres's MAXDIM
+        raise ValueError(f"{element}[]: more than 6 array dimensions")
     return [
         None
         if item is None
-        else _array_from_json(element, convert, item)
+        else _array_from_json(element, convert, item, depth + 1)
         if isinstance(item, list) and convert is not _json_from_json
         else convert(element, item)
         for item in value

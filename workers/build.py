@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from redis.exceptions import LockError
+from rq import get_current_job
+
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.enqueue import clear_pending
 from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
@@ -22,8 +25,6 @@ from pgsift.middleware.errors import DumpError
 from pgsift.subscriptions.shape import Shape
 from pgsift.workers.context import JobContext
 from pgsift.workers.errors import WorkerError
-from redis.exceptions import LockError
-from rq import get_current_job
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class DumpBuilder:
                     now = time.monotonic()
                     if now - touched >= LOCK_REFRESH_S:
                         lock.reacquire()  # raises if another build took over
+                        writer.keep_alive()
                         touched = now
                     if on_progress and now - reported >= self.progress_every_s:
                         on_progress(BuildProgress(body.count, estimate, now - started))

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import redis
+
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.dumps.snapshot import open_store
 from pgsift.middleware.dumps.source import ShapeLayout, database_name

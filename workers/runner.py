@@ -6,10 +6,11 @@ import threading
 from collections.abc import Sequence
 
 import redis
+from rq import Queue, SimpleWorker, Worker
+
 from pgsift.middleware.dumps.enqueue import QUEUES
 from pgsift.workers.context import JobContext
 from pgsift.workers.schedule import TICK_S, run_scheduler
-from rq import Queue, SimpleWorker, Worker
 
 
 def run_worker(

@@ -11,10 +11,11 @@ import logging
 import secrets
 import threading
 
+from rq import Queue
+
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.enqueue import MAINTENANCE_QUEUE
 from pgsift.workers.context import JobContext
-from rq import Queue
 
 log = logging.getLogger(__name__)
 

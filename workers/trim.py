@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pgsift.middleware.dumps.snapshot import leased_ids
+from pgsift.middleware.dumps.snapshot import claim_for_drop, leased_ids
 from pgsift.middleware.feed import keys as feed_keys
 from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id, stream_id
@@ -136,7 +136,10 @@ def drop_stale_in(context: JobContext, *, now: float | None = None) -> list[str]
         for n, info in enumerate(infos):
             superseded = n > 0
             expired = now - info.header.built_at > retention
-            if (superseded or expired) and info.dump_id not in leased:
+            if not (superseded or expired) or info.dump_id in leased:
+                continue
+            # Leased since `leased` was read? The claim checks again, atomically.
+            if claim_for_drop(context.client, context.database, info.dump_id):
                 context.store.delete(info)
                 dropped.append(info.dump_id)
     context.store.sweep_abandoned(context.settings.dumps_build_timeout_s)

@@ -13,20 +13,19 @@ dump's feed position. `[[warm]]` tables of pgsift.toml declare shapes:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgsift.middleware.dumps import keys
-from pgsift.middleware.dumps.enqueue import enqueue_build
+from rq.job import Job
+
+from pgsift.middleware.dumps.enqueue import enqueue_build, popular_specs
 from pgsift.middleware.errors import ConfigError
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
 from pgsift.workers.context import JobContext
-from rq.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +79,11 @@ def configured_shapes(context: JobContext) -> list[WarmShape]:
 def popular_shapes(context: JobContext, top: int | None = None) -> list[WarmShape]:
     """The most-bootstrapped shapes (the sorted set the gateway bumps)."""
     top = context.settings.dumps_warm_top if top is None else top
-    if top <= 0:
-        return []
-    members = context.client.zrevrange(keys.popular_shapes(context.database), 0, top - 1)
-    shapes = []
-    for member in members:
-        spec = json.loads(member)
-        shapes.append(WarmShape(spec["query"], tuple(spec["params"]), spec["claims"],
-                                context.settings.dumps_warm_every_s))
-    return shapes
+    return [
+        WarmShape(spec["query"], tuple(spec["params"]), spec["claims"],
+                  context.settings.dumps_warm_every_s)
+        for _, spec in popular_specs(context.client, context.database, top)
+    ]
 
 
 def due_builds(context: JobContext, shapes: list[WarmShape], *, force: bool = False

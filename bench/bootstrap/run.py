@@ -77,9 +77,10 @@ def seed(url: str, issues: int) -> str:
 def serve_gateway(port: int) -> None:
     """Run in the child: the bootstrap endpoint alone, anonymous auth, settings from env."""
     import uvicorn
+    from starlette.applications import Starlette
+
     from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
     from pgsift.middleware.gateway.auth import Authenticator
-    from starlette.applications import Starlette
 
     settings = Settings(database_url=os.environ["PGSIFT_DATABASE_URL"],
                         redis_url=os.environ["PGSIFT_REDIS_URL"], dumps_max_age_s=3600.0)

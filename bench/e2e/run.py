@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
 from pgsift.middleware.gateway.client import LocalCopy, SyncConnection, key_of
-from psycopg.rows import dict_row
 
 PGSIFT = Path(sys.executable).with_name("pgsift")
 QUERY = "SELECT id, bucket, value, ts FROM items WHERE bucket = $1"

@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
 from pgsift.middleware.embedded import EmbeddedPostgres
 from pgsift.middleware.loader import BatchLoader
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.policy import Policy
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
 TABLE = "bench_loader_items"
 COLUMNS = {"id": "int8", "team_id": "int4", "title": "text", "body": "text"}

@@ -18,6 +18,10 @@ from typing import Any
 
 import psycopg
 import uvicorn
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+
+from examples.web.routes import web_routes
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.gateway.app import create_app
@@ -25,10 +29,6 @@ from pgsift.middleware.loader import BatchLoader
 from pgsift.middleware.loader.http import rows_route
 from pgsift.middleware.settings import Settings, load_settings
 from pgsift.subscriptions.policy import policies_from_config
-from psycopg_pool import AsyncConnectionPool
-from starlette.applications import Starlette
-
-from examples.web.routes import web_routes
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "issue_tracker" / "pgsift.toml"
 

@@ -203,6 +203,7 @@ class _Session:
         try:
             cursor = conn.cursor()
             target = runner.config.target
+            self._renew()  # a leader that was paused finds out here, before streaming
             try:
                 cursor.start_replication(
                     slot_name=target.slot,
@@ -211,9 +212,10 @@ class _Session:
                     status_interval=STATUS_INTERVAL_S,
                 )
             except psycopg2.errors.ObjectInUse:
-                # We hold the lock, so whoever streams from the slot is a stale leader
-                # (paused, partitioned) that Postgres would only drop after
+                # If we still hold the lock, whoever streams from the slot is a stale
+                # leader (paused, partitioned) that Postgres would only drop after
                 # wal_sender_timeout. It could not append anyway: fencing.
+                self._renew()
                 pid = runner.lookup.terminate_slot_holder(target.slot)
                 log.warning("slot %s was held by a stale capture (pid %s): ended it",
                             target.slot, pid)

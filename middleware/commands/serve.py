@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+
 from pgsift.middleware.settings import load_settings
 
 
@@ -38,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level="warning",
         lifespan="on",
+        ws_max_size=settings.gateway_max_frame_bytes,
     )
     return 0

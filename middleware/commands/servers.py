@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 
@@ -22,8 +23,6 @@ def run(args: argparse.Namespace) -> int:
     with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis:
         print(f"PGSIFT_DATABASE_URL={postgres.url}", flush=True)
         print(f"PGSIFT_REDIS_URL={redis.url}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0

@@ -8,10 +8,11 @@ import threading
 import time
 from typing import Any
 
-from pgsift.middleware.commands.worker import add_connection_flags, settings_for_jobs
-from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
 from rq import Worker
 from rq.job import Job, JobStatus
+
+from pgsift.middleware.commands.worker import add_connection_flags, settings_for_jobs
+from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
 
 POLL_S = 1.0
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}

@@ -37,6 +37,9 @@ class FileDumpWriter:
     def write(self, chunk: bytes) -> None:
         self._body.write(chunk)
 
+    def keep_alive(self) -> None:
+        """Nothing expires here (`sweep_abandoned` goes by age, past the build timeout)."""
+
     def publish(self, trailer: DumpTrailer) -> DumpInfo:
         self._body.flush()
         os.fsync(self._body.fileno())

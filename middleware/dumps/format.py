@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zstandard
+
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import DumpError
 

@@ -27,10 +27,15 @@ from typing import Any
 
 import psycopg
 import redis
-from pgsift.middleware.catalog import load_catalog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.dumps.encoding import Encoding, compressed, negotiate
-from pgsift.middleware.dumps.enqueue import bump_popularity, enqueue_build
+from pgsift.middleware.dumps.enqueue import ClaimsUsed, bump_popularity, enqueue_build
 from pgsift.middleware.dumps.format import end_line, header_line
 from pgsift.middleware.dumps.source import RowEncoder, ShapeLayout, database_name, open_snapshot
 from pgsift.middleware.dumps.store import DumpInfo, DumpStore
@@ -42,10 +47,6 @@ from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError, QueryError
 from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class BootstrapService:
             return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
         try:
             query, params = _query_and_params(request)
-            shape, layout = await run_in_threadpool(self._shape, query, params, claims)
+            shape, layout, claims = await run_in_threadpool(self._shape, query, params, claims)
         except PolicyError as exc:
             return _error(403, str(exc))
         except QueryError as exc:
@@ -102,12 +103,12 @@ class BootstrapService:
             return _error(400, str(exc))
         encoding = negotiate(request.headers.get("accept-encoding"))
         await run_in_threadpool(
-            bump_popularity, self.client, self.database, query, params, claims
+            bump_popularity, self.client, self.database, layout.shape_key, query, params, claims
         )
-        info = await run_in_threadpool(self._fresh_dump, layout)
+        # Leased before answering, and only if still there once leased:
+        # drop_stale_dumps leaves it alone from now on.
+        info = await run_in_threadpool(self._lease_fresh_dump, layout)
         if info is not None:
-            # Leased before answering: drop_stale_dumps leaves it alone from now on.
-            await run_in_threadpool(dumps.lease, self.client, self.database, info.dump_id)
             body = self._dump_body(dumps.DumpSnapshot(self.store, info), encoding)
             source = "dump"
         else:
@@ -130,15 +131,20 @@ class BootstrapService:
 
     def _shape(
         self, query: str, params: list[Any], claims: Mapping[str, Any]
-    ) -> tuple[Shape, ShapeLayout]:
+    ) -> tuple[Shape, ShapeLayout, dict[str, Any]]:
+        """The shape, its layout, and the claims its policy read (all a build needs)."""
         catalog = self.catalog()
+        read = ClaimsUsed(claims)
         shape = Shape.parse(
-            query, params=params, catalog=catalog, claims=dict(claims), policies=self.policies
+            query, params=params, catalog=catalog, claims=read, policies=self.policies
         )
-        return shape, ShapeLayout.of(shape, catalog)
+        require_replica_identity(shape, catalog, self.policies)
+        return shape, ShapeLayout.of(shape, catalog), read.used()
 
-    def _fresh_dump(self, layout: ShapeLayout) -> DumpInfo | None:
-        return dumps.fresh_dump(
+    def _lease_fresh_dump(self, layout: ShapeLayout) -> DumpInfo | None:
+        return dumps.lease_fresh_dump(
+            self.client,
+            self.database,
             self.store,
             layout,
             max_age_s=self.settings.dumps_max_age_s,

@@ -21,8 +21,12 @@ BUILD_LOCK = "pgsift:{{{0}}}:dumps:{1}:lock"
 BUILD_PENDING = "pgsift:{{{0}}}:dumps:{1}:pending"
 # Sorted set: dump id -> lease expiry (Unix time) while a gateway serves it.
 DUMP_LEASES = "pgsift:{{{0}}}:dumps:leases"
-# Sorted set: JSON shape spec {"query", "params", "claims"} -> bootstraps/subscriptions.
+# Set (with an expiry) once dump {1} is claimed for dropping: no gateway serves it.
+DUMP_DROPPING = "pgsift:{{{0}}}:dump:{1}:dropping"
+# Sorted set: shape key -> bootstraps/subscriptions (the most counted only).
 POPULAR_SHAPES = "pgsift:{{{0}}}:shapes:popular"
+# Hash: shape key -> JSON spec {"query", "params", "claims"} of the shapes in POPULAR_SHAPES.
+POPULAR_SPECS = "pgsift:{{{0}}}:shapes:popular:specs"
 # Held by the one worker whose scheduler enqueues warm builds and trims.
 SCHEDULER_LOCK = "pgsift:{{{0}}}:workers:scheduler"
 
@@ -55,8 +59,16 @@ def dump_leases(database: str) -> str:
     return DUMP_LEASES.format(database)
 
 
+def dump_dropping(database: str, dump_id: str) -> str:
+    return DUMP_DROPPING.format(database, dump_id)
+
+
 def popular_shapes(database: str) -> str:
     return POPULAR_SHAPES.format(database)
+
+
+def popular_specs(database: str) -> str:
+    return POPULAR_SPECS.format(database)
 
 
 def scheduler_lock(database: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.format import DumpHeader, DumpTrailer
 from pgsift.middleware.dumps.store import DumpInfo, new_dump_id
@@ -30,22 +31,49 @@ class RedisDumpWriter:
         with self.store.client.pipeline(transaction=False) as pipe:
             pipe.hset(self._body, str(self._chunks), chunk)
             pipe.expire(self._body, BUILDING_TTL_S)
-            pipe.execute()
+            pipe.hlen(self._body)
+            stored = pipe.execute()[-1]
         self._chunks += 1
+        # The body expired since the last write (a stall longer than BUILDING_TTL_S):
+        # its earlier chunks are gone, and HSET started a new hash without them.
+        self._check(int(stored))
+
+    def keep_alive(self) -> None:
+        """Push the body's expiry back while no chunk is due (a slow, selective scan)."""
+        if self._chunks:
+            self._check(int(self.store.client.hlen(self._body)))
+            self.store.client.expire(self._body, BUILDING_TTL_S)
 
     def publish(self, trailer: DumpTrailer) -> DumpInfo:
         database, shape = self.store.database, self.header.shape_key
         meta = {"header": self.header.to_json(), "trailer": trailer.to_json(),
                 "chunks": self._chunks}
         # One transaction: readers see the meta, the whole body and the index
-        # entry together or not at all.
+        # entry together or not at all; and only a whole body (WATCH: it cannot
+        # expire between the check and EXEC unnoticed).
         with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.set(keys.dump_meta(database, self.dump_id), json.dumps(meta))
-            pipe.persist(self._body)
-            pipe.zadd(keys.dump_index(database, shape), {self.dump_id: self.header.built_at})
-            pipe.sadd(keys.dump_shapes(database), shape)
-            pipe.execute()
+            try:
+                pipe.watch(self._body)
+                stored: Any = pipe.hlen(self._body)  # immediate while WATCHing
+                self._check(int(stored))
+                pipe.multi()
+                pipe.set(keys.dump_meta(database, self.dump_id), json.dumps(meta))
+                pipe.persist(self._body)
+                pipe.zadd(keys.dump_index(database, shape), {self.dump_id: self.header.built_at})
+                pipe.sadd(keys.dump_shapes(database), shape)
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise DumpError(
+                    f"dump {self.dump_id}: its body expired while being published"
+                ) from exc
         return DumpInfo(self.dump_id, self.header, trailer)
+
+    def _check(self, stored: int) -> None:
+        if stored != self._chunks:
+            raise DumpError(
+                f"dump {self.dump_id}: {stored} of its {self._chunks} chunks are in Redis "
+                f"(the unfinished body expired: no write for {BUILDING_TTL_S} s)"
+            )
 
     def abort(self) -> None:
         self.store.client.delete(self._body)

@@ -6,7 +6,8 @@ is young enough, of the current schema, and whose feed position the feed still
 continues (`FeedBounds.retains`: nothing after it trimmed; else its cursor would
 be useless); `DumpSnapshot` streams
 its rows and gives the cursor to continue from. While a dump is being read it
-holds a lease, so `drop_stale_dumps` leaves it alone.
+holds a lease, so `drop_stale_dumps` leaves it alone (`lease_fresh_dump` takes
+it; `claim_for_drop` is the other side).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.cursor import BootstrapCursor
 from pgsift.middleware.dumps.file_store import FileDumpStore
@@ -33,6 +35,8 @@ from pgsift.subscriptions.shape import Shape
 LEASE_S = 900.0
 # After serving, the client is about to sync from the dump's cursor.
 CURSOR_GRACE_S = 600.0
+# How long a dump claimed for dropping stays unservable (its deletion follows at once).
+DROPPING_TTL_S = 3600
 
 
 def open_store(settings: Settings, client: redis.Redis[bytes], database: str) -> DumpStore:
@@ -114,13 +118,70 @@ class DumpSnapshot:
 def lease(
     client: redis.Redis[bytes], database: str, dump_id: str, seconds: float = LEASE_S
 ) -> None:
-    """Keep `dump_id` from being dropped for `seconds` (it is being served)."""
-    client.zadd(keys.dump_leases(database), {dump_id: time.time() + seconds})
+    """Keep `dump_id` from being dropped for `seconds` (it is being served).
+
+    A lease never shortens another gateway's lease of the same dump (GT). Taken
+    after choosing the dump, it must be followed by `still_servable`: the dump
+    may have been dropped in between (`lease_fresh_dump` does both).
+    """
+    client.zadd(keys.dump_leases(database), {dump_id: time.time() + seconds}, gt=True)
 
 
 def release(client: redis.Redis[bytes], database: str, dump_id: str) -> None:
     """Served: keep it (and the feed after its position) a little longer for the client's sync."""
-    client.zadd(keys.dump_leases(database), {dump_id: time.time() + CURSOR_GRACE_S})
+    client.zadd(keys.dump_leases(database), {dump_id: time.time() + CURSOR_GRACE_S}, gt=True)
+
+
+def still_servable(
+    client: redis.Redis[bytes], database: str, store: DumpStore, info: DumpInfo
+) -> bool:
+    """After `lease`: the dump was neither claimed for dropping nor dropped meanwhile.
+
+    With `claim_for_drop` this closes the race between choosing a dump and
+    leasing it: a drop claimed before the lease shows here; one after it sees
+    the lease (or its WATCH fails) and leaves the dump alone.
+    """
+    if client.exists(keys.dump_dropping(database, info.dump_id)):
+        return False
+    return any(i.dump_id == info.dump_id for i in store.dumps(info.header.shape_key))
+
+
+def lease_fresh_dump(
+    client: redis.Redis[bytes],
+    database: str,
+    store: DumpStore,
+    layout: ShapeLayout,
+    *,
+    max_age_s: float,
+    feed: FeedBounds,
+) -> DumpInfo | None:
+    """`fresh_dump`, leased for serving; None when there is none, or it went meanwhile."""
+    info = fresh_dump(store, layout, max_age_s=max_age_s, feed=feed)
+    if info is None:
+        return None
+    lease(client, database, info.dump_id)
+    # A lease left on a dump not served only delays a drop nobody waits for.
+    return info if still_servable(client, database, store, info) else None
+
+
+def claim_for_drop(client: redis.Redis[bytes], database: str, dump_id: str) -> bool:
+    """Mark `dump_id` as being dropped, unless it is leased; True: delete it now.
+
+    Atomic with the leases (WATCH): a lease taken while claiming makes the claim fail.
+    """
+    leases = keys.dump_leases(database)
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(leases)
+            until: Any = pipe.zscore(leases, dump_id)  # immediate while WATCHing
+            if until is not None and float(until) > time.time():
+                return False
+            pipe.multi()
+            pipe.set(keys.dump_dropping(database, dump_id), "1", ex=DROPPING_TTL_S)
+            pipe.execute()
+        except redis.WatchError:
+            return False  # a lease changed meanwhile: try again at the next run
+    return True
 
 
 def leased_ids(client: redis.Redis[bytes], database: str) -> set[str]:

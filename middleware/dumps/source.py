@@ -19,11 +19,13 @@ from datetime import time as time_of_day
 from typing import Any
 
 import psycopg
+
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.dumps.format import ROW_PREFIX, ROW_SUFFIX
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
+from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import values
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
@@ -143,6 +145,7 @@ def open_snapshot(database_url: str, reader: FeedReader) -> Iterator[SnapshotRea
     # retention rule refuses positions below it).
     position = FeedRetention(reader.client, reader.stream).bounds().end
     with psycopg.connect(database_url) as conn:
+        configure(conn)  # values as capture decodes them, TimeZone UTC
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()

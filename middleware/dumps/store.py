@@ -39,6 +39,9 @@ class DumpWriter(Protocol):
 
     def write(self, chunk: bytes) -> None: ...
 
+    def keep_alive(self) -> None:
+        """The build is alive, only slow to produce a chunk: keep what it wrote."""
+
     def publish(self, trailer: DumpTrailer) -> DumpInfo: ...
 
     def abort(self) -> None: ...

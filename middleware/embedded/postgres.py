@@ -83,8 +83,13 @@ class EmbeddedPostgres:
     def start(self) -> EmbeddedPostgres:
         if not self.data_dir.exists():
             self._initdb()
-        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.base_dir / "postgres.log"))
-        wait_until(lambda: accepts_connections(self.port), what="embedded Postgres")
+        try:
+            self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.base_dir / "postgres.log"))
+            wait_until(lambda: accepts_connections(self.port), what="embedded Postgres")
+        except BaseException:
+            # `with` never calls __exit__ when __enter__ raises: don't leave a server behind.
+            self.stop(remove=False)
+            raise
         return self
 
     def stop(self, *, remove: bool = True) -> None:

@@ -34,8 +34,10 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """Start with `start()` (or `with`), connect with `.url`, remove with `stop()`.
 
-    The append-only file is on, so `restart()` keeps the feed, as a production
-    Redis configured for pgsift would.
+    The append-only file is on and fsynced before each reply, so `restart()` (or
+    a crash) keeps every entry capture was told is stored: capture confirms the
+    slot's position once Redis acknowledged the entry. A production Redis for
+    pgsift needs the same (`appendfsync always`).
     """
 
     def __init__(self, *, port: int | None = None) -> None:
@@ -58,15 +60,23 @@ class EmbeddedRedis:
                 "--dir", str(self.base_dir),
                 "--save", "",
                 "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                "--appendfsync", "always",
                 "--daemonize", "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C goes to the program that owns this
+            # server, which stops it in order, not to redis-server directly.
+            start_new_session=True,
         )
         log.close()
-        wait_until(self._ready, what="embedded Redis")
+        try:
+            wait_until(self._ready, what="embedded Redis")
+        except BaseException:
+            # `with` never calls __exit__ when __enter__ raises: don't leave a server behind.
+            self.stop(remove=False)
+            raise
         return self
 
     def _ready(self) -> bool:

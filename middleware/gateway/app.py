@@ -8,19 +8,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from pgsift.middleware.errors import AuthError
-from pgsift.middleware.gateway.auth import Authenticator
-from pgsift.middleware.gateway.fanout import FeedObserver
-from pgsift.middleware.gateway.health import healthz
-from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.schema import schema
-from pgsift.middleware.gateway.service import SyncService
-from pgsift.middleware.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,17 +25,60 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.unset import UnsetType
+
+from pgsift.middleware.errors import AuthError
+from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.gateway.fanout import FeedObserver
+from pgsift.middleware.gateway.health import healthz
+from pgsift.middleware.gateway.metrics import GatewayMetrics
+from pgsift.middleware.gateway.schema import build_schema
+from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.settings import Settings
+
+TOKEN_EXPIRED = 4403
+
+
+class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
+    """strawberry's graphql-transport-ws handler, closing the connection with 4403
+    when the token it was opened with expires (`context["exp"]`, unix seconds)."""
+
+    expiry: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        exp = self.context.get("exp")
+        if self.connection_acknowledged and exp is not None and self.expiry is None:
+            self.expiry = asyncio.create_task(self._expire(float(exp)))
+
+    async def _expire(self, exp: float) -> None:
+        await asyncio.sleep(max(0.0, exp - time.time()))
+        for operation_id in list(self.operations):
+            await self.cleanup_operation(operation_id)
+        await self.websocket.close(code=TOKEN_EXPIRED, reason="Token expired")
+
+    async def shutdown(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.expiry
+        await super().shutdown()
 
 
 class GraphQLView(GraphQL[dict[str, Any], None]):
     """strawberry's ASGI view with pgsift's context: service, claims, send budget."""
 
+    graphql_transport_ws_handler_class = ExpiringHandler
+
     def __init__(
         self, service: SyncService, authenticator: Authenticator, settings: Settings
     ) -> None:
         super().__init__(
-            schema,
+            build_schema(max_tokens=settings.gateway_max_graphql_tokens),
             graphql_ide=None,
             # The legacy `graphql-ws` subprotocol is left out: only this one makes
             # `connection_init` (and so authentication) mandatory before `subscribe`.
@@ -75,11 +113,13 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         if header is None:
             header = context["request"].headers.get("authorization")
         try:
-            context["claims"] = self.authenticator.claims_from_authorization(
+            claims = self.authenticator.claims_from_authorization(
                 header if isinstance(header, str) else None
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"message": str(exc)}) from exc
+        context["claims"] = claims
+        context["exp"] = self.authenticator.expires_at(claims)
         return await super().on_ws_connect(context)
 
 

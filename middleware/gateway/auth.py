@@ -4,6 +4,9 @@ Configured in `[auth]` of pgsift.toml (or the flat `auth_*` settings, which win)
 `jwt_secret` for HS256, or `jwt_public_key` (PEM text) / `jwt_public_key_file` for
 RS256/ES256; optional `audience`, `issuer`, `leeway_s`; `anonymous = true` lets
 callers without a token in, with `anonymous_claims` (default `{}`) as their claims.
+Tokens must carry `exp` unless `require_exp = false`; a websocket connection is
+closed (4403) when its token expires. `pgsift.middleware.settings.check_auth_table`
+checks the table's value types.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
 from pgsift.middleware.errors import AuthError, ConfigError
-from pgsift.middleware.settings import Settings
+from pgsift.middleware.settings import Settings, check_auth_table
 
 SYMMETRIC_ALGORITHMS = ("HS256",)
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
@@ -35,6 +39,7 @@ class Authenticator:
         leeway_s: float = 0.0,
         anonymous: bool = False,
         anonymous_claims: Mapping[str, Any] | None = None,
+        require_exp: bool = True,
     ) -> None:
         if secret and public_key:
             raise ConfigError("auth: set either jwt_secret or jwt_public_key, not both")
@@ -53,23 +58,17 @@ class Authenticator:
         self._leeway = leeway_s
         self.anonymous = anonymous
         self._anonymous_claims = dict(anonymous_claims or {})
+        self._require_exp = require_exp
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        config: dict[str, Any] = dict(settings.auth)
+        config: dict[str, Any] = check_auth_table(settings.auth)
         flat = {
             "jwt_secret": settings.auth_jwt_secret,
             "jwt_public_key": settings.auth_jwt_public_key,
             "anonymous": settings.auth_anonymous,
         }
         config.update({k: v for k, v in flat.items() if v not in (None, False)})
-        known = {
-            "jwt_secret", "jwt_public_key", "jwt_public_key_file", "algorithms",
-            "audience", "issuer", "leeway_s", "anonymous", "anonymous_claims",
-        }
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(f"auth: unknown setting(s) {', '.join(unknown)}")
         public_key = config.get("jwt_public_key")
         if config.get("jwt_public_key_file"):
             path = Path(str(config["jwt_public_key_file"]))
@@ -79,8 +78,6 @@ class Authenticator:
                 raise ConfigError(f"auth: cannot read jwt_public_key_file {path}: {exc}") from exc
         algorithms = config.get("algorithms")
         claims = config.get("anonymous_claims")
-        if claims is not None and not isinstance(claims, Mapping):
-            raise ConfigError("auth: anonymous_claims must be a table")
         return cls(
             secret=config.get("jwt_secret"),
             public_key=public_key,
@@ -90,7 +87,15 @@ class Authenticator:
             leeway_s=float(config.get("leeway_s", 0.0)),
             anonymous=bool(config.get("anonymous", False)),
             anonymous_claims=claims,
+            require_exp=bool(config.get("require_exp", True)),
         )
+
+    def expires_at(self, claims: Mapping[str, Any]) -> float | None:
+        """Unix time after which `claims` (verified) are no longer valid; None: never."""
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            return None
+        return float(exp) + self._leeway
 
     def claims_from_authorization(self, header: str | None) -> dict[str, Any]:
         """The verified claims of `Bearer <jwt>`, or the anonymous claims; else AuthError."""
@@ -111,6 +116,7 @@ class Authenticator:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
+                options={"require": ["exp"]} if self._require_exp else None,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc

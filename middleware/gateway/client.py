@@ -21,8 +21,9 @@ from types import TracebackType
 from typing import Any
 
 import websockets
-from pgsift.middleware.errors import GatewayError
 from websockets.asyncio.client import ClientConnection
+
+from pgsift.middleware.errors import GatewayError
 
 SUBPROTOCOL = "graphql-transport-ws"
 SYNC_SUBSCRIPTION = """

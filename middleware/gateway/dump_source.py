@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import redis
+
 from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention

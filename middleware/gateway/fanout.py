@@ -6,6 +6,13 @@ the entry before any client can see it, and puts each whole transaction into
 the bounded inbox of every subscription it touched. An inbox past its
 connection's budget is marked overflowed: the subscription ends with
 `mustRefetch` instead of growing server memory.
+
+The tailer never stops on bad input and never skips silently. An entry that
+cannot be routed (or read) overflows the inboxes of its tables' subscriptions
+(all of them when its tables are unknown) and the tailer goes on after it; a
+trim that overtook the tailer's position (checked after every read) overflows
+every inbox; and if the task dies anyway, every inbox is overflowed and the
+tailer reports itself not ready (`/healthz`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import redis.exceptions
+
 from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
+from pgsift.middleware.feed.retention import START, AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.transactions import Routed, RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
@@ -77,10 +87,7 @@ class Inbox:
         if self.overflowed:
             return False
         if self.budget.used >= self.budget.capacity:
-            self.overflowed = True
-            self.budget.used -= len(self._queue)
-            self._queue.clear()
-            self._wake.set()
+            self.overflow()
             return False
         self._queue.append(tx)
         self.budget.used += 1
@@ -96,6 +103,15 @@ class Inbox:
             return None
         self.budget.used -= 1
         return self._queue.popleft()
+
+    def overflow(self) -> None:
+        """From now on the subscription can only end with `mustRefetch`."""
+        if self.closed or self.overflowed:
+            return
+        self.overflowed = True
+        self.budget.used -= len(self._queue)
+        self._queue.clear()
+        self._wake.set()
 
     def release(self) -> None:
         self.closed = True
@@ -115,8 +131,12 @@ class FeedTailer:
         batch: int = READ_BATCH,
         block_ms: int = BLOCK_MS,
         on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
+        retention: AsyncFeedRetention | None = None,
+        max_tx_changes: int | None = None,
     ) -> None:
         self._source = source
+        self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
+        self._retention = retention
         self._on_schema_change = on_schema_change
         self.loader = loader
         self._metrics = metrics
@@ -126,7 +146,7 @@ class FeedTailer:
         self._by_table: dict[str, set[Inbox]] = {}
         self._shape_refs: dict[str, int] = {}
         self._assembler: TxAssembler[Inbox] = TxAssembler(
-            self._index, lambda table: tuple(self._by_table.get(table, ()))
+            self._index, lambda table: tuple(self._by_table.get(table, ())), max_tx_changes
         )
         self._cursor: str | None = None
         self.done_lsn = 0  # every transaction up to here has been delivered
@@ -135,7 +155,10 @@ class FeedTailer:
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
-        self._cursor = await self._source.last_id()
+        if self._retention is not None:
+            self._cursor = (await self._retention.bounds()).end
+        else:
+            self._cursor = await self._source.last_id()
         self.done_lsn = parse_stream_id(self._cursor)[0] if self._cursor else 0
         self.started.set()
 
@@ -171,22 +194,90 @@ class FeedTailer:
             self._metrics.shapes.set(len(self._shape_refs))
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        except BaseException:
+            # Cancelled (shutdown) or a bug: no subscription may wait for
+            # transactions that will never come.
+            self.ready = False
+            self._overflow(self._all_inboxes())
+            raise
+
+    async def _run(self) -> None:
         if not self.started.is_set():
             await self.start()
+        batch = self._batch
         while True:
             try:
-                entries = await self._source.read_after(self._cursor, self._batch, self._block_ms)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+                entries = await self._source.read_after(self._cursor, batch, self._block_ms)
+            except (redis.exceptions.RedisError, OSError):
                 self.ready = False
                 log.exception("reading the feed failed; retrying")
                 await asyncio.sleep(RETRY_S)
                 continue
+            except Exception:
+                # An entry that does not decode: narrow the read down to it.
+                if batch > 1:
+                    batch = 1
+                else:
+                    await self._skip_unreadable()
+                continue
+            batch = self._batch
+            if not await self._still_retained(entries):
+                log.error("the feed was trimmed past the tailer's position %s", self._cursor)
+                self._overflow(self._all_inboxes())
             self.ready = True
             for entry in entries:
-                await self._consume(entry)
+                try:
+                    await self._consume(entry)
+                except Exception:
+                    log.exception("routing feed entry %s failed; its subscribers must refetch",
+                                  entry.id)
+                    self._overflow(self._inboxes_of(entry))
                 self._cursor = entry.id
+
+    async def _still_retained(self, entries: list[FeedEntry]) -> bool:
+        """Whether nothing after the cursor was trimmed before the last read; if something
+        was and nothing was read, the cursor moves past the gap."""
+        if self._retention is None:
+            return True
+        bounds = await self._retention.bounds()
+        if bounds.retains(self._cursor or START):
+            return True
+        if not entries:
+            self._cursor = bounds.end
+        return False
+
+    async def _skip_unreadable(self) -> None:
+        """Step over the entry after the cursor, which cannot be decoded."""
+        if self._retention is None:
+            log.exception("a feed entry after %s cannot be read; retrying", self._cursor)
+            await asyncio.sleep(RETRY_S)
+            return
+        client, stream = self._retention.client, self._retention.stream
+        items = await client.xrange(stream, min=f"({self._cursor or START}", count=1)
+        if not items:
+            return  # trimmed meanwhile: the retention check sees to it
+        raw = items[0][0]
+        bad = raw.decode() if isinstance(raw, bytes) else str(raw)
+        log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
+        self._overflow(self._all_inboxes())
+        self._cursor = bad
+
+    def _all_inboxes(self) -> set[Inbox]:
+        return {inbox for inboxes in self._by_table.values() for inbox in inboxes}
+
+    def _inboxes_of(self, entry: FeedEntry) -> set[Inbox]:
+        tables = {change.table for change in entry.changes} | set(entry.schema_changes)
+        if not tables:
+            return self._all_inboxes()
+        return {inbox for table in tables for inbox in self._by_table.get(table, ())}
+
+    def _overflow(self, inboxes: set[Inbox]) -> None:
+        for inbox in inboxes:
+            inbox.overflow()
+            if self._metrics:
+                self._metrics.queue_drops.inc()
 
     async def _consume(self, entry: FeedEntry) -> None:
         if entry.lsn <= self.done_lsn:

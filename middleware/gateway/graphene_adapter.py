@@ -19,12 +19,13 @@ from typing import Any
 
 import graphene  # type: ignore[import-untyped]
 from graphql import GraphQLResolveInfo, ValueNode, value_from_ast_untyped
+from starlette.websockets import WebSocket
+
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.schema import open_sync
 from pgsift.middleware.gateway.service import SyncService
 from pgsift.middleware.gateway.transport_ws import GraphQLTransportWS
 from pgsift.middleware.settings import Settings
-from starlette.websockets import WebSocket
 
 
 class JSON(graphene.Scalar):  # type: ignore[misc]
@@ -107,10 +108,12 @@ def graphene_websocket_app(
         header = payload.get("authorization") or payload.get("Authorization")
         if not isinstance(header, str):
             header = websocket.headers.get("authorization")
+        claims = authenticator.claims_from_authorization(header)
         return {
             "request": websocket,
             "service": service,
-            "claims": authenticator.claims_from_authorization(header),
+            "claims": claims,
+            "exp": authenticator.expires_at(claims),  # the connection closes (4403) then
             "budget": service.budget(),
         }
 
@@ -119,4 +122,5 @@ def graphene_websocket_app(
         context=context,
         init_timeout_s=settings.gateway_connection_init_timeout_s,
         max_operations=settings.gateway_max_subscriptions_per_connection,
+        max_tokens=settings.gateway_max_graphql_tokens,
     )

@@ -1,25 +1,31 @@
-"""The strawberry schema of the gateway: `Subscription.sync` (see issue 4's contract).
+"""The strawberry schema of the gateway: `Subscription.sync` and `Query.rows`.
 
 The websocket context carries the connection's verified claims and send budget
 (set by `GraphQLView.on_ws_connect`); errors a client can cause (a bad query, a
 forbidden column, a bad cursor) become GraphQL errors of that one operation,
-with `extensions.position/line/column` for query errors.
+with `extensions.position/line/column` for query errors. Other exceptions are
+masked (`pgsift.middleware.gateway.masking`), and documents are parsed with a
+token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
-from pgsift.middleware.gateway.messages import SyncMessage as Message
-from pgsift.middleware.gateway.messages import WireChange
-from pgsift.middleware.gateway.service import SyncService
-from pgsift.subscriptions.errors import PgsiftError, QueryError
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.scalars import JSON
 from strawberry.types import Info
+
+from pgsift.middleware.gateway.masking import MASKED_MESSAGE, should_mask
+from pgsift.middleware.gateway.messages import SyncMessage as Message
+from pgsift.middleware.gateway.messages import WireChange
+from pgsift.middleware.gateway.rows import load_rows
+from pgsift.middleware.gateway.service import SyncService
+from pgsift.subscriptions.errors import PgsiftError, QueryError
 
 
 @strawberry.enum
@@ -46,9 +52,19 @@ class SyncMessage:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Always true; GraphQL needs a query type.")  # type: ignore[untyped-decorator]
-    def ok(self) -> bool:
-        return True
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="Rows of `table` by primary key (an object for composite keys), through "
+        "the batch loader: one entry per key, in order; null for a key that does not exist "
+        "or that the caller's policy does not allow."
+    )
+    async def rows(
+        self,
+        info: Info[dict[str, Any], None],
+        table: str,
+        keys: list[JSON],
+        columns: list[str] | None = None,
+    ) -> list[JSON | None]:
+        return cast("list[JSON | None]", await load_rows(info.context, table, keys, columns))
 
 
 @strawberry.type
@@ -82,11 +98,25 @@ async def open_sync(
     claims: dict[str, Any],
     budget: Any,
 ) -> Any:
-    """`service.sync(...)` with client-caused errors turned into GraphQL errors."""
+    """`service.sync(...)` with client-caused errors turned into GraphQL errors, both
+    before the first message and while the messages stream (e.g. "busy")."""
     try:
-        return await service.sync(query, params, cursor, claims, budget)
+        messages = await service.sync(query, params, cursor, claims, budget)
     except PgsiftError as exc:
         raise graphql_error(exc) from exc
+    return _client_errors(messages)
+
+
+async def _client_errors(messages: AsyncIterator[Message]) -> AsyncGenerator[Message, None]:
+    try:
+        async for message in messages:
+            yield message
+    except PgsiftError as exc:
+        raise graphql_error(exc) from exc
+    finally:
+        close = getattr(messages, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def graphql_error(exc: PgsiftError) -> GraphQLError:
@@ -109,4 +139,21 @@ def _change(change: WireChange) -> Change:
     return Change(op=Op(change.op), key=cast(JSON, change.key), row=cast("JSON | None", change.row))
 
 
-schema = strawberry.Schema(query=Query, subscription=Subscription)
+DEFAULT_MAX_TOKENS = 2000
+
+
+def build_schema(*, max_tokens: int = DEFAULT_MAX_TOKENS) -> strawberry.Schema:
+    """The gateway's schema: errors masked, documents of at most `max_tokens` tokens."""
+
+    def mask_errors() -> SchemaExtension:
+        return MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
+
+    def limit_tokens() -> SchemaExtension:
+        return MaxTokensLimiter(max_token_count=max_tokens)
+
+    return strawberry.Schema(
+        query=Query, subscription=Subscription, extensions=[limit_tokens, mask_errors]
+    )
+
+
+schema = build_schema()

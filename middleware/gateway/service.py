@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 import redis.asyncio
-from pgsift.middleware.catalog import load_catalog
+from psycopg_pool import AsyncConnectionPool
+
+from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.middleware.errors import ConfigError, GatewayError
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
@@ -32,7 +34,6 @@ from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
 from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
-from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,15 @@ class SyncService:
             loader=loader,
             metrics=self.metrics,
             on_schema_change=self._schema_changed,
+            retention=self.retention,
+            max_tx_changes=settings.gateway_max_tx_changes,
         )
         self.pool: AsyncConnectionPool[Any] = snapshot_pool(
-            self.database_url, max_size=settings.gateway_snapshot_connections
+            self.database_url,
+            max_size=settings.gateway_snapshot_connections,
+            wait_s=settings.gateway_snapshot_wait_s,
+            statement_timeout_s=settings.gateway_snapshot_statement_timeout_s,
+            idle_timeout_s=settings.gateway_snapshot_idle_timeout_s,
         )
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
@@ -101,6 +108,11 @@ class SyncService:
         self._tail_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if not self.policies:
+            log.warning(
+                "NO [policies] CONFIGURED: every client let in can read every row and column "
+                'of every table; add [policies."schema.table"] (columns, row) to pgsift.toml'
+            )
         await self.pool.open()
         await self.refresh_catalog()
         await self.tailer.start()
@@ -148,26 +160,41 @@ class SyncService:
             params = []
         if not isinstance(params, list):
             raise QueryError("params must be a JSON array (one value per $n)")
+        limits = self.settings
+        size = len(query.encode("utf-8", "surrogatepass"))
+        if size > limits.gateway_max_query_bytes:
+            raise QueryError(
+                f"query is {size} bytes; at most {limits.gateway_max_query_bytes} are allowed "
+                "(gateway_max_query_bytes)"
+            )
+        if len(params) > limits.gateway_max_params:
+            raise QueryError(
+                f"{len(params)} params; at most {limits.gateway_max_params} are allowed "
+                "(gateway_max_params)"
+            )
         if self._refresh is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._refresh)
         if self.catalog is None:
             await self.refresh_catalog()
+        # Parsed in a worker thread: a big query must not stall the feed tailer.
         try:
-            return self._parse(query, params, claims)
+            return await asyncio.to_thread(self._parse, query, params, claims)
         except QueryError:
             # A table created since the catalog was read: look once more.
             if time.monotonic() - self._catalog_read_at < CATALOG_RETRY_S:
                 raise
             await self.refresh_catalog()
-            return self._parse(query, params, claims)
+            return await asyncio.to_thread(self._parse, query, params, claims)
 
     def _parse(self, query: str, params: list[Any], claims: Mapping[str, Any]) -> Shape:
         if self.catalog is None:
             raise GatewayError("the catalog of the database could not be read")
-        return Shape.parse(
+        shape = Shape.parse(
             query, params=params, catalog=self.catalog, claims=dict(claims), policies=self.policies
         )
+        require_replica_identity(shape, self.catalog, self.policies)
+        return shape
 
     async def sync(
         self,

@@ -6,16 +6,25 @@ the steps is what makes the copy exact:
 
 1. Without a cursor, record the feed's end *before* the snapshot, then read
    the rows in a REPEATABLE READ transaction together with `pg_current_snapshot()`.
-2. Register at the feed tailer; from then on every transaction above the
+2. Walk the feed back from the recorded position and start the replay before
+   the oldest transaction there the snapshot does not see (`_replay_start`).
+3. Register at the feed tailer; from then on every transaction above the
    tailer's position lands in this subscription's inbox.
-3. Catch up from the recorded position to the tailer's position by reading the
+4. Catch up from the replay start to the tailer's position by reading the
    feed directly, then send `upToDate` with a cursor, then go live from the inbox.
-4. Until the first transaction the snapshot did not see, skip replayed ones it
-   did see (by xid); the feed is in commit order, so after that none are visible.
+5. Skip every replayed transaction the snapshot saw (by xid).
+
+Visibility does *not* follow the feed's (commit-LSN) order. Postgres writes a
+commit record before it makes the transaction visible (ProcArrayEndTransaction),
+and a synchronous commit waits for its standby in between, so a transaction can
+be in the feed at or before the recorded position and still invisible to the
+snapshot taken afterwards (step 2 replays it), and a transaction after one the
+snapshot does not see can be one it does see (step 5 keeps skipping).
 
 The subscription ends with one `mustRefetch` message when the client's copy
 can no longer be kept exact by changes: a cursor after which entries were
-trimmed, or past the feed's end (see `pgsift.middleware.feed.retention`), a
+trimmed, or past the feed's end (see `pgsift.middleware.feed.retention`; also
+checked for every batch the catch-up reads, as trimming may overtake it), a
 TRUNCATE of the table (the gateway does not know which rows the client holds,
 so it does not send DELETEs for them), a schema change of the table, or the
 connection's send queue overflowing. A transaction
@@ -29,9 +38,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from pgsift.middleware.errors import GatewayError
-from pgsift.middleware.feed.entry import parse_stream_id
-from pgsift.middleware.feed.retention import AsyncFeedRetention
+from pgsift.middleware.feed.codec import decode_entry
+from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
+from pgsift.middleware.feed.retention import START, AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpRows
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import (
@@ -47,10 +59,28 @@ from pgsift.middleware.gateway.snapshot import PgSnapshot, shape_snapshot
 from pgsift.middleware.gateway.transactions import RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
-from psycopg_pool import AsyncConnectionPool
 
 CATCH_UP_BATCH = 500
 CATCH_UP_BLOCK_MS = 1000
+
+# How far `_replay_start` looks back from the recorded position for transactions
+# the snapshot does not see: at most this many entries, and only entries that
+# committed at most this long before the newest one looked at. A transaction
+# there that is invisible had been committing (commit record written, not yet
+# visible) since before the recorded position: for microseconds normally, for a
+# standby round trip under synchronous replication. Seconds cover a slow
+# standby; a commit held longer than that is lost to the subscription (bounding
+# the walk keeps a subscription's start cheap on a busy feed, where the entry
+# bound is reached first: at 1,000 transactions/s it covers one second).
+HANDOFF_ENTRIES = 1000
+HANDOFF_S = 5.0
+HANDOFF_PAGE = 100
+# The snapshot stamp is forgotten at the first replayed transaction this many
+# xids past its xmax: every xid at or above xmax belonged to a transaction still
+# running when the snapshot was taken, and far fewer than this run at once, so
+# that transaction began after the snapshot and committed after every one it
+# saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
+STAMP_HORIZON_XIDS = 1 << 30
 
 def parse_cursor(cursor: str) -> tuple[str, PgSnapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
@@ -90,8 +120,8 @@ class SyncSession:
     ) -> None:
         self.shape = shape
         self._dump = dump
-        # Set by the snapshot (or a bootstrap's cursor); cleared at the first
-        # transaction it did not include.
+        # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
+        # STAMP_HORIZON_XIDS.
         self._stamp: PgSnapshot | None = None
         self._cursor: str | None = None
         if cursor is not None:
@@ -109,16 +139,17 @@ class SyncSession:
             async for message in self._inserts(self._dump_changes(self._dump)):
                 yield message
             position, self._stamp = self._dump.position, self._dump.stamp
-            retained = await self._retained(position)
         elif self._cursor is None:
             position = (await self._retention.bounds()).end
+            await self.before_snapshot(position)
             async for message in self._snapshot():
                 yield message
-            # A long snapshot may have outlived the feed's retention.
-            retained = await self._retained(position)
         else:
             position = self._cursor
-            retained = await self._retained(position)
+        if self._stamp is not None:
+            position = await self._replay_start(position, self._stamp)
+        # A long snapshot may have outlived the feed's retention.
+        retained = await self._retained(position)
         if not retained:
             yield REFETCH
             return
@@ -156,6 +187,52 @@ class SyncSession:
                     yield message
         finally:
             self._tailer.unsubscribe(inbox)
+
+    async def before_snapshot(self, position: str) -> None:
+        """Called between recording the feed `position` and taking the snapshot.
+
+        Does nothing; a seam for tests that commit transactions in between.
+        """
+
+    async def _replay_start(self, position: str, stamp: PgSnapshot) -> str:
+        """Where the replay of a snapshot recorded at `position` must start.
+
+        Before the oldest transaction at or below `position` (within
+        `HANDOFF_ENTRIES` / `HANDOFF_S`) that `stamp` does not see; `position`
+        itself when it sees them all. Later ones it does see are skipped by
+        `_seen_by_snapshot`.
+        """
+        walked, older = await self._walk_back(position)
+        start = position
+        for index, entry in enumerate(walked):
+            if not stamp.includes(entry.xid):
+                following = walked[index + 1] if index + 1 < len(walked) else older
+                start = following.id if following is not None else await self._floor()
+        return start
+
+    async def _walk_back(self, position: str) -> tuple[list[FeedEntry], FeedEntry | None]:
+        """The feed's entries at or below `position`, newest first, within the bounds;
+        and the next older entry (None when there is none)."""
+        client, stream = self._retention.client, self._retention.stream
+        walked: list[FeedEntry] = []
+        upper = position
+        while True:
+            items = await client.xrevrange(stream, max=upper, min="-", count=HANDOFF_PAGE)
+            if not items:
+                return walked, None
+            for stream_id, fields in items:
+                entry = decode_entry(stream_id, fields)
+                newest = walked[0].commit_time if walked else entry.commit_time
+                too_old = (newest - entry.commit_time).total_seconds() > HANDOFF_S
+                # Stop only between transactions (at the last chunk of an older one).
+                if entry.last and (len(walked) >= HANDOFF_ENTRIES or too_old):
+                    return walked, entry
+                walked.append(entry)
+            upper = f"({walked[-1].id}"
+
+    async def _floor(self) -> str:
+        """A position below every retained entry: the trim marker, else the start."""
+        return (await self._retention.bounds()).trimmed or START
 
     async def _snapshot(self) -> AsyncIterator[SyncMessage]:
         async with shape_snapshot(self._pool, self.shape) as (stamp, rows):
@@ -201,10 +278,15 @@ class SyncSession:
         index.add(self.shape, self)
         table = self.shape.table
         assembler: TxAssembler[SyncSession] = TxAssembler(
-            index, lambda name: (self,) if name == table else ()
+            index, lambda name: (self,) if name == table else (), self._tailer.max_tx_changes
         )
         while done < through:
             entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
+            # Checked after the read: a trim that overtook the cursor before it
+            # made XREAD skip to later entries without a sign.
+            if not await self._retained(cursor):
+                yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                return
             for entry in entries:
                 if entry.lsn > through:
                     return
@@ -228,9 +310,11 @@ class SyncSession:
                 )
 
     def _seen_by_snapshot(self, xid: int) -> bool:
-        if self._stamp is None:
+        stamp = self._stamp
+        if stamp is None:
             return False
-        if self._stamp.includes(xid):
+        if stamp.includes(xid):
             return True
-        self._stamp = None
+        if stamp.widen(xid) >= stamp.xmax + STAMP_HORIZON_XIDS:
+            self._stamp = None
         return False

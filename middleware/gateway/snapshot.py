@@ -3,6 +3,11 @@
 The snapshot transaction is `REPEATABLE READ READ ONLY`; `pg_current_snapshot()`
 taken in it says which transactions its rows include, so the feed replay that
 follows can skip exactly those (`PgSnapshot.includes`).
+
+A client that reads slowly keeps its snapshot's connection (and transaction)
+open, so the pool's connections carry `statement_timeout` and
+`idle_in_transaction_session_timeout`, and a snapshot that finds no free
+connection within the pool's timeout fails with a GatewayError ("busy").
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from pgsift.subscriptions.shape import Shape
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.pgtypes import configure_async
+from pgsift.subscriptions.shape import Shape
 
 XID_EPOCH = 1 << 32
 HALF_EPOCH = 1 << 31
@@ -56,16 +64,40 @@ class PgSnapshot:
         return candidate
 
 
-def snapshot_pool(database_url: str, *, max_size: int) -> AsyncConnectionPool[Any]:
-    """An unopened pool of read-only REPEATABLE READ connections for snapshots."""
+def snapshot_pool(
+    database_url: str,
+    *,
+    max_size: int,
+    wait_s: float = 30.0,
+    statement_timeout_s: float = 60.0,
+    idle_timeout_s: float = 60.0,
+) -> AsyncConnectionPool[Any]:
+    """An unopened pool of read-only REPEATABLE READ connections for snapshots.
+
+    A snapshot waits at most `wait_s` for a connection; Postgres ends a statement
+    after `statement_timeout_s` and a transaction left idle (a slow reader's) after
+    `idle_timeout_s` (0: no limit, as in Postgres).
+    """
+    timeouts = {
+        "statement_timeout": f"{int(statement_timeout_s * 1000)}ms",
+        "idle_in_transaction_session_timeout": f"{int(idle_timeout_s * 1000)}ms",
+    }
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.set_autocommit(True)
+        for name, value in timeouts.items():
+            await conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+        await configure_async(conn)  # values as capture decodes them, TimeZone UTC
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         await conn.set_read_only(True)
 
     return AsyncConnectionPool(
-        database_url, min_size=1, max_size=max_size, configure=configure, open=False
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        configure=configure,
+        open=False,
+        timeout=wait_s,
     )
 
 
@@ -75,11 +107,22 @@ async def shape_snapshot(
 ) -> AsyncIterator[tuple[PgSnapshot, AsyncIterator[dict[str, Any]]]]:
     """The snapshot stamp and the shape's rows, streamed through a server-side cursor."""
     sql, params = shape.to_sql()
-    async with pool.connection() as conn, conn.transaction():
-        row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
-        assert row is not None
-        stamp = PgSnapshot.parse(row[0])
-        async with conn.cursor(name="pgsift_snapshot", row_factory=dict_row) as cursor:
-            cursor.itersize = FETCH_ROWS
-            await cursor.execute(sql, params)
-            yield stamp, aiter(cursor)
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
+            assert row is not None
+            stamp = PgSnapshot.parse(row[0])
+            async with conn.cursor(name="pgsift_snapshot", row_factory=dict_row) as cursor:
+                cursor.itersize = FETCH_ROWS
+                await cursor.execute(sql, params)
+                yield stamp, aiter(cursor)
+    except PoolTimeout as exc:
+        raise GatewayError(
+            "the gateway is busy: no database connection for the snapshot came free within "
+            f"{pool.timeout:g} s; subscribe again later"
+        ) from exc
+    except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout) as exc:
+        raise GatewayError(
+            "the snapshot could not be read to the end (too slow a reader, or the database "
+            "went away); subscribe again"
+        ) from exc

@@ -3,7 +3,9 @@
 A big transaction reaches the feed as several chunks; clients must only ever
 see whole transactions. `TxAssembler` routes each chunk as it arrives (so only
 the events that matched some shape are held, never the raw transaction) and
-hands out the per-listener result when the last chunk arrives.
+hands out the per-listener result when the last chunk arrives. At most
+`max_changes` changes are held per listener and transaction: past that the
+listener's changes are dropped and it gets `refetch` instead.
 """
 
 from __future__ import annotations
@@ -45,8 +47,14 @@ class RoutedTx:
 class TxAssembler(Generic[L]):
     """Routes chunks through `index`; returns per-listener results at the last chunk."""
 
-    def __init__(self, index: RoutingIndex[L], listeners_of: Callable[[str], Iterable[L]]) -> None:
+    def __init__(
+        self,
+        index: RoutingIndex[L],
+        listeners_of: Callable[[str], Iterable[L]],
+        max_changes: int | None = None,
+    ) -> None:
         self._index = index
+        self.max_changes = max_changes
         self._listeners_of = listeners_of
         self._lsn: int | None = None
         self._pending: dict[L, Routed] = {}
@@ -68,14 +76,20 @@ class TxAssembler(Generic[L]):
                 routed = pending.get(listener)
                 if routed is None:
                     routed = pending[listener] = Routed()
-                _apply(routed, event)
                 self.routed_changes += 1
+                if routed.refetch:
+                    continue  # the listener refetches anyway: hold nothing more for it
+                _apply(routed, event)
+                if self.max_changes is not None and len(routed.changes) > self.max_changes:
+                    routed.changes.clear()
+                    routed.refetch = True
         for table in entry.schema_changes:
             for listener in self._listeners_of(table):
                 routed = pending.get(listener)
                 if routed is None:
                     routed = pending[listener] = Routed()
                 routed.refetch = True
+                routed.changes.clear()
         if not entry.last:
             return None
         self._pending, self._lsn = {}, None

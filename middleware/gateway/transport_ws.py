@@ -3,8 +3,10 @@
 The same protocol rules as strawberry's handler, checked by the same tests:
 4408 without `connection_init` in time, 4429 on a second init, 4401 on
 `subscribe` before the ack, 4409 on a duplicate id, 4400 on an invalid message
-or unparsable document, 4403 when the token is rejected; ping/pong; a cap on
-operations per connection answered with an `error` message.
+or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
+token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
+a cap on operations per connection answered with an `error` message. Errors
+reach the client through `pgsift.middleware.gateway.masking`'s policy.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,9 +31,11 @@ from graphql import (
     subscribe,
     validate,
 )
-from pgsift.middleware.errors import AuthError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pgsift.middleware.errors import AuthError
+from pgsift.middleware.gateway.masking import masked
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -52,8 +57,10 @@ class GraphQLTransportWS:
         context: ContextFactory,
         init_timeout_s: float,
         max_operations: int | None,
+        max_tokens: int | None = None,
     ) -> None:
         self.schema = schema
+        self.max_tokens = max_tokens
         self.context = context
         self.init_timeout_s = init_timeout_s
         self.max_operations = max_operations
@@ -76,6 +83,7 @@ class _Connection:
         self.init_received = False
         self.operations: dict[str, asyncio.Task[None]] = {}
         self.closed = False
+        self.expiry: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         timer = asyncio.create_task(self._init_timeout())
@@ -91,6 +99,8 @@ class _Connection:
                 await self._handle(text)
         finally:
             timer.cancel()
+            if self.expiry is not None:
+                self.expiry.cancel()
             for task in self.operations.values():
                 task.cancel()
             for task in list(self.operations.values()):
@@ -111,6 +121,13 @@ class _Connection:
         await asyncio.sleep(self.app.init_timeout_s)
         if not self.init_received:
             await self.close(4408, "Connection initialisation timeout")
+
+    async def _expire(self, exp: float) -> None:
+        await asyncio.sleep(max(0.0, exp - time.time()))
+        for task in self.operations.values():
+            task.cancel()
+        self.operations.clear()
+        await self.close(4403, "Token expired")
 
     async def _handle(self, text: str) -> None:
         try:
@@ -148,6 +165,9 @@ class _Connection:
         except AuthError:
             await self.close(4403, "Forbidden")
             return
+        exp = self.context.get("exp")
+        if exp is not None:
+            self.expiry = asyncio.create_task(self._expire(float(exp)))
         await self.send({"type": "connection_ack"})
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
@@ -166,7 +186,7 @@ class _Connection:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return
         try:
-            document = parse(query)
+            document = parse(query, max_tokens=self.app.max_tokens)
         except GraphQLSyntaxError as exc:
             await self.close(4400, exc.message)
             return
@@ -212,7 +232,9 @@ class _Connection:
             raise
         except Exception as exc:
             self.operations.pop(op_id, None)
-            await self._error(op_id, [GraphQLError(str(exc), original_error=exc)])
+            if not isinstance(exc, GraphQLError):
+                exc = GraphQLError(str(exc), original_error=exc)
+            await self._error(op_id, [exc])
 
     async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
         try:
@@ -226,9 +248,10 @@ class _Connection:
     async def _next(self, op_id: str, result: ExecutionResult) -> None:
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
+            payload["errors"] = [masked(e).formatted for e in result.errors]
         await self.send({"id": op_id, "type": "next", "payload": payload})
 
     async def _error(self, op_id: str, errors: list[GraphQLError]) -> None:
         self.operations.pop(op_id, None)
-        await self.send({"id": op_id, "type": "error", "payload": [e.formatted for e in errors]})
+        payload = [masked(e).formatted for e in errors]
+        await self.send({"id": op_id, "type": "error", "payload": payload})

@@ -75,11 +75,6 @@ class WindowedDataLoader(DataLoader[K, V]):
         self._window_s = window_s
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def queued(self) -> int:
-        """Keys waiting for their batch to be sent."""
-        return len(self._queue)
-
     def do_resolve_reject(self, key: K, future: asyncio.Future[V]) -> None:
         self._queue.append(Loader(key=key, future=future))
         if self.max_batch_size is not None and len(self._queue) >= self.max_batch_size:

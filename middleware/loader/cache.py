@@ -99,6 +99,3 @@ class RowCache:
         self._truncated[table] = self._clock
         for cache_key in [k for k in self._rows if k[0] == table]:
             del self._rows[cache_key]
-
-    def clear(self) -> None:
-        self._rows.clear()

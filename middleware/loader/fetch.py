@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from psycopg import AsyncConnection, sql
+
 from pgsift.middleware.loader.cache import Row, RowKey
 from pgsift.middleware.loader.request import row_key
 from pgsift.subscriptions.catalog import Table
-from psycopg import AsyncConnection, sql
 
 
 def select_by_keys(

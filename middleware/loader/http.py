@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from pgsift.middleware.errors import (
     AuthError,
     LoaderError,
@@ -12,9 +16,6 @@ from pgsift.middleware.errors import (
     LoaderUnavailableError,
 )
 from pgsift.subscriptions import values
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 MAX_KEYS = 10_000
 PATH = "/v1/rows"

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.errors import ConfigError, LoaderError, LoaderUnavailableError
 from pgsift.middleware.feed.entry import FeedEntry
@@ -24,12 +27,11 @@ from pgsift.middleware.loader.batch import WindowedDataLoader
 from pgsift.middleware.loader.cache import Row, RowCache, RowKey
 from pgsift.middleware.loader.fetch import fetch_rows
 from pgsift.middleware.loader.request import PolicyBinder, prepare, row_key
+from pgsift.middleware.pgtypes import configure_async
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.policy import Policy, policies_from_config
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
@@ -109,6 +111,7 @@ class BatchLoader:
             name="pgsift-loader",
             # Idle connections die with a Postgres restart; check before lending one out.
             check=AsyncConnectionPool.check_connection,
+            configure=configure_async,  # values as capture decodes them, TimeZone UTC
             kwargs={
                 "autocommit": True,
                 "options": f"-c statement_timeout={max(1, round(timeout_s * 1000))}",

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pgsift.middleware.gateway.client import LocalCopy
 
+from pgsift.middleware.gateway.client import LocalCopy
 from tests.middleware.gateway.harness import (
     GRAPHENE_SCHEMA,
     ISSUES_SCHEMA,

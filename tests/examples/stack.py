@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg.rows import dict_row
+
 from pgsift.middleware.embedded.ports import free_port
 from pgsift.subscriptions.values import to_json
-from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "issue_tracker" / "pgsift.toml"

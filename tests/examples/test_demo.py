@@ -1,4 +1,4 @@
-"""`python -m examples.demo` as a user runs it: up, usable, and gone without a trace.
+"""`pgsift demo` as a user runs it: up, usable, and gone without a trace.
 
 The demo runs with no PGSIFT_* URLs, so it starts its own throwaway Postgres
 and Redis; after SIGTERM their ports must be closed, their directories removed
@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import psycopg
+import redis
 
 from examples.demo import OPEN_ISSUES
 from pgsift.middleware.embedded.ports import accepts_connections, free_port
@@ -33,10 +36,11 @@ SERVER = re.compile(r"^(postgres|redis): +\S+:(\d+)/\S* \(throwaway, in (\S+)\)$
 class DemoProcess:
     """The demo subprocess with its output collected line by line."""
 
-    def __init__(self, *argv: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PGSIFT_")}
+    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PGSIFT_")} | (env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "examples.demo", *argv], cwd=ROOT, env=env, text=True,
+            [sys.executable, "-m", "pgsift.middleware.cli", "demo", *argv],
+            cwd=ROOT, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         self.lines: list[str] = []
@@ -65,12 +69,28 @@ class DemoProcess:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def servers(self) -> dict[str, tuple[int, str]]:
+        """The throwaway servers it announced: name -> (port, directory)."""
+        matches = [SERVER.match(line) for line in self.lines]
+        return {match[1]: (int(match[2]), match[3]) for match in matches if match}
+
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(EXIT_S)
-        self._reader.join(EXIT_S)
-        while (line := self._queue.get_nowait()) is not None:
-            self.lines.append(line)
+        """SIGTERM (if still running), then its exit code; all output is in `lines` after."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(EXIT_S)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()  # a hang: fail, but do not leave it running
+                self.process.wait()
+            self._reader.join(EXIT_S)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
         return code
 
 
@@ -87,6 +107,16 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def assert_cleaned_up(servers: dict[str, tuple[int, str]]) -> None:
+    assert set(servers) == {"postgres", "redis"}
+    for name, (port, directory) in servers.items():
+        assert not accepts_connections(port), f"{name} still listens on {port}"
+        assert not Path(directory).exists(), f"{name}'s directory {directory} is left"
+        # Postgres's command line names its data directory; redis-server's its address.
+        left = processes_mentioning(directory) + processes_mentioning(f"127.0.0.1:{port}")
+        assert left == [], f"{name} still runs: {left}"
+
+
 def test_demo_serves_the_page_and_cleans_up() -> None:
     port = free_port()
     demo = DemoProcess("--port", str(port), "--size", "2000")
@@ -94,13 +124,7 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
         ready = demo.wait_for_line("ready", READY_S)
         base = f"http://127.0.0.1:{port}"
         assert f"{base}/" in ready
-        servers = {
-            match[1]: (int(match[2]), match[3])
-            for match in map(SERVER.match, demo.lines) if match
-        }
-        assert set(servers) == {"postgres", "redis"}, demo.output()
         assert "feed tail --follow" in demo.output()
-
         with httpx.Client(base_url=base, timeout=30.0) as client:
             assert client.get("/healthz").json() == {"status": "ok"}
             page = client.get("/")
@@ -122,14 +146,51 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
         assert rows
         assert {row["team_id"] for row in rows} == {user["team_ids"][0]}
     finally:
-        code = demo.stop() if demo.process.poll() is None else demo.process.returncode
+        code = demo.stop()
 
     assert code == 0, demo.output()
     assert "stopped" in demo.lines[-1]
-    for name, (server_port, directory) in servers.items():
-        assert not accepts_connections(server_port), f"{name} still listens on {server_port}"
-        assert not Path(directory).exists(), f"{name}'s directory {directory} is left"
-        # Postgres's command line names its data directory; redis-server's its address.
-        left = processes_mentioning(directory) + processes_mentioning(f"127.0.0.1:{server_port}")
-        assert left == [], f"{name} still runs: {left}"
+    assert_cleaned_up(demo.servers())
     assert not accepts_connections(port)
+
+
+def test_a_child_that_dies_ends_the_demo() -> None:
+    """The page's port is taken: the gateway dies; the demo says why, cleans up and fails."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        demo = DemoProcess("--port", str(taken.getsockname()[1]), "--size", "100")
+        try:
+            demo.wait_for_line("pgsift demo failed", READY_S)
+            # It exits by itself; a SIGTERM now would race with its own clean-up.
+            demo.process.wait(timeout=60)
+        finally:
+            code = demo.stop()
+
+    assert code == 1, demo.output()
+    assert "gateway stopped unexpectedly (exited with code" in demo.output()
+    assert "address already in use" in demo.output()
+    assert_cleaned_up(demo.servers())
+
+
+def test_demo_uses_the_configured_servers(database_url: str, redis_url: str) -> None:
+    port = free_port()
+    demo = DemoProcess("--port", str(port), "--size", "100", env={
+        "PGSIFT_DATABASE_URL": database_url, "PGSIFT_REDIS_URL": redis_url,
+    })
+    try:
+        demo.wait_for_line("ready", READY_S)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        code = demo.stop()
+
+    assert code == 0, demo.output()
+    assert demo.servers() == {}
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM teams").fetchone() == (5,)  # its seed
+        # Capture's replication slot would hold back WAL: the demo drops the one it made.
+        assert conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+        ).fetchall() == []
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.ping()

@@ -11,8 +11,6 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
-from pgsift.middleware.settings import load_settings
-from pgsift.subscriptions.policy import policies_from_config
 
 from examples.issue_tracker import (
     DEMO_SECRET,
@@ -26,6 +24,8 @@ from examples.issue_tracker import (
     seed,
 )
 from examples.issue_tracker.workload import DEFAULT_WEIGHTS
+from pgsift.middleware.settings import load_settings
+from pgsift.subscriptions.policy import policies_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

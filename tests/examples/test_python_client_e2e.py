@@ -22,10 +22,11 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from pgsift.middleware.feed import keys
 
 from examples.issue_tracker import Writer, apply_schema, demo_users, issue_token, seed
 from examples.python_client import Replica, SyncClient
+from pgsift.middleware.feed import keys
+from pgsift.middleware.feed.retention import FeedRetention
 from tests.examples.stack import ROOT, capture, eventually, expected_rows, gateway, key_text
 
 QUERIES = {
@@ -203,7 +204,7 @@ def test_must_refetch_drops_the_copy_and_bootstraps_again(
     stream = keys.feed_stream(keys.database_of(database_url))
     eventually(lambda: client.xlen(stream) > 0, "the writes reached the feed")
     [(last, _)] = client.xrevrange(stream, count=1)
-    client.xtrim(stream, minid=last)
+    FeedRetention(client, stream).trim(last.decode())  # as `pgsift worker`'s trim_feed does
     client.close()
 
     second = ClientProcess(base_url, token, path, None)

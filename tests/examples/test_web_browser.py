@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 import redis
-from pgsift.middleware.feed import keys
 
 from examples.issue_tracker import Writer, apply_schema, demo_users, seed
+from pgsift.middleware.feed import keys
 from tests.examples.browser import Chromium, find_chromium
 from tests.examples.stack import capture, eventually, gateway
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import psycopg
-from pgsift.middleware.catalog import load_catalog
+import pytest
+
+from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.subscriptions import Shape
+from pgsift.subscriptions.catalog import Catalog
+from pgsift.subscriptions.errors import PolicyError
+from pgsift.subscriptions.policy import policies_from_config
 
 
 def test_load_catalog(database_url: str) -> None:
@@ -52,3 +57,35 @@ def test_load_catalog(database_url: str) -> None:
         conn.execute("INSERT INTO app.members VALUES (1, 'u', 'ok'), (2, 'v', 'sad')")
         sql, params = shape.to_sql()
         assert conn.execute(sql, params).fetchall() == [("u", 1)]
+
+
+def test_replica_identity_full_is_read_and_required_under_row_policies(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE TABLE keyed (id int PRIMARY KEY, team int);
+            CREATE TABLE full_rows (id int PRIMARY KEY, team int);
+            ALTER TABLE full_rows REPLICA IDENTITY FULL;
+            """
+        )
+        catalog = load_catalog(conn)
+    assert not catalog.table("keyed").replica_identity_full
+    assert catalog.table("full_rows").replica_identity_full
+    assert Catalog.from_dict({"t": {"columns": {"id": "int4"}, "primary_key": ["id"]}}).table(
+        "t"
+    ).replica_identity_full  # described by hand: assumed FULL
+
+    row_policy = {"row": "team = ANY(auth.teams)"}
+    policies = policies_from_config(
+        {"public.keyed": row_policy, "public.full_rows": row_policy, "public.open": {}}
+    )
+    claims = {"teams": [1]}
+    keyed = Shape.parse("SELECT id FROM keyed", catalog=catalog, claims=claims, policies=policies)
+    with pytest.raises(PolicyError, match=r"ALTER TABLE public\.keyed REPLICA IDENTITY FULL"):
+        require_replica_identity(keyed, catalog, policies)
+    full = Shape.parse("SELECT id FROM full_rows", catalog=catalog, claims=claims,
+                       policies=policies)
+    require_replica_identity(full, catalog, policies)
+    # Without a row rule every subscriber may see every key: nothing leaks.
+    require_replica_identity(keyed, catalog, policies_from_config({"public.keyed": {}}))
+    require_replica_identity(keyed, catalog, None)

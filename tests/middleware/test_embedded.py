@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 import redis
 
+from pgsift.middleware.embedded import EmbeddedRedis
+from pgsift.middleware.errors import EmbeddedServerError
 from tests.conftest import PostgresServer, RedisServer
 
 
@@ -32,3 +35,13 @@ def test_postgres_restart_keeps_data(postgres_server: PostgresServer, database_u
         postgres_server.embedded.restart()
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT id FROM t").fetchall() == [(1,)]
+
+
+
+def test_redis_that_cannot_start_leaves_no_process() -> None:
+    server = EmbeddedRedis()
+    server.binary = "/bin/false"  # exits at once, like a redis-server that fails to start
+    with pytest.raises(EmbeddedServerError, match="exited"):
+        server.start()
+    assert server._process is None
+    server.stop()

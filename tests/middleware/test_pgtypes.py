@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
+from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.gateway.snapshot import shape_snapshot, snapshot_pool
 from pgsift.middleware.pgtypes import configure, configure_async
+from pgsift.subscriptions.shape import Shape
 from pgsift.subscriptions.values import parse_text
+from tests.workers.schema import ODD_COLUMNS, create_odd, odd_expected
 
 CASES = [
     ("'infinity'::date", "date"),
@@ -46,3 +51,47 @@ async def test_async_connection_matches_capture_values(database_url: str, autoco
             row = await cursor.fetchone()
             assert row is not None
             assert row[0] == parse_text(type_name, row[1]), expression
+
+
+# Types psycopg decodes to its own classes, unknown to `values`: their output text,
+# as pgoutput sends it (inet's `::text` would add a /32 the output omits).
+TEXT_CASES = [
+    ("'192.168.1.1'::inet", "inet", "192.168.1.1"),
+    ("'10.0.0.0/8'::cidr", "cidr", "10.0.0.0/8"),
+    ("'[1,5)'::int4range", "int4range", "[1,5)"),
+    ("'[2026-03-29 01:30:00+02,)'::tstzrange", "tstzrange", '["2026-03-28 23:30:00+00",)'),
+    ("'{[1,2), [5,6)}'::int4multirange", "int4multirange", "{[1,2),[5,6)}"),
+    ("ARRAY['192.168.1.1', '::1']::inet[]", "inet[]", "{192.168.1.1,::1}"),
+]
+
+
+def test_types_unknown_to_values_load_as_their_output_text(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TimeZone = 'Europe/Paris'")
+        conn.commit()
+        configure(conn)  # pins UTC
+        for expression, type_name, text in TEXT_CASES:
+            row = conn.execute(f"SELECT {expression}").fetchone()
+            assert row is not None
+            assert row[0] == parse_text(type_name, text), expression
+        row = conn.execute("SELECT '2026-03-29 01:30:00+02'::timestamptz").fetchone()
+        assert row is not None and row[0].utcoffset().total_seconds() == 0
+
+
+async def test_the_gateway_snapshot_pool_reads_values_as_capture_decodes(
+    database_url: str,
+) -> None:
+    create_odd(database_url)  # also makes the database's TimeZone Asia/Kolkata
+    with psycopg.connect(database_url) as conn:
+        catalog = load_catalog(conn)
+    shape = Shape.parse(f"SELECT {ODD_COLUMNS} FROM odd", catalog=catalog)
+    pool = snapshot_pool(database_url, max_size=1)
+    await pool.open()
+    try:
+        async with shape_snapshot(pool, shape) as (_, rows):
+            got = {row["id"]: row async for row in rows}
+    finally:
+        await pool.close()
+    expected = odd_expected(database_url)
+    assert got == expected
+    assert [str(got[3]["at"])] == ["2026-03-28 23:30:00+00:00"]  # in UTC

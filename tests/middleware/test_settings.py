@@ -24,7 +24,7 @@ def test_bad_values_and_unknown_names_are_refused(tmp_path: Path) -> None:
         load_settings(environ={"PGSIFT_PORT": "eighty"})
     config = tmp_path / "pgsift.toml"
     config.write_text("prot = 80\n")
-    with pytest.raises(ConfigError, match="unknown setting.*prot"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*prot"):
         load_settings(config, environ={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", environ={})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-from pgsift.subscriptions.casefold import pg_lower, pg_upper
 
+from pgsift.subscriptions.casefold import pg_lower, pg_upper
 from tests.conftest import PostgresServer
 
 

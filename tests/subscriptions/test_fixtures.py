@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pgsift.subscriptions import Catalog, QueryError, Shape, policies_from_config
 from pgsift.subscriptions.values import to_json
 

@@ -3,6 +3,9 @@
 One table load per example, one query per clause: for each clause, Postgres runs
 `SELECT id FROM t WHERE <clause>` with the parameters bound untyped, and runs
 the shape's own `to_sql()`; both id sets must equal the rows `matches` accepts.
+Under a policy, the first query is `WHERE (<clause>) AND (<rule>)` with the rule
+written here by hand and its claims bound as further untyped parameters, so
+pgsift's own rendering of the policy is checked against Postgres too.
 PGSIFT_ORACLE_EXAMPLES raises the number of examples (tables); each has
 CLAUSES_PER_TABLE clauses.
 """
@@ -17,11 +20,18 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgsift.middleware.catalog import load_catalog
-from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
 from psycopg.rows import dict_row
 
-from tests.subscriptions.oracle_clauses import COLUMNS, TABLE_DDL, Clause, clauses, rows
+from pgsift.middleware.catalog import load_catalog
+from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
+from tests.subscriptions.oracle_clauses import (
+    COLUMNS,
+    TABLE_DDL,
+    Clause,
+    array_text,
+    clauses,
+    rows,
+)
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200"))
 CLAUSES_PER_TABLE = 20
@@ -59,9 +69,20 @@ class Oracle:
         clause: Clause,
         policies: dict[str, Policy] | None = None,
         claims: dict[str, Any] | None = None,
+        rule: tuple[str, list[str | None]] | None = None,
     ) -> None:
+        """`rule`: the policy's rule as SQL with `{}` for its claims' placeholders, and
+        the claims' Postgres text (bound untyped after the clause's parameters)."""
         sql = f"SELECT id FROM t WHERE {clause.sql}"
         expected = self.postgres_ids(sql, clause.pg_params)
+        if rule is not None and not isinstance(expected, str):
+            template, claim_texts = rule
+            first = len(clause.pg_params) + 1
+            placeholders = [f"${first + i}" for i in range(len(claim_texts))]
+            expected = self.postgres_ids(
+                f"SELECT id FROM t WHERE ({clause.sql}) AND ({template.format(*placeholders)})",
+                [*clause.pg_params, *claim_texts],
+            )
         try:
             shape = Shape.parse(
                 sql,
@@ -78,7 +99,7 @@ class Oracle:
             f"Postgres refused what pgsift took: {sql}\n{expected}"
         )
         got = {row["id"] for row in self.rows if shape.matches(row)}
-        if policies is None:
+        if policies is None or rule is not None:
             assert got == expected, _explain(sql, clause, expected, got, self.rows)
         snapshot_sql, snapshot_params = shape.to_sql()
         with self.conn.cursor() as cur:
@@ -156,5 +177,9 @@ def test_policy_is_anded_into_matches_and_to_sql(
 ) -> None:
     oracle.load(table)
     policy = Policy.from_config("t", {"row": "i4 = ANY(auth.ids) OR (b AND t <> auth.sub)"})
+    # The same rule for Postgres, by hand: claims as untyped parameters, not pgsift's SQL.
+    rule = ("i4 = ANY({}) OR (b AND t <> {})", [array_text(ids), "a"])
     for clause in batch:
-        oracle.check(clause, policies={"public.t": policy}, claims={"ids": ids, "sub": "a"})
+        oracle.check(
+            clause, policies={"public.t": policy}, claims={"ids": ids, "sub": "a"}, rule=rule
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions import Catalog, Policy, PolicyError, Shape, policies_from_config
 

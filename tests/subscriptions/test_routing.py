@@ -8,11 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import RoutableShape, same_value
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.routing import NAN_KEY, RoutingIndex, RoutingStats, bucket_key
-
 from tests.subscriptions.routing_shapes import ISSUES, Cond, Spec, build
 
 SELECTED = ("id", "title", "status")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.patterns import MAX_VALUE, FragmentIndex, literal_runs, pattern_grams
 from pgsift.subscriptions.routing import RoutingIndex
-
 from tests.subscriptions.routing_shapes import ISSUES, Cond, Spec, build
 
 

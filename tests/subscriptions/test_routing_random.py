@@ -13,11 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import RoutableShape
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.routing import RoutingIndex
-
 from tests.subscriptions.routing_shapes import COLUMNS, ISSUES, Cond, Spec, build
 
 TEAMS = [1, 2, 3, 4]

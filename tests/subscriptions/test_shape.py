@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from pgsift.subscriptions import Catalog, PolicyError, QueryError, Shape
 from pgsift.subscriptions.parse import parse_select
 

@@ -12,6 +12,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+
 from pgsift.subscriptions.values import (
     UnrepresentableValue,
     element_type,

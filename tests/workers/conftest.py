@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from rq import Queue, SimpleWorker
+
 from pgsift.middleware.dumps.enqueue import QUEUES
 from pgsift.workers.context import JobContext
-from rq import Queue, SimpleWorker
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import redis
+
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import encode_entry
 from pgsift.middleware.feed.entry import FeedEntry

@@ -6,6 +6,8 @@ from typing import Any
 
 import psycopg
 
+from pgsift.subscriptions import values
+
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE things (
@@ -26,6 +28,7 @@ CREATE TABLE things (
     raw       bytea,
     feeling   mood
 );
+ALTER TABLE things REPLICA IDENTITY FULL;
 """
 
 INSERT = """
@@ -59,3 +62,53 @@ def select(url: str, sql: str) -> dict[Any, dict[str, Any]]:
         cur = conn.execute(sql)
         names = [d.name for d in cur.description or ()]
         return {row[0]: dict(zip(names, row, strict=True)) for row in cur}
+
+
+# Values psycopg's defaults get wrong for pgsift (see pgsift.middleware.pgtypes):
+# enum arrays, infinite dates and timestamps, types `values` does not know, and
+# a database whose default TimeZone is not UTC.
+ODD_SCHEMA = """
+CREATE TYPE shade AS ENUM ('red', 'blue');
+CREATE TABLE odd (
+    id        int8 PRIMARY KEY,
+    tags      shade[],
+    at        timestamptz,
+    local_at  timestamp,
+    day       date,
+    addr      inet,
+    span      int4range,
+    addrs     inet[]
+);
+ALTER TABLE odd REPLICA IDENTITY FULL;
+INSERT INTO odd VALUES
+    (1, '{red,blue}', 'infinity', '-infinity', 'infinity', '192.168.1.1', '[1,5)',
+     '{10.0.0.1,::1}'),
+    (2, '{}', '-infinity', '2026-01-01 10:00', '-infinity', '10.0.0.0/8', 'empty', NULL),
+    (3, '{red,NULL}', '2026-03-29 01:30+02', 'infinity', '2026-03-29', NULL, '(,3]', '{}');
+"""
+ODD_TYPES = {"id": "int8", "tags": "shade[]", "at": "timestamptz", "local_at": "timestamp",
+             "day": "date", "addr": "inet", "span": "int4range", "addrs": "inet[]"}
+ODD_COLUMNS = ", ".join(ODD_TYPES)
+
+
+def create_odd(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ODD_SCHEMA)
+        name = conn.info.dbname
+        conn.execute(f"ALTER DATABASE \"{name}\" SET TimeZone = 'Asia/Kolkata'")
+
+
+def odd_expected(url: str) -> dict[int, dict[str, Any]]:
+    """Rows of `odd` as capture decodes them: each value's output text (what pgoutput
+    sends; `format('%s')` calls the type's output function) through `values.parse_text`."""
+    texts = ", ".join(f"format('%s', {c}), {c} IS NULL" for c in ODD_TYPES)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT {texts} FROM odd").fetchall()
+    expected = {}
+    for row in rows:
+        parsed = {
+            column: None if row[2 * n + 1] else values.parse_text(type_name, row[2 * n])
+            for n, (column, type_name) in enumerate(ODD_TYPES.items())
+        }
+        expected[parsed["id"]] = parsed
+    return expected

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rq import Queue, SimpleWorker
+from rq.job import JobStatus
+
 from pgsift.middleware.dumps import keys
-from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, enqueue_build
+from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, RETRY_INTERVALS_S, enqueue_build
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.subscriptions import values
 from pgsift.workers.build import BuildProgress, DumpBuilder
 from pgsift.workers.context import JobContext
-from rq import Queue
-
 from tests.workers.conftest import run_jobs
 from tests.workers.schema import COLUMNS, create_things, select
 
@@ -132,5 +133,18 @@ def test_failed_builds_are_retried_with_backoff(context: JobContext) -> None:
     job = enqueue_build(context.client, context.database, shape_key="k",
                         query="SELECT id FROM no_such_table", params=[])
     assert job is not None
-    assert job.retries_left == 3 and job.retry_intervals == [10, 60, 300]
-    assert Queue(DUMPS_QUEUE, connection=context.client).count == 1
+    queue = Queue(DUMPS_QUEUE, connection=context.client)
+    scheduled = queue.scheduled_job_registry
+    for retries_left, interval in zip((2, 1), RETRY_INTERVALS_S, strict=False):
+        started = time.time()
+        SimpleWorker([queue], connection=context.client).work(burst=True, with_scheduler=True)
+        job.refresh()
+        # Failed, and scheduled again `interval` seconds after the failure: not lost.
+        assert job.get_status() == JobStatus.SCHEDULED
+        assert job.retries_left == retries_left
+        assert job.id in scheduled.get_job_ids()
+        due = scheduled.get_scheduled_time(job).timestamp()
+        assert started + interval - 1 <= due <= time.time() + interval + 1
+        # Due now: the next burst's scheduler enqueues it and the worker runs it.
+        context.client.zadd(scheduled.key, {job.id: time.time() - 1})
+    assert queue.count == 0

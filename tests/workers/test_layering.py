@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rq.utils import import_attribute
+
 from pgsift.middleware.dumps.enqueue import BUILD_JOB
 from pgsift.workers.schedule import DROP_JOB, TRIM_JOB, WARM_JOB
-from rq.utils import import_attribute
 
 MIDDLEWARE = Path(__file__).resolve().parents[2] / "middleware"
 

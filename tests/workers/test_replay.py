@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions import values

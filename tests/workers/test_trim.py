@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
+
 from pgsift.middleware.dumps.cursor import Snapshot
 from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
-from pgsift.middleware.dumps.snapshot import fresh_dump, lease
+from pgsift.middleware.dumps.snapshot import claim_for_drop, fresh_dump, lease, still_servable
 from pgsift.middleware.dumps.source import ShapeLayout
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.feed import keys as feed_keys
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.workers.context import JobContext
 from pgsift.workers.trim import drop_stale_in, trim_feed_in
-
 from tests.workers.feeds import append
 
 
@@ -103,3 +104,35 @@ def test_drop_stale_dumps_keeps_the_newest_and_the_served(context: JobContext) -
     dropped = drop_stale_in(retention(context, dumps_retention_s=3600))
     assert sorted(dropped) == sorted([old.dump_id, expired.dump_id])
     assert {i.dump_id for i in context.store.all_dumps()} == {served.dump_id, newest.dump_id}
+
+
+def test_a_dump_leased_while_the_drop_runs_is_kept(
+    context: JobContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    old = publish(context, "a", "1-0", now - 30)
+    publish(context, "a", "2-0", now - 20)
+    listed = context.store.all_dumps
+
+    def list_then_lease() -> list[DumpInfo]:
+        infos = listed()
+        # A gateway chooses and leases `old` after the drop read the leases.
+        lease(context.client, context.database, old.dump_id)
+        return infos
+
+    monkeypatch.setattr(context.store, "all_dumps", list_then_lease)
+    assert drop_stale_in(context) == []
+    assert old.dump_id in {i.dump_id for i in listed()}
+
+
+def test_a_dump_claimed_for_dropping_is_not_served(context: JobContext) -> None:
+    now = time.time()
+    old = publish(context, "a", "1-0", now - 30)
+    publish(context, "a", "2-0", now - 20)
+    assert claim_for_drop(context.client, context.database, old.dump_id)
+    # Claimed, not yet deleted: leasing it now does not make it servable.
+    lease(context.client, context.database, old.dump_id)
+    assert not still_servable(context.client, context.database, context.store, old)
+    context.store.delete(old)
+    lease(context.client, context.database, "leased-one")
+    assert not claim_for_drop(context.client, context.database, "leased-one")

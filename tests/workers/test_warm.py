@@ -8,15 +8,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from rq import Queue
+from rq.job import JobStatus
+
 from pgsift.middleware.cli import main
-from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, MAINTENANCE_QUEUE, bump_popularity
+from pgsift.middleware.dumps import keys
+from pgsift.middleware.dumps.enqueue import (
+    DUMPS_QUEUE,
+    MAINTENANCE_QUEUE,
+    bump_popularity,
+    popular_specs,
+)
 from pgsift.middleware.errors import ConfigError
 from pgsift.workers.context import JobContext
 from pgsift.workers.schedule import tick
 from pgsift.workers.warm import enqueue_warm, parse_duration
-from rq import Queue
-from rq.job import JobStatus
-
 from tests.workers.conftest import run_jobs
 from tests.workers.feeds import append
 from tests.workers.schema import create_things
@@ -41,7 +47,8 @@ def with_warm(context: JobContext, **settings: object) -> JobContext:
 def test_due_when_missing_old_or_changed(context: JobContext, database_url: str) -> None:
     create_things(database_url, 300)
     context = with_warm(context)
-    bump_popularity(context.client, context.database, POPULAR, [], None, amount=5)
+    shape_key = context.shape(POPULAR)[1].shape_key
+    bump_popularity(context.client, context.database, shape_key, POPULAR, [], None, amount=5)
     first = enqueue_warm(context)
     assert sorted(build.reason for build, _ in first) == ["no dump", "no dump"]
     run_jobs(context.client)
@@ -90,3 +97,17 @@ def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, 
     assert worker.returncode == 0, worker.stderr
     assert Queue(DUMPS_QUEUE, connection=context.client).count == 0
     assert len(context.store.all_dumps()) == 2
+
+
+def test_popularity_keeps_only_the_most_counted_shapes(context: JobContext) -> None:
+    for n in range(20):
+        for _ in range(n % 4):
+            bump_popularity(context.client, context.database, f"shape{n}", f"q{n}", [n],
+                            {"teams": [n]}, keep=5)
+    popular = keys.popular_shapes(context.database)
+    assert context.client.zcard(popular) == 5
+    assert context.client.hlen(keys.popular_specs(context.database)) == 5
+    top = popular_specs(context.client, context.database, 10)
+    assert {n for n in range(20) if n % 4 == 3} <= {spec["params"][0] for _, spec in top}
+    assert all(spec == {"query": f"q{spec['params'][0]}", "params": spec["params"],
+                        "claims": {"teams": spec["params"]}} for _, spec in top)

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from pgsift.middleware.capture.changes import BUILTIN_TYPES, RelationCache, SchemaUpdate
 from pgsift.middleware.capture.pgoutput import (
     UNCHANGED_TOAST,
@@ -23,7 +24,6 @@ from pgsift.middleware.capture.pgoutput import (
 )
 from pgsift.middleware.errors import CaptureError
 from pgsift.subscriptions.change import Change
-
 from tests.middleware.capture.sql_slot import SqlSlot
 
 TYPE_SQL = """

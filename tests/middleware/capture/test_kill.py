@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry
@@ -134,6 +135,7 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(
                 embedded.stop(remove=False)
                 time.sleep(1.5)  # longer than the lock's TTL
                 embedded.start()
+                wait_for(lambda: redis_ready(redis_url), "Redis to load its data")
                 seen = len(feed(redis_url, dbname)) + 5
                 wait_for(
                     lambda: len(feed(redis_url, dbname)) > seen,  # noqa: B023
@@ -159,6 +161,16 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(
         for process in processes:
             process.cleanup()
     assert transactions(feed(redis_url, dbname)) == truth
+
+
+def redis_ready(url: str) -> bool:
+    client = redis.Redis.from_url(url)
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:  # BusyLoadingError too: the AOF is being replayed
+        return False
+    finally:
+        client.close()
 
 
 def slot_exists(url: str) -> bool:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+
 from pgsift.middleware.capture.pgoutput import (
     Begin,
     Commit,
@@ -25,7 +26,6 @@ from pgsift.middleware.capture.pgoutput import (
     decode,
 )
 from pgsift.middleware.errors import CaptureError
-
 from tests.middleware.capture.sql_slot import SqlSlot
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

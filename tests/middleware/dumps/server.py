@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from pgsift.middleware.embedded.ports import free_port
 from starlette.types import ASGIApp
+
+from pgsift.middleware.embedded.ports import free_port
 
 
 @contextmanager

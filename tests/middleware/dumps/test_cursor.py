@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import FeedError
 

@@ -6,6 +6,7 @@ import gzip
 
 import pytest
 import zstandard
+
 from pgsift.middleware.dumps.encoding import compressed, negotiate
 
 

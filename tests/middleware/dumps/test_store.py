@@ -6,15 +6,24 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.cursor import Snapshot
 from pgsift.middleware.dumps.file_store import BUILDING, FileDumpStore
-from pgsift.middleware.dumps.format import BodyWriter, DumpHeader, body_rows, row_line
+from pgsift.middleware.dumps.format import (
+    BodyWriter,
+    DumpHeader,
+    DumpTrailer,
+    body_rows,
+    row_line,
+)
 from pgsift.middleware.dumps.redis_store import RedisDumpStore
 from pgsift.middleware.dumps.store import DumpStore
+from pgsift.middleware.errors import DumpError
 
 DB = "appdb"
 
@@ -95,3 +104,47 @@ def test_file_store_sweeps_abandoned_build_directories(tmp_path: Path) -> None:
         os.utime(path, (old, old))
     assert store.sweep_abandoned(3600) == 1
     assert list((store.root / BUILDING).iterdir()) == []
+
+
+def _redis_writer(client: redis.Redis[bytes], chunks: int) -> tuple[RedisDumpStore, Any]:
+    store = RedisDumpStore(client, DB)
+    writer = store.begin(header())
+    for n in range(chunks):
+        writer.write(b"chunk %d" % n)
+    return store, writer
+
+
+def test_a_redis_body_that_expired_before_publish_is_never_published(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store, writer = _redis_writer(client, 3)
+    client.delete(keys.dump_body(DB, writer.dump_id))  # what its expiry does
+    with pytest.raises(DumpError, match="0 of its 3 chunks"):
+        writer.publish(DumpTrailer(count=0, checksum="x", body_bytes=0, raw_bytes=0,
+                                   finished_at=time.time()))
+    assert store.all_dumps() == []
+    assert client.get(keys.dump_meta(DB, writer.dump_id)) is None
+    client.close()
+
+
+def test_a_redis_body_whose_early_chunks_expired_fails_the_build(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store, writer = _redis_writer(client, 2)
+    client.delete(keys.dump_body(DB, writer.dump_id))
+    with pytest.raises(DumpError, match="1 of its 3 chunks"):
+        writer.write(b"chunk 2")  # a new hash, without chunks 0 and 1
+    with pytest.raises(DumpError):
+        writer.keep_alive()
+    writer.abort()
+    assert store.all_dumps() == []
+    assert not client.exists(keys.dump_body(DB, writer.dump_id))
+    client.close()
+
+
+def test_keep_alive_pushes_a_redis_body_expiry_back(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    _, writer = _redis_writer(client, 1)
+    body = keys.dump_body(DB, writer.dump_id)
+    client.expire(body, 5)
+    writer.keep_alive()
+    assert client.ttl(body) > 5
+    client.close()

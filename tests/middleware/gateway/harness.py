@@ -17,6 +17,7 @@ import graphene  # type: ignore[import-untyped]
 import jwt
 import psycopg
 import uvicorn
+
 from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.graphene_adapter import sync_field
 from pgsift.middleware.settings import Settings
@@ -35,6 +36,7 @@ CREATE TABLE issues (
     points numeric,
     secret text
 );
+ALTER TABLE issues REPLICA IDENTITY FULL;  -- row policies need it (capture --setup sets it too)
 """
 POLICIES = {
     "public.issues": {
@@ -122,7 +124,13 @@ async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=None)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            ws_ping_interval=None,
+            ws_max_size=settings.gateway_max_frame_bytes,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

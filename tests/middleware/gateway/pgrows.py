@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import psycopg
-from pgsift.subscriptions.values import to_json
 from psycopg.rows import dict_row
+
+from pgsift.subscriptions.values import to_json
 
 
 def key_of(key: dict[str, Any]) -> str:

@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any
 
 import psycopg
-from pgsift.middleware.gateway.client import LocalCopy, SyncConnection
 
+from pgsift.middleware.gateway.client import LocalCopy, SyncConnection
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
     capture,

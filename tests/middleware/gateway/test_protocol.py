@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import websockets
-from pgsift.middleware.gateway.client import SYNC_SUBSCRIPTION, SyncConnection
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from pgsift.middleware.gateway.client import SYNC_SUBSCRIPTION, SyncConnection
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
     TRANSPORTS,

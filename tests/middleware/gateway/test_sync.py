@@ -13,13 +13,13 @@ import httpx
 import pytest
 import redis
 import redis.asyncio
+
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection, key_of
 from pgsift.middleware.gateway.service import database_name
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.context import JobContext
-
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
     capture,

@@ -13,10 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from pgsift.middleware.loader import BatchLoader
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.policy import Policy
-
 from tests.conftest import PostgresServer
 
 ORG = uuid.UUID("00000000-0000-0000-0000-00000000000a")
@@ -112,10 +112,14 @@ def statement_log(postgres_server: PostgresServer, items_url: str) -> Iterator[S
 
 
 async def until_waiting_on_lock(url: str, waiters: int = 1) -> None:
-    """Return once `waiters` backends wait for a lock (bounded by pytest's timeout)."""
+    """Return once `waiters` backends of `url`'s database wait for a lock (bounded by
+    pytest's timeout); other tests' databases on the shared server do not count."""
     with psycopg.connect(url, autocommit=True) as watcher:
         while True:
-            row = watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE NOT l.granted AND a.datname = current_database()"
+            ).fetchone()
             if row is not None and row[0] >= waiters:
                 return
             await asyncio.sleep(0.01)

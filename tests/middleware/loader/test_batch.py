@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from pgsift.middleware.loader.batch import WindowedDataLoader
 
 
@@ -12,9 +13,11 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
         self.release = asyncio.Event()
+        self.loading = asyncio.Event()  # a batch was dispatched and waits in `load`
 
     async def load(self, keys: list[int]) -> list[str]:
         self.batches.append(list(keys))
+        self.loading.set()
         await self.release.wait()
         return [f"v{key}" for key in keys]
 
@@ -48,7 +51,7 @@ async def test_in_flight_keys_are_shared_until_done_then_forgotten() -> None:
         recorder.load, window_s=0, max_batch_size=100
     )
     first = loader.load(1)
-    await asyncio.sleep(0.01)  # dispatched, waiting in `load`
+    await recorder.loading.wait()
     assert loader.load(1) is first
     assert list(loader.inflight) == [1]
     recorder.release.set()
@@ -65,7 +68,7 @@ async def test_cleared_key_gets_a_fresh_load() -> None:
         recorder.load, window_s=0, max_batch_size=100
     )
     first = loader.load(1)
-    await asyncio.sleep(0.01)
+    await recorder.loading.wait()
     loader.clear(1)
     second = loader.load(1)
     assert second is not first

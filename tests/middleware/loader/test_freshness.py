@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 
 import psycopg
+
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
-
 from tests.middleware.loader.conftest import CATALOG, LoaderFactory, until_waiting_on_lock
 
 LSN = iter(range(1000, 10**6))

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from pgsift.middleware.gateway.auth import Authenticator
-from pgsift.middleware.loader import rows_endpoint, rows_route
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.loader import rows_endpoint, rows_route
 from tests.middleware.loader.conftest import ORG, POLICIES, LoaderFactory
 
 SECRET = "loader-test-secret-of-at-least-32-bytes"
 
 
 def bearer(claims: dict[str, Any]) -> dict[str, str]:
+    claims = {"exp": int(time.time()) + 3600, **claims}
     return {"Authorization": "Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")}
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from pgsift.middleware.errors import LoaderError, LoaderForbiddenError
 from pgsift.middleware.loader import BatchLoader
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.errors import PolicyError
 from pgsift.subscriptions.shape import Shape
-
 from tests.middleware.loader.conftest import (
     CATALOG,
     ORG,

@@ -7,10 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.errors import LoaderError
 from pgsift.subscriptions.catalog import Catalog
-
 from tests.middleware.loader.conftest import CATALOG, ORG, LoaderFactory, StatementLog
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import psycopg
 import pytest
+
 from pgsift.middleware.embedded.ports import free_port
 from pgsift.middleware.errors import LoaderUnavailableError
-
 from tests.conftest import PostgresServer
 from tests.middleware.loader.conftest import LoaderFactory, until_waiting_on_lock
 

@@ -1,0 +1,190 @@
+"""The feed tailer under bad input: trims that overtake it, entries it cannot route or read.
+
+Entries are appended straight to a real Redis stream (through the codec), so each
+test decides exactly what the tailer reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from pgsift.middleware.feed import keys
+from pgsift.middleware.feed.codec import encode_entry
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.reader import AsyncFeedReader
+from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
+from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
+from pgsift.middleware.gateway.transactions import RoutedTx
+from pgsift.subscriptions.catalog import Catalog
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.shape import Shape
+
+DATABASE = "tailerdb"
+STREAM = keys.feed_stream(DATABASE)
+CATALOG = Catalog.from_dict(
+    {
+        "public.issues": {"columns": {"id": "int8", "team_id": "int4"}, "primary_key": ["id"]},
+        "public.labels": {"columns": {"id": "int8", "team_id": "int4"}, "primary_key": ["id"]},
+    }
+)
+WAIT_S = 30.0
+
+
+def shape(table: str) -> Shape:
+    return Shape.parse(f"SELECT id, team_id FROM {table} WHERE team_id = $1", params=[1],
+                       catalog=CATALOG)
+
+
+def insert(table: str, lsn: int, row_id: int) -> FeedEntry:
+    row = {"id": row_id, "team_id": 1}
+    change = Change(f"public.{table}", "insert", {"id": row_id}, row, None)
+    return FeedEntry(lsn=lsn, xid=lsn, commit_time=datetime.now(UTC), changes=(change,))
+
+
+class GatedSource:
+    """The real reader, each read held until the test opens the gate."""
+
+    def __init__(self, reader: AsyncFeedReader) -> None:
+        self.reader = reader
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.arrived = 0  # reads begun (parked at the gate while it is closed)
+
+    async def read_after(
+        self, cursor: str | None, count: int = 100, block_ms: int | None = None
+    ) -> list[FeedEntry]:
+        self.arrived += 1
+        await self.gate.wait()
+        return await self.reader.read_after(cursor, count, 50)
+
+    async def first_id(self) -> str | None:
+        return await self.reader.first_id()
+
+    async def last_id(self) -> str | None:
+        return await self.reader.last_id()
+
+
+@pytest.fixture
+async def feed(redis_url: str) -> AsyncIterator[tuple[redis.Redis[bytes], GatedSource, FeedTailer]]:
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    aclient: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    append(client, insert("issues", 10, 1))  # the feed's end when the tailer starts
+    source = GatedSource(AsyncFeedReader(aclient, DATABASE))
+    tailer = FeedTailer(source, retention=AsyncFeedRetention(aclient, STREAM), block_ms=50)
+    await tailer.start()
+    task = asyncio.create_task(tailer.run())
+    try:
+        yield client, source, tailer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Fatal):
+            await task
+        await aclient.aclose()  # type: ignore[attr-defined]
+        client.close()
+
+
+def append(client: redis.Redis[bytes], entry: FeedEntry) -> None:
+    fields: Any = encode_entry(entry)
+    client.xadd(STREAM, fields, id=entry.id)
+
+
+async def next_tx(inbox: Inbox) -> RoutedTx | None:
+    return await asyncio.wait_for(inbox.get(), WAIT_S)
+
+
+async def consumed(tailer: FeedTailer, lsn: int) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while tailer.done_lsn < lsn:
+            await asyncio.sleep(0.01)
+
+
+async def held(source: GatedSource) -> None:
+    """Close the gate and wait until the tailer is parked at it."""
+    source.gate.clear()
+    arrived = source.arrived
+    async with asyncio.timeout(WAIT_S):
+        while source.arrived == arrived:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_trim_that_overtakes_the_tailer_overflows_every_inbox(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, source, tailer = feed
+    await held(source)
+    inbox = tailer.subscribe(shape("issues"), SendBudget(10))
+    append(client, insert("issues", 20, 2))
+    append(client, insert("issues", 30, 3))
+    FeedRetention(client, STREAM).trim("30-0")  # 20 goes before the tailer read it
+    source.gate.set()
+    assert await next_tx(inbox) is None  # mustRefetch, not 30 with 20 silently lost
+    await consumed(tailer, 30)
+    later = tailer.subscribe(shape("issues"), SendBudget(10))
+    append(client, insert("issues", 40, 4))
+    received = await next_tx(later)
+    assert received is not None and received.lsn == 40  # the tailer goes on
+
+
+async def test_an_entry_that_fails_to_route_overflows_its_tables_inboxes_only(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, _, tailer = feed
+    issues = tailer.subscribe(shape("issues"), SendBudget(10))
+    labels = tailer.subscribe(shape("labels"), SendBudget(10))
+    # An insert whose new row lacks its key column: routing it raises.
+    broken = Change("public.issues", "insert", {"id": 5}, {"team_id": 1}, None)
+    append(client, FeedEntry(20, 20, datetime.now(UTC), (broken,)))
+    append(client, insert("labels", 30, 6))
+    append(client, insert("issues", 40, 7))
+    assert await next_tx(issues) is None
+    received = await next_tx(labels)
+    assert received is not None and received.lsn == 30
+    assert tailer.ready
+
+
+async def test_an_entry_that_cannot_be_read_is_stepped_over(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, source, tailer = feed
+    await held(source)
+    before = tailer.subscribe(shape("labels"), SendBudget(10))
+    append(client, insert("labels", 20, 2))
+    client.xadd(STREAM, {"m": b"\xc1 not msgpack"}, id="30-0")
+    append(client, insert("labels", 40, 4))
+    source.gate.set()
+    first = await next_tx(before)
+    assert first is not None and first.lsn == 20
+    assert await next_tx(before) is None  # which tables 30 touched is unknown: all refetch
+    await consumed(tailer, 40)
+    later = tailer.subscribe(shape("labels"), SendBudget(10))
+    append(client, insert("labels", 50, 5))
+    received = await next_tx(later)
+    assert received is not None and received.lsn == 50
+
+
+class Fatal(BaseException):
+    """Something no `except Exception` stops."""
+
+
+async def test_when_the_tailer_task_dies_every_inbox_overflows(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    _, source, tailer = feed
+    await held(source)
+    inbox = tailer.subscribe(shape("issues"), SendBudget(10))
+
+    async def die(cursor: str | None, count: int = 100, block_ms: int | None = None) -> Any:
+        raise Fatal
+
+    source.reader.read_after = die  # type: ignore[method-assign]
+    source.gate.set()
+    assert await next_tx(inbox) is None
+    assert not tailer.ready
