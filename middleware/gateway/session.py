@@ -35,7 +35,8 @@ routed to this shape), then sent as one message, or as several of at most
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -81,6 +82,7 @@ HANDOFF_PAGE = 100
 # that transaction began after the snapshot and committed after every one it
 # saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
 STAMP_HORIZON_XIDS = 1 << 30
+
 
 def parse_cursor(cursor: str) -> tuple[str, PgSnapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
@@ -136,14 +138,16 @@ class SyncSession:
 
     async def messages(self) -> AsyncIterator[SyncMessage]:
         if self._cursor is None and self._dump is not None:
-            async for message in self._inserts(self._dump_changes(self._dump)):
-                yield message
+            async with aclosing(self._inserts(self._dump_changes(self._dump))) as inserts:
+                async for message in inserts:
+                    yield message
             position, self._stamp = self._dump.position, self._dump.stamp
         elif self._cursor is None:
             position = (await self._retention.bounds()).end
             await self.before_snapshot(position)
-            async for message in self._snapshot():
-                yield message
+            async with aclosing(self._snapshot()) as snapshot:
+                async for message in snapshot:
+                    yield message
         else:
             position = self._cursor
         if self._stamp is not None:
@@ -155,8 +159,9 @@ class SyncSession:
             return
         done = parse_stream_id(position)[0]
         inbox = self._tailer.subscribe(self.shape, self._budget)
+        catch_up = self._catch_up(position, done, inbox.after_lsn)
         try:
-            async for tx in self._catch_up(position, done, inbox.after_lsn):
+            async for tx in catch_up:
                 if tx.refetch:
                     yield REFETCH
                     return
@@ -186,6 +191,7 @@ class SyncSession:
                 ):
                     yield message
         finally:
+            await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
 
     async def before_snapshot(self, position: str) -> None:
@@ -234,25 +240,32 @@ class SyncSession:
         """A position below every retained entry: the trim marker, else the start."""
         return (await self._retention.bounds()).trimmed or START
 
-    async def _snapshot(self) -> AsyncIterator[SyncMessage]:
+    async def _snapshot(self) -> AsyncGenerator[SyncMessage, None]:
         async with shape_snapshot(self._pool, self.shape) as (stamp, rows):
             self._stamp = stamp
-            async for message in self._inserts(self._row_changes(rows)):
-                yield message
+            # Closed explicitly when the consumer stops early, so the server-side
+            # cursor and its connection go back to the pool at once.
+            async with aclosing(self._inserts(self._row_changes(rows))) as inserts:
+                async for message in inserts:
+                    yield message
         if self._metrics:
             self._metrics.snapshots.inc()
 
-    async def _row_changes(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[WireChange]:
+    async def _row_changes(
+        self, rows: AsyncIterator[dict[str, Any]]
+    ) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key
         async for row in rows:
             yield wire_change("INSERT", {k: row[k] for k in key_columns}, row)
 
-    async def _dump_changes(self, dump: DumpRows) -> AsyncIterator[WireChange]:
+    async def _dump_changes(self, dump: DumpRows) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key
         async for row in dump.rows():  # already in JSON form
             yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
 
-    async def _inserts(self, changes: AsyncIterator[WireChange]) -> AsyncIterator[SyncMessage]:
+    async def _inserts(
+        self, changes: AsyncIterator[WireChange]
+    ) -> AsyncGenerator[SyncMessage, None]:
         """Snapshot rows as INSERT messages of at most ~max_message_bytes."""
         batch: list[WireChange] = []
         size = 0
@@ -269,7 +282,9 @@ class SyncSession:
         """Whether the feed still holds everything after `cursor` (see feed.retention)."""
         return await self._retention.retains(cursor)
 
-    async def _catch_up(self, cursor: str, done: int, through: int) -> AsyncIterator[RoutedTx]:
+    async def _catch_up(
+        self, cursor: str, done: int, through: int
+    ) -> AsyncGenerator[RoutedTx, None]:
         """Every whole transaction in (done, through], read from the feed; without changes
         when it does not touch the shape or the snapshot already holds it."""
         if done >= through:
