@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pgsift.subscriptions.errors import PgsiftError
 
 # Each module defines `register(subparsers)`, which adds its subcommand(s) and
-# sets `func(args) -> int` as the handler.
+# sets `func(args) -> int` as the handler. Modules are named, not imported, so the
+# workers' commands (in `pgsift.workers`, the top layer) register here without
+# middleware importing them.
 COMMAND_MODULES: tuple[str, ...] = (
     "pgsift.middleware.commands.servers",
     "pgsift.middleware.commands.serve",
@@ -19,8 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pgsift.middleware.commands.feed",
     "pgsift.middleware.commands.doctor",
     "pgsift.middleware.commands.demo",
-    "pgsift.middleware.commands.worker",
-    "pgsift.middleware.commands.warm",
+    "pgsift.workers.commands.worker",
+    "pgsift.workers.commands.warm",
 )
 
 

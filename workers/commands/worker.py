@@ -1,9 +1,4 @@
-"""`pgsift worker`: RQ workers for dump builds, cache warming and feed trimming.
-
-This module and `warm` are the only places in `pgsift.middleware` that import
-`pgsift.workers`, and only inside the handler: the layers go subscriptions ←
-middleware ← workers, and a CLI command is where the top layer gets started.
-"""
+"""`pgsift worker`: RQ workers for dump builds, cache warming and feed trimming."""
 
 from __future__ import annotations
 
@@ -12,6 +7,8 @@ import os
 
 from pgsift.middleware.dumps.enqueue import QUEUES
 from pgsift.middleware.settings import Settings, load_settings
+from pgsift.workers.context import JobContext
+from pgsift.workers.runner import run_worker
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,9 +44,6 @@ def settings_for_jobs(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pgsift.workers.context import JobContext  # lazily: see the module docstring
-    from pgsift.workers.runner import run_worker
-
     context = JobContext.from_settings(settings_for_jobs(args))
     try:
         run_worker(context, queues=args.queues, burst=args.burst,

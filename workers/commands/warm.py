@@ -11,8 +11,11 @@ from typing import Any
 from rq import Worker
 from rq.job import Job, JobStatus
 
-from pgsift.middleware.commands.worker import add_connection_flags, settings_for_jobs
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
+from pgsift.workers.commands.worker import add_connection_flags, settings_for_jobs
+from pgsift.workers.context import JobContext
+from pgsift.workers.runner import run_worker
+from pgsift.workers.warm import enqueue_warm
 
 POLL_S = 1.0
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
@@ -32,11 +35,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    # Lazily, like `pgsift worker`: the CLI is where the workers layer starts.
-    from pgsift.workers.context import JobContext
-    from pgsift.workers.runner import run_worker
-    from pgsift.workers.warm import enqueue_warm
-
     context = JobContext.from_settings(settings_for_jobs(args))
     try:
         enqueued = enqueue_warm(context, force=args.now)
