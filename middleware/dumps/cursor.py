@@ -29,39 +29,46 @@ _HALF_SPAN = 1 << 31
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A Postgres MVCC snapshot (64-bit `xid8` values, as `pg_current_snapshot()`)."""
+    """A Postgres MVCC snapshot (64-bit `xid8` values, as `pg_current_snapshot()`).
+
+    The one visibility rule of pgsift: bootstrap cursors, dumps and the
+    gateway's snapshot/feed handoff all decide with `visible`.
+    """
 
     xmin: int
     xmax: int
-    xip: tuple[int, ...] = ()
+    xip: frozenset[int] = frozenset()
 
     @classmethod
     def parse(cls, text: str) -> Snapshot:
         try:
             xmin, xmax, xip = text.split(":")
-            return cls(int(xmin), int(xmax), tuple(int(x) for x in xip.split(",") if x))
+            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
         except ValueError as exc:
             raise FeedError(f"bad snapshot {text!r}: expected xmin:xmax:xip,...") from exc
 
     def __str__(self) -> str:
-        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, sorted(self.xip)))}"
 
     def visible(self, xid: int) -> bool:
-        """Whether the transaction `xid` had committed when the snapshot was taken.
+        """Whether the transaction `xid` had committed when the snapshot was taken."""
+        full = self.widen(xid)
+        return full < self.xmin or (full < self.xmax and full not in self.xip)
 
-        Feed entries carry pgoutput's 32-bit xids; they are widened to 64 bits
-        to the 64-bit xid nearest to `xmax` (exact within 2^31 of it, which
-        wraparound protection guarantees for any live transaction).
+    def widen(self, xid: int) -> int:
+        """`xid` as a 64-bit xid: feed entries carry pgoutput's 32-bit ones.
+
+        The nearest 64-bit xid to `xmax`: exact within 2^31 of it, which
+        wraparound protection guarantees for any live transaction.
         """
-        if xid < _XID_SPAN:
-            xid |= self.xmax & ~(_XID_SPAN - 1)
-            if xid > self.xmax + _HALF_SPAN:
-                xid -= _XID_SPAN
-            elif xid < self.xmax - _HALF_SPAN:
-                xid += _XID_SPAN
-        if xid < self.xmin:
-            return True
-        return xid < self.xmax and xid not in self.xip
+        if xid >= _XID_SPAN:
+            return xid
+        full = (self.xmax & ~(_XID_SPAN - 1)) | xid
+        if full > self.xmax + _HALF_SPAN:
+            full -= _XID_SPAN
+        elif full < self.xmax - _HALF_SPAN:
+            full += _XID_SPAN
+        return full
 
 
 @dataclass(frozen=True, slots=True)

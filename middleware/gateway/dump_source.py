@@ -19,7 +19,6 @@ import redis
 from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.snapshot import PgSnapshot
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
@@ -35,10 +34,7 @@ class DumpRows:
         self._snapshot = snapshot
         cursor = snapshot.cursor
         self.position: str = cursor.position
-        stamp = cursor.snapshot
-        self.stamp = (
-            None if stamp is None else PgSnapshot(stamp.xmin, stamp.xmax, frozenset(stamp.xip))
-        )
+        self.stamp = cursor.snapshot
 
     async def rows(self) -> AsyncIterator[dict[str, Any]]:
         """The rows, decompressed in a worker thread a batch at a time."""

@@ -41,7 +41,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
 from pgsift.middleware.feed.retention import START, AsyncFeedRetention
@@ -56,7 +57,7 @@ from pgsift.middleware.gateway.messages import (
     wire_change,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.snapshot import PgSnapshot, shape_snapshot
+from pgsift.middleware.gateway.snapshot import shape_snapshot
 from pgsift.middleware.gateway.transactions import RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
@@ -84,7 +85,7 @@ HANDOFF_PAGE = 100
 STAMP_HORIZON_XIDS = 1 << 30
 
 
-def parse_cursor(cursor: str) -> tuple[str, PgSnapshot | None]:
+def parse_cursor(cursor: str) -> tuple[str, Snapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
 
     The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
@@ -92,15 +93,13 @@ def parse_cursor(cursor: str) -> tuple[str, PgSnapshot | None]:
     snapshot, and that snapshot, whose transactions the replay skips.
     GatewayError when it is neither.
     """
-    position, at, snapshot = cursor.partition("@")
     try:
-        lsn, chunk = parse_stream_id(position)
-        stamp = PgSnapshot.parse(snapshot) if at else None
-    except ValueError:
-        lsn, chunk, stamp = -1, -1, None
-    if lsn < 0 or chunk < 0:
-        raise GatewayError(f"cursor {cursor!r} is not a feed position (expected '<lsn>-<n>')")
-    return position, stamp
+        parsed = BootstrapCursor.parse(cursor)
+    except FeedError as exc:
+        raise GatewayError(
+            f"cursor {cursor!r} is not a feed position (expected '<lsn>-<n>')"
+        ) from exc
+    return parsed.position, parsed.snapshot
 
 
 class SyncSession:
@@ -124,7 +123,7 @@ class SyncSession:
         self._dump = dump
         # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
         # STAMP_HORIZON_XIDS.
-        self._stamp: PgSnapshot | None = None
+        self._stamp: Snapshot | None = None
         self._cursor: str | None = None
         if cursor is not None:
             self._cursor, self._stamp = parse_cursor(cursor)
@@ -200,7 +199,7 @@ class SyncSession:
         Does nothing; a seam for tests that commit transactions in between.
         """
 
-    async def _replay_start(self, position: str, stamp: PgSnapshot) -> str:
+    async def _replay_start(self, position: str, stamp: Snapshot) -> str:
         """Where the replay of a snapshot recorded at `position` must start.
 
         Before the oldest transaction at or below `position` (within
@@ -211,7 +210,7 @@ class SyncSession:
         walked, older = await self._walk_back(position)
         start = position
         for index, entry in enumerate(walked):
-            if not stamp.includes(entry.xid):
+            if not stamp.visible(entry.xid):
                 following = walked[index + 1] if index + 1 < len(walked) else older
                 start = following.id if following is not None else await self._floor()
         return start
@@ -328,7 +327,7 @@ class SyncSession:
         stamp = self._stamp
         if stamp is None:
             return False
-        if stamp.includes(xid):
+        if stamp.visible(xid):
             return True
         if stamp.widen(xid) >= stamp.xmax + STAMP_HORIZON_XIDS:
             self._stamp = None

@@ -2,7 +2,7 @@
 
 The snapshot transaction is `REPEATABLE READ READ ONLY`; `pg_current_snapshot()`
 taken in it says which transactions its rows include, so the feed replay that
-follows can skip exactly those (`PgSnapshot.includes`).
+follows can skip exactly those (`Snapshot.visible`).
 
 A client that reads slowly keeps its snapshot's connection (and transaction)
 open, so the pool's connections carry `statement_timeout` and
@@ -14,54 +14,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from pgsift.middleware.dumps.cursor import Snapshot
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.pgtypes import configure_async
 from pgsift.subscriptions.shape import Shape
 
-XID_EPOCH = 1 << 32
-HALF_EPOCH = 1 << 31
 FETCH_ROWS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PgSnapshot:
-    """`pg_current_snapshot()`: full 64-bit xids (xid8)."""
-
-    xmin: int
-    xmax: int
-    xip: frozenset[int]
-
-    @classmethod
-    def parse(cls, text: str) -> PgSnapshot:
-        """Parse Postgres's text form `xmin:xmax:xip1,xip2,...`."""
-        xmin, xmax, xip = text.split(":")
-        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
-
-    def includes(self, xid: int) -> bool:
-        """Whether the committed transaction `xid` is visible in this snapshot.
-
-        The feed may carry 32-bit xids (pgoutput); they are widened with the
-        epoch of `xmax`, which is exact for any transaction within 2^31 of it.
-        """
-        full = self.widen(xid)
-        return full < self.xmin or (full < self.xmax and full not in self.xip)
-
-    def widen(self, xid: int) -> int:
-        if xid >= XID_EPOCH:
-            return xid
-        candidate = (self.xmax & ~(XID_EPOCH - 1)) | xid
-        if candidate > self.xmax + HALF_EPOCH:
-            candidate -= XID_EPOCH
-        elif candidate < self.xmax - HALF_EPOCH:
-            candidate += XID_EPOCH
-        return candidate
 
 
 def snapshot_pool(
@@ -104,14 +68,14 @@ def snapshot_pool(
 @asynccontextmanager
 async def shape_snapshot(
     pool: AsyncConnectionPool[Any], shape: Shape
-) -> AsyncIterator[tuple[PgSnapshot, AsyncIterator[dict[str, Any]]]]:
+) -> AsyncIterator[tuple[Snapshot, AsyncIterator[dict[str, Any]]]]:
     """The snapshot stamp and the shape's rows, streamed through a server-side cursor."""
     sql, params = shape.to_sql()
     try:
         async with pool.connection() as conn, conn.transaction():
             row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
             assert row is not None
-            stamp = PgSnapshot.parse(row[0])
+            stamp = Snapshot.parse(row[0])
             async with conn.cursor(name="pgsift_snapshot", row_factory=dict_row) as cursor:
                 cursor.itersize = FETCH_ROWS
                 await cursor.execute(sql, params)

@@ -21,7 +21,7 @@ def test_bad_cursors_are_refused(text: str) -> None:
 
 
 def test_visibility_follows_postgres() -> None:
-    snapshot = Snapshot(745, 750, (746, 748))
+    snapshot = Snapshot(745, 750, frozenset({746, 748}))
     assert snapshot.visible(700) and snapshot.visible(744)
     assert snapshot.visible(745) and snapshot.visible(747) and snapshot.visible(749)
     assert not snapshot.visible(746) and not snapshot.visible(748)
@@ -32,7 +32,7 @@ def test_visibility_follows_postgres() -> None:
 
 def test_32_bit_feed_xids_are_widened_around_the_epoch() -> None:
     epoch = 1 << 32
-    snapshot = Snapshot(3 * epoch + 10, 3 * epoch + 20, (3 * epoch + 15,))
+    snapshot = Snapshot(3 * epoch + 10, 3 * epoch + 20, frozenset({3 * epoch + 15}))
     assert snapshot.visible(5) and not snapshot.visible(15) and not snapshot.visible(25)
     # Just after a wraparound: xmax is small in its epoch, the old xid was big.
     wrapped = Snapshot(3 * epoch + 2, 3 * epoch + 5)

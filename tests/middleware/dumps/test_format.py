@@ -21,7 +21,7 @@ from pgsift.middleware.errors import DumpError
 
 HEADER = DumpHeader(
     shape_key="abc", table="public.issues", columns=("id", "title"), types=("int8", "text"),
-    schema_hash="ff", snapshot=Snapshot(745, 750, (746, 748)), feed_position="123-0",
+    schema_hash="ff", snapshot=Snapshot(745, 750, frozenset({746, 748})), feed_position="123-0",
     built_at=1700000000.5,
 )
 ROWS: list[dict[str, Any]] = [

@@ -31,7 +31,7 @@ DB = "appdb"
 def header(shape_key: str = "shape1", built_at: float | None = None) -> DumpHeader:
     return DumpHeader(
         shape_key=shape_key, table="public.t", columns=("id", "v"), types=("int8", "text"),
-        schema_hash="h", snapshot=Snapshot(10, 12, (11,)), feed_position="5-0",
+        schema_hash="h", snapshot=Snapshot(10, 12, frozenset({11})), feed_position="5-0",
         built_at=time.time() if built_at is None else built_at,
     )
 
