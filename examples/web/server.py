@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import uvicorn
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
@@ -25,9 +24,11 @@ from examples.web.routes import web_routes
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.gateway.app import create_app
+from pgsift.middleware.gateway.listen import bind, serve
 from pgsift.middleware.loader import BatchLoader
 from pgsift.middleware.loader.http import rows_route
 from pgsift.middleware.settings import Settings, load_settings
+from pgsift.subscriptions.errors import PgsiftError
 from pgsift.subscriptions.policy import policies_from_config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "issue_tracker" / "pgsift.toml"
@@ -100,9 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    app = build_app(settings)
-    print(f"demo page: http://{settings.host}:{settings.port}/", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    try:
+        listener = bind(settings.host, settings.port)  # a taken port fails here, at once
+    except PgsiftError as exc:
+        print(f"examples.web.server: error: {exc}", file=sys.stderr)
+        return 1
+    with listener:
+        app = build_app(settings)
+        port = listener.getsockname()[1]
+        print(f"demo page: http://{settings.host}:{port}/", file=sys.stderr, flush=True)
+        serve(app, listener, settings)
     return 0
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
 from pgsift.middleware.settings import load_settings
 
 
@@ -24,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     # Imported here: the GraphQL stack is heavy, and other commands do not need it.
     from pgsift.middleware.gateway.app import create_app
+    from pgsift.middleware.gateway.listen import bind, serve
 
     settings = load_settings(
         args.config,
@@ -32,13 +31,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
     )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        lifespan="on",
-        ws_max_size=settings.gateway_max_frame_bytes,
-    )
+    listener = bind(settings.host, settings.port)
+    with listener:
+        serve(create_app(settings), listener, settings)
     return 0

@@ -9,7 +9,9 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from pgsift.middleware.embedded.ports import accepts_connections, free_port, wait_until
+import redis
+
+from pgsift.middleware.embedded.ports import free_port, wait_until
 from pgsift.middleware.errors import EmbeddedServerError
 
 
@@ -85,7 +87,15 @@ class EmbeddedRedis:
                 f"redis-server exited with {self._process.returncode}; "
                 f"see {self.base_dir / 'redis.log'}"
             )
-        return accepts_connections(self.port)
+        # Not just an open port: Redis listens while it still loads its append-only
+        # file, and answers LOADING until done (a restart after a long test run).
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def stop(self, *, remove: bool = True) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -12,8 +12,8 @@ connection within the pool's timeout fails with a GatewayError ("busy").
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -26,6 +26,7 @@ from pgsift.middleware.pgtypes import configure_async
 from pgsift.subscriptions.shape import Shape
 
 FETCH_ROWS = 1000
+CURSOR = "pgsift_snapshot"
 
 
 def snapshot_pool(
@@ -76,10 +77,13 @@ async def shape_snapshot(
             row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
             assert row is not None
             stamp = Snapshot.parse(row[0])
-            async with conn.cursor(name="pgsift_snapshot", row_factory=dict_row) as cursor:
-                cursor.itersize = FETCH_ROWS
-                await cursor.execute(sql, params)
-                yield stamp, aiter(cursor)
+            # A plain DECLARE/FETCH, not psycopg's named cursor: the cursor ends with the
+            # transaction, and there is no client object left to warn when a connection
+            # breaks mid-read.
+            async with conn.cursor(row_factory=dict_row) as cursor:
+                await cursor.execute(f"DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}", params)
+                async with aclosing(_fetch_all(cursor)) as rows:
+                    yield stamp, rows
     except PoolTimeout as exc:
         raise GatewayError(
             "the gateway is busy: no database connection for the snapshot came free within "
@@ -90,3 +94,16 @@ async def shape_snapshot(
             "the snapshot could not be read to the end (too slow a reader, or the database "
             "went away); subscribe again"
         ) from exc
+
+
+async def _fetch_all(
+    cursor: psycopg.AsyncCursor[dict[str, Any]],
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The declared cursor's rows, `FETCH_ROWS` per round trip."""
+    while True:
+        await cursor.execute(f"FETCH {FETCH_ROWS} FROM {CURSOR}")
+        rows = await cursor.fetchall()
+        for row in rows:
+            yield row
+        if len(rows) < FETCH_ROWS:
+            return

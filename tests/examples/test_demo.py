@@ -161,7 +161,8 @@ def test_a_child_that_dies_ends_the_demo() -> None:
         taken.listen()
         demo = DemoProcess("--port", str(taken.getsockname()[1]), "--size", "100")
         try:
-            demo.wait_for_line("pgsift demo failed", READY_S)
+            # Longer than the demo's own readiness timeout, so its verdict always comes first.
+            demo.wait_for_line("pgsift demo failed", READY_S + EXIT_S)
             # It exits by itself; a SIGTERM now would race with its own clean-up.
             demo.process.wait(timeout=60)
         finally:

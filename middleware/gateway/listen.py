@@ -1,0 +1,37 @@
+"""Listening for the gateway: bind the port first, then start the app on it.
+
+Binding before anything else means a taken port fails in a moment with a
+clear error, instead of after the app has connected to Postgres and Redis
+(uvicorn binds only after the app's startup).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.settings import Settings
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (port 0: any free one)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise GatewayError(f"cannot listen on {host}:{port}: {reason}") from exc
+
+
+def serve(app: ASGIApp, listener: socket.socket, settings: Settings) -> None:
+    """Run `app` under uvicorn on `listener` until SIGINT/SIGTERM."""
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=settings.gateway_max_frame_bytes,
+    )
+    uvicorn.Server(config).run(sockets=[listener])
