@@ -26,17 +26,28 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `pgsift` parser; with `argv` naming a command, only that command's module
+    is imported (a long-running command should not pay for the others' imports)."""
     parser = argparse.ArgumentParser(prog="pgsift", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
+    modules = COMMAND_MODULES
+    if argv is not None:
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--log-level")
+        _, rest = options.parse_known_args(argv)
+        named = [m for m in COMMAND_MODULES if rest and m.rpartition(".")[2] == rest[0]]
+        modules = tuple(named) or COMMAND_MODULES
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

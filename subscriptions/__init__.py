@@ -1,10 +1,33 @@
-"""The pure core of pgsift: SQL text to shapes, predicates, policies and routing."""
+"""The pure core of pgsift: SQL text to shapes, predicates, policies and routing.
 
-from pgsift.subscriptions.catalog import Catalog, Table
-from pgsift.subscriptions.errors import PgsiftError, PolicyError, QueryError
-from pgsift.subscriptions.policy import BoundPolicy, Policy, policies_from_config
-from pgsift.subscriptions.routing import RoutingIndex
-from pgsift.subscriptions.shape import Shape
+The names below are loaded on first use: `pgsift capture` needs only
+`errors`, `values` and `change`, not sqlglot (a tenth of a second to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgsift.subscriptions.catalog import Catalog, Table
+    from pgsift.subscriptions.errors import PgsiftError, PolicyError, QueryError
+    from pgsift.subscriptions.policy import BoundPolicy, Policy, policies_from_config
+    from pgsift.subscriptions.routing import RoutingIndex
+    from pgsift.subscriptions.shape import Shape
+
+_EXPORTS: dict[str, str] = {
+    "BoundPolicy": "policy",
+    "Catalog": "catalog",
+    "PgsiftError": "errors",
+    "Policy": "policy",
+    "PolicyError": "errors",
+    "QueryError": "errors",
+    "RoutingIndex": "routing",
+    "Shape": "shape",
+    "Table": "catalog",
+    "policies_from_config": "policy",
+}
 
 __all__ = [
     "BoundPolicy",
@@ -18,3 +41,12 @@ __all__ = [
     "Table",
     "policies_from_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgsift.subscriptions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pgsift.subscriptions.{module}"), name)
+    globals()[name] = value
+    return value

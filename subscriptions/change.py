@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from pgsift.subscriptions.records import record
 
 Op = Literal["insert", "update", "delete", "truncate"]
 Row = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Change:
     """One row-level change of a committed transaction.
 

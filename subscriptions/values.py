@@ -141,6 +141,8 @@ def _parse_timestamptz(text: str) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
     try:
         value = datetime.fromisoformat(text)
+        if value.tzinfo is UTC:  # the text was UTC already (capture's session is)
+            return value
         if value.tzinfo is None:
             raise ValueError("no offset")
         return value.astimezone(UTC)
@@ -201,7 +203,8 @@ def _unescape_bytea(text: str) -> bytes:
     return bytes(out)
 
 
-def _identity(text: str) -> str:
+def as_text(text: str) -> str:
+    """The parser of text types, and of types pgsift does not know (enums): the text."""
     return text
 
 
@@ -221,10 +224,10 @@ PARSERS: dict[str, Parser] = {
     "float4": float,
     "float8": float,
     "bool": _parse_bool,
-    "text": _identity,
-    "varchar": _identity,
-    "bpchar": _identity,
-    "name": _identity,
+    "text": as_text,
+    "varchar": as_text,
+    "bpchar": as_text,
+    "name": as_text,
     "uuid": UUID,
     "date": _parse_date,
     "time": _parse_time,
@@ -261,9 +264,9 @@ def parser_for(type_name: str) -> Parser:
     if parser is not None:
         return parser
     if name.endswith("[]"):
-        element = PARSERS.get(element_type(name), _identity)
+        element = PARSERS.get(element_type(name), as_text)
         return lambda text: parse_array(text, element)
-    return _identity
+    return as_text
 
 
 def parse_array(text: str, parse_element: Parser) -> list[Any]:

@@ -1,11 +1,20 @@
-"""Capture throughput and memory, next to a bare pgoutput reader, in the same run.
+"""Capture throughput and memory, next to bare pgoutput readers, in the same run.
 
-Two workloads are committed first (each with fresh slots, so both readers
-start from the same backlog): many single-row transactions, then one big
-transaction. Then a bare psycopg2 reader that only decodes pgoutput messages
-drains its slot, and `pgsift capture` drains its own into Redis. Reported:
-rows/s from the first committed row to the last one stored in the feed (for
-capture) or decoded (for the bare reader), and each process's peak RSS.
+Two workloads are committed first (each with fresh slots, so every reader
+starts from the same backlog): many single-row transactions, then one big
+transaction. Then two bare psycopg2 readers drain their slots, and
+`pgsift capture` drains its own into Redis:
+
+* "bare: messages" splits the stream into pgoutput messages and leaves each
+  row's values as the bytes Postgres sent (`pgoutput.decode` alone);
+* "bare: typed rows" decodes fully, as the issue defines decoding: messages,
+  then each row's values as the Python types psycopg 3 returns
+  (`RelationCache.to_change`, the code capture uses).
+
+Capture does all of that, then cuts transactions into entries, encodes them,
+appends them to Redis (fsync on every write) and confirms the slot. Reported:
+rows/s from process start to the last row stored in the feed (capture) or
+decoded (the bare readers), and each process's peak RSS.
 
     .venv/bin/python bench/capture/run.py                 # 200,000 txs + 1,000,000 rows
     .venv/bin/python bench/capture/run.py --single 20000 --big 100000 --repeat 3
@@ -30,6 +39,8 @@ import psycopg2.extras
 import redis
 
 from pgsift.middleware.capture import pgoutput
+from pgsift.middleware.capture.changes import RelationCache
+from pgsift.middleware.capture.lookup import CatalogLookup
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
 from pgsift.middleware.feed import keys
 
@@ -39,6 +50,9 @@ PUBLICATION = "bench_pub"
 CAPTURE_SLOT = "bench_capture"
 BARE_SLOT = "bench_bare"
 CHUNK = 1000
+BARE_MESSAGES = "bare: messages"
+BARE_TYPED = "bare: typed rows"
+CAPTURE = "pgsift capture -> Redis"
 PGSIFT = [sys.executable, "-m", "pgsift.middleware.cli"]
 
 
@@ -63,11 +77,12 @@ def main() -> None:
                         help="drain each backlog this many times per reader; report the best")
     parser.add_argument("--database-url", help="a superuser URL (default: throwaway server)")
     parser.add_argument("--redis-url", help="default: throwaway server")
-    parser.add_argument("--bare-reader", nargs=3, metavar=("URL", "ROWS", "SLOT"),
+    parser.add_argument("--bare-reader", nargs=4, metavar=("URL", "ROWS", "SLOT", "KIND"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_reader:
-        bare_reader(args.bare_reader[0], int(args.bare_reader[1]), args.bare_reader[2])
+        url, rows, slot, kind = args.bare_reader
+        bare_reader(url, int(rows), slot, typed=kind == "typed")
         return
     results: list[Result] = []
     with servers(args.database_url, args.redis_url) as (server_url, redis_url):
@@ -136,7 +151,10 @@ def run_workload(
     repeat: int,
 ) -> list[Result]:
     """Commit the workload once; drain it `repeat` times with each reader (own slots)."""
-    slots = [(f"{CAPTURE_SLOT}_{i}", f"{BARE_SLOT}_{i}") for i in range(repeat)]
+    slots = [
+        (f"{CAPTURE_SLOT}_{i}", f"{BARE_SLOT}_{i}", f"{BARE_SLOT}_typed_{i}")
+        for i in range(repeat)
+    ]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLE}")
         conn.execute(
@@ -149,26 +167,33 @@ def run_workload(
         print(f"{label}: writing ...", file=sys.stderr, flush=True)
         workload(conn, rows)  # type: ignore[operator]
     bare: list[Result] = []
+    typed: list[Result] = []
     captured: list[Result] = []
     client = redis.Redis.from_url(redis_url)
-    for capture_slot, bare_slot in slots:
-        print(f"{label}: bare reader ...", file=sys.stderr, flush=True)
-        # Both readers are timed from process start (interpreter, imports, connecting).
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, __file__, "--bare-reader", url, str(rows), bare_slot],
-            capture_output=True, text=True, check=True,
-        )
-        seconds = time.monotonic() - started
-        bare.append(Result(label, "bare psycopg2 + pgoutput.decode", rows, seconds,
-                           json.loads(done.stdout)["peak_rss_mb"]))
+    for capture_slot, bare_slot, typed_slot in slots:
+        bare.append(bare_drain(url, label, rows, bare_slot, typed=False))
+        typed.append(bare_drain(url, label, rows, typed_slot, typed=True))
         print(f"{label}: pgsift capture ...", file=sys.stderr, flush=True)
         client.flushall()
-        captured.append(Result(label, "pgsift capture -> Redis", rows,
+        captured.append(Result(label, CAPTURE, rows,
                                *capture_drain(url, redis_url, entries, client, capture_slot)))
     client.close()
     # Best of the repeats: the machine's other load only ever slows a run down.
-    return [min(bare, key=lambda r: r.seconds), min(captured, key=lambda r: r.seconds)]
+    return [min(runs, key=lambda r: r.seconds) for runs in (bare, typed, captured)]
+
+
+def bare_drain(url: str, label: str, rows: int, slot: str, *, typed: bool) -> Result:
+    name = BARE_TYPED if typed else BARE_MESSAGES
+    print(f"{label}: {name} ...", file=sys.stderr, flush=True)
+    # Every reader is timed from process start (interpreter, imports, connecting).
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, __file__, "--bare-reader", url, str(rows), slot,
+         "typed" if typed else "messages"],
+        capture_output=True, text=True, check=True,
+    )
+    seconds = time.monotonic() - started
+    return Result(label, name, rows, seconds, json.loads(done.stdout)["peak_rss_mb"])
 
 
 def capture_drain(
@@ -196,10 +221,13 @@ def capture_drain(
     return seconds, peak
 
 
-def bare_reader(url: str, rows: int, slot: str) -> None:
-    """Drain `slot` decoding every message, as fast as psycopg2 allows; print the result."""
+def bare_reader(url: str, rows: int, slot: str, *, typed: bool) -> None:
+    """Drain `slot` decoding every message (and with `typed`, every row's values)
+    as fast as psycopg2 allows; print the result."""
     conn = psycopg2.connect(url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
     cursor = conn.cursor()
+    lookup = CatalogLookup(url)
+    relations = RelationCache(lookup.type_name, lookup.primary_key)
     seen = 0
     cursor.start_replication(slot_name=slot, decode=False,
                              options={"proto_version": "1", "publication_names": PUBLICATION})
@@ -208,13 +236,18 @@ def bare_reader(url: str, rows: int, slot: str) -> None:
         nonlocal seen
         decoded = pgoutput.decode(message.payload)
         if isinstance(decoded, pgoutput.Insert):
+            if typed:
+                relations.to_change(decoded)
             seen += 1
+        elif isinstance(decoded, pgoutput.Relation):
+            relations.update(decoded)
         elif isinstance(decoded, pgoutput.Commit) and seen >= rows:
             raise psycopg2.extras.StopReplication
 
     with suppress(psycopg2.extras.StopReplication):
         cursor.consume_stream(consume)
     print(json.dumps({"peak_rss_mb": peak_rss_mb(os.getpid())}))
+    lookup.close()
     conn.close()
 
 
@@ -227,18 +260,21 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def print_table(results: list[Result]) -> None:
-    header = f"{'workload':<28} {'reader':<34} {'rows':>10} {'s':>8} {'rows/s':>10} {'peak RSS':>9}"
+    """One line per reader; capture's rate also as a share of each bare reader's."""
+    header = (f"{'workload':<28} {'reader':<26} {'rows':>10} {'s':>6} {'rows/s':>10} "
+              f"{'peak RSS':>9}  capture's share")
     print(header)
     print("-" * len(header))
-    bare_rates: dict[str, float] = {}
+    rates = {(r.workload, r.reader): r.rate for r in results}
     for r in results:
-        ratio = ""
-        if r.reader.startswith("bare"):
-            bare_rates[r.workload] = r.rate
-        else:
-            ratio = f"  ({r.rate / bare_rates[r.workload]:.0%} of bare)"
-        print(f"{r.workload:<28} {r.reader:<34} {r.rows:>10,} {r.seconds:>8.1f} "
-              f"{r.rate:>10,.0f} {r.peak_rss_mb:>7.0f}MB{ratio}")
+        share = ""
+        if r.reader == CAPTURE:
+            share = ", ".join(
+                f"{r.rate / rates[(r.workload, bare)]:.0%} of {bare.removeprefix('bare: ')}"
+                for bare in (BARE_MESSAGES, BARE_TYPED)
+            )
+        print(f"{r.workload:<28} {r.reader:<26} {r.rows:>10,} {r.seconds:>6.1f} "
+              f"{r.rate:>10,.0f} {r.peak_rss_mb:>7.0f}MB  {share}")
 
 
 if __name__ == "__main__":

@@ -18,18 +18,17 @@ from dataclasses import dataclass
 import redis
 
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.feed.writer import FeedWriter
+from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter
 
 log = logging.getLogger(__name__)
 
-DEPTH = 2
+DEPTH = 4
 POLL_S = 0.05
 
 
 @dataclass(frozen=True)
 class Batch:
-    entries: list[FeedEntry]
+    entries: list[EncodedEntry]
     confirm_lsn: int  # end LSN of the last transaction complete in or before this batch
     fingerprints: dict[str | bytes, str]  # table schemas first announced by these entries
     chunk_size: int | None = None  # record it once these entries are stored
@@ -84,10 +83,10 @@ class Appender(threading.Thread):
                 return
             try:
                 if batch.entries:
-                    result = self._writer.append(batch.entries)
+                    result = self._writer.append_encoded(batch.entries)
                     log.debug(
                         "stored %d entries up to %s (%d already there)",
-                        result.appended, batch.entries[-1].id, result.skipped,
+                        result.appended, batch.entries[-1][0], result.skipped,
                     )
                 if batch.chunk_size is not None:
                     self._client.set(self._chunk_size_key, batch.chunk_size)

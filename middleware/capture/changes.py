@@ -16,11 +16,12 @@ subscribers a wrong row.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pgsift.middleware.capture.pgoutput import (
+    BINARY,
     NULL,
     TEXT,
     UNCHANGED_TOAST,
@@ -33,7 +34,7 @@ from pgsift.middleware.capture.pgoutput import (
 )
 from pgsift.middleware.errors import CaptureError
 from pgsift.subscriptions.change import Change, Row
-from pgsift.subscriptions.values import Parser, parser_for
+from pgsift.subscriptions.values import Parser, as_text, parser_for
 
 # Builtin type OIDs (stable across Postgres versions) -> pgsift type names.
 BUILTIN_TYPES: dict[int, str] = {
@@ -84,6 +85,9 @@ BUILTIN_TYPES: dict[int, str] = {
     2951: "uuid[]",
     3807: "jsonb[]",
 }
+
+
+BytesParser = Callable[[bytes], Any]
 
 
 class TypeResolver(Protocol):
@@ -148,7 +152,9 @@ class _Entry:
     schema: TableSchema
     names: tuple[str, ...]
     parsers: tuple[Parser, ...] = field(repr=False)
+    from_bytes: tuple[BytesParser, ...] = field(repr=False)  # the same, from the wire bytes
     identity: tuple[str, ...]
+    single_key: str | None  # the key column when the key has one
 
 
 class RelationCache:
@@ -189,7 +195,9 @@ class RelationCache:
             schema=schema,
             names=names,
             parsers=tuple(parser_for(c.type_name) for c in columns),
+            from_bytes=tuple(_from_bytes(parser_for(c.type_name)) for c in columns),
             identity=tuple(c.name for c in columns if c.in_identity),
+            single_key=schema.key[0] if len(schema.key) == 1 else None,
         )
         return SchemaUpdate(schema, previous.schema if previous else None)
 
@@ -216,26 +224,23 @@ class RelationCache:
 
     def to_change(self, message: Insert | Update | Delete) -> Change:
         """One Insert / Update / Delete as a typed `Change`."""
-        entry = self._entry(message.relation_oid)
+        entry = self._entries.get(message.relation_oid) or self._entry(message.relation_oid)
         table = entry.schema.table
-        if isinstance(message, Insert):
+        if type(message) is Insert:
             new = _row(entry, message.new)
-            _fill_unchanged(table, new, None)
+            if UNCHANGED_TOAST in message.new.kinds:
+                _fill_unchanged(table, new, None)
             return Change(table, "insert", _key(entry, new), new, None)
-        if isinstance(message, Update):
+        if type(message) is Update:
             old = None
             if message.old is not None:
-                old = _row(entry, message.old)
-                if message.old_key_only:
-                    old = {name: old[name] for name in entry.identity}
-                _check_no_unchanged(table, old)
+                old = _old_row(entry, message.old, key_only=message.old_key_only)
             new = _row(entry, message.new)
-            _fill_unchanged(table, new, old)
+            if UNCHANGED_TOAST in message.new.kinds:
+                _fill_unchanged(table, new, old)
             return Change(table, "update", _key(entry, new), new, old)
-        old = _row(entry, message.old)
-        if message.old_key_only:
-            old = {name: old[name] for name in entry.identity}
-        _check_no_unchanged(table, old)
+        assert type(message) is Delete
+        old = _old_row(entry, message.old, key_only=message.old_key_only)
         return Change(table, "delete", _key(entry, old), None, old)
 
 
@@ -250,19 +255,27 @@ _UNCHANGED: Any = _Unchanged()
 
 
 def _row(entry: _Entry, data: TupleData) -> Row:
-    if len(data.kinds) != len(entry.names):
+    kinds = data.kinds
+    if len(kinds) != len(entry.names):
         raise CaptureError(
-            f"{entry.schema.table}: row has {len(data.kinds)} columns, "
+            f"{entry.schema.table}: row has {len(kinds)} columns, "
             f"its Relation message {len(entry.names)}"
         )
+    if UNCHANGED_TOAST not in kinds and BINARY not in kinds:
+        # The common row: text values and NULLs only (a NULL's value is None).
+        columns = zip(entry.names, entry.from_bytes, data.values, strict=False)  # checked above
+        try:
+            return {name: None if raw is None else parse(raw) for name, parse, raw in columns}
+        except ValueError:  # UnicodeDecodeError and UnrepresentableValue too
+            pass  # the loop below names the column
     row: Row = {}
     for name, parse, kind, raw in zip(
-        entry.names, entry.parsers, data.kinds, data.values, strict=True
+        entry.names, entry.parsers, kinds, data.values, strict=True
     ):
         if kind == TEXT and raw is not None:
             try:
                 row[name] = parse(raw.decode())
-            except ValueError as exc:  # UnicodeDecodeError and UnrepresentableValue too
+            except ValueError as exc:
                 raise CaptureError(
                     f"{entry.schema.table}.{name}: cannot decode {raw[:200]!r}: {exc}"
                 ) from None
@@ -273,6 +286,29 @@ def _row(entry: _Entry, data: TupleData) -> Row:
         else:
             raise CaptureError(f"{entry.schema.table}.{name}: binary values are not supported")
     return row
+
+
+def _old_row(entry: _Entry, data: TupleData, *, key_only: bool) -> Row:
+    old = _row(entry, data)
+    if key_only:
+        old = {name: old[name] for name in entry.identity}
+    if UNCHANGED_TOAST in data.kinds:
+        _check_no_unchanged(entry.schema.table, old)
+    return old
+
+
+def _from_bytes(parse: Parser) -> BytesParser:
+    """`parse` applied to a value's wire bytes (UTF-8 text), skipping the decode
+    step where Python's own parser takes bytes as they are."""
+    if parse is int or parse is float:
+        return parse  # int(b"42"), float(b"-Infinity")
+    if parse is as_text:
+        return _utf8
+    return lambda raw: parse(raw.decode())
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode()
 
 
 def _fill_unchanged(table: str, new: Row, old: Row | None) -> None:
@@ -294,6 +330,8 @@ def _check_no_unchanged(table: str, old: Row) -> None:
 
 def _key(entry: _Entry, row: Row) -> Row:
     try:
+        if entry.single_key is not None:  # the common case, without a loop
+            return {entry.single_key: row[entry.single_key]}
         return {name: row[name] for name in entry.schema.key}
     except KeyError as exc:
         raise CaptureError(

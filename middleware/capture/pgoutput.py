@@ -1,4 +1,4 @@
-"""pgoutput messages: bytes in, frozen dataclasses out (pure, no I/O).
+"""pgoutput messages: bytes in, immutable records out (pure, no I/O).
 
 Protocol version 1, and version 2 with streaming off (the only difference is
 an xid field that appears in streamed transactions alone). The wire format is
@@ -9,12 +9,13 @@ NUL-terminated strings, LSNs as Int64, timestamps as microseconds since
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pgsift.middleware.errors import CaptureError
+from pgsift.subscriptions.records import record
 
 POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -45,12 +46,17 @@ TRUNCATE_CASCADE = 1
 TRUNCATE_RESTART_IDENTITY = 2
 
 
+@functools.lru_cache(maxsize=4)
 def pg_timestamp(micros: int) -> datetime:
-    """A protocol timestamp (microseconds since 2000-01-01 UTC) as an aware datetime."""
-    return POSTGRES_EPOCH + timedelta(microseconds=micros)
+    """A protocol timestamp (microseconds since 2000-01-01 UTC) as an aware datetime.
+
+    Cached: a transaction's Begin and Commit carry the same commit time, and the
+    datetime arithmetic costs more than the rest of decoding a Begin.
+    """
+    return POSTGRES_EPOCH + timedelta(0, 0, micros)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TupleData:
     """One row image: per column a kind (`n`, `u`, `t`, `b`) and its bytes.
 
@@ -66,14 +72,14 @@ class TupleData:
         return len(self.kinds)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Begin:
     final_lsn: int
     commit_time: datetime
     xid: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Commit:
     flags: int
     commit_lsn: int
@@ -81,13 +87,13 @@ class Commit:
     commit_time: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Origin:
     lsn: int
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RelationColumn:
     """A column as pgoutput describes it; `is_key` marks the replica identity."""
 
@@ -101,7 +107,7 @@ class RelationColumn:
         return bool(self.flags & 1)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Relation:
     """A table's shape, sent before its first change and again after it changes.
 
@@ -120,20 +126,20 @@ class Relation:
         return f"{self.namespace}.{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TypeMessage:
     oid: int
     namespace: str
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Insert:
     relation_oid: int
     new: TupleData
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Update:
     """`old` is None unless the identity changed (key-only) or it is FULL (whole row)."""
 
@@ -143,21 +149,21 @@ class Update:
     new: TupleData
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Delete:
     relation_oid: int
     old: TupleData
     old_key_only: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Truncate:
     relation_oids: tuple[int, ...]
     cascade: bool
     restart_identity: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogicalMessage:
     """A `pg_logical_emit_message` record (needs the `messages` option)."""
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import psycopg
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 import redis
 
@@ -39,7 +40,7 @@ from pgsift.middleware.errors import CaptureError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
-from pgsift.middleware.feed.writer import FeedWriter, FencedError
+from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,13 @@ class CaptureRunner:
         self.redis.close()
 
 
+def _with_utc(database_url: str) -> str:
+    """The URL's `options` plus TimeZone=UTC: timestamptz values come as text in the
+    session's time zone, and UTC (what pgsift hands on) parses without a conversion."""
+    options = psycopg2.extensions.parse_dsn(database_url).get("options", "")
+    return f"{options} -c TimeZone=UTC".strip()
+
+
 class _Session:
     """One replication connection, from start_replication until it fails or stops."""
 
@@ -158,7 +166,7 @@ class _Session:
         self.assembler = TransactionAssembler(
             self.chunk_size if self.old_chunk_size_until is None else self.stored_chunk_size
         )
-        self.pending: list[FeedEntry] = []
+        self.pending: list[EncodedEntry] = []
         self.pending_changes = 0
         self.completed_lsn = 0  # end LSN of the last transaction fully handed to `pending`
         self.submitted_lsn = 0  # ... handed to the appender
@@ -199,6 +207,7 @@ class _Session:
             runner.config.database_url,
             connection_factory=psycopg2.extras.LogicalReplicationConnection,
             application_name="pgsift capture",
+            options=_with_utc(runner.config.database_url),
         )
         try:
             cursor = conn.cursor()
@@ -242,27 +251,29 @@ class _Session:
     def _loop(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
         stop = self.runner.stop
         read, decode, handle = cursor.read_message, pgoutput.decode, self._handle
-        streak = 0  # messages since the last clock check: the loop runs ~10^5/s
         while not stop.is_set():
-            streak += 1
-            if streak >= CLOCK_EVERY:
-                streak = 0
-                if time.monotonic() >= self.next_renew:
-                    self._renew()
-            message = read()
-            if message is None:
-                streak = CLOCK_EVERY
-                self._flush()
-                self._confirm(cursor)
-                # Wake up soon while a batch is being stored, to confirm it promptly.
-                waiting = self.appender.acked_lsn < self.submitted_lsn
-                timeout = ACK_POLL_S if waiting else self.next_renew - time.monotonic()
-                select.select([cursor.connection], [], [], max(0.0, min(1.0, timeout)))
-                continue
-            handle(decode(message.payload))
-            if len(self.pending) >= BATCH_ENTRIES or self.pending_changes >= BATCH_CHANGES:
-                self._flush()
-                self._confirm(cursor)
+            if time.monotonic() >= self.next_renew:
+                self._renew()
+            # Up to CLOCK_EVERY messages between checks of the clock and `stop`:
+            # this loop runs ~10^5 times a second.
+            for _ in range(CLOCK_EVERY):
+                message = read()
+                if message is None:
+                    self._idle(cursor)
+                    break
+                handle(decode(message.payload))
+                if len(self.pending) >= BATCH_ENTRIES or self.pending_changes >= BATCH_CHANGES:
+                    self._flush()
+                    self._confirm(cursor)
+
+    def _idle(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
+        """Nothing to read: store what is pending, confirm, wait for the server a while."""
+        self._flush()
+        self._confirm(cursor)
+        # Wake up soon while a batch is being stored, to confirm it promptly.
+        waiting = self.appender.acked_lsn < self.submitted_lsn
+        timeout = ACK_POLL_S if waiting else self.next_renew - time.monotonic()
+        select.select([cursor.connection], [], [], max(0.0, min(1.0, timeout)))
 
     def _renew(self) -> None:
         if not self.runner.lock.renew():
@@ -271,7 +282,12 @@ class _Session:
 
     def _handle(self, message: pgoutput.Message) -> None:
         assembler = self.assembler
-        if isinstance(message, pgoutput.Begin):
+        kind = type(message)  # exact types, most frequent first: this runs per message
+        if kind is pgoutput.Insert or kind is pgoutput.Update or kind is pgoutput.Delete:
+            ready = assembler.add(self.relations.to_change(message))  # type: ignore[arg-type]
+            if ready is not None:
+                self._queue(ready)
+        elif isinstance(message, pgoutput.Begin):
             assembler.begin(message.final_lsn, message.xid, message.commit_time)
         elif isinstance(message, pgoutput.Commit):
             final = assembler.commit()
@@ -286,10 +302,6 @@ class _Session:
                 assembler.max_changes = self.chunk_size_to_record = self.chunk_size
                 self.old_chunk_size_until = None
                 self._flush()
-        elif isinstance(message, (pgoutput.Insert, pgoutput.Update, pgoutput.Delete)):
-            ready = assembler.add(self.relations.to_change(message))
-            if ready is not None:
-                self._queue(ready)
         elif isinstance(message, pgoutput.Relation):
             schema = self.relations.update(message).schema
             if self.schemas.observe(schema.table, schema.fingerprint):
@@ -305,13 +317,15 @@ class _Session:
         # Origin and logical decoding messages carry nothing for the feed.
 
     def _queue(self, entry: FeedEntry) -> None:
-        self.pending.append(entry)
+        # Encoded here, not on the appender thread: that one then only waits on
+        # Redis, without taking the GIL from this thread for long.
+        self.pending.append(encode(entry))
         self.pending_changes += len(entry.changes)
 
     def _flush(self) -> None:
         """Hand the pending entries to the appender (waits while it is DEPTH batches behind)."""
         fingerprints: dict[str | bytes, str] = {}
-        if self.assembler.current is None:
+        if not self.assembler.in_transaction:
             # Only between transactions: the entries announcing these are all in
             # this batch or an earlier one.
             fingerprints.update(self.schemas.take_unsaved())

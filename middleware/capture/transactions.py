@@ -10,19 +10,11 @@ transaction is never empty and carries `last=True`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from pgsift.middleware.errors import CaptureError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions.change import Change
-
-
-@dataclass(frozen=True)
-class OpenTransaction:
-    lsn: int  # commit LSN, known from Begin
-    xid: int
-    commit_time: datetime
 
 
 class SchemaTracker:
@@ -53,17 +45,19 @@ class TransactionAssembler:
         if max_changes < 1:
             raise CaptureError("capture_max_changes_per_entry must be at least 1")
         self.max_changes = max_changes
-        self.current: OpenTransaction | None = None
-        self._open: tuple[int, int, datetime] = (0, 0, datetime.min)  # lsn, xid, commit time
+        self._open: tuple[int, int, datetime] | None = None  # lsn, xid, commit time
         self._changes: list[Change] = []
         self._schema_changes: list[str] = []
         self._upcoming: list[str] = []  # schema changes seen before their first change
         self._chunk = 0
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._open is not None
+
     def begin(self, lsn: int, xid: int, commit_time: datetime) -> None:
-        if self.current is not None:
-            raise CaptureError(f"Begin of xid {xid} inside open transaction {self.current.xid}")
-        self.current = OpenTransaction(lsn, xid, commit_time)
+        if self._open is not None:
+            raise CaptureError(f"Begin of xid {xid} inside open transaction {self._open[1]}")
         self._open = (lsn, xid, commit_time)
         self._chunk = 0
         # The lists are copied into each chunk, so the common empty case reuses them.
@@ -79,7 +73,7 @@ class TransactionAssembler:
         """Add a change; returns a completed (non-final) chunk when one is ready to write."""
         ready: FeedEntry | None = None
         if len(self._changes) == self.max_changes:
-            ready = self._cut(last=False)
+            ready = self._cut(False)
         if self._upcoming:
             self._schema_changes += [t for t in self._upcoming if t not in self._schema_changes]
             self._upcoming = []
@@ -88,22 +82,23 @@ class TransactionAssembler:
 
     def commit(self) -> FeedEntry | None:
         """End the transaction: its last chunk, or None when it had no tracked changes."""
-        if self.current is None:
+        if self._open is None:
             raise CaptureError("Commit without Begin")
         # add() cuts a chunk only when another change follows, so once anything
         # was cut `_changes` is not empty here.
-        self._schema_changes += [t for t in self._upcoming if t not in self._schema_changes]
-        final = self._cut(last=True) if self._changes or self._schema_changes else None
-        self.current = None
+        if self._upcoming:
+            self._schema_changes += [t for t in self._upcoming if t not in self._schema_changes]
+        final = self._cut(True) if self._changes or self._schema_changes else None
+        self._open = None
         return final
 
     def abort(self) -> None:
         """Forget the open transaction (the stream broke; Postgres will re-send it)."""
-        self.current = None
+        self._open = None
         self._changes, self._schema_changes, self._upcoming, self._chunk = [], [], [], 0
 
-    def _cut(self, *, last: bool) -> FeedEntry:
-        if self.current is None:
+    def _cut(self, last: bool) -> FeedEntry:
+        if self._open is None:
             raise CaptureError("a change outside a transaction")
         lsn, xid, commit_time = self._open
         entry = FeedEntry(

@@ -7,8 +7,6 @@ import contextlib
 import signal
 import threading
 
-from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis:

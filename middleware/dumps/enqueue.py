@@ -16,11 +16,11 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from pgsift.middleware.dumps import keys
+from pgsift.middleware.dumps.keys import DUMPS_QUEUE as DUMPS_QUEUE
+from pgsift.middleware.dumps.keys import MAINTENANCE_QUEUE as MAINTENANCE_QUEUE
+from pgsift.middleware.dumps.keys import QUEUES as QUEUES
 
 BUILD_JOB = "pgsift.workers.build.build_dump"
-DUMPS_QUEUE = "pgsift-dumps"
-MAINTENANCE_QUEUE = "pgsift-maintenance"
-QUEUES = (DUMPS_QUEUE, MAINTENANCE_QUEUE)
 # Retries of a failed build, with backoff (seconds); needs a worker with its scheduler on.
 RETRY_INTERVALS_S = (10, 60, 300)
 # Shapes whose popularity is kept (the warmers build the top `dumps_warm_top`).

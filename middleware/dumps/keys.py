@@ -8,6 +8,11 @@ from __future__ import annotations
 
 # Sorted set: dump id -> built_at, of the COMPLETE dumps of one shape ({1}).
 # A dump becomes visible only by being added here, atomically with its meta.
+# RQ queues: dump builds; warming and feed trimming.
+DUMPS_QUEUE = "pgsift-dumps"
+MAINTENANCE_QUEUE = "pgsift-maintenance"
+QUEUES = (DUMPS_QUEUE, MAINTENANCE_QUEUE)
+
 DUMP_INDEX = "pgsift:{{{0}}}:dumps:{1}"
 # Set of shape keys that have (or had) dumps in Redis.
 DUMP_SHAPES = "pgsift:{{{0}}}:dumps"

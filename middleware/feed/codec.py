@@ -15,6 +15,7 @@ values are UTC anyway.
 from __future__ import annotations
 
 import struct
+import threading
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -48,12 +49,17 @@ _I64 = struct.Struct("<q")
 _TIMEDELTA = struct.Struct("<iiq")
 _INT64_RANGE = range(-(2**63), 2**64)
 
-_compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+
 
 
 def encode_entry(entry: FeedEntry) -> dict[str, bytes]:
     """The stream fields of `entry` (one field: plain or compressed msgpack)."""
+    field, value = encode_field(entry)
+    return {field.decode(): value}
+
+
+def encode_field(entry: FeedEntry) -> tuple[bytes, bytes]:
+    """`entry`'s one stream field: its name (`PLAIN_FIELD` or `COMPRESSED_FIELD`) and value."""
     document = [
         FORMAT_VERSION,
         entry.xid,
@@ -62,12 +68,10 @@ def encode_entry(entry: FeedEntry) -> dict[str, bytes]:
         list(entry.schema_changes),
         [[c.table, c.op, c.key, c.new, c.old] for c in entry.changes],
     ]
-    packed: bytes = msgpack.packb(
-        document, default=_encode_value, use_bin_type=True, datetime=True
-    )
+    packed: bytes = _codecs.packer.pack(document)
     if len(packed) > COMPRESS_ABOVE:
-        return {COMPRESSED_FIELD.decode(): _compressor.compress(packed)}
-    return {PLAIN_FIELD.decode(): packed}
+        return COMPRESSED_FIELD, _codecs.compressor.compress(packed)
+    return PLAIN_FIELD, packed
 
 
 def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntry:
@@ -76,7 +80,7 @@ def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntr
     if PLAIN_FIELD in fields:
         packed = fields[PLAIN_FIELD]
     elif COMPRESSED_FIELD in fields:
-        packed = _decompressor.decompress(fields[COMPRESSED_FIELD])
+        packed = _codecs.decompressor.decompress(fields[COMPRESSED_FIELD])
     else:
         raise FeedError(f"feed entry {sid} has no pgsift payload (fields: {sorted(fields)})")
     try:
@@ -99,17 +103,20 @@ def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntr
     )
 
 
+# ExtType's own constructor re-validates its arguments: measurable at a million
+# values a second, and ours are right by construction.
+_new_ext = tuple.__new__
+
+
 def _ext(code: int, data: bytes) -> msgpack.ExtType:
-    # ExtType's own constructor re-validates its arguments: measurable at a
-    # million values a second, and ours are right by construction.
-    return tuple.__new__(msgpack.ExtType, (code, data))
+    return _new_ext(msgpack.ExtType, (code, data))
 
 
 def _encode_value(value: Any) -> msgpack.ExtType:
     # Called by msgpack only for what it cannot pack itself.
     kind = type(value)
-    if kind is Decimal:
-        return _ext(EXT_DECIMAL, str(value).encode())
+    if kind is Decimal:  # the common one (numeric columns): inlined
+        return _new_ext(msgpack.ExtType, (EXT_DECIMAL, str(value).encode()))
     if kind is datetime:  # naive: aware ones are msgpack Timestamps
         return _ext(EXT_DATETIME_NAIVE, _I64.pack((value - _EPOCH_NAIVE) // _MICRO))
     if kind is date:
@@ -144,3 +151,17 @@ def _decode_ext(code: int, data: bytes) -> Any:
     if code == EXT_BIGINT:
         return int(data.decode())
     raise FeedError(f"unknown extension type {code} in a feed entry")
+
+
+class _Codecs(threading.local):
+    """Per thread, made once: zstd (de)compressors may not be shared between threads,
+    and msgpack.packb would build a new Packer per call, costing as much as packing
+    a one-row entry."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(default=_encode_value, use_bin_type=True, datetime=True)
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FeedEntry:
     """A committed transaction as stored in the feed.
 

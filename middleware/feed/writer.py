@@ -26,7 +26,7 @@ import redis
 
 from pgsift.middleware.errors import FeedError
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.codec import encode_entry
+from pgsift.middleware.feed.codec import encode_field
 from pgsift.middleware.feed.entry import FeedEntry
 
 # KEYS: stream, lock. ARGV: token and the entries as one
@@ -57,6 +57,14 @@ class FencedError(FeedError):
     """The capture lock no longer holds this writer's fencing token."""
 
 
+# An entry as appended: its stream ID, field name and field value.
+EncodedEntry = tuple[str, bytes, bytes]
+
+
+def encode(entry: FeedEntry) -> EncodedEntry:
+    return (entry.id, *encode_field(entry))
+
+
 @dataclass(frozen=True)
 class AppendResult:
     appended: int
@@ -82,14 +90,14 @@ class FeedWriter:
         redis.ConnectionError/TimeoutError when Redis is unreachable (the caller
         retries: re-appending is harmless).
         """
+        return self.append_encoded([encode(entry) for entry in entries])
+
+    def append_encoded(self, entries: Sequence[EncodedEntry]) -> AppendResult:
+        """`append` for entries already encoded (capture encodes as it decodes)."""
         if not entries:
             return AppendResult(0, 0)
-        batch = []
-        for entry in entries:
-            ((field, value),) = encode_entry(entry).items()
-            batch.append((entry.id, field, value))
         # use_bin_type=False: Lua's cmsgpack predates msgpack's bin type.
-        packed = msgpack.packb(batch, use_bin_type=False)
+        packed = msgpack.packb(entries, use_bin_type=False)
         try:
             appended = int(
                 self._script(

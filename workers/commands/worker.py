@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from pgsift.middleware.dumps.enqueue import QUEUES
+from pgsift.middleware.dumps.keys import QUEUES
 from pgsift.middleware.settings import Settings, load_settings
-from pgsift.workers.context import JobContext
-from pgsift.workers.runner import run_worker
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +42,10 @@ def settings_for_jobs(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every `pgsift` command imports this module to register it.
+    from pgsift.workers.context import JobContext
+    from pgsift.workers.runner import run_worker
+
     context = JobContext.from_settings(settings_for_jobs(args))
     try:
         run_worker(context, queues=args.queues, burst=args.burst,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,24 @@ def test_settings_come_from_pgsift_toml_and_the_environment(
     assert "replication slot from_file does not exist" in result.stderr
     assert 'ALTER TABLE "public"."items" REPLICA IDENTITY FULL;' in result.stderr
     assert "nopk" not in result.stderr
+
+
+def test_timestamps_arrive_in_utc_whatever_the_database_time_zone(
+    db: psycopg.Connection[tuple[Any, ...]], database_url: str, redis_url: str
+) -> None:
+    """Capture asks its replication session for UTC; the instant must not move."""
+    dbname = keys.database_of(database_url)
+    db.execute(f"ALTER DATABASE {dbname} SET TimeZone = 'Asia/Kolkata'")
+    process = CaptureProcess(database_url, redis_url, "--tables", "items", "--setup").start()
+    try:
+        wait_for(lambda: slot_active(db), "capture to start streaming")
+        db.execute("INSERT INTO items (id, tstz) VALUES (1, '2024-05-01 12:30:00+02')")
+        wait_for(lambda: len(feed(redis_url, dbname)) >= 1, "the insert in the feed")
+    finally:
+        process.stop()
+        process.cleanup()
+    (entry,) = feed(redis_url, dbname)
+    (change,) = entry.changes
+    assert change.new is not None
+    assert change.new["tstz"] == datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
+    assert change.new["tstz"].tzinfo is UTC
