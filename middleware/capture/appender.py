@@ -1,8 +1,11 @@
 """Appending batches to the feed on a thread of its own.
 
 While Redis stores one batch, the replication thread decodes the next (the
-socket wait releases the GIL). At most `DEPTH` batches wait, so memory stays
-bounded and a slow Redis slows the replication stream down instead.
+socket wait releases the GIL). Batches arrive encoded: this thread only talks
+to Redis, so it rarely needs the GIL the decoder holds (measured: encoding
+here instead cost capture 15% of its throughput). At most `DEPTH` batches
+wait, so memory stays bounded and a slow Redis slows the replication stream
+down instead.
 `acked_lsn` only moves after Redis acknowledged a batch: it is what the
 replication thread may confirm to the slot.
 """
