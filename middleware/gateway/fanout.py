@@ -54,9 +54,13 @@ class FeedSource(Protocol):
 
 
 class FeedObserver(Protocol):
-    """The batch loader's cache invalidation hook (sync or async)."""
+    """The batch loader's cache invalidation hooks."""
 
-    def observe(self, entry: FeedEntry) -> Any: ...
+    def observe(self, entry: FeedEntry) -> Any:
+        """Forget what `entry` changes (sync or async)."""
+
+    def forget_all(self) -> None:
+        """Forget everything: the tailer skipped entries it could not read."""
 
 
 class SendBudget:
@@ -225,7 +229,7 @@ class FeedTailer:
             batch = self._batch
             if not await self._still_retained(entries):
                 log.error("the feed was trimmed past the tailer's position %s", self._cursor)
-                self._overflow(self._all_inboxes())
+                self._lost_entries()
             self.ready = True
             for entry in entries:
                 try:
@@ -261,8 +265,14 @@ class FeedTailer:
         raw = items[0][0]
         bad = raw.decode() if isinstance(raw, bytes) else str(raw)
         log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
-        self._overflow(self._all_inboxes())
+        self._lost_entries()
         self._cursor = bad
+
+    def _lost_entries(self) -> None:
+        """Entries went by unseen: every subscriber must refetch, every cached row may be stale."""
+        self._overflow(self._all_inboxes())
+        if self.loader is not None:
+            self.loader.forget_all()
 
     def _all_inboxes(self) -> set[Inbox]:
         return {inbox for inboxes in self._by_table.values() for inbox in inboxes}
@@ -288,7 +298,9 @@ class FeedTailer:
                 if inspect.isawaitable(observed):
                     await observed
             except Exception:
-                log.exception("the batch loader failed to observe feed entry %s", entry.id)
+                log.exception("the batch loader failed to observe feed entry %s; "
+                              "it forgets every cached row", entry.id)
+                self.loader.forget_all()
         if entry.schema_changes and self._on_schema_change is not None:
             self._on_schema_change(entry.schema_changes)
         before = self._assembler.routed_changes

@@ -41,6 +41,7 @@ class RowCache:
         # When each row / table last changed; only as far back as the oldest running fetch.
         self._changed: OrderedDict[CacheKey, int] = OrderedDict()
         self._truncated: dict[str, int] = {}
+        self._forgot_all = 0  # clock of the last `forget_all`
         self._fetches: Counter[int] = Counter()
 
     def __len__(self) -> int:
@@ -73,7 +74,11 @@ class RowCache:
     def store(self, table: str, key: RowKey, row: Row | None, started: int) -> bool:
         """Keep what a fetch that began at `started` read, unless it may be stale."""
         cache_key = (table, key)
-        if self._truncated.get(table, 0) > started or self._changed.get(cache_key, 0) > started:
+        if (
+            self._forgot_all > started
+            or self._truncated.get(table, 0) > started
+            or self._changed.get(cache_key, 0) > started
+        ):
             return False
         current = self._rows.get(cache_key)
         if current is not None and current[0] > started:
@@ -92,6 +97,12 @@ class RowCache:
         if self._fetches:
             self._changed[cache_key] = self._clock
             self._changed.move_to_end(cache_key)
+
+    def forget_all(self) -> None:
+        """Changes went unseen (the feed skipped some): forget every row, refuse older fetches."""
+        self._clock += 1
+        self._forgot_all = self._clock
+        self._rows.clear()
 
     def truncated(self, table: str) -> None:
         """The table was truncated (or its columns changed): forget all its rows."""

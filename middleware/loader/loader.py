@@ -230,6 +230,12 @@ class BatchLoader:
                 if loader is not None:
                     loader.clear(key)
 
+    def forget_all(self) -> None:
+        """The feed skipped entries (trimmed, unreadable): any cached row may be stale."""
+        self._cache.forget_all()
+        for loader in self._loaders.values():
+            loader.clear_all()
+
     def use_catalog(self, catalog: Catalog, policies: Mapping[str, Policy] | None = None) -> None:
         """Switch to a reloaded catalog (after a schema change); policies are bound anew.
 

@@ -115,11 +115,29 @@ async def held(source: GatedSource) -> None:
             await asyncio.sleep(0.01)
 
 
+class RecordingLoader:
+    """Stands in for the batch loader: what the tailer told it."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.observed: list[str] = []
+        self.forgot_all = 0
+
+    def observe(self, entry: FeedEntry) -> None:
+        if self.fail:
+            raise RuntimeError("observe failed")
+        self.observed.append(entry.id)
+
+    def forget_all(self) -> None:
+        self.forgot_all += 1
+
+
 async def test_a_trim_that_overtakes_the_tailer_overflows_every_inbox(
     feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
 ) -> None:
     client, source, tailer = feed
     await held(source)
+    tailer.loader = loader = RecordingLoader()
     inbox = tailer.subscribe(shape("issues"), SendBudget(10))
     append(client, insert("issues", 20, 2))
     append(client, insert("issues", 30, 3))
@@ -127,6 +145,8 @@ async def test_a_trim_that_overtakes_the_tailer_overflows_every_inbox(
     source.gate.set()
     assert await next_tx(inbox) is None  # mustRefetch, not 30 with 20 silently lost
     await consumed(tailer, 30)
+    # The loader never saw 20: it must not serve rows cached before it.
+    assert loader.forgot_all == 1 and loader.observed == ["30-0"]
     later = tailer.subscribe(shape("issues"), SendBudget(10))
     append(client, insert("issues", 40, 4))
     received = await next_tx(later)
@@ -155,6 +175,7 @@ async def test_an_entry_that_cannot_be_read_is_stepped_over(
 ) -> None:
     client, source, tailer = feed
     await held(source)
+    tailer.loader = loader = RecordingLoader()
     before = tailer.subscribe(shape("labels"), SendBudget(10))
     append(client, insert("labels", 20, 2))
     client.xadd(STREAM, {"m": b"\xc1 not msgpack"}, id="30-0")
@@ -164,10 +185,23 @@ async def test_an_entry_that_cannot_be_read_is_stepped_over(
     assert first is not None and first.lsn == 20
     assert await next_tx(before) is None  # which tables 30 touched is unknown: all refetch
     await consumed(tailer, 40)
+    assert loader.forgot_all == 1 and loader.observed == ["20-0", "40-0"]
     later = tailer.subscribe(shape("labels"), SendBudget(10))
     append(client, insert("labels", 50, 5))
     received = await next_tx(later)
     assert received is not None and received.lsn == 50
+
+
+async def test_a_loader_that_fails_to_observe_forgets_everything(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, _, tailer = feed
+    tailer.loader = loader = RecordingLoader(fail=True)
+    inbox = tailer.subscribe(shape("issues"), SendBudget(10))
+    append(client, insert("issues", 20, 2))
+    received = await next_tx(inbox)
+    assert received is not None and received.lsn == 20  # clients still get the change
+    assert loader.forgot_all == 1
 
 
 class Fatal(BaseException):

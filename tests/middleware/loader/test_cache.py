@@ -41,6 +41,18 @@ def test_truncate_refuses_every_older_fetch_of_the_table() -> None:
     assert cache.get(T, (2,)) == Cached(None)
 
 
+def test_forget_all_empties_the_cache_and_refuses_every_older_fetch() -> None:
+    cache = RowCache(max_rows=10)
+    started = cache.begin_fetch()
+    cache.store(T, (1,), {"v": 1}, started)
+    cache.forget_all()
+    assert cache.get(T, (1,)) is None and len(cache) == 0
+    assert not cache.store("public.other", (2,), None, started)
+    cache.end_fetch(started)
+    assert cache.store(T, (1,), {"v": 2}, cache.begin_fetch())
+    assert cache.get(T, (1,)) == Cached({"v": 2})
+
+
 def test_change_stamps_are_kept_only_while_older_fetches_run() -> None:
     cache = RowCache(max_rows=10)
     cache.changed(T, (1,))  # nothing running: nothing to remember

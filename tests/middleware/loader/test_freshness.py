@@ -149,3 +149,20 @@ async def test_changes_to_unknown_tables_are_ignored(make_loader: LoaderFactory)
     loader.observe(entry(Change("public.other", "delete", {"id": 1}, None, None)))
     await loader.load("items", 1, {})
     assert loader.stats.statements == 1
+
+
+async def test_after_forget_all_every_row_is_read_again(
+    make_loader: LoaderFactory, items_url: str
+) -> None:
+    """The tailer skipped entries: a change the loader never saw must still show."""
+    loader = await make_loader(window_s=0.0)
+    first = await loader.load("items", 1, {})
+    assert first is not None and first["title"] == "item 1"
+    with psycopg.connect(items_url, autocommit=True) as writer:
+        writer.execute("UPDATE items SET title = 'unseen' WHERE id = 1")  # never observed
+    cached = await loader.load("items", 1, {})
+    assert cached is not None and cached["title"] == "item 1"  # the cache, as designed
+    loader.forget_all()
+    fresh = await loader.load("items", 1, {})
+    assert fresh is not None and fresh["title"] == "unseen"
+    assert loader.stats.statements == 2
