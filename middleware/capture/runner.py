@@ -21,6 +21,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 import psycopg2
@@ -43,6 +44,8 @@ from pgsift.middleware.feed.entry import FeedEntry, format_lsn
 from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
 
 log = logging.getLogger(__name__)
+
+RowMessage = pgoutput.Insert | pgoutput.Update | pgoutput.Delete
 
 # Flush the pending batch at these sizes even while messages keep coming.
 BATCH_ENTRIES = 500
@@ -284,7 +287,7 @@ class _Session:
         assembler = self.assembler
         kind = type(message)  # exact types, most frequent first: this runs per message
         if kind is pgoutput.Insert or kind is pgoutput.Update or kind is pgoutput.Delete:
-            ready = assembler.add(self.relations.to_change(message))  # type: ignore[arg-type]
+            ready = assembler.add(self.relations.to_change(cast(RowMessage, message)))
             if ready is not None:
                 self._queue(ready)
         elif isinstance(message, pgoutput.Begin):

@@ -50,8 +50,6 @@ _TIMEDELTA = struct.Struct("<iiq")
 _INT64_RANGE = range(-(2**63), 2**64)
 
 
-
-
 def encode_entry(entry: FeedEntry) -> dict[str, bytes]:
     """The stream fields of `entry` (one field: plain or compressed msgpack)."""
     field, value = encode_field(entry)
