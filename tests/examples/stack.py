@@ -49,29 +49,6 @@ def _stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextlib.contextmanager
-def capture(database_url: str, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`pgsift capture --all --setup` for the block; returns once its slot is active."""
-    process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "WARNING", "capture", "--database-url", database_url,
-         "--redis-url", redis_url, "--all", "--setup"],
-    )
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            def active() -> bool:
-                if process.poll() is not None:
-                    raise RuntimeError(f"capture exited with {process.returncode}")
-                return conn.execute(
-                    "SELECT 1 FROM pg_replication_slots"
-                    " WHERE database = current_database() AND active"
-                ).fetchone() is not None
-
-            eventually(active, "capture's slot is active")
-        yield process
-    finally:
-        _stop(process)
-
-
-@contextlib.contextmanager
 def gateway(database_url: str, redis_url: str) -> Iterator[str]:
     """`python -m examples.web.server` for the block: `pgsift serve`'s gateway plus the
     batch loader, the streaming bootstrap and the demo page, with the example's config.

@@ -20,7 +20,8 @@ import redis
 from examples.issue_tracker import Writer, apply_schema, demo_users, seed
 from pgsift.middleware.feed import keys
 from tests.examples.browser import Chromium, find_chromium
-from tests.examples.stack import capture, eventually, gateway
+from tests.examples.stack import eventually, gateway
+from tests.middleware.capture.processes import capturing
 
 OPEN = "status NOT IN ('done', 'canceled')"
 ROW_IDS = "[...document.querySelectorAll('#issues tbody tr')].map(tr => Number(tr.dataset.issueId))"
@@ -44,7 +45,7 @@ def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
             "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
         ).fetchone()
     assert other is not None
-    with capture(database_url, redis_url), gateway(database_url, redis_url) as url:
+    with capturing(database_url, redis_url), gateway(database_url, redis_url) as url:
         # The app is in use: the feed holds transactions when the page first loads.
         with Writer(database_url, 1) as writer:
             writer.run(rate=None, steps=5)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import redis
 
 from pgsift.middleware.feed import keys
@@ -95,6 +97,30 @@ class CaptureProcess:
     def cleanup(self) -> None:
         self.stop()
         self.log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def capturing(database_url: str, redis_url: str, **settings: str) -> Iterator[CaptureProcess]:
+    """`pgsift capture --all --setup` until the block ends; enters once its slot is active.
+
+    `settings` become PGSIFT_* variables of the process (`capture_max_changes_per_entry="3"`).
+    """
+    env = {f"PGSIFT_{k.upper()}": v for k, v in settings.items()}
+    process = CaptureProcess(database_url, redis_url, "--all", "--setup", env=env).start()
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            def active() -> bool:
+                if not process.running():
+                    raise AssertionError(f"capture exited early:\n{process.log}")
+                return conn.execute(
+                    "SELECT 1 FROM pg_replication_slots"
+                    " WHERE database = current_database() AND active"
+                ).fetchone() is not None
+
+            wait_for(active, "capture's slot to be active")
+        yield process
+    finally:
+        process.cleanup()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import graphene  # type: ignore[import-untyped]
 import jwt
-import psycopg
 import uvicorn
 
 from pgsift.middleware.gateway.app import create_app
@@ -79,41 +76,6 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Set
     }
     values.update(overrides)
     return Settings(**values)
-
-
-@contextlib.contextmanager
-def capture(
-    database_url: str, redis_url: str, **settings: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`pgsift capture --all --setup` until the block ends; returns once its slot exists.
-
-    `settings` become PGSIFT_* variables of the process (`capture_max_changes_per_entry="3"`).
-    """
-    env = {**os.environ, **{f"PGSIFT_{k.upper()}": v for k, v in settings.items()}}
-    process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "WARNING", "capture", "--database-url", database_url,
-         "--redis-url", redis_url, "--all", "--setup"],
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + WAIT_S
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            while not conn.execute(
-                "SELECT 1 FROM pg_replication_slots WHERE database = current_database() AND active"
-            ).fetchone():
-                if process.poll() is not None:
-                    raise RuntimeError(f"capture exited with {process.returncode}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("capture did not start")
-                time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.asynccontextmanager

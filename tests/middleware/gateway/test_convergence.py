@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 
 from pgsift.middleware.gateway.client import LocalCopy, SyncConnection
+from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
-    capture,
     eventually,
     gateway_settings,
     serve,
@@ -189,7 +189,7 @@ async def test_clients_converge_under_a_random_load(database_url: str, redis_url
     for _ in range(20):
         await execute(database_url, *statements(rng, live))
     team1, not_done, late, resumer, behind = everyone = clients()
-    with capture(database_url, redis_url):
+    with capturing(database_url, redis_url):
         async with serve(gateway_settings(database_url, redis_url)) as url, serve(
             gateway_settings(database_url, redis_url, gateway_send_queue=1)
         ) as tiny_queue_url:

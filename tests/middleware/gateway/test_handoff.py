@@ -31,7 +31,8 @@ from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.snapshot import snapshot_pool
 from pgsift.subscriptions.shape import Shape
 from tests.conftest import PostgresServer
-from tests.middleware.gateway.harness import ISSUES_SCHEMA, capture, eventually
+from tests.middleware.capture.processes import capturing
+from tests.middleware.gateway.harness import ISSUES_SCHEMA, eventually
 from tests.middleware.gateway.pgrows import execute
 
 QUERY = "SELECT id, title FROM issues WHERE team_id = $1"
@@ -88,7 +89,7 @@ async def parts(database_url: str, redis_url: str) -> AsyncIterator[Parts]:
     tail_reader = AsyncFeedReader.from_url(redis_url, database)
     tailer = FeedTailer(tail_reader, retention=retention, block_ms=100)
     pool = snapshot_pool(database_url, max_size=2)
-    with capture(database_url, redis_url), psycopg.connect(database_url) as conn:
+    with capturing(database_url, redis_url), psycopg.connect(database_url) as conn:
         shape = Shape.parse(QUERY, params=[1], catalog=load_catalog(conn))
         await pool.open()
         await tailer.start()

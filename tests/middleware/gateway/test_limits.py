@@ -21,11 +21,11 @@ from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
+from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
     TRANSPORTS,
     app_options,
-    capture,
     gateway_settings,
     serve,
     token,
@@ -181,7 +181,7 @@ async def test_a_transaction_past_max_tx_changes_gets_must_refetch(
 ) -> None:
     five = "INSERT INTO issues (id, team_id, title) SELECT i, 1, 't' FROM generate_series(1, 5) i"
     settings = gateway_settings(issues, redis_url, gateway_max_tx_changes=3)
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(settings) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:

@@ -20,9 +20,9 @@ from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConn
 from pgsift.middleware.gateway.service import database_name
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.context import JobContext
+from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
-    capture,
     eventually,
     gateway_settings,
     serve,
@@ -75,7 +75,7 @@ async def issues(database_url: str) -> str:
 
 
 async def test_snapshot_then_live_changes(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
@@ -110,7 +110,7 @@ async def test_snapshot_then_live_changes(issues: str, redis_url: str) -> None:
 
 async def test_resume_from_cursor_sends_only_later_changes(issues: str, redis_url: str) -> None:
     settings = gateway_settings(issues, redis_url)
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(settings) as url:
             async with await SyncConnection.connect(url, authorization=TEAM_1) as conn:
                 follower = Follower(conn.sync(QUERY, [1]))
@@ -132,7 +132,7 @@ async def test_resume_from_cursor_sends_only_later_changes(issues: str, redis_ur
 
 
 async def test_trimmed_cursor_gets_must_refetch(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url:
             async with await SyncConnection.connect(url, authorization=TEAM_1) as conn:
                 follower = Follower(conn.sync(QUERY, [1]))
@@ -157,7 +157,7 @@ async def test_trimmed_cursor_gets_must_refetch(issues: str, redis_url: str) -> 
 async def test_a_cursor_of_the_empty_feed_stays_valid(issues: str, redis_url: str) -> None:
     """A cursor handed out before the feed had any entry misses nothing once it has
     some (nothing was trimmed), whether plain or a bootstrap's `<position>@<snapshot>`."""
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url:
             async with await SyncConnection.connect(url, authorization=TEAM_1) as conn:
                 follower = Follower(conn.sync(QUERY, [1]))
@@ -199,7 +199,7 @@ async def _length_at_least(client: redis.asyncio.Redis[bytes], stream: str, n: i
 
 
 async def test_truncate_and_schema_change_get_must_refetch(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
@@ -221,7 +221,7 @@ async def test_truncate_and_schema_change_get_must_refetch(issues: str, redis_ur
 
 
 async def test_query_errors_do_not_close_the_connection(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
@@ -245,7 +245,7 @@ async def test_query_errors_do_not_close_the_connection(issues: str, redis_url: 
 
 async def test_a_full_send_queue_ends_with_must_refetch(issues: str, redis_url: str) -> None:
     settings = gateway_settings(issues, redis_url, gateway_send_queue=1)
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(settings) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
@@ -265,7 +265,7 @@ async def test_a_full_send_queue_ends_with_must_refetch(issues: str, redis_url: 
 
 
 async def test_health_and_metrics(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
@@ -286,7 +286,7 @@ async def test_health_and_metrics(issues: str, redis_url: str) -> None:
 
 
 async def test_bootstrap_over_http_then_sync_from_its_cursor(issues: str, redis_url: str) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url:
             base = url.replace("ws://", "http://").removesuffix("/graphql")
             await execute(issues, "INSERT INTO issues (id, team_id, title) VALUES (50, 1, 'a')")
@@ -314,7 +314,7 @@ async def test_bootstrap_over_http_then_sync_from_its_cursor(issues: str, redis_
 async def test_the_batch_loader_is_mounted_and_kept_fresh_by_the_tailer(
     issues: str, redis_url: str
 ) -> None:
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn, httpx.AsyncClient() as http:
@@ -341,7 +341,7 @@ async def test_a_fresh_dump_is_the_snapshot_of_a_sync_without_cursor(
 ) -> None:
     settings = gateway_settings(issues, redis_url)
     claims = {"sub": "u1", "team_ids": [1, 2]}
-    with capture(issues, redis_url):
+    with capturing(issues, redis_url):
         async with serve(settings) as url:
             # A feed position to start the dump from.
             await execute(issues, "INSERT INTO issues (id, team_id, title) VALUES (59, 2, 'x')")
@@ -370,7 +370,7 @@ async def test_a_fresh_dump_is_the_snapshot_of_a_sync_without_cursor(
 
 async def test_a_transaction_split_into_chunks_arrives_whole(issues: str, redis_url: str) -> None:
     values = ", ".join(f"({i}, {1 + i % 2}, 't{i}')" for i in range(100, 120))
-    with capture(issues, redis_url, capture_max_changes_per_entry="3"):
+    with capturing(issues, redis_url, capture_max_changes_per_entry="3"):
         async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
             url, authorization=TEAM_1
         ) as conn:
