@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from pgsift.middleware.gateway.client import LocalCopy
+from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     GRAPHENE_SCHEMA,
     ISSUES_SCHEMA,
     POLICIES,
     SECRET,
     WAIT_S,
-    capture,
     eventually,
     gateway_settings,
     serve,
@@ -136,7 +136,7 @@ async def gateway(
         ISSUES_SCHEMA,
         "INSERT INTO issues (id, team_id, title) VALUES (1, 1, 'one'), (2, 2, 'two')",
     )
-    with capture(database_url, redis_url):
+    with capturing(database_url, redis_url):
         if request.param == "strawberry":
             with pgsift_serve(database_url, redis_url, tmp_path) as url:
                 yield url
