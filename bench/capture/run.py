@@ -239,7 +239,8 @@ def bare_reader(url: str, rows: int, slot: str, *, typed: bool) -> None:
             if typed:
                 relations.to_change(decoded)
             seen += 1
-        elif isinstance(decoded, pgoutput.Relation):
+        elif typed and isinstance(decoded, pgoutput.Relation):
+            # Only the typed reader needs the catalog (a side connection to Postgres).
             relations.update(decoded)
         elif isinstance(decoded, pgoutput.Commit) and seen >= rows:
             raise psycopg2.extras.StopReplication
