@@ -224,7 +224,7 @@ class RelationCache:
 
     def to_change(self, message: Insert | Update | Delete) -> Change:
         """One Insert / Update / Delete as a typed `Change`."""
-        entry = self._entries.get(message.relation_oid) or self._entry(message.relation_oid)
+        entry = self._entry(message.relation_oid)
         table = entry.schema.table
         if type(message) is Insert:
             new = _row(entry, message.new)
