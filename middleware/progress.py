@@ -1,0 +1,166 @@
+"""Progress of long work: bars with counts, rates and ETAs on a terminal, plain lines elsewhere.
+
+    with ProgressDisplay() as progress:
+        task = progress.add("seed", total=10_000, unit="issues")
+        progress.update(task, 4_000)
+        progress.finish(task, "seed: done in 3.1 s")
+
+On a terminal, rich draws one bar per running task (done/total, rate, ETA)
+below the lines printed meanwhile (`print`). Elsewhere (a pipe, a log file,
+CI) nothing is drawn: printed lines go out as they are, and a task still
+running after `plain_every_s` gets one plain progress line per interval, so
+a log shows that long work is alive without filling up with bars.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.text import Text
+
+__all__ = ["PLAIN_EVERY_S", "ProgressDisplay", "TaskID", "format_duration", "progress_text"]
+
+# Seconds between plain progress lines of one task when not on a terminal.
+PLAIN_EVERY_S = 10.0
+
+
+def format_duration(seconds: float) -> str:
+    """`0.4s`, `8s`, `45s`, `3m05s`, `1h02m`: short enough for a progress line."""
+    if seconds < 9.95 and seconds != int(seconds):
+        return f"{max(0.0, seconds):.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def count_text(task: Task) -> str:
+    """`12,000/~50,000 rows`: `~` when the total is an estimate, no total when unknown."""
+    unit = task.fields.get("unit", "")
+    done = f"{int(task.completed):,}"
+    if task.total is None:
+        return f"{done} {unit}".rstrip()
+    approx = "~" if task.fields.get("estimated") else ""
+    return f"{done}/{approx}{int(task.total):,} {unit}".rstrip()
+
+
+def rate_text(task: Task) -> str:
+    """`3,400 rows/s`, or nothing before two samples."""
+    speed = task.finished_speed or task.speed
+    if speed is None:
+        return ""
+    unit = task.fields.get("unit", "")
+    return f"{speed:,.0f} {unit}/s" if unit else f"{speed:,.0f}/s"
+
+
+def eta_text(task: Task) -> str:
+    """`ETA 1m05s`, or nothing while unknown (no rate yet, or no total)."""
+    if task.finished or task.total is None:
+        return ""
+    remaining = task.time_remaining
+    return "" if remaining is None else f"ETA {format_duration(remaining)}"
+
+
+def progress_text(task: Task) -> str:
+    """The plain form of a bar: `seed: 4,000/10,000 issues, 1,200 issues/s, ETA 5s`."""
+    parts = [count_text(task), rate_text(task), eta_text(task)]
+    return f"{task.description}: " + ", ".join(part for part in parts if part)
+
+
+class _Column(ProgressColumn):
+    """One of the texts above as a rich column."""
+
+    def __init__(self, text: Callable[[Task], str]) -> None:
+        super().__init__()
+        self._text = text
+
+    def render(self, task: Task) -> Text:
+        return Text(self._text(task))
+
+
+class ProgressDisplay:
+    """Bars for the tasks of one command; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        file: TextIO | None = None,
+        terminal: bool | None = None,
+        plain_every_s: float = PLAIN_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._file = file if file is not None else sys.stdout
+        console = Console(file=self._file, force_terminal=terminal)
+        # A dumb terminal cannot redraw a bar in place.
+        self.terminal = console.is_terminal and not console.is_dumb_terminal
+        self._plain_every_s = plain_every_s
+        self._clock = clock
+        self._plain_due: dict[TaskID, float] = {}
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            _Column(count_text),
+            _Column(rate_text),
+            _Column(eta_text),
+            console=console,
+            transient=True,
+            disable=not self.terminal,
+            get_time=clock,
+        )
+
+    def __enter__(self) -> ProgressDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def add(self, description: str, *, total: float | None, unit: str,
+            estimated: bool = False) -> TaskID:
+        """A new bar; `estimated`: `total` is a guess (shown with `~`)."""
+        task = self._progress.add_task(description, total=total, unit=unit, estimated=estimated)
+        self._plain_due[task] = self._clock() + self._plain_every_s
+        return task
+
+    def update(self, task: TaskID, completed: float, *, total: float | None = None) -> None:
+        """`completed` so far (and a new `total`); past an estimated total, the total
+        becomes unknown rather than a bar stuck at 100% with an ETA of zero."""
+        state = self._task(task)
+        if total is not None and total != state.total:
+            self._progress.update(task, total=total)
+        if state.total is not None and state.fields.get("estimated") and completed > state.total:
+            state.total = None  # rich's `update` cannot unset a total
+        self._progress.update(task, completed=completed)
+        if not self.terminal and self._clock() >= self._plain_due.get(task, float("inf")):
+            self._plain_due[task] = self._clock() + self._plain_every_s
+            self.print(progress_text(self._task(task)))
+
+    def finish(self, task: TaskID, line: str | None = None) -> None:
+        """Remove the bar; print `line` in its place."""
+        self._progress.remove_task(task)
+        self._plain_due.pop(task, None)
+        if line is not None:
+            self.print(line)
+
+    def print(self, line: str) -> None:
+        """One line above the bars, as it is (no markup: SQL has brackets)."""
+        if self.terminal:
+            self._progress.refresh()  # the bars drawn again below the line are current
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=self._file, flush=True)
+
+    def _task(self, task: TaskID) -> Task:
+        return next(state for state in self._progress.tasks if state.id == task)
