@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ import psycopg
 
 from examples.demo_processes import Children, DemoFailure
 from examples.issue_tracker import apply_schema, demo_users, issue_token, seed
-from examples.issue_tracker.dataset import CHUNK
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
+from pgsift.middleware.progress import ProgressDisplay
 from pgsift.middleware.settings import Settings, load_settings
 from pgsift.subscriptions.errors import PgsiftError
 
@@ -155,36 +155,12 @@ def load_example(database_url: str, size: int) -> None:
             say("seed:     the issue tracker's tables hold data; the demo uses it as it is")
             return
         say(f"seed:     {size:,} issues ...")
-        with seed_progress(conn, size):
-            result = seed(conn, issues=size)
+        with ProgressDisplay() as progress:
+            task = progress.add("seed", total=size, unit="issues")
+            result = seed(conn, issues=size, on_progress=lambda done: progress.update(task, done))
+            progress.finish(task)
     counts = ", ".join(f"{table} {count:,}" for table, count in result.counts.items())
     say(f"seed:     done in {result.seconds:.1f} s: {counts}")
-
-
-@contextlib.contextmanager
-def seed_progress(conn: psycopg.Connection[Any], size: int) -> Iterator[None]:
-    """Print progress while `seed` runs: it COPYs issues in chunks of `CHUNK` rows."""
-    chunks = -(-size // CHUNK)
-    every = max(1, chunks // 10)
-    done = 0
-
-    class Progress(psycopg.Cursor[Any]):
-        @contextlib.contextmanager
-        def copy(self, statement: Any, params: Any = None, *, writer: Any = None) -> Any:
-            nonlocal done
-            with super().copy(statement, params, writer=writer) as copy:
-                yield copy
-            if isinstance(statement, str) and statement.startswith("COPY issues "):
-                done += 1
-                if done % every == 0 and done < chunks:
-                    say(f"seed:     {done * CHUNK:,} / {size:,} issues")
-
-    previous = conn.cursor_factory
-    conn.cursor_factory = Progress
-    try:
-        yield
-    finally:
-        conn.cursor_factory = previous
 
 
 def drop_new_slot_on_exit(database_url: str, slot: str, cleanup: ExitStack) -> None:

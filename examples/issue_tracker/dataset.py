@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +24,9 @@ YEAR_S = 365 * 24 * 3600
 STATUSES = ("backlog", "todo", "in_progress", "in_review", "done", "canceled")
 STATUS_WEIGHTS = (20, 20, 15, 5, 35, 5)
 ESTIMATES = ("1", "2", "3", "5", "8", "0.5", "13")
-# Issues are generated and loaded in chunks so memory stays flat at 1,000,000.
-CHUNK = 20_000
+# Issues are generated and loaded in chunks so memory stays flat at 1,000,000,
+# and progress is reported per chunk (chunk boundaries do not change the rows).
+CHUNK = 5_000
 NULL = "\\N"
 
 
@@ -67,14 +69,18 @@ def seed(
     issues: int = 10_000,
     seed: int = 1,
     comments_per_issue: float = 2.0,
+    on_progress: Callable[[int], None] | None = None,
 ) -> SeedResult:
-    """Load a data set into the (empty) tables of `apply_schema`, in one transaction."""
+    """Load a data set into the (empty) tables of `apply_schema`, in one transaction.
+
+    `on_progress` is called with the number of issues loaded so far after each chunk.
+    """
     size = SeedSize.for_issues(issues, comments_per_issue=comments_per_issue)
     started = time.perf_counter()
     with conn.transaction():
         if _scalar(conn, "SELECT EXISTS (SELECT FROM teams)"):
             raise ValueError("the issue tracker already holds data; seed an empty schema")
-        _Generator(conn, size, random.Random(seed)).load()
+        _Generator(conn, size, random.Random(seed)).load(on_progress)
         for table in ("teams", "users", "issues", "comments", "labels"):
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
@@ -99,10 +105,13 @@ class _Generator:
         self.numbers = [0] * (size.teams + 1)
         self.comment_id = 0
 
-    def load(self) -> None:
+    def load(self, on_progress: Callable[[int], None] | None) -> None:
         self._teams_users_labels()
         for first in range(1, self.size.issues + 1, CHUNK):
-            self._issues(first, min(first + CHUNK, self.size.issues + 1))
+            stop = min(first + CHUNK, self.size.issues + 1)
+            self._issues(first, stop)
+            if on_progress is not None:
+                on_progress(stop - 1)
 
     def _copy(self, table: str, columns: str, lines: list[str]) -> None:
         if not lines:

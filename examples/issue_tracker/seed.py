@@ -15,6 +15,7 @@ import psycopg
 
 from examples.issue_tracker.dataset import seed
 from examples.issue_tracker.schema import apply_schema, drop_schema
+from pgsift.middleware.progress import ProgressDisplay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,9 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             drop_schema(conn)
         if conn.execute("SELECT to_regclass('issues')").fetchone() == (None,):
             apply_schema(conn)
-        result = seed(
-            conn, issues=args.issues, seed=args.seed, comments_per_issue=args.comments_per_issue
-        )
+        with ProgressDisplay(file=sys.stderr) as progress:
+            task = progress.add("seed", total=args.issues, unit="issues")
+            result = seed(
+                conn, issues=args.issues, seed=args.seed,
+                comments_per_issue=args.comments_per_issue,
+                on_progress=lambda done: progress.update(task, done),
+            )
+            progress.finish(task)
     counts = ", ".join(f"{table} {count:,}" for table, count in result.counts.items())
     print(f"seeded in {result.seconds:.1f} s: {counts}", file=sys.stderr)
     return 0
