@@ -23,6 +23,7 @@ from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
 from pgsift.middleware.dumps.source import RowEncoder, ShapeLayout, open_snapshot
 from pgsift.middleware.errors import DumpError
 from pgsift.subscriptions.shape import Shape
+from pgsift.workers.build_status import BuildProgress, BuildReporter
 from pgsift.workers.context import JobContext
 from pgsift.workers.errors import WorkerError
 
@@ -32,23 +33,6 @@ log = logging.getLogger(__name__)
 LOCK_TTL_S = 60.0
 LOCK_REFRESH_S = 10.0
 PROGRESS_EVERY_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class BuildProgress:
-    rows: int
-    estimate: int  # the planner's guess of the total
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.rate <= 0 or self.estimate <= self.rows:
-            return None
-        return (self.estimate - self.rows) / self.rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +155,8 @@ def build_dump(
     under another key would never be served.
     """
     context = JobContext.from_settings()
+    reporter = BuildReporter(get_current_job(), shape_key or "?")
+    reporter.started()
     try:
         shape, layout = context.shape(query, params, claims)
         if shape_key is not None:
@@ -180,16 +166,9 @@ def build_dump(
                     f"shape key {layout.shape_key} here, {shape_key} where the build was "
                     "requested: do the worker and the gateway use the same [policies]?"
                 )
-        return DumpBuilder(context).build(shape, layout, _job_progress).to_json()
+        return DumpBuilder(context).build(shape, layout, reporter).to_json()
+    except Exception as exc:
+        reporter.failed(exc)
+        raise
     finally:
         context.close()
-
-
-def _job_progress(progress: BuildProgress) -> None:
-    """Progress into the RQ job's meta, where `pgsift warm` reads it."""
-    job = get_current_job()
-    if job is None:
-        return
-    job.meta.update(rows=progress.rows, estimate=progress.estimate, rate=progress.rate,
-                    eta_s=progress.eta_s, elapsed_s=progress.elapsed_s)
-    job.save_meta()  # type: ignore[no-untyped-call]

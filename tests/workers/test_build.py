@@ -17,7 +17,8 @@ from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, RETRY_INTERVALS_S, enqueue_build
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.subscriptions import values
-from pgsift.workers.build import BuildProgress, DumpBuilder
+from pgsift.workers.build import DumpBuilder
+from pgsift.workers.build_status import BuildProgress
 from pgsift.workers.context import JobContext
 from tests.workers.conftest import run_jobs
 from tests.workers.schema import COLUMNS, create_things, select

@@ -23,7 +23,8 @@ from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions import values
 from pgsift.subscriptions.shape import Shape
-from pgsift.workers.build import BuildProgress, DumpBuilder
+from pgsift.workers.build import DumpBuilder
+from pgsift.workers.build_status import BuildProgress
 from pgsift.workers.context import JobContext
 
 PGSIFT = str(Path(sys.executable).parent / "pgsift")
