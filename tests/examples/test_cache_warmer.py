@@ -33,5 +33,6 @@ def test_warm_builds_every_declared_shape(database_url: str, redis_url: str) -> 
          "--database-url", database_url, "--redis-url", redis_url, "--now", "--burst"],
         capture_output=True, text=True, timeout=300, check=True,
     )
-    built = [int(n.replace(",", "")) for n in re.findall(r"built: ([\d,]+) rows", done.stdout)]
+    built = [int(n.replace(",", ""))
+             for n in re.findall(r"^finished .* built ([\d,]+) rows", done.stdout, re.M)]
     assert sorted(built) == sorted(expected), done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,13 +83,17 @@ def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, 
     config.write_text(f'[[warm]]\nquery = "{CONFIGURED}"\nparams = [2]\nevery = "10m"\n')
     args = ["warm", "--config", str(config), "--database-url", database_url,
             "--redis-url", redis_url]
+    key = context.shape(CONFIGURED, [2])[1].shape_key[:12]
     assert main([*args, "--burst"]) == 0
-    out = capsys.readouterr().out
-    assert "enqueued" in out and "no dump" in out and "built: 100 rows" in out
+    lines = capsys.readouterr().out.splitlines()
+    # One line per job and change, its status a word; the shape's params shown.
+    assert lines[0] == f"queued    {key}  no dump  {CONFIGURED}  params [2]"
+    assert re.fullmatch(rf"finished  {key}  built 100 rows, 0\.0 MB in \S+s", lines[-1])
+    assert all(re.match(rf"(queued|started|finished) +{key}  ", line) for line in lines), lines
     assert main([*args, "--burst"]) == 0
     assert "nothing to warm" in capsys.readouterr().out
     assert main([*args, "--now", "--no-wait"]) == 0
-    assert "forced" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(f"queued    {key}  forced  {CONFIGURED}  params [2]")
     # A real `pgsift worker` (forking RQ worker) picks the job up.
     worker = subprocess.run(
         [str(Path(sys.executable).parent / "pgsift"), "worker", "--burst", "--database-url",

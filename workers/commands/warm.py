@@ -1,24 +1,34 @@
-"""`pgsift warm`: enqueue dump builds of the warm shapes and show their progress."""
+"""`pgsift warm`: enqueue dump builds of the warm shapes and follow them.
+
+    queued    3f9a0c1b2d4e  no dump  SELECT id, name FROM things WHERE team = $1  params [2]
+    started   3f9a0c1b2d4e  attempt 1 of 4
+    finished  3f9a0c1b2d4e  built 100 rows, 0.0 MB in 0.1s
+
+One line per enqueued shape (why it is due, its query, params and claims),
+then one line per change of its job (`pgsift.workers.follow`), with a bar per
+running build on a terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import logging
 import threading
-import time
-from typing import Any
 
 from rq import Worker
-from rq.job import Job, JobStatus
 
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
+from pgsift.middleware.progress import ProgressDisplay
 from pgsift.workers.commands.worker import add_connection_flags, settings_for_jobs
 from pgsift.workers.context import JobContext
+from pgsift.workers.follow import FollowedJob, follow, job_line
 from pgsift.workers.runner import run_worker
-from pgsift.workers.warm import enqueue_warm
+from pgsift.workers.warm import DueBuild, enqueue_warm
 
-POLL_S = 1.0
-DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+# Their INFO lines say again what the lines of `follow` say (RQ sets its own
+# loggers' levels, so each is named).
+QUIETED_LOGGERS = ("rq.worker", "rq.job", "rq.scheduler", "pgsift.workers")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,67 +45,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+        for name in QUIETED_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     context = JobContext.from_settings(settings_for_jobs(args))
     try:
-        enqueued = enqueue_warm(context, force=args.now)
-        for build, _ in enqueued:
-            print(f"enqueued {build.shape_key[:12]}  {build.reason}  ({build.shape.query})")
-        if not enqueued:
-            print("nothing to warm: every warm shape has a fresh dump (--now rebuilds)")
-            return 0
-        if args.no_wait:
-            return 0
-        jobs = [job for _, job in enqueued]
-        if args.burst:
-            stop = threading.Event()
-            watcher = threading.Thread(target=watch, args=(jobs, stop), daemon=True)
-            watcher.start()
-            run_worker(context, queues=[DUMPS_QUEUE], burst=True, scheduler=False, fork=False)
-            stop.set()
-            watcher.join()
-        else:
-            if not Worker.all(connection=context.client):
-                print(f"note: no worker is running; start `pgsift worker` (queue {DUMPS_QUEUE})"
-                      " or use --burst", file=sys.stderr)
-            watch(jobs, threading.Event())
-        return 0 if all(job.get_status(refresh=True) == JobStatus.FINISHED for job in jobs) else 1
+        with ProgressDisplay() as display:
+            return warm(context, args, display)
     finally:
         context.close()
 
 
-def watch(jobs: list[Job], stop: threading.Event) -> None:
-    """Print one progress line per job whenever it changes, until all are done."""
-    shown: dict[str, str] = {}
-    while True:
-        done = 0
-        for job in jobs:
-            status = job.get_status(refresh=True)
-            job.refresh()  # type: ignore[no-untyped-call]
-            line = describe(job, status)
-            if shown.get(job.id) != line:
-                print(line, flush=True)
-                shown[job.id] = line
-            done += status in DONE
-        if done == len(jobs) or stop.is_set():
-            return
-        time.sleep(POLL_S)
+def warm(context: JobContext, args: argparse.Namespace, display: ProgressDisplay) -> int:
+    """Enqueue, then (unless --no-wait) follow the jobs; 0 when every build finished."""
+    enqueued = enqueue_warm(context, force=args.now)
+    if not enqueued:
+        display.print("nothing to warm: every warm shape has a fresh dump (--now rebuilds)")
+        return 0
+    for build, _ in enqueued:
+        display.print(job_line("queued", build.shape_key, shape_text(build)))
+    if args.no_wait:
+        return 0
+    jobs = [FollowedJob(job, build.shape_key) for build, job in enqueued]
+    if args.burst:
+        stop = threading.Event()
+        watcher = threading.Thread(target=follow, args=(jobs, display, stop), daemon=True)
+        watcher.start()
+        try:
+            run_worker(context, queues=[DUMPS_QUEUE], burst=True, scheduler=False, fork=False)
+        finally:
+            stop.set()
+            watcher.join()
+    else:
+        if not Worker.all(connection=context.client):
+            display.print(f"note: no worker is running; start `pgsift worker` (queue "
+                          f"{DUMPS_QUEUE}) or use --burst")
+        follow(jobs, display)
+    waiting = [followed for followed in jobs if not followed.done]
+    for followed in waiting:
+        display.print(job_line(followed.status.value, followed.shape_key,
+                               "not done yet: a running `pgsift worker` goes on with it"))
+    return 0 if all(followed.succeeded for followed in jobs) else 1
 
 
-def describe(job: Job, status: Any) -> str:
-    key = str(job.meta.get("shape_key", job.id))[:12]
-    if status == JobStatus.FINISHED:
-        result: Any = job.return_value()
-        if isinstance(result, dict) and result.get("status") == "built":
-            mb = result["body_bytes"] / 1e6
-            return (f"{key}  built: {result['rows']:,} rows, {mb:.1f} MB "
-                    f"in {result['seconds']:.1f}s")
-        return f"{key}  skipped: another build of this shape is running"
-    if status == JobStatus.FAILED:
-        return f"{key}  failed (see the worker's log; RQ retries with backoff)"
-    rows = job.meta.get("rows")
-    if rows is None:
-        return f"{key}  {status}"
-    eta = job.meta.get("eta_s")
-    eta_text = f", ETA {eta:.0f}s" if eta is not None else ""
-    return (f"{key}  {rows:,}/~{job.meta.get('estimate', 0):,} rows, "
-            f"{job.meta.get('rate', 0):,.0f} rows/s{eta_text}")
+def shape_text(build: DueBuild) -> str:
+    """Why the shape is due, its query, and its params and claims when it has any."""
+    shape = build.shape
+    parts = [build.reason, shape.query]
+    if shape.params:
+        parts.append("params " + json.dumps(list(shape.params), default=str))
+    if shape.claims:
+        parts.append("claims " + json.dumps(dict(shape.claims), sort_keys=True, default=str))
+    return "  ".join(parts)
