@@ -31,6 +31,7 @@ import psycopg
 
 from examples.demo_processes import Children, DemoFailure
 from examples.issue_tracker import apply_schema, demo_users, issue_token, seed
+from pgsift.middleware.commands.demo import check_port
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
 from pgsift.middleware.progress import ProgressDisplay
 from pgsift.middleware.settings import Settings, load_settings
@@ -87,6 +88,7 @@ def say(text: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings, cleanup: ExitStack) -> None:
     """Start everything (registering its cleanup first), then watch the children forever."""
+    check_port(args.host, args.port)
     database_url, redis_url = servers(settings, cleanup)
     load_example(database_url, args.size)
     drop_new_slot_on_exit(database_url, settings.capture_slot, cleanup)

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.errors import ConfigError, GatewayError
+from pgsift.middleware.gateway.listen import bind
 
 # middleware/commands/demo.py -> the checkout's root.
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail at once when the demo page's port is taken, not after servers and the seed.
+
+    The gateway binds it again later; losing a race meanwhile ends the demo as
+    any of its processes that dies does.
+    """
+    try:
+        bind(host, port).close()
+    except GatewayError as exc:
+        raise GatewayError(
+            f"{exc}; stop what uses it or pick another port: --port {port + 1}"
+            f' (make demo ARGS="--port {port + 1}")'
+        ) from exc
+
+
 def run(args: argparse.Namespace) -> int:
+    # Before starting a second interpreter: its imports take a while.
+    check_port(args.host, args.port)
     if not (CHECKOUT / "examples" / "demo.py").exists():
         raise ConfigError(
             "pgsift demo runs from a source checkout (it needs examples/): "

@@ -8,12 +8,14 @@ clear error, instead of after the app has connected to Postgres and Redis
 from __future__ import annotations
 
 import socket
-
-import uvicorn
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING
 
 from pgsift.middleware.errors import GatewayError
-from pgsift.middleware.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from pgsift.middleware.settings import Settings
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -28,6 +30,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(app: ASGIApp, listener: socket.socket, settings: Settings) -> None:
     """Run `app` under uvicorn on `listener` until SIGINT/SIGTERM."""
+    # Imported here: `bind` is also the demo's port check, which must answer at once.
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -154,23 +154,56 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
     assert not accepts_connections(port)
 
 
-def test_a_child_that_dies_ends_the_demo() -> None:
-    """The page's port is taken: the gateway dies; the demo says why, cleans up and fails."""
+def test_a_taken_port_fails_before_anything_starts() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        demo = DemoProcess("--port", str(taken.getsockname()[1]), "--size", "100")
+        port = taken.getsockname()[1]
+        demo = DemoProcess("--port", str(port), "--size", "100")
         try:
-            # Longer than the demo's own readiness timeout, so its verdict always comes first.
-            demo.wait_for_line("pgsift demo failed", READY_S + EXIT_S)
-            # It exits by itself; a SIGTERM now would race with its own clean-up.
-            demo.process.wait(timeout=60)
+            demo.wait_for_line("pgsift: error", READY_S)
+            demo.process.wait(timeout=EXIT_S)
         finally:
             code = demo.stop()
 
+    assert code == 2, demo.output()
+    # The one line it printed: no server was started, nothing was seeded.
+    [line] = demo.lines
+    assert line.startswith(f"pgsift: error: cannot listen on 127.0.0.1:{port}: "
+                           "address already in use")
+    assert line.endswith(f'pick another port: --port {port + 1} '
+                         f'(make demo ARGS="--port {port + 1}")')
+
+
+def gateway_pids(port: int) -> list[int]:
+    """The demo's gateway child: `python -m examples.web.server ... --port <port>`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"examples.web.server" in argv and str(port).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_child_that_dies_ends_the_demo() -> None:
+    """The gateway is killed: the demo says which child died, cleans up and fails."""
+    port = free_port()
+    demo = DemoProcess("--port", str(port), "--size", "100")
+    try:
+        demo.wait_for_line("ready", READY_S)
+        [pid] = gateway_pids(port)
+        os.kill(pid, signal.SIGKILL)
+        demo.wait_for_line("pgsift demo failed", READY_S)
+        # It exits by itself; a SIGTERM now would race with its own clean-up.
+        demo.process.wait(timeout=60)
+    finally:
+        code = demo.stop()
+
     assert code == 1, demo.output()
-    assert "gateway stopped unexpectedly (exited with code" in demo.output()
-    assert "address already in use" in demo.output()
+    assert "gateway stopped unexpectedly (killed by signal 9)" in demo.output()
     assert_cleaned_up(demo.servers())
 
 
