@@ -207,12 +207,21 @@ def healthy(base: str) -> bool:
         return False
 
 
+def pgsift_command() -> str:
+    """This install's `pgsift` as the user can type it: `make demo` does not put
+    `.venv/bin` on PATH, so the venv's script by its full path unless PATH has it."""
+    script = Path(sys.executable).with_name("pgsift")
+    if not script.exists():
+        return f"{sys.executable} -m pgsift.middleware.cli"
+    return "pgsift" if shutil.which("pgsift") == str(script) else str(script)
+
+
 def tour(base: str, database_url: str, redis_url: str) -> None:
     """What to try, with the demo users and commands filled in."""
     with psycopg.connect(database_url) as conn:
         users = demo_users(conn, limit=5)
         teams: dict[int, str] = dict(conn.execute("SELECT id, name FROM teams").fetchall())
-    pgsift = "pgsift" if shutil.which("pgsift") else f"{sys.executable} -m pgsift.middleware.cli"
+    pgsift = pgsift_command()
     team = users[0].team_ids[0]
     bootstrap = f"{base}/v1/bootstrap?query={quote(OPEN_ISSUES)}&params={quote(json.dumps([team]))}"
     say("")

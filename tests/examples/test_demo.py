@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,7 +125,10 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
         ready = demo.wait_for_line("ready", READY_S)
         base = f"http://127.0.0.1:{port}"
         assert f"{base}/" in ready
-        assert "feed tail --follow" in demo.output()
+        # `make demo` leaves PATH alone: the tour names the venv's pgsift by its path.
+        script = Path(sys.executable).with_name("pgsift")
+        pgsift = "pgsift" if shutil.which("pgsift") == str(script) else str(script)
+        assert f"{pgsift} feed tail --follow" in demo.output()
         with httpx.Client(base_url=base, timeout=30.0) as client:
             assert client.get("/healthz").json() == {"status": "ok"}
             page = client.get("/")
