@@ -39,13 +39,18 @@ class DemoUser:
         }
 
 
-def demo_users(conn: psycopg.Connection[Any], *, limit: int = 10) -> list[DemoUser]:
-    """The first `limit` active users with at least one team, by id."""
+def demo_users(
+    conn: psycopg.Connection[Any], *, limit: int = 10, team: int | None = None
+) -> list[DemoUser]:
+    """The first `limit` active users with at least one team (with `team`: members of
+    that team), by id."""
     rows = conn.execute(
         "SELECT u.id, u.name, u.email, array_agg(m.team_id ORDER BY m.team_id)"
         " FROM users u JOIN team_members m ON m.user_id = u.id"
-        " WHERE u.active GROUP BY u.id ORDER BY u.id LIMIT %s",
-        [limit],
+        " WHERE u.active GROUP BY u.id"
+        " HAVING %(team)s::int IS NULL OR %(team)s = ANY(array_agg(m.team_id))"
+        " ORDER BY u.id LIMIT %(limit)s",
+        {"team": team, "limit": limit},
     ).fetchall()
     return [DemoUser(id, name, email, tuple(teams)) for id, name, email, teams in rows]
 

@@ -251,6 +251,8 @@ def test_command_lines(database_url: str) -> None:
     assert "issues 300" in run("seed", "--issues", "300", "--reset").stderr
     assert "20 transactions" in run("writer", "--rate", "0", "--steps", "20").stderr
     assert run("tokens", "--limit", "2").stdout.count("token") == 2
+    [token] = run("tokens", "--team", "2", "--limit", "1", "--token-only").stdout.split()
+    assert 2 in jwt.decode(token, DEMO_SECRET, algorithms=["HS256"])["team_ids"]
 
 
 def test_example_configs_load_and_agree() -> None:

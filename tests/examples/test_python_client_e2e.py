@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,3 +214,41 @@ def test_must_refetch_drops_the_copy_and_bootstraps_again(
     eventually(lambda: replica_matches_postgres(path, database_url, team), "converged")
     second.stop()
     assert {line["query"] for line in second.lines if line["mustRefetch"]} == set(QUERIES)
+
+
+README = ROOT / "examples" / "python_client" / "README.md"
+README_URL = "http://127.0.0.1:8000"
+
+
+def readme_commands(block: str) -> list[str]:
+    """The commands of a ```sh block: continuation lines joined, comments left out."""
+    joined = re.sub(r"\\\n\s*", "", block)
+    return [line for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_readme_commands_work(
+    stack: tuple[str, str, int], database_url: str, tmp_path: Path
+) -> None:
+    """The README's token command and client commands, as written, against the stack."""
+    base_url, _, _ = stack
+    token_block, client_block = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)[:2]
+    # Each client command stops once up to date instead of following forever.
+    follow = [f"{command.replace(README_URL, base_url)} --until-up-to-date"
+              for command in readme_commands(client_block)]
+    script = "\n".join(["set -eu", *readme_commands(token_block), *follow])
+    run = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT),
+             # `python` is the venv's, as after `source .venv/bin/activate`.
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["upToDate"] for line in lines if line["upToDate"]] == [True, True]
+    replica = Replica(tmp_path / "issues.sqlite")
+    try:
+        rows = {_key(row): row for row in replica.rows("open")}
+    finally:
+        replica.close()
+    sql = "SELECT id, title, status FROM issues WHERE team_id = $1 AND status <> 'done'"
+    assert rows and rows == expected_rows(database_url, sql, [1])
