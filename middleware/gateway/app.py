@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from graphql import GraphQLError, parse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,12 +25,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
+from strawberry.utils.operation import get_operation_type
 
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway.auth import Authenticator
@@ -69,6 +74,24 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         await super().shutdown()
 
 
+SUBSCRIPTION_OVER_HTTP = (
+    "subscriptions are served over websockets only: connect to /graphql with the "
+    "graphql-transport-ws protocol (e.g. the graphql-ws client) and subscribe there"
+)
+
+
+def is_subscription(query: str | None, operation_name: str | None, max_tokens: int) -> bool:
+    """Whether the document's operation is a subscription; False when it cannot be told
+    (strawberry's own execution then reports what is wrong with the document)."""
+    if not query:
+        return False
+    try:
+        document = parse(query, max_tokens=max_tokens)
+        return get_operation_type(document, operation_name) == OperationType.SUBSCRIPTION
+    except (GraphQLError, RuntimeError):
+        return False
+
+
 class GraphQLView(GraphQL[dict[str, Any], None]):
     """strawberry's ASGI view with pgsift's context: service, claims, send budget."""
 
@@ -90,6 +113,27 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         )
         self.service = service
         self.authenticator = authenticator
+        self.max_tokens = settings.gateway_max_graphql_tokens
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: dict[str, Any],
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A subscription over HTTP is answered with a 400 saying to use a websocket:
+        executed as a query, it could only end in an internal error."""
+        if is_subscription(request_data.query, request_data.operation_name, self.max_tokens):
+            sub_response.status_code = 400
+            error = GraphQLError(SUBSCRIPTION_OVER_HTTP,
+                                 extensions={"code": "SubscriptionOverHTTP"})
+            return ExecutionResult(data=None, errors=[error])
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         claims: dict[str, Any] | None = None

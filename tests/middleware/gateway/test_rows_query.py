@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pgsift.middleware.gateway.app import SUBSCRIPTION_OVER_HTTP
 from tests.middleware.gateway.harness import ISSUES_SCHEMA, gateway_settings, serve, token
 from tests.middleware.gateway.pgrows import execute
 
@@ -70,3 +71,24 @@ async def test_forbidden_column_and_missing_token_are_errors(issues: str, redis_
         anonymous = await graphql(http, http_url, {"keys": [1]}, None)
         assert anonymous["errors"][0]["message"] == "not authenticated"
         assert "s1" not in str(forbidden) + str(anonymous)
+
+
+async def test_a_subscription_over_http_says_to_use_a_websocket(
+    issues: str, redis_url: str
+) -> None:
+    sync = 'subscription Live { sync(query: "SELECT id FROM issues") { cursor } }'
+    async with serve(gateway_settings(issues, redis_url)) as url, httpx.AsyncClient() as http:
+        http_url = url.replace("ws://", "http://")
+        headers = {"Authorization": TEAM_1}
+        posted = await http.post(http_url, json={"query": sync}, headers=headers)
+        got = await http.get(http_url, params={"query": sync}, headers=headers)
+        for response in (posted, got):
+            assert response.status_code == 400
+            assert response.json() == {"data": None, "errors": [{
+                "message": SUBSCRIPTION_OVER_HTTP, "extensions": {"code": "SubscriptionOverHTTP"},
+            }]}
+        # In a document with a query too, the operation named is the one that counts.
+        both = f"{sync} query Rows {{ rows(table: \"issues\", keys: [1], columns: [\"id\"]) }}"
+        rows = await http.post(http_url, json={"query": both, "operationName": "Rows"},
+                               headers=headers)
+        assert rows.status_code == 200 and rows.json() == {"data": {"rows": [{"id": 1}]}}
