@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "SnapshotSource"]
+
+SnapshotSource = Literal["postgres", "dump"]
+SNAPSHOT_SOURCES: tuple[SnapshotSource, ...] = ("postgres", "dump")
 
 
 class GatewayMetrics:
@@ -42,11 +47,27 @@ class GatewayMetrics:
             registry=r,
         )
         self.snapshots = Counter(
-            "pgsift_gateway_snapshots", "Snapshots read from Postgres", registry=r
+            "pgsift_gateway_snapshots",
+            "Rows of a sync without cursor streamed in full, by source: a Postgres snapshot"
+            " or a pre-built dump",
+            ["source"],
+            registry=r,
         )
         self.snapshot_seconds = Histogram(
-            "pgsift_gateway_snapshot_seconds", "Time to stream one snapshot", registry=r
+            "pgsift_gateway_snapshot_seconds",
+            "Time to stream the rows of one sync without cursor, by source",
+            ["source"],
+            registry=r,
         )
+        for source in SNAPSHOT_SOURCES:  # both series from the start, at 0
+            self.snapshots.labels(source=source)
+            self.snapshot_seconds.labels(source=source)
+
+    def snapshot_streamed(self, source: SnapshotSource, seconds: float) -> None:
+        """One snapshot streamed in full: counted and timed together, so that
+        `snapshots_total` and `snapshot_seconds_count` agree."""
+        self.snapshots.labels(source=source).inc()
+        self.snapshot_seconds.labels(source=source).observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

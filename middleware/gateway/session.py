@@ -35,6 +35,7 @@ routed to this shape), then sent as one message, or as several of at most
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -137,9 +138,12 @@ class SyncSession:
 
     async def messages(self) -> AsyncIterator[SyncMessage]:
         if self._cursor is None and self._dump is not None:
+            started = time.monotonic()
             async with aclosing(self._inserts(self._dump_changes(self._dump))) as inserts:
                 async for message in inserts:
                     yield message
+            if self._metrics:
+                self._metrics.snapshot_streamed("dump", time.monotonic() - started)
             position, self._stamp = self._dump.position, self._dump.stamp
         elif self._cursor is None:
             position = (await self._retention.bounds()).end
@@ -240,6 +244,7 @@ class SyncSession:
         return (await self._retention.bounds()).trimmed or START
 
     async def _snapshot(self) -> AsyncGenerator[SyncMessage, None]:
+        started = time.monotonic()
         async with shape_snapshot(self._pool, self.shape) as (stamp, rows):
             self._stamp = stamp
             # Closed explicitly when the consumer stops early, so the server-side
@@ -248,7 +253,7 @@ class SyncSession:
                 async for message in inserts:
                     yield message
         if self._metrics:
-            self._metrics.snapshots.inc()
+            self._metrics.snapshot_streamed("postgres", time.monotonic() - started)
 
     async def _row_changes(
         self, rows: AsyncIterator[dict[str, Any]]

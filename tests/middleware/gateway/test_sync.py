@@ -282,6 +282,10 @@ async def test_health_and_metrics(issues: str, redis_url: str) -> None:
             assert "pgsift_gateway_subscriptions 1.0" in metrics
             assert "pgsift_gateway_shapes 1.0" in metrics
             assert "pgsift_gateway_routed_changes_total 1.0" in metrics
+            # The snapshot the sync started with: counted and timed, once.
+            assert 'pgsift_gateway_snapshots_total{source="postgres"} 1.0' in metrics
+            assert 'pgsift_gateway_snapshot_seconds_count{source="postgres"} 1.0' in metrics
+            assert 'pgsift_gateway_snapshots_total{source="dump"} 0.0' in metrics
             await follower.stop()
 
 
@@ -365,7 +369,9 @@ async def test_a_fresh_dump_is_the_snapshot_of_a_sync_without_cursor(
             base = url.replace("ws://", "http://").removesuffix("/graphql")
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{base}/metrics")).text
-            assert "pgsift_gateway_snapshots_total 0.0" in metrics
+            assert 'pgsift_gateway_snapshots_total{source="postgres"} 0.0' in metrics
+            assert 'pgsift_gateway_snapshots_total{source="dump"} 1.0' in metrics
+            assert 'pgsift_gateway_snapshot_seconds_count{source="dump"} 1.0' in metrics
 
 
 async def test_a_transaction_split_into_chunks_arrives_whole(issues: str, redis_url: str) -> None:
