@@ -9,6 +9,7 @@
 //                         batch loader: lazy hydration, as a big app would do it.
 
 import { GraphQLSocket } from "./graphql-ws.js";
+import { RecentChanges } from "./highlight.js";
 import { LiveQuery } from "./live-query.js";
 
 const OPEN_ISSUES =
@@ -31,6 +32,7 @@ const state = {
   openIssueId: null,
   comments: null,    // LiveQuery of the opened issue's comment ids
   commentRows: new Map(), // comment id -> row
+  recent: new RecentChanges(), // issues changed live, highlighted for a moment
 };
 
 // ---- talking to pgsift --------------------------------------------------------
@@ -102,6 +104,7 @@ async function signIn(user) {
 function showTeam(teamId) {
   state.issues?.close();
   closeIssue();
+  state.recent.clear();
   setStatus("loading…");
   state.issues = new LiveQuery({
     socket: () => state.socket,
@@ -109,6 +112,8 @@ function showTeam(teamId) {
     query: OPEN_ISSUES,
     params: [teamId],
     onChange: (changes, query) => {
+      // Only what changes once the list is loaded: not the first load's rows.
+      if (query.upToDate) state.recent.note(changes);
       loadUsers([...query.rows.values()].map((row) => row.assignee_id)).then(scheduleRender);
       if (query.upToDate) setStatus("live");
       document.body.dataset.loadedBy = query.loadedBy;
@@ -141,6 +146,7 @@ function renderIssues() {
     const tr = document.createElement("tr");
     tr.dataset.issueId = issue.id;
     tr.className = issue.id === state.openIssueId ? "selected" : "";
+    state.recent.mark(tr, issue.id);
     tr.append(
       cell(`${team ? team.key : ""}-${issue.number}`, "identifier"),
       cell(issue.title, "title"),

@@ -24,7 +24,10 @@ from tests.examples.stack import eventually, gateway
 from tests.middleware.capture.processes import capturing
 
 OPEN = "status NOT IN ('done', 'canceled')"
-ROW_IDS = "[...document.querySelectorAll('#issues tbody tr')].map(tr => Number(tr.dataset.issueId))"
+IDS_OF = "[...document.querySelectorAll('{}')].map(tr => Number(tr.dataset.issueId))"
+ROW_IDS = IDS_OF.format("#issues tbody tr")
+CHANGED = IDS_OF.format("#issues tbody tr.changed")  # rows highlighted as just changed
+WRITER_STEPS = 5
 
 
 @dataclass
@@ -48,7 +51,7 @@ def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
     with capturing(database_url, redis_url), gateway(database_url, redis_url) as url:
         # The app is in use: the feed holds transactions when the page first loads.
         with Writer(database_url, 1) as writer:
-            writer.run(rate=None, steps=5)
+            writer.run(rate=None, steps=WRITER_STEPS)
         feed = redis.Redis.from_url(redis_url)
         eventually(lambda: feed.xlen(keys.feed_stream(keys.database_of(database_url))) > 0,
                    "the writes reached the feed")
@@ -79,6 +82,9 @@ def test_the_page_follows_the_database(demo: Demo, page: Chromium) -> None:
     assert set(page.evaluate(ROW_IDS)) == expected
     # The first load came through the streaming bootstrap.
     assert page.evaluate("document.body.dataset.loadedBy") == "bootstrap"
+    # The loaded rows are not highlighted; only the writer's last transactions, if they
+    # arrived live after the first load, may be.
+    assert page.evaluate(f"{CHANGED}.length") <= WRITER_STEPS
 
     with psycopg.connect(demo.database_url, autocommit=True) as conn:
         # A new issue shows up.
@@ -93,12 +99,27 @@ def test_the_page_follows_the_database(demo: Demo, page: Chromium) -> None:
         ).fetchone()
         assert row is not None
         new_id = row[0]
-        page.wait_for(f"{ROW_IDS}.includes({new_id})", "the new issue")
+        # It arrives highlighted (the class stays until the list is drawn after the fade).
+        page.wait_for(f"{CHANGED}.includes({new_id})", "the new issue, highlighted")
         print(f"write to page: {time.monotonic() - started:.3f} s")
         title = page.evaluate(
             f"document.querySelector('tr[data-issue-id=\"{new_id}\"] td.title').textContent"
         )
         assert title == "Written by the browser test"
+        assert page.evaluate(
+            f"getComputedStyle(document.querySelector('tr[data-issue-id=\"{new_id}\"]'))"
+            ".animationName"
+        ) == "changed"
+
+        # An edited issue changes in place, highlighted too.
+        edited = max(expected)
+        conn.execute("UPDATE issues SET title = 'Edited by the browser test' WHERE id = %s",
+                     [edited])
+        page.wait_for(
+            f"document.querySelector('tr[data-issue-id=\"{edited}\"] td.title')"
+            f".textContent === 'Edited by the browser test' && {CHANGED}.includes({edited})",
+            "the edited title, highlighted",
+        )
 
         # An issue moving to another team disappears.
         moved = min(expected)
