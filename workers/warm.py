@@ -154,7 +154,8 @@ def enqueue_warm(context: JobContext, *, force: bool = False) -> list[tuple[DueB
             force=force,
         )
         if job is not None:
-            log.info("warm: enqueued %s (%s)", build.shape_key, build.reason)
+            log.info("warm: enqueued %s (%s): %s, params %s", build.shape_key, build.reason,
+                     build.shape.query, list(build.shape.params))
             enqueued.append((build, job))
     return enqueued
 
