@@ -1,7 +1,7 @@
 """Make a psycopg 3 connection return exactly the values capture puts in the feed.
 
 Snapshots, batch loads and dumps read rows with psycopg 3; capture decodes
-pgoutput text with `pgsift.subscriptions.values`. Where psycopg's defaults
+pgoutput text with `pgsift.subscriptions.pgtext`. Where psycopg's defaults
 differ from that one representation they are overridden here, per connection;
 every pgsift connection that reads rows calls `configure` / `configure_async`
 once after connecting (a psycopg_pool takes it as its `configure=`):
@@ -12,9 +12,9 @@ once after connecting (a psycopg_pool takes it as its `configure=`):
   them to `date.max` / `date.min` and `datetime.max` / `datetime.min`;
 * arrays of enums load as one string in psycopg (their type is not registered);
   pgsift returns a list of str, like any other array;
-* types psycopg decodes to classes of its own that `values` does not know
+* types psycopg decodes to classes of its own that `pgtext` does not know
   (inet, cidr, ranges, multiranges) load as their text output - what pgoutput
-  sends and `values.parse_text` returns for a type it does not know. (Not
+  sends and `pgtext.parse_text` returns for a type it does not know. (Not
   `::text` in the SQL: inet's cast to text adds the netmask its output omits.)
 """
 
@@ -31,7 +31,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 from psycopg.types.string import TextLoader
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import typenames
 
 SET_TIMEZONE_SQL = "SET TimeZone = 'UTC'"
 
@@ -42,13 +42,13 @@ ENUM_TYPES_SQL = """
     WHERE t.typtype = 'e' AND t.typarray <> 0
 """
 
-# Builtin types psycopg would decode that `values` does not know: loaded as text.
+# Builtin types psycopg would decode that `pgtext` does not know: loaded as text.
 # Their arrays follow, as psycopg's array loaders look the element loader up.
 AS_TEXT_OIDS: tuple[int, ...] = tuple(
     info.oid
     for info in postgres.types
     if postgres.adapters.get_loader(info.oid, Format.TEXT) is not None
-    and not values.is_known_type(info.name)
+    and not typenames.is_known_type(info.name)
 )
 
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import pgtext, typenames, wire
 from pgsift.subscriptions.domains import FLOAT_TYPES, INT_TYPES, TEXT_TYPES
 
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
@@ -53,7 +53,7 @@ def canonical_type(name: str) -> str:
     if name.endswith("[]"):
         return canonical_type(name[:-2]) + "[]"
     lowered = name.lower()
-    return values.ALIASES.get(lowered, lowered)
+    return typenames.ALIASES.get(lowered, lowered)
 
 
 def is_array(type_name: str) -> bool:
@@ -81,7 +81,7 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
     if is_array(type_name):
         element = type_name[:-2]
         try:
-            parsed = values.parse_text(type_name, text)
+            parsed = pgtext.parse_text(type_name, text)
         except (ValueError, TypeError, IndexError) as exc:
             raise CoercionError(
                 f"invalid input for type {type_name}: {_short(text)} ({exc})"
@@ -143,7 +143,7 @@ def from_value(type_name: str, value: Any, enums: Mapping[str, tuple[str, ...]])
     if isinstance(value, str) and (type_name in INT_TYPES or type_name == "date"):
         return from_text(type_name, value, enums)
     try:
-        typed = values.from_json(type_name, value)
+        typed = wire.from_json(type_name, value)
     except (TypeError, ValueError) as exc:
         raise CoercionError(str(exc)) from None
     if type_name in FLOAT_TYPES:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pgsift.subscriptions import coerce, values
+from pgsift.subscriptions import coerce, wire
 from pgsift.subscriptions.domains import (
     FLOAT_TYPES,
     INT_TYPES,
@@ -101,7 +101,7 @@ def convert(typed: Typed, common: str) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(values.to_json(value), sort_keys=True)
+    return json.dumps(wire.to_json(value), sort_keys=True)
 
 
 def shared_set(members: tuple[frozenset[Any], bool]) -> tuple[frozenset[Any], bool]:

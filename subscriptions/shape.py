@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
@@ -83,7 +83,7 @@ class Shape:
         self._template = template
         self._params = params
         self._consts = consts
-        document = json.dumps([values.to_json(p) for p in params], sort_keys=True)
+        document = json.dumps([wire.to_json(p) for p in params], sort_keys=True)
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
         self.index_terms: IndexTerms = index_terms(template.recipe, params, consts)

@@ -34,7 +34,7 @@ from pgsift.middleware.capture.pgoutput import (
 )
 from pgsift.middleware.errors import CaptureError
 from pgsift.subscriptions.change import Change, Row
-from pgsift.subscriptions.values import Parser, as_text, parser_for
+from pgsift.subscriptions.pgtext import Parser, as_text, parser_for
 
 # Builtin type OIDs (stable across Postgres versions) -> pgsift type names.
 BUILTIN_TYPES: dict[int, str] = {

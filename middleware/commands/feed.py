@@ -14,7 +14,7 @@ from pgsift.middleware.feed.entry import FeedEntry, format_lsn
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions.change import Row
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 
 FOLLOW_BLOCK_MS = 1000
 PAGE = 500

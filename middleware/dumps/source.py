@@ -26,15 +26,15 @@ from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.pgtypes import configure
-from pgsift.subscriptions import values
+from pgsift.subscriptions import typenames, wire
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
 
 FETCH_ROWS = 2000
 
-# Types whose psycopg value already is its JSON form (see values.to_json).
+# Types whose psycopg value already is its JSON form (see wire.to_json).
 _AS_IS = frozenset({"int2", "int4", "int8", "text", "varchar", "bpchar", "bool", "json", "jsonb"})
-# Shortcuts equal to values.to_json for one type: it dispatches on the value's
+# Shortcuts equal to wire.to_json for one type: it dispatches on the value's
 # class, which costs more than the JSON encoding itself on wide rows.
 _FAST: dict[str, Callable[[Any], Any]] = {
     "timestamptz": datetime.isoformat,
@@ -101,10 +101,10 @@ class RowEncoder:
 def _converter(type_name: str) -> Callable[[Any], Any] | None:
     """How a non-NULL value of the type becomes its JSON form; None: it already is."""
     element = type_name.removesuffix("[]")
-    if element in _AS_IS or not values.is_known_type(element):
+    if element in _AS_IS or not typenames.is_known_type(element):
         return None  # also enums (str), and arrays of these: nested lists of the same
     fast = _FAST.get(type_name)
-    return fast if fast is not None else values.to_json
+    return fast if fast is not None else wire.to_json
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 One field per stream entry. `b"m"` holds a msgpack document, `b"z"` the same
 document zstd-compressed (chosen when it is larger than `COMPRESS_ABOVE` bytes:
 a chunk of a big transaction repeats its column names in every row, which zstd
-removes at ~1 GB/s). Every value type of `pgsift.subscriptions.values` survives
+removes at ~1 GB/s). Every value type of `pgsift.subscriptions.pgtext` survives
 the round trip exactly: msgpack carries None/bool/int/float/str/bytes/list/dict
 natively (bytes and str stay apart), and the rest travel as extension types.
 The LSN and chunk number are the stream ID itself and are not repeated inside.

@@ -1,7 +1,7 @@
 """What a sync subscription sends, independent of the GraphQL library serving it.
 
 `SyncMessage` mirrors the GraphQL contract (`changes`, `cursor`, `upToDate`,
-`mustRefetch`); keys and rows are already JSON-able (`values.to_json`), as in the
+`mustRefetch`); keys and rows are already JSON-able (`wire.to_json`), as in the
 feed tail. `MessageBuilder` cuts a stream of changes into messages of bounded
 approximate size, so a big snapshot or transaction never becomes one huge frame.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 
 WireOp = Literal["INSERT", "UPDATE", "DELETE"]
 # Per-change framing that json.dumps of key and row does not count ({"op":..} etc.).

@@ -15,7 +15,7 @@ from pgsift.middleware.errors import (
     LoaderForbiddenError,
     LoaderUnavailableError,
 )
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 
 MAX_KEYS = 10_000
 PATH = "/v1/rows"
@@ -81,10 +81,10 @@ def _check_body(body: Any) -> str | None:
 
 
 def row_json(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A loaded row in its JSON (wire) form, as `values.to_json` gives each value."""
+    """A loaded row in its JSON (wire) form, as `wire.to_json` gives each value."""
     if row is None:
         return None
-    return {column: values.to_json(value) for column, value in row.items()}
+    return {column: wire.to_json(value) for column, value in row.items()}
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pgsift.middleware.errors import LoaderError, LoaderForbiddenError
 from pgsift.middleware.loader.cache import Row, RowKey
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.errors import PgsiftError, PolicyError
 from pgsift.subscriptions.policy import BoundPolicy, Policy, policy_for
@@ -130,7 +130,7 @@ def type_key(table: Table, key: Any, index: int = 0, catalog: Catalog | None = N
         if value is None:
             raise LoaderError(f"key #{index} of {table.name}: {column} must not be null")
         try:
-            converted = values.from_json(type_name, value)
+            converted = wire.from_json(type_name, value)
             hash(converted)
         except (TypeError, ValueError) as exc:
             raise LoaderError(f"key #{index} of {table.name}: {column}: {exc}") from exc

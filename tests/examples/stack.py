@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgsift.middleware.embedded.ports import free_port
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "issue_tracker" / "pgsift.toml"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pgsift.subscriptions import Catalog, QueryError, Shape, policies_from_config
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "subscriptions"
 RECORD = os.environ.get("PGSIFT_RECORD_FIXTURES") == "1"

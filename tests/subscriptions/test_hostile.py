@@ -24,7 +24,8 @@ from pgsift.subscriptions import shape as shape_module
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, same_value
 from pgsift.subscriptions.parse import MAX_NESTING, MAX_SQL_LENGTH
-from pgsift.subscriptions.values import UnrepresentableValue, from_json, parse_text
+from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
+from pgsift.subscriptions.wire import from_json
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "subscriptions"
 SPEC = json.loads((FIXTURES / "catalog.json").read_text(encoding="utf-8"))

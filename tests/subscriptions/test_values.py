@@ -13,16 +13,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from pgsift.subscriptions.values import (
-    UnrepresentableValue,
-    element_type,
-    format_duration,
-    from_json,
-    is_known_type,
-    parse_duration,
-    parse_text,
-    to_json,
-)
+from pgsift.subscriptions.durations import format_duration, parse_duration
+from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
+from pgsift.subscriptions.typenames import element_type, is_known_type
+from pgsift.subscriptions.wire import from_json, to_json
 
 # (type name, SQL expression of that type). psycopg 3 reads the typed value,
 # Postgres renders the same expression as text; both must agree.

@@ -21,7 +21,7 @@ import pytest
 
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.subscriptions.shape import Shape
 from pgsift.workers.build import BuildProgress, DumpBuilder
 from pgsift.workers.context import JobContext
@@ -117,7 +117,7 @@ def replay(shape: Shape, state: dict[Any, dict[str, Any]], entries: list[FeedEnt
                 continue
             key = (change.key or change.old or change.new or {})["id"]
             if change.op != "delete" and change.new is not None and shape.matches(change.new):
-                state[key] = {c: values.to_json(v) for c, v in shape.project(change.new).items()}
+                state[key] = {c: wire.to_json(v) for c, v in shape.project(change.new).items()}
             else:
                 state.pop(key, None)
 
@@ -143,7 +143,7 @@ def test_dump_and_replay_converge_with_writes_during_the_build(
         sql, params = shape.to_sql()
         cur = conn.execute(sql, params)
         names = [d.name for d in cur.description or ()]
-        expected = {row[0]: {n: values.to_json(v) for n, v in zip(names, row, strict=True)}
+        expected = {row[0]: {n: wire.to_json(v) for n, v in zip(names, row, strict=True)}
                     for row in cur}
 
     [info] = context.store.dumps(shape.key)

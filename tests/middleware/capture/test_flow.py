@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pgsift.middleware.feed import keys
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 from tests.middleware.capture.processes import CaptureProcess, feed, run_cli, wait_for
 
 SCHEMA = """

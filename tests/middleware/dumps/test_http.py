@@ -25,7 +25,7 @@ from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.workers.context import JobContext
 from pgsift.workers.trim import drop_stale_in
 from pgsift.workers.warm import popular_shapes
@@ -89,7 +89,7 @@ def bootstrap(client: httpx.Client, encoding: str = "identity", teams: tuple[int
 def expected_rows(database_url: str, teams: tuple[int, ...]) -> dict[Any, dict[str, Any]]:
     where = f"ok AND team IN ({','.join(map(str, teams))})"
     rows = select(database_url, f"SELECT {COLUMNS} FROM things WHERE {where}")
-    return {k: {c: values.to_json(v) for c, v in row.items()} for k, row in rows.items()}
+    return {k: {c: wire.to_json(v) for c, v in row.items()} for k, row in rows.items()}
 
 
 def check_complete(lines: list[dict[str, Any]], source: str, expected: dict[Any, Any]) -> str:
@@ -184,9 +184,9 @@ def test_values_as_capture_decodes_them_live_and_from_a_dump(
     client: httpx.Client, database_url: str, redis_url: str
 ) -> None:
     """Enum arrays, infinite timestamps, inet and ranges, in a database whose TimeZone
-    is not UTC: the rows equal `values.parse_text` of each value's output text."""
+    is not UTC: the rows equal `pgtext.parse_text` of each value's output text."""
     create_odd(database_url)
-    expected = {k: {c: values.to_json(v) for c, v in row.items()}
+    expected = {k: {c: wire.to_json(v) for c, v in row.items()}
                 for k, row in odd_expected(database_url).items()}
     query = f"SELECT {ODD_COLUMNS} FROM odd"
     response, lines = bootstrap(client, query=query)

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import to_json
 
 
 def key_of(key: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import psycopg
 
 from pgsift.middleware.loader import BatchLoader
 from pgsift.middleware.loader.http import row_json
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from tests.workers.schema import create_odd, odd_expected
 
 
@@ -23,7 +23,7 @@ async def test_loaded_rows_equal_the_values_capture_decodes(database_url: str) -
     assert {row["id"]: row for row in rows if row is not None} == expected
     # The wire form (POST /v1/rows) of each row, with no type left unencodable.
     assert [row_json(row) for row in rows[:3]] == [
-        {c: values.to_json(v) for c, v in expected[n].items()} for n in (1, 2, 3)
+        {c: wire.to_json(v) for c, v in expected[n].items()} for n in (1, 2, 3)
     ]
 
 
