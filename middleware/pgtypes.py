@@ -10,6 +10,8 @@ once after connecting (a psycopg_pool takes it as its `configure=`):
   of them) come out in UTC whatever the server's or role's default;
 * `infinity` / `-infinity` dates and timestamps raise in psycopg; pgsift maps
   them to `date.max` / `date.min` and `datetime.max` / `datetime.min`;
+* json / jsonb values that are the JSON `null` load as `JSON_NULL`, not None
+  (SQL NULL's value), also as elements of json[] / jsonb[] arrays;
 * arrays of enums load as one string in psycopg (their type is not registered);
   pgsift returns a list of str, like any other array;
 * types psycopg decodes to classes of its own that `pgtext` does not know
@@ -29,9 +31,10 @@ from psycopg.adapt import Buffer
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+from psycopg.types.json import set_json_loads
 from psycopg.types.string import TextLoader
 
-from pgsift.subscriptions import typenames
+from pgsift.subscriptions import pgtext, typenames
 
 SET_TIMEZONE_SQL = "SET TimeZone = 'UTC'"
 
@@ -85,6 +88,8 @@ def _register_loaders(adapters: psycopg.adapt.AdaptersMap) -> None:
     adapters.register_loader("timestamptz", InfinityTimestamptzLoader)
     for oid in AS_TEXT_OIDS:
         adapters.register_loader(oid, TextLoader)
+    # The array loaders look their element's loader up here too.
+    set_json_loads(pgtext.parse_json, adapters)
 
 
 def _register_enums(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],

@@ -115,6 +115,15 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
         return _enum_label(type_name, labels, text)
     if type_name == "date":
         return _date(text)
+    if type_name in ("json", "jsonb"):
+        try:
+            parsed = pgtext.parse_json(text)
+        except ValueError:  # also UnrepresentableValue: nested too deeply
+            raise CoercionError(
+                f"invalid input syntax for type {type_name}: {_short(text)}"
+            ) from None
+        _check_json_depth(type_name, parsed)
+        return parsed
     if type_name not in SCALAR_TYPES:
         raise CoercionError(f"constants of type {type_name} are not supported")
     return from_value(type_name, text, enums)

@@ -101,7 +101,7 @@ def convert(typed: Typed, common: str) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(wire.to_json(value), sort_keys=True)
+    return json.dumps(wire.untyped_json(value), sort_keys=True)
 
 
 def shared_set(members: tuple[frozenset[Any], bool]) -> tuple[frozenset[Any], bool]:

@@ -15,13 +15,14 @@ valid row, so:
 * `infinity` / `-infinity` dates and timestamps map to `date.max` / `date.min`
   and `datetime.max` / `datetime.min` (UTC-aware for timestamptz) - the
   mapping psycopg's documentation suggests for infinity loaders.
+* A json / jsonb value that is the JSON `null` is `JSON_NULL`
+  (`pgsift.subscriptions.jsonvalues`), where psycopg returns None, SQL NULL's value.
 * Values Python cannot hold (BC or year > 9999 dates, `24:00:00` times, too deep
   json) raise `UnrepresentableValue`, a `ValueError` whose message names the value.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +30,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+from pgsift.subscriptions.jsonvalues import load_json
 from pgsift.subscriptions.typenames import canonical, element_type
 
 Parser = Callable[[str], Any]
@@ -156,9 +158,10 @@ def as_text(text: str) -> str:
     return text
 
 
-def _parse_json(text: str) -> Any:
+def parse_json(text: str | bytes) -> Any:
+    """json / jsonb text -> its value; the JSON value `null` is `JSON_NULL`, not None."""
     try:
-        return json.loads(text)
+        return load_json(text)
     except RecursionError:  # valid in Postgres, too deep for Python: one row's error
         raise UnrepresentableValue(f"json nested too deeply ({len(text)} characters)") from None
 
@@ -183,8 +186,8 @@ PARSERS: dict[str, Parser] = {
     "timestamp": parse_timestamp,
     "timestamptz": _parse_timestamptz,
     "interval": parse_interval,
-    "json": _parse_json,
-    "jsonb": _parse_json,
+    "json": parse_json,
+    "jsonb": parse_json,
     "bytea": _parse_bytea,
 }
 

@@ -105,7 +105,7 @@ class DumpSnapshot:
         return decompressed_body(self.store.body(self.info), self.info.trailer)
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Each row with values in JSON form (`wire.to_json`), as clients get them."""
+        """Each row in its wire form (`pgsift.subscriptions.wire`), as clients get them."""
         return body_rows(self.store.body(self.info), self.info.trailer)
 
     def typed_rows(self) -> Iterator[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pgsift.middleware.errors import (
     LoaderForbiddenError,
     LoaderUnavailableError,
 )
-from pgsift.subscriptions import wire
+from pgsift.subscriptions.wire import RowWire
 
 MAX_KEYS = 10_000
 PATH = "/v1/rows"
@@ -51,7 +51,8 @@ async def rows_endpoint(request: Request) -> JSONResponse:
         return _error(403, str(exc))
     except LoaderError as exc:
         return _error(400, str(exc))
-    return JSONResponse({"rows": [row_json(row) for row in rows]})
+    wire = request.app.state.loader.row_wire(body["table"])
+    return JSONResponse({"rows": [row_json(row, wire) for row in rows]})
 
 
 def rows_route() -> Route:
@@ -80,11 +81,9 @@ def _check_body(body: Any) -> str | None:
     return None
 
 
-def row_json(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A loaded row in its JSON (wire) form, as `wire.to_json` gives each value."""
-    if row is None:
-        return None
-    return {column: wire.to_json(value) for column, value in row.items()}
+def row_json(row: dict[str, Any] | None, wire: RowWire) -> dict[str, Any] | None:
+    """A loaded row in its wire form (`BatchLoader.row_wire` of its table)."""
+    return None if row is None else wire.mapping(row)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -45,6 +45,12 @@ SELECT n, mod(n, 3), CASE WHEN mod(n, 7) = 0 THEN NULL ELSE 'thing ' || n || ' Â
 FROM generate_series(%s::bigint, %s::bigint) AS n
 """
 
+THINGS_TYPES = {
+    "id": "int8", "team": "int4", "name": "text", "small": "int2", "price": "numeric",
+    "ratio": "float8", "ok": "bool", "at": "timestamptz", "local_at": "timestamp",
+    "day": "date", "span": "interval", "uid": "uuid", "doc": "jsonb", "nums": "int4[]",
+    "raw": "bytea", "feeling": "mood",
+}  # fmt: skip
 COLUMNS = ("id, team, name, small, price, ratio, ok, at, local_at, day, span, uid, doc, nums, "
            "raw, feeling")
 

@@ -50,7 +50,7 @@ async def test_rows_in_order_filtered_by_the_callers_token(client: httpx.AsyncCl
     )
     assert response.status_code == 200
     assert response.json() == {
-        "rows": [{"id": 3, "title": "item 3"}, None, {"id": 6, "title": "item 6"}, None]
+        "rows": [{"id": "3", "title": "item 3"}, None, {"id": "6", "title": "item 6"}, None]
     }
 
 
