@@ -259,3 +259,29 @@ def test_a_row_policy_table_without_full_replica_identity_is_refused(
     assert response.status_code == 403
     assert "ALTER TABLE public.things REPLICA IDENTITY FULL" in response.json()["error"]
 
+
+@pytest.mark.parametrize(
+    ("where", "params"),
+    [
+        ("name = $1", ["a\u0000b"]),
+        ("name = $1", ["\ud800"]),
+        ("name = 'a\u0000b'", []),
+        ("price = 1e999999", []),
+        ("price = $1", ["1e999999"]),
+    ],
+)
+def test_values_postgres_refuses_are_a_400_and_enqueue_nothing(
+    client: httpx.Client, redis_url: str, where: str, params: list[Any]
+) -> None:
+    """Before: a 200 cut off mid-stream and a dump build that failed in the worker."""
+    response = client.get(
+        "/v1/bootstrap",
+        params={"query": f"SELECT {COLUMNS} FROM things WHERE {where}",
+                "params": json.dumps(params)},
+        headers={"Authorization": token(teams=[1])},
+    )
+    assert response.status_code == 400, response.text
+    assert "invalid input" in response.json()["error"] or "out of range" in response.json()["error"]
+    connection = redis.Redis.from_url(redis_url)
+    assert Queue(DUMPS_QUEUE, connection=connection).count == 0
+    connection.close()
