@@ -16,6 +16,9 @@ import psycopg
 import pytest
 
 from pgsift.middleware.pgtypes import configure
+from pgsift.subscriptions import Catalog, Shape
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.classify import PreparedChange, classify, same_value
 from pgsift.subscriptions.durations import format_duration, parse_duration
 from pgsift.subscriptions.jsonvalues import JSON_NULL, JsonNull
 from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
@@ -511,3 +514,26 @@ def test_json_null_is_not_sql_null() -> None:
     assert pickle.loads(pickle.dumps(JSON_NULL)) is JSON_NULL
     assert copy.deepcopy({"j": JSON_NULL})["j"] is JSON_NULL
     assert JSON_NULL is not None and JsonNull() is JSON_NULL
+
+
+def test_json_null_and_sql_null_in_predicates_and_classification() -> None:
+    catalog = Catalog.from_dict(
+        {"public.docs": {"columns": {"id": "int8", "meta": "jsonb"}, "primary_key": ["id"]}}
+    )
+    present = Shape.parse("SELECT id, meta FROM docs WHERE meta IS NOT NULL", catalog=catalog)
+    absent = Shape.parse("SELECT id, meta FROM docs WHERE meta IS NULL", catalog=catalog)
+    assert present.matches({"id": 1, "meta": JSON_NULL}) and not absent.matches(
+        {"id": 1, "meta": JSON_NULL}
+    )
+    assert not same_value(JSON_NULL, None) and same_value([JSON_NULL], [JSON_NULL])
+    # JSON null -> SQL NULL moves the row from one shape to the other.
+    change = Change("public.docs", "update", {"id": 1}, {"id": 1, "meta": None},
+                    {"id": 1, "meta": JSON_NULL})
+    prepared = PreparedChange(change, ("id",))
+    assert prepared.changed == frozenset({"meta"})
+    assert [e.op for e in classify(present, prepared)] == ["delete"]
+    assert [e.op for e in classify(absent, prepared)] == ["insert"]
+    # A jsonb constant `'null'` is the JSON null, not SQL NULL.
+    assert Shape.parse(
+        "SELECT id FROM docs WHERE 'null'::jsonb IS NULL", catalog=catalog
+    ).params == (JSON_NULL,)
