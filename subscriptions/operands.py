@@ -63,6 +63,10 @@ class Slots:
     runtime: list[Any] = field(default_factory=list)
 
     def add(self, value: Any, type_name: str, runtime: Any) -> Slot:
+        if type_name.removesuffix("[]") in ("json", "jsonb"):
+            # Sent as JSON text (`%s::jsonb` casts it): psycopg adapts no Python value
+            # as json, and a dict, a list or JSON_NULL would not even be a parameter.
+            value = wire.to_wire(type_name, value)
         self.params.append(value)
         self.runtime.append(runtime)
         return Slot(len(self.params) - 1, type_name)

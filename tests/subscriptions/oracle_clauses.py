@@ -408,7 +408,9 @@ class ClauseBuilder:
             return self.null_test()
         if kind == "bool":
             return str(
-                self.pick(["b", "NOT b", "b IS TRUE", "b IS NOT FALSE", "TRUE", "NULL::bool"])
+                self.pick(["b", "NOT b", "b IS TRUE", "b IS NOT FALSE", "TRUE", "NULL::bool",
+                           "'null'::jsonb IS NULL", "'[1, {\"a\": null}]'::jsonb IS NOT NULL",
+                           "NULL::jsonb IS NULL", "'{\"null\"}'::jsonb[] IS NULL"])
             )
         if kind == "array":
             return self.array_column()

@@ -326,7 +326,7 @@ def test_values_at_the_edge_of_what_postgres_takes_are_taken() -> None:
     assert parse(WHERE + "estimate = $1", ["NaN"]).params[0].is_nan()
     assert parse(WHERE + "title = $1", ["\u00e9\U0001f600"]).params == ("\u00e9\U0001f600",)
     # json (unlike jsonb) holds any text, as in Postgres.
-    assert parse(WHERE + "$1::json IS NULL", ['"\\u0000"']).params == ("\u0000",)
+    assert parse(WHERE + "$1::json IS NULL", ['"\\u0000"']).params == ('"\\u0000"',)
 
 
 def test_a_refused_claim_is_a_policy_error() -> None:
