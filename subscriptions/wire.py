@@ -39,8 +39,14 @@ from typing import Any
 from uuid import UUID
 
 from pgsift.subscriptions.durations import format_duration, parse_duration
-from pgsift.subscriptions.jsonvalues import JSON_NULL, dump_json, load_json
-from pgsift.subscriptions.pgtext import Parser, parse_date, parse_interval, parse_timestamp
+from pgsift.subscriptions.jsonvalues import JSON_NULL, dump_json
+from pgsift.subscriptions.pgtext import (
+    Parser,
+    parse_date,
+    parse_interval,
+    parse_json,
+    parse_timestamp,
+)
 from pgsift.subscriptions.typenames import canonical, element_type
 
 # Changes whenever a type's wire form does: stored rows in another form are stale.
@@ -323,9 +329,7 @@ def _json_from_json(type_name: str, value: object) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return load_json(value)
-    except RecursionError:
-        raise ValueError(f"{type_name}: JSON text nested too deeply") from None
+        return parse_json(value)  # too deep for Python: UnrepresentableValue, a ValueError
     except ValueError as exc:
         raise ValueError(f"{type_name}: bad JSON text {reprlib.repr(value)} ({exc})") from None
 
