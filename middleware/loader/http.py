@@ -22,11 +22,14 @@ PATH = "/v1/rows"
 
 
 async def rows_endpoint(request: Request) -> JSONResponse:
-    """`{"table", "keys", "columns"?}` -> `{"rows": [...]}`, one entry per key, in order.
+    """`{"table", "keys", "columns"?}` -> `{"rows": [...], "types": {...}}`, one row per key.
 
     Uses `request.app.state.authenticator` (claims from the Authorization
-    header) and `request.app.state.loader` (a `BatchLoader`). Rows are in their
-    JSON form; a missing row and a forbidden one are both null.
+    header) and `request.app.state.loader` (a `BatchLoader`). Rows are in
+    their wire form, in the order of the keys; a missing row and a forbidden
+    one are both null. `types` names the type of each column returned
+    (docs/wire-values.md): only those, so that a policy's hidden columns stay
+    unnamed.
     """
     try:
         claims = request.app.state.authenticator.claims_from_authorization(
@@ -52,7 +55,9 @@ async def rows_endpoint(request: Request) -> JSONResponse:
     except LoaderError as exc:
         return _error(400, str(exc))
     wire = request.app.state.loader.row_wire(body["table"])
-    return JSONResponse({"rows": [row_json(row, wire) for row in rows]})
+    returned = {column for row in rows if row is not None for column in row}
+    types = {c: t for c, t in wire.type_names().items() if c in returned}
+    return JSONResponse({"rows": [row_json(row, wire) for row in rows], "types": types})
 
 
 def rows_route() -> Route:
