@@ -1,7 +1,7 @@
 """Make a psycopg 3 connection return exactly the values capture puts in the feed.
 
 Snapshots, batch loads and dumps read rows with psycopg 3; capture decodes
-pgoutput text with `pgsift.subscriptions.values`. Where psycopg's defaults
+pgoutput text with `pgsift.subscriptions.pgtext`. Where psycopg's defaults
 differ from that one representation they are overridden here, per connection;
 every pgsift connection that reads rows calls `configure` / `configure_async`
 once after connecting (a psycopg_pool takes it as its `configure=`):
@@ -10,11 +10,13 @@ once after connecting (a psycopg_pool takes it as its `configure=`):
   of them) come out in UTC whatever the server's or role's default;
 * `infinity` / `-infinity` dates and timestamps raise in psycopg; pgsift maps
   them to `date.max` / `date.min` and `datetime.max` / `datetime.min`;
+* json / jsonb values that are the JSON `null` load as `JSON_NULL`, not None
+  (SQL NULL's value), also as elements of json[] / jsonb[] arrays;
 * arrays of enums load as one string in psycopg (their type is not registered);
   pgsift returns a list of str, like any other array;
-* types psycopg decodes to classes of its own that `values` does not know
+* types psycopg decodes to classes of its own that `pgtext` does not know
   (inet, cidr, ranges, multiranges) load as their text output - what pgoutput
-  sends and `values.parse_text` returns for a type it does not know. (Not
+  sends and `pgtext.parse_text` returns for a type it does not know. (Not
   `::text` in the SQL: inet's cast to text adds the netmask its output omits.)
 """
 
@@ -29,9 +31,10 @@ from psycopg.adapt import Buffer
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+from psycopg.types.json import set_json_loads
 from psycopg.types.string import TextLoader
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import pgtext, typenames
 
 SET_TIMEZONE_SQL = "SET TimeZone = 'UTC'"
 
@@ -42,13 +45,13 @@ ENUM_TYPES_SQL = """
     WHERE t.typtype = 'e' AND t.typarray <> 0
 """
 
-# Builtin types psycopg would decode that `values` does not know: loaded as text.
+# Builtin types psycopg would decode that `pgtext` does not know: loaded as text.
 # Their arrays follow, as psycopg's array loaders look the element loader up.
 AS_TEXT_OIDS: tuple[int, ...] = tuple(
     info.oid
     for info in postgres.types
     if postgres.adapters.get_loader(info.oid, Format.TEXT) is not None
-    and not values.is_known_type(info.name)
+    and not typenames.is_known_type(info.name)
 )
 
 
@@ -85,6 +88,8 @@ def _register_loaders(adapters: psycopg.adapt.AdaptersMap) -> None:
     adapters.register_loader("timestamptz", InfinityTimestamptzLoader)
     for oid in AS_TEXT_OIDS:
         adapters.register_loader(oid, TextLoader)
+    # The array loaders look their element's loader up here too.
+    set_json_loads(pgtext.parse_json, adapters)
 
 
 def _register_enums(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],

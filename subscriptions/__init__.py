@@ -1,7 +1,7 @@
 """The pure core of pgsift: SQL text to shapes, predicates, policies and routing.
 
 The names below are loaded on first use: `pgsift capture` needs only
-`errors`, `values` and `change`, not sqlglot (a tenth of a second to import).
+`errors`, `pgtext` and `change`, not sqlglot (a tenth of a second to import).
 """
 
 from __future__ import annotations

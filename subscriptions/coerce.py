@@ -4,6 +4,12 @@ A quoted literal, a parameter and a claim have no type of their own; like
 Postgres, they take the type of what they are compared with (`team_id = '7'`
 makes `'7'` an int4). Numeric literals are int4, int8 or numeric by their
 spelling and size. Values are the Python values psycopg 3 returns for the type.
+
+Every constant is also checked against what Postgres accepts for its type
+(`check_sendable`): text without U+0000 and encodable as UTF-8, numerics
+within numeric's range, jsonb strings jsonb can hold. A constant Postgres
+would refuse is a `CoercionError` here, before any statement is sent or any
+dump build is enqueued, never an error from the server halfway through.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import pgtext, typenames, wire
 from pgsift.subscriptions.domains import FLOAT_TYPES, INT_TYPES, TEXT_TYPES
 
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
@@ -26,6 +32,10 @@ MAX_ARRAY_DIMENSIONS = 6
 # json / jsonb constants (only ever tested for NULL) are kept shallow enough to encode.
 MAX_JSON_DEPTH = 100
 _INT8_DIGITS = 19
+# numeric's range: digits before the decimal point, and after it (`1e131072` and
+# `1e-16384` are "value overflows numeric format" in Postgres).
+NUMERIC_MAX_WEIGHT = 131072
+NUMERIC_MAX_SCALE = 16383
 SCALAR_TYPES = (
     INT_TYPES
     | FLOAT_TYPES
@@ -53,7 +63,7 @@ def canonical_type(name: str) -> str:
     if name.endswith("[]"):
         return canonical_type(name[:-2]) + "[]"
     lowered = name.lower()
-    return values.ALIASES.get(lowered, lowered)
+    return typenames.ALIASES.get(lowered, lowered)
 
 
 def is_array(type_name: str) -> bool:
@@ -71,9 +81,11 @@ def numeric_literal(text: str) -> tuple[Any, str]:
         if number < 2**63:
             return number, "int8"
     try:
-        return Decimal(text), "numeric"
+        decimal = Decimal(text)
     except InvalidOperation:
-        raise CoercionError(f"invalid number {text!r}") from None
+        raise CoercionError(f"invalid number {_short(text)}") from None
+    check_sendable("numeric", decimal)
+    return decimal, "numeric"
 
 
 def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -> Any:
@@ -81,7 +93,7 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
     if is_array(type_name):
         element = type_name[:-2]
         try:
-            parsed = values.parse_text(type_name, text)
+            parsed = pgtext.parse_text(type_name, text)
         except (ValueError, TypeError, IndexError) as exc:
             raise CoercionError(
                 f"invalid input for type {type_name}: {_short(text)} ({exc})"
@@ -89,6 +101,7 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
         _flatten(parsed, type_name)  # refuses more than MAX_ARRAY_DIMENSIONS
         if element in INT_TYPES | FLOAT_TYPES | {"numeric", "bool"} or element in enums:
             return from_value(type_name, parsed, enums)
+        check_sendable(type_name, parsed)
         return parsed
     if type_name in INT_TYPES:
         if not _INTEGER.fullmatch(text):
@@ -115,6 +128,16 @@ def from_text(type_name: str, text: str, enums: Mapping[str, tuple[str, ...]]) -
         return _enum_label(type_name, labels, text)
     if type_name == "date":
         return _date(text)
+    if type_name in ("json", "jsonb"):
+        try:
+            parsed = pgtext.parse_json(text)
+        except ValueError:  # also UnrepresentableValue: nested too deeply
+            raise CoercionError(
+                f"invalid input syntax for type {type_name}: {_short(text)}"
+            ) from None
+        _check_json_depth(type_name, parsed)
+        check_sendable(type_name, parsed)
+        return parsed
     if type_name not in SCALAR_TYPES:
         raise CoercionError(f"constants of type {type_name} are not supported")
     return from_value(type_name, text, enums)
@@ -143,13 +166,14 @@ def from_value(type_name: str, value: Any, enums: Mapping[str, tuple[str, ...]])
     if isinstance(value, str) and (type_name in INT_TYPES or type_name == "date"):
         return from_text(type_name, value, enums)
     try:
-        typed = values.from_json(type_name, value)
+        typed = wire.from_json(type_name, value)
     except (TypeError, ValueError) as exc:
         raise CoercionError(str(exc)) from None
     if type_name in FLOAT_TYPES:
         return _float_in_range(type_name, typed)
     if type_name == "numeric" and isinstance(typed, Decimal) and typed.is_snan():
-        raise CoercionError(f"invalid input syntax for type numeric: {value!r}")
+        raise CoercionError(f"invalid input syntax for type numeric: {_short(value)}")
+    check_sendable(type_name, typed)
     return typed
 
 
@@ -164,7 +188,9 @@ def cast_number(value: int | Decimal, type_name: str) -> Any:
             value = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
         return _int_in_range(type_name, value)
     if type_name == "numeric":
-        return Decimal(value)
+        decimal = Decimal(value)
+        check_sendable(type_name, decimal)
+        return decimal
     if type_name in FLOAT_TYPES:
         try:
             number = float(value)
@@ -176,6 +202,55 @@ def cast_number(value: int | Decimal, type_name: str) -> Any:
             raise CoercionError(f"value {_short(value)} is out of range for type {type_name}")
         return _float_in_range(type_name, number)
     raise CoercionError(f"cannot cast a number to {type_name}")
+
+
+def check_sendable(type_name: str, value: Any) -> None:
+    """CoercionError when Postgres would refuse `value` as a `type_name` parameter.
+
+    Text with U+0000 or a lone surrogate (not UTF-8), a numeric past numeric's
+    range, and in jsonb a string or key that jsonb cannot hold (the same two
+    characters). Arrays are checked element by element; json (not jsonb) holds
+    any text, as Postgres's json type does.
+    """
+    jsonb = type_name.removesuffix("[]") == "jsonb"
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if type_name.removesuffix("[]") != "json" and (problem := _bad_text(item)):
+                raise CoercionError(f"invalid input for type {type_name}: {problem}")
+        elif isinstance(item, Decimal):
+            _check_numeric(type_name, item)
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif jsonb and isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+
+
+def _bad_text(text: str) -> str | None:
+    """Why Postgres cannot store `text`, or None."""
+    if "\x00" in text:
+        return "text cannot contain the character U+0000"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{_short(ascii(text))} holds a lone surrogate, which is not UTF-8"
+    return None
+
+
+def _check_numeric(type_name: str, number: Decimal) -> None:
+    if not number.is_finite():
+        return  # NaN, Infinity and -Infinity are numeric values (snan is refused before)
+    weight = number.adjusted() + 1 if number else 0
+    scale = max(0, -int(number.as_tuple().exponent))
+    if weight > NUMERIC_MAX_WEIGHT or scale > NUMERIC_MAX_SCALE:
+        raise CoercionError(
+            f"value {_short(number)} is out of range for type {type_name} (Postgres allows "
+            f"{NUMERIC_MAX_WEIGHT} digits before the decimal point and "
+            f"{NUMERIC_MAX_SCALE} after it)"
+        )
 
 
 def _date(text: str) -> date:

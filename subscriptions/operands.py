@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pgsift.subscriptions import coerce, values
+from pgsift.subscriptions import coerce, wire
 from pgsift.subscriptions.domains import (
     FLOAT_TYPES,
     INT_TYPES,
@@ -63,6 +63,10 @@ class Slots:
     runtime: list[Any] = field(default_factory=list)
 
     def add(self, value: Any, type_name: str, runtime: Any) -> Slot:
+        if type_name.removesuffix("[]") in ("json", "jsonb"):
+            # Sent as JSON text (`%s::jsonb` casts it): psycopg adapts no Python value
+            # as json, and a dict, a list or JSON_NULL would not even be a parameter.
+            value = wire.to_wire(type_name, value)
         self.params.append(value)
         self.runtime.append(runtime)
         return Slot(len(self.params) - 1, type_name)
@@ -101,7 +105,7 @@ def convert(typed: Typed, common: str) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(values.to_json(value), sort_keys=True)
+    return json.dumps(wire.untyped_json(value), sort_keys=True)
 
 
 def shared_set(members: tuple[frozenset[Any], bool]) -> tuple[frozenset[Any], bool]:

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pgsift.subscriptions import values
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
@@ -24,6 +23,7 @@ from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
 from pgsift.subscriptions.render import render_select
 from pgsift.subscriptions.terms import IndexTerms, Recipe, index_terms, like_terms, term_recipe
+from pgsift.subscriptions.wire import RowWire, untyped_json
 
 _MAX_TEMPLATES = 10_000
 
@@ -35,22 +35,30 @@ class Template:
     table: str
     columns: tuple[str, ...]
     primary_key: tuple[str, ...]
+    wire: RowWire  # the columns' encoders to the wire form, by their types
     predicate: Fn | None
     sql: str  # psycopg 3, `%s` placeholders
     normalized: str  # for people and for the key, `$n::type` placeholders
     recipe: Recipe
 
 
-_templates: dict[tuple[str, tuple[str, ...], tuple[str, ...], Expr | None], Template] = {}
+_templates: dict[
+    tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], Expr | None], Template
+] = {}
 # Shapes are parsed on the event loop and in worker threads alike.
 _templates_lock = threading.Lock()
 
 
 def template_for(
-    table: str, columns: tuple[str, ...], primary_key: tuple[str, ...], where: Expr | None
+    table: str,
+    columns: tuple[str, ...],
+    primary_key: tuple[str, ...],
+    where: Expr | None,
+    types: tuple[str, ...],
 ) -> Template:
-    """The shared template for this structure, compiled on first use (thread-safe)."""
-    cache_key = (table, columns, primary_key, where)
+    """The shared template for this structure, compiled on first use (thread-safe);
+    `types` are the columns' types, which give their wire form."""
+    cache_key = (table, columns, primary_key, types, where)
     with _templates_lock:
         template = _templates.get(cache_key)
     if template is None:
@@ -60,6 +68,7 @@ def template_for(
             table=table,
             columns=columns,
             primary_key=primary_key,
+            wire=RowWire(columns, types),
             predicate=compile_expr(where) if where is not None else None,
             sql=render_select(table, columns, where, psycopg=True),
             normalized=render_select(table, columns, where, psycopg=False),
@@ -83,7 +92,7 @@ class Shape:
         self._template = template
         self._params = params
         self._consts = consts
-        document = json.dumps([values.to_json(p) for p in params], sort_keys=True)
+        document = json.dumps([untyped_json(p) for p in params], sort_keys=True)
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
         self.index_terms: IndexTerms = index_terms(template.recipe, params, consts)
@@ -138,7 +147,8 @@ class Shape:
             rule = policy.analyze(table, catalog, claims or {}, slots)
             if rule is not None:
                 where = rule if where is None else _and(where, rule)
-        template = template_for(table.name, columns, table.primary_key, where)
+        types = tuple(table.columns[c] for c in columns)
+        template = template_for(table.name, columns, table.primary_key, where, types)
         return cls(template, tuple(slots.params), tuple(slots.runtime))
 
     @property
@@ -152,6 +162,11 @@ class Shape:
     @property
     def primary_key(self) -> tuple[str, ...]:
         return self._template.primary_key
+
+    @property
+    def wire(self) -> RowWire:
+        """Encodes this shape's rows and keys into their wire form (by column type)."""
+        return self._template.wire
 
     @property
     def normalized(self) -> str:

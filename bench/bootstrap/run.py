@@ -37,7 +37,7 @@ from pgsift.middleware.dumps.source import RowEncoder  # noqa: E402
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from pgsift.middleware.embedded.ports import free_port  # noqa: E402
 from pgsift.middleware.settings import Settings  # noqa: E402
-from pgsift.subscriptions import values  # noqa: E402
+from pgsift.subscriptions.wire import RowWire  # noqa: E402
 
 QUERY = ("SELECT id, team_id, number, creator_id, assignee_id, title, status, priority, "
          "estimate, tags, due, created_at, updated_at FROM issues")
@@ -189,7 +189,8 @@ def format_table(database_url: str, redis_url: str, sample: int) -> list[tuple[s
     ndjson = encoder.encode(rows)
     t_ndjson = time.perf_counter() - t0
     t0 = time.perf_counter()
-    packed = b"".join(msgpack.packb([values.to_json(v) for v in row]) for row in rows)
+    to_wire = RowWire(layout.columns, layout.types).values
+    packed = b"".join(msgpack.packb(list(to_wire(row).values())) for row in rows)
     t_msgpack = time.perf_counter() - t0
     for name, data, t_encode in (("ndjson", ndjson, t_ndjson), ("msgpack", packed, t_msgpack)):
         for level in (1, 3, 6, 9):

@@ -35,6 +35,7 @@ subscription Sync($query: String!, $params: JSON, $cursor: String) {
     cursor
     upToDate
     mustRefetch
+    types
   }
 }
 """
@@ -159,6 +160,7 @@ class SyncClient:
                         message.get("changes") or [],
                         cursor=message.get("cursor"),
                         up_to_date=bool(message.get("upToDate")),
+                        types=message.get("types"),
                     )
                     if message.get("upToDate"):
                         self._up_to_date[name].set()

@@ -2,7 +2,10 @@
 
 One table per query (`rows_<name>`: the row's primary key as canonical JSON, and
 the row as JSON, so `json_extract(row, '$.title')` queries it), plus one table of
-cursors (`sync_queries`). Every server message is applied in one SQLite
+cursors and column types (`sync_queries`). Rows are stored in their wire form,
+which is exact (int8 and numeric as strings, json as its text:
+docs/wire-values.md); `values()` decodes them into Python values by the column
+types the server sent with the first message. Every server message is applied in one SQLite
 transaction together with its cursor: after a crash the copy is exactly what it
 was at the stored cursor, and resuming from there repeats nothing and skips nothing.
 """
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgsift.subscriptions.wire import from_json, to_wire
+
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 SCHEMA = """
@@ -26,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sync_queries (
     query    TEXT NOT NULL,
     params   TEXT NOT NULL,         -- JSON array
     cursor   TEXT,                  -- resume point; NULL: bootstrap again
-    complete INTEGER NOT NULL DEFAULT 0  -- 1 once a full snapshot has been applied
+    complete INTEGER NOT NULL DEFAULT 0, -- 1 once a full snapshot has been applied
+    types    TEXT                   -- JSON object: column -> Postgres type name
 )
 """
 
@@ -63,6 +69,9 @@ class Replica:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(sync_queries)")}
+        if "types" not in columns:  # a replica written before the column existed
+            self._db.execute("ALTER TABLE sync_queries ADD COLUMN types TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -127,6 +136,7 @@ class Replica:
         *,
         cursor: str | None = None,
         up_to_date: bool = False,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         """Apply one message's changes (`{op, key, row}`) and its cursor, all or nothing.
 
@@ -136,6 +146,10 @@ class Replica:
         """
         table = f'"rows_{name}"'
         with self._transaction() as db:
+            if types is not None:
+                db.execute(
+                    "UPDATE sync_queries SET types = ? WHERE name = ?", [json.dumps(types), name]
+                )
             for change in changes:
                 op = str(change["op"]).upper()
                 key = key_text(_decoded(change["key"]))
@@ -164,7 +178,29 @@ class Replica:
             for (row,) in self._db.execute(f'SELECT row FROM "rows_{name}" ORDER BY key')
         ]
 
+    def types(self, name: str) -> dict[str, str]:
+        """Column -> Postgres type name of a query's rows, as the server sent them."""
+        found = self._db.execute("SELECT types FROM sync_queries WHERE name = ?", [name]).fetchone()
+        if found is None:
+            raise KeyError(f"no query named {name!r}; register it first")
+        return dict(json.loads(found[0] or "{}"))
+
+    def values(self, name: str) -> list[dict[str, Any]]:
+        """Every row of a query's copy as exact Python values (int, Decimal, datetime,
+        JSON_NULL for a json null, ...), in key order."""
+        types = self.types(name)
+        return [
+            {column: from_json(types.get(column, "text"), value) for column, value in row.items()}
+            for row in self.rows(name)
+        ]
+
     def row(self, name: str, key: Any) -> dict[str, Any] | None:
+        types = self.types(name)
+        if isinstance(key, Mapping):  # typed values or wire values alike: the wire form
+            key = {
+                c: to_wire(types[c], from_json(types[c], v)) if c in types else v
+                for c, v in key.items()
+            }
         found = self._db.execute(
             f'SELECT row FROM "rows_{name}" WHERE key = ?', [key_text(key)]
         ).fetchone()

@@ -4,6 +4,13 @@
 // end with a cursor), then the `sync` subscription from that cursor. Without the
 // bootstrap endpoint the subscription's own snapshot is used. `mustRefetch`
 // drops the copy and loads it again.
+//
+// Rows are kept in their wire form, which is exact (int8 and numeric as strings, json
+// as its text: docs/wire-values.md); `values(row)` decodes one into exact JavaScript
+// values (BigInt, parsed JSON with JSON_NULL, ...) by the column types that the
+// bootstrap header or the first `sync` message gave (`this.types`).
+
+import { decodeRow } from "./wire-values.js";
 
 export const SYNC = `subscription Sync($query: String!, $params: JSON, $cursor: String) {
   sync(query: $query, params: $params, cursor: $cursor) {
@@ -11,6 +18,7 @@ export const SYNC = `subscription Sync($query: String!, $params: JSON, $cursor: 
     cursor
     upToDate
     mustRefetch
+    types
   }
 }`;
 
@@ -32,7 +40,8 @@ export class LiveQuery {
     Object.assign(this, { socket, token, query, params, primaryKey, onChange });
     this.useBootstrap = bootstrap;
     this.onError = onError || ((error) => console.error(error));
-    this.rows = new Map(); // JSON text of the key -> row
+    this.rows = new Map(); // JSON text of the key (wire form) -> row (wire form)
+    this.types = {}; // column -> Postgres type name
     this.cursor = null;
     this.upToDate = false;
     this.bootstrapped = false;
@@ -80,6 +89,8 @@ export class LiveQuery {
         this.rows.set(key, line.row);
         pending.push({ op: "INSERT", key: JSON.parse(key), row: line.row });
         if (pending.length >= 500) flush();
+      } else if (line.type === "header") {
+        this.types = Object.fromEntries(line.columns.map((column, i) => [column, line.types[i]]));
       } else if (line.type === "end") end = line;
     }
     flush();
@@ -126,6 +137,7 @@ export class LiveQuery {
       this.start({ bootstrap: this.useBootstrap && !(this.bootstrapped && !this.upToDate) });
       return;
     }
+    if (message.types) this.types = message.types;
     for (const change of message.changes) {
       const key = JSON.stringify(change.key);
       if (change.op === "DELETE") this.rows.delete(key);
@@ -134,6 +146,11 @@ export class LiveQuery {
     if (message.cursor) this.cursor = message.cursor;
     if (message.upToDate) this.upToDate = true;
     this.onChange(message.changes, this);
+  }
+
+  /** A row (or key) of this query as exact JavaScript values. */
+  values(row) {
+    return decodeRow(row, this.types);
   }
 
   close() {

@@ -34,7 +34,7 @@ from pgsift.middleware.capture.pgoutput import (
 )
 from pgsift.middleware.errors import CaptureError
 from pgsift.subscriptions.change import Change, Row
-from pgsift.subscriptions.values import Parser, as_text, parser_for
+from pgsift.subscriptions.pgtext import Parser, as_text, parse_json, parser_for
 
 # Builtin type OIDs (stable across Postgres versions) -> pgsift type names.
 BUILTIN_TYPES: dict[int, str] = {
@@ -304,6 +304,8 @@ def _from_bytes(parse: Parser) -> BytesParser:
         return parse  # int(b"42"), float(b"-Infinity")
     if parse is as_text:
         return _utf8
+    if parse is parse_json:
+        return parse  # json.loads reads UTF-8 bytes itself
     return lambda raw: parse(raw.decode())
 
 

@@ -14,7 +14,7 @@ from pgsift.middleware.feed.entry import FeedEntry, format_lsn
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions.change import Row
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import untyped_json
 
 FOLLOW_BLOCK_MS = 1000
 PAGE = 500
@@ -63,7 +63,7 @@ def entry_json(entry: FeedEntry) -> dict[str, Any]:
 
 
 def _row(row: Row | None) -> dict[str, Any] | None:
-    return None if row is None else {name: to_json(value) for name, value in row.items()}
+    return None if row is None else {name: untyped_json(value) for name, value in row.items()}
 
 
 def run_tail(args: argparse.Namespace) -> int:

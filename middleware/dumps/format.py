@@ -2,7 +2,7 @@
 
 The body is the complete response of the bootstrap endpoint for the dump, in
 one zstd frame: the `{"type":"header",...,"source":"dump"}` line, one
-`{"type":"row","row":{...}}` line per row (values in `values.to_json` form),
+`{"type":"row","row":{...}}` line per row (values in their wire form, `subscriptions/wire.py`),
 and the `{"type":"end","count":N,...}` line. Serving a dump is copying bytes:
 with `Content-Encoding: zstd` the stored frame goes out untouched (one frame,
 because common decoders, httpx's among them, do not read concatenated frames

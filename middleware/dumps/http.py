@@ -1,7 +1,7 @@
 """`GET /v1/bootstrap?query=...&params=...`: a shape's rows as one NDJSON stream.
 
     {"type":"header","columns":[...],"types":[...],"source":"dump"|"live","cursor":"..."}
-    {"type":"row","row":{...}}            one per row, values as values.to_json
+    {"type":"row","row":{...}}            one per row, values in their wire form
     {"type":"end","count":N,"cursor":"..."}
 
 The caller continues with `sync(..., cursor)`; a response without the end line

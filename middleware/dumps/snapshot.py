@@ -28,7 +28,7 @@ from pgsift.middleware.dumps.source import ShapeLayout
 from pgsift.middleware.dumps.store import DumpInfo, DumpStore
 from pgsift.middleware.feed.retention import FeedBounds
 from pgsift.middleware.settings import Settings
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
 
@@ -105,14 +105,14 @@ class DumpSnapshot:
         return decompressed_body(self.store.body(self.info), self.info.trailer)
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Each row with values in JSON form (`values.to_json`), as clients get them."""
+        """Each row in its wire form (`pgsift.subscriptions.wire`), as clients get them."""
         return body_rows(self.store.body(self.info), self.info.trailer)
 
     def typed_rows(self) -> Iterator[dict[str, Any]]:
         """Each row with Python values as psycopg returns them (for predicates)."""
         types = dict(zip(self.info.header.columns, self.info.header.types, strict=True))
         for row in self.rows():
-            yield {c: None if v is None else values.from_json(types[c], v) for c, v in row.items()}
+            yield {c: None if v is None else wire.from_json(types[c], v) for c, v in row.items()}
 
 
 def lease(

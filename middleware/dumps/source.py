@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as time_of_day
 from typing import Any
 
 import psycopg
@@ -26,24 +24,12 @@ from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.pgtypes import configure
-from pgsift.subscriptions import values
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
+from pgsift.subscriptions.wire import WIRE_VERSION, RowWire
 
 FETCH_ROWS = 2000
 
-# Types whose psycopg value already is its JSON form (see values.to_json).
-_AS_IS = frozenset({"int2", "int4", "int8", "text", "varchar", "bpchar", "bool", "json", "jsonb"})
-# Shortcuts equal to values.to_json for one type: it dispatches on the value's
-# class, which costs more than the JSON encoding itself on wide rows.
-_FAST: dict[str, Callable[[Any], Any]] = {
-    "timestamptz": datetime.isoformat,
-    "timestamp": datetime.isoformat,
-    "date": date.isoformat,
-    "time": time_of_day.isoformat,
-    "numeric": str,
-    "uuid": str,
-}
 _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -70,8 +56,11 @@ class ShapeLayout:
         table = catalog.table(shape.table)
         columns = tuple(shape.columns)
         types = tuple(table.columns[c] for c in columns)
-        # The whole table's definition: a dump is stale after any column change.
-        definition = [table.name, sorted(table.columns.items()), list(table.primary_key)]
+        # The whole table's definition and the wire form of its values: a dump is
+        # stale after any column change, and when the wire form changed.
+        definition = [
+            table.name, sorted(table.columns.items()), list(table.primary_key), WIRE_VERSION
+        ]
         schema_hash = hashlib.blake2b(json.dumps(definition).encode(), digest_size=8).hexdigest()
         return cls(shape.key, table.name, columns, types, schema_hash)
 
@@ -81,30 +70,15 @@ class RowEncoder:
 
     def __init__(self, columns: Sequence[str], types: Sequence[str]) -> None:
         self.columns = tuple(columns)
-        self._convert = [_converter(t) for t in types]
+        self._wire = RowWire(columns, types)
 
     def encode(self, rows: Sequence[Sequence[Any]]) -> bytes:
-        columns, convert = self.columns, self._convert
-        lines = []
-        for row in rows:
-            document = {
-                name: value if fn is None or value is None else fn(value)
-                for name, fn, value in zip(columns, convert, row, strict=True)
-            }
-            lines.append(_json_encode(document))
+        to_wire, encode = self._wire.values, _json_encode
+        lines = [encode(to_wire(row)) for row in rows]
         if not lines:
             return b""
         middle = (ROW_SUFFIX + ROW_PREFIX).decode()
         return ROW_PREFIX + middle.join(lines).encode() + ROW_SUFFIX
-
-
-def _converter(type_name: str) -> Callable[[Any], Any] | None:
-    """How a non-NULL value of the type becomes its JSON form; None: it already is."""
-    element = type_name.removesuffix("[]")
-    if element in _AS_IS or not values.is_known_type(element):
-        return None  # also enums (str), and arrays of these: nested lists of the same
-    fast = _FAST.get(type_name)
-    return fast if fast is not None else values.to_json
 
 
 @dataclass(frozen=True, slots=True)

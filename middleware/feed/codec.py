@@ -3,7 +3,7 @@
 One field per stream entry. `b"m"` holds a msgpack document, `b"z"` the same
 document zstd-compressed (chosen when it is larger than `COMPRESS_ABOVE` bytes:
 a chunk of a big transaction repeats its column names in every row, which zstd
-removes at ~1 GB/s). Every value type of `pgsift.subscriptions.values` survives
+removes at ~1 GB/s). Every value type of `pgsift.subscriptions.pgtext` survives
 the round trip exactly: msgpack carries None/bool/int/float/str/bytes/list/dict
 natively (bytes and str stay apart), and the rest travel as extension types.
 The LSN and chunk number are the stream ID itself and are not repeated inside.
@@ -27,6 +27,7 @@ import zstandard
 from pgsift.middleware.errors import FeedError
 from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
 from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.jsonvalues import JSON_NULL
 
 FORMAT_VERSION = 1
 PLAIN_FIELD = b"m"
@@ -42,6 +43,7 @@ EXT_TIME = 4
 EXT_TIMEDELTA = 5
 EXT_UUID = 6
 EXT_BIGINT = 7
+EXT_JSON_NULL = 8  # a json / jsonb value that is JSON `null` (not SQL NULL, which is nil)
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MICRO = timedelta(microseconds=1)
@@ -110,6 +112,9 @@ def _ext(code: int, data: bytes) -> msgpack.ExtType:
     return _new_ext(msgpack.ExtType, (code, data))
 
 
+_JSON_NULL_EXT = _ext(EXT_JSON_NULL, b"")
+
+
 def _encode_value(value: Any) -> msgpack.ExtType:
     # Called by msgpack only for what it cannot pack itself.
     kind = type(value)
@@ -125,6 +130,8 @@ def _encode_value(value: Any) -> msgpack.ExtType:
         return _ext(EXT_TIMEDELTA, _TIMEDELTA.pack(value.days, value.seconds, value.microseconds))
     if kind is UUID:
         return _ext(EXT_UUID, value.bytes)
+    if value is JSON_NULL:
+        return _JSON_NULL_EXT
     if isinstance(value, int) and value not in _INT64_RANGE:
         return _ext(EXT_BIGINT, str(value).encode())
     if isinstance(value, tuple):
@@ -148,6 +155,8 @@ def _decode_ext(code: int, data: bytes) -> Any:
         return UUID(bytes=data)
     if code == EXT_BIGINT:
         return int(data.decode())
+    if code == EXT_JSON_NULL:
+        return JSON_NULL
     raise FeedError(f"unknown extension type {code} in a feed entry")
 
 

@@ -61,6 +61,7 @@ class SyncMessage(graphene.ObjectType):  # type: ignore[misc]
     cursor = graphene.String()
     up_to_date = graphene.Boolean(required=True)
     must_refetch = graphene.Boolean(required=True)
+    types = graphene.Field(JSON)
 
 
 async def subscribe_sync(

@@ -1,19 +1,19 @@
 """What a sync subscription sends, independent of the GraphQL library serving it.
 
 `SyncMessage` mirrors the GraphQL contract (`changes`, `cursor`, `upToDate`,
-`mustRefetch`); keys and rows are already JSON-able (`values.to_json`), as in the
-feed tail. `MessageBuilder` cuts a stream of changes into messages of bounded
+`mustRefetch`); keys and rows are in their wire form (`pgsift.subscriptions.wire`:
+by column type, lossless). `MessageBuilder` cuts a stream of changes into messages of bounded
 approximate size, so a big snapshot or transaction never becomes one huge frame.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import RowWire
 
 WireOp = Literal["INSERT", "UPDATE", "DELETE"]
 # Per-change framing that json.dumps of key and row does not count ({"op":..} etc.).
@@ -31,22 +31,42 @@ class WireChange:
 
 @dataclass(frozen=True, slots=True)
 class SyncMessage:
+    """One `sync` message; `types` (column -> type name) only on a subscription's first."""
+
     changes: tuple[WireChange, ...]
     cursor: str | None
     up_to_date: bool
     must_refetch: bool = False
+    types: Mapping[str, str] | None = None
 
 
 REFETCH = SyncMessage(changes=(), cursor=None, up_to_date=False, must_refetch=True)
 
 
-def wire_change(op: WireOp, key: Mapping[str, Any], row: Mapping[str, Any] | None) -> WireChange:
-    """A WireChange with Python values (as psycopg returns them) turned into JSON values."""
+def wire_change(
+    op: WireOp, key: Mapping[str, Any], row: Mapping[str, Any] | None, wire: RowWire
+) -> WireChange:
+    """A WireChange with Python values (as psycopg returns them) in their wire form;
+    `wire` is the shape's (`Shape.wire`: its columns' types)."""
     return WireChange(
-        op=op,
-        key={name: to_json(value) for name, value in key.items()},
-        row=None if row is None else {name: to_json(value) for name, value in row.items()},
+        op=op, key=wire.mapping(key), row=None if row is None else wire.mapping(row)
     )
+
+
+async def with_types(
+    messages: AsyncIterator[SyncMessage], types: Mapping[str, str]
+) -> AsyncIterator[SyncMessage]:
+    """`messages` with the column types on the first one, so that a client knows how
+    to decode the wire form of every value it will get (`docs/wire-values.md`)."""
+    first = True
+    try:
+        async for message in messages:
+            yield replace(message, types=types) if first else message
+            first = False
+    finally:
+        close = getattr(messages, "aclose", None)
+        if close is not None:  # stop the session (snapshot, inbox) with its consumer
+            await close()
 
 
 def change_size(change: WireChange) -> int:

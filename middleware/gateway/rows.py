@@ -32,4 +32,5 @@ async def load_rows(
         rows = await loader.load_many(table, keys, claims, columns)
     except PgsiftError as exc:
         raise GraphQLError(str(exc), extensions={"code": type(exc).__name__}) from exc
-    return [row_json(row) for row in rows]
+    wire = loader.row_wire(table)
+    return [row_json(row, wire) for row in rows]

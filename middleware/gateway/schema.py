@@ -48,6 +48,11 @@ class SyncMessage:
     cursor: str | None
     up_to_date: bool
     must_refetch: bool
+    types: JSON | None = strawberry.field(
+        default=None,
+        description="Column -> Postgres type name, on the first message of a subscription "
+        "(null on the others): how to decode each value's wire form (docs/wire-values.md).",
+    )
 
 
 @strawberry.type
@@ -132,6 +137,7 @@ def to_graphql(message: Message) -> SyncMessage:
         cursor=message.cursor,
         up_to_date=message.up_to_date,
         must_refetch=message.must_refetch,
+        types=cast("JSON | None", None if message.types is None else dict(message.types)),
     )
 
 

@@ -25,7 +25,7 @@ from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpSource
 from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
-from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.snapshot import snapshot_pool
@@ -227,7 +227,7 @@ class SyncService:
             metrics=self.metrics,
             dump=dump,
         )
-        return session.messages()
+        return with_types(session.messages(), shape.wire.type_names())
 
     def _schema_changed(self, tables: tuple[str, ...]) -> None:
         log.info("schema of %s changed; re-reading the catalog", ", ".join(tables))

@@ -260,7 +260,7 @@ class SyncSession:
     ) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key
         async for row in rows:
-            yield wire_change("INSERT", {k: row[k] for k in key_columns}, row)
+            yield wire_change("INSERT", {k: row[k] for k in key_columns}, row, self.shape.wire)
 
     async def _dump_changes(self, dump: DumpRows) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
 from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.subscriptions.shape import Shape
 
-L = TypeVar("L", bound=Hashable)
+
+class Listener(Hashable, Protocol):
+    """A routing listener: its shape gives the wire form of the rows routed to it."""
+
+    @property
+    def shape(self) -> Shape: ...
+
+
+L = TypeVar("L", bound=Listener)
 
 WIRE_OPS: dict[str, WireOp] = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 
@@ -79,7 +88,7 @@ class TxAssembler(Generic[L]):
                 self.routed_changes += 1
                 if routed.refetch:
                     continue  # the listener refetches anyway: hold nothing more for it
-                _apply(routed, event)
+                _apply(routed, event, listener.shape)
                 if self.max_changes is not None and len(routed.changes) > self.max_changes:
                     routed.changes.clear()
                     routed.refetch = True
@@ -96,9 +105,10 @@ class TxAssembler(Generic[L]):
         return pending
 
 
-def _apply(routed: Routed, event: Any) -> None:
+def _apply(routed: Routed, event: Any, shape: Shape) -> None:
     op = WIRE_OPS.get(event.op)
     if op is None:  # truncate: the client cannot know which of its rows went
         routed.refetch = True
         return
-    routed.changes.append(wire_change(op, event.key, None if op == "DELETE" else event.row))
+    row = None if op == "DELETE" else event.row
+    routed.changes.append(wire_change(op, event.key, row, shape.wire))

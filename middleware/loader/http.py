@@ -15,18 +15,21 @@ from pgsift.middleware.errors import (
     LoaderForbiddenError,
     LoaderUnavailableError,
 )
-from pgsift.subscriptions import values
+from pgsift.subscriptions.wire import RowWire
 
 MAX_KEYS = 10_000
 PATH = "/v1/rows"
 
 
 async def rows_endpoint(request: Request) -> JSONResponse:
-    """`{"table", "keys", "columns"?}` -> `{"rows": [...]}`, one entry per key, in order.
+    """`{"table", "keys", "columns"?}` -> `{"rows": [...], "types": {...}}`, one row per key.
 
     Uses `request.app.state.authenticator` (claims from the Authorization
-    header) and `request.app.state.loader` (a `BatchLoader`). Rows are in their
-    JSON form; a missing row and a forbidden one are both null.
+    header) and `request.app.state.loader` (a `BatchLoader`). Rows are in
+    their wire form, in the order of the keys; a missing row and a forbidden
+    one are both null. `types` names the type of each column returned
+    (docs/wire-values.md): only those, so that a policy's hidden columns stay
+    unnamed.
     """
     try:
         claims = request.app.state.authenticator.claims_from_authorization(
@@ -51,7 +54,10 @@ async def rows_endpoint(request: Request) -> JSONResponse:
         return _error(403, str(exc))
     except LoaderError as exc:
         return _error(400, str(exc))
-    return JSONResponse({"rows": [row_json(row) for row in rows]})
+    wire = request.app.state.loader.row_wire(body["table"])
+    returned = {column for row in rows if row is not None for column in row}
+    types = {c: t for c, t in wire.type_names().items() if c in returned}
+    return JSONResponse({"rows": [row_json(row, wire) for row in rows], "types": types})
 
 
 def rows_route() -> Route:
@@ -80,11 +86,9 @@ def _check_body(body: Any) -> str | None:
     return None
 
 
-def row_json(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A loaded row in its JSON (wire) form, as `values.to_json` gives each value."""
-    if row is None:
-        return None
-    return {column: values.to_json(value) for column, value in row.items()}
+def row_json(row: dict[str, Any] | None, wire: RowWire) -> dict[str, Any] | None:
+    """A loaded row in its wire form (`BatchLoader.row_wire` of its table)."""
+    return None if row is None else wire.mapping(row)
 
 
 def _error(status: int, message: str) -> JSONResponse:

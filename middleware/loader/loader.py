@@ -32,6 +32,7 @@ from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.policy import Policy, policies_from_config
+from pgsift.subscriptions.wire import RowWire
 
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
@@ -235,6 +236,12 @@ class BatchLoader:
         self._cache.forget_all()
         for loader in self._loaders.values():
             loader.clear_all()
+
+    def row_wire(self, table: str) -> RowWire:
+        """Encodes rows of `table` that this loader returned into their wire form."""
+        schema = self._catalog.find(table)
+        columns = schema.columns if schema is not None else {}
+        return RowWire(tuple(columns), tuple(columns.values()))
 
     def use_catalog(self, catalog: Catalog, policies: Mapping[str, Policy] | None = None) -> None:
         """Switch to a reloaded catalog (after a schema change); policies are bound anew.

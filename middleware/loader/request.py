@@ -14,8 +14,9 @@ from typing import Any
 
 from pgsift.middleware.errors import LoaderError, LoaderForbiddenError
 from pgsift.middleware.loader.cache import Row, RowKey
-from pgsift.subscriptions import values
+from pgsift.subscriptions import wire
 from pgsift.subscriptions.catalog import Catalog, Table
+from pgsift.subscriptions.coerce import check_sendable
 from pgsift.subscriptions.errors import PgsiftError, PolicyError
 from pgsift.subscriptions.policy import BoundPolicy, Policy, policy_for
 
@@ -130,12 +131,13 @@ def type_key(table: Table, key: Any, index: int = 0, catalog: Catalog | None = N
         if value is None:
             raise LoaderError(f"key #{index} of {table.name}: {column} must not be null")
         try:
-            converted = values.from_json(type_name, value)
+            converted = wire.from_json(type_name, value)
+            check_sendable(type_name, converted)
             hash(converted)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # CoercionError too
             raise LoaderError(f"key #{index} of {table.name}: {column}: {exc}") from exc
         if isinstance(converted, str):
-            _check_text(catalog, type_name, converted, f"key #{index} of {table.name}: {column}")
+            _check_label(catalog, type_name, converted, f"key #{index} of {table.name}: {column}")
         typed.append(converted)
     return tuple(typed)
 
@@ -145,14 +147,7 @@ def row_key(table: Table, row: Mapping[str, Any]) -> RowKey:
     return tuple(row[column] for column in table.primary_key)
 
 
-def _check_text(catalog: Catalog | None, type_name: str, text: str, where: str) -> None:
-    if "\x00" in text:
-        raise LoaderError(f"{where}: text may not contain NUL characters")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise LoaderError(f"{where}: not valid Unicode text ({exc.reason})") from None
+def _check_label(catalog: Catalog | None, type_name: str, text: str, where: str) -> None:
     labels = None if catalog is None else catalog.enum_labels(type_name)
     if labels is not None and text not in labels:
         raise LoaderError(f"{where}: {text!r} is not a label of {type_name}")

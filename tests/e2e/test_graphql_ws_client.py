@@ -190,3 +190,49 @@ async def test_query_error_is_a_graphql_error(gateway: str) -> None:
     error = events[0]["payload"]["errors"][0]
     assert "secret" in error["message"]
     assert error["extensions"]["position"] == len("SELECT id, ")
+
+
+BIG_KEY = 2**53 + 1  # a JavaScript number cannot hold it: 2**53 + 1 reads as 2**53
+POINTS = "1234567890123456789012345678901234567890.5"  # 41 digits: far past a double
+EXACT_QUERY = "SELECT id, title, points FROM issues WHERE team_id = $1"
+
+
+async def test_int8_keys_and_numerics_arrive_exact_in_raw_frames(
+    gateway: str, database_url: str
+) -> None:
+    """The official client reads the raw frames: the wire form of a key above 2**53
+    and of a 41-digit numeric is exact, and the web page's decoder restores both."""
+    await execute(
+        database_url,
+        f"INSERT INTO issues (id, team_id, title, points) VALUES ({BIG_KEY}, 1, 'big', {POINTS})",
+    )
+    client = await NodeClient.start(gateway, GOOD, EXACT_QUERY, params=[1], raw=True)
+    try:
+        await eventually(lambda: client.copy.up_to_date, "upToDate")
+        live = BIG_KEY + 2  # also one that arrives live, through capture
+        await execute(
+            database_url,
+            "INSERT INTO issues (id, team_id, title, points)"
+            f" VALUES ({live}, 1, 'live', -{POINTS})",
+        )
+        await eventually(lambda: len(client.copy.rows) == 3, "the live insert")
+    finally:
+        await client.stop()
+    frames = "\n".join(e["data"] for e in client.events if e["type"] == "raw")
+    assert f'"id":"{BIG_KEY}"' in frames.replace(" ", "")
+    assert f'"points":"{POINTS}"' in frames.replace(" ", "")
+    assert f'"points":"-{POINTS}"' in frames.replace(" ", "")
+    first = next(e for e in client.events if e["type"] == "next")
+    assert first["payload"]["data"]["sync"]["types"] == {
+        "id": "int8", "title": "text", "points": "numeric"
+    }
+    rows = {
+        change["key"]["id"]["text"]: change["row"]
+        for event in client.events if event["type"] == "decoded"
+        for change in event["changes"]
+    }
+    assert rows[str(BIG_KEY)]["id"] == {"js": "bigint", "text": str(BIG_KEY)}
+    assert rows[str(BIG_KEY)]["points"] == {"js": "string", "text": POINTS}
+    assert rows[str(live)]["id"] == {"js": "bigint", "text": str(live)}
+    assert rows[str(live)]["points"] == {"js": "string", "text": f"-{POINTS}"}
+    assert client.copy.rows == await expected(database_url, EXACT_QUERY.replace("$1", "%s"), [1])

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgsift.middleware.embedded.ports import free_port
-from pgsift.subscriptions.values import to_json
+from tests.wire import described
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "examples" / "issue_tracker" / "pgsift.toml"
@@ -89,8 +89,9 @@ def expected_rows(
         for index in range(len(params), 0, -1):
             positional = positional.replace(f"${index}", "%s")
         rows = cursor.execute(positional.encode(), list(params)).fetchall()
+        wire = described(cursor.description)
     result = {}
     for row in rows:
-        encoded = {column: to_json(value) for column, value in row.items()}
+        encoded = wire.mapping(row)
         result[key_text({column: encoded[column] for column in primary_key})] = encoded
     return result

@@ -148,7 +148,7 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
         assert lines[0]["type"] == "header"
         assert lines[-1] == {"type": "end", "count": len(rows), "cursor": lines[-1]["cursor"]}
         assert rows
-        assert {row["team_id"] for row in rows} == {user["team_ids"][0]}
+        assert {row["team_id"] for row in rows} == {str(user["team_ids"][0])}  # int8 wire
     finally:
         code = demo.stop()
 

@@ -187,7 +187,7 @@ def test_fetch_rows_by_key_through_the_batch_loader(
     sql = f"SELECT {', '.join(columns)} FROM issues WHERE id = ANY($1) AND team_id = {team}"
     expected = expected_rows(database_url, sql, [wanted])
     # Rows outside the synced set come by key; another team's and a missing one are null.
-    assert rows[:2] == [expected[_key({"id": id})] for id in wanted[:2]]
+    assert rows[:2] == [expected[_key({"id": str(id)})] for id in wanted[:2]]  # int8 wire
     assert rows[2:] == [None, None]
 
 

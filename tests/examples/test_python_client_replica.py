@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from examples.python_client.replica import Replica
+from pgsift.subscriptions.jsonvalues import JSON_NULL
 
 QUERY = "SELECT id, title FROM issues WHERE team_id = $1"
 
@@ -80,3 +82,26 @@ def test_bad_names_are_refused(tmp_path: Path) -> None:
         replica.register('x"; DROP TABLE sync_queries; --', QUERY)
     with pytest.raises(KeyError):
         replica.state("missing")
+
+
+def test_values_are_restored_exactly_by_column_type(tmp_path: Path) -> None:
+    replica = Replica(tmp_path / "r.sqlite")
+    replica.register("q", "SELECT id, points, meta FROM issues", [])
+    big = 2**53 + 1
+    points = "1234567890123456789012345678901234567890.5"
+    rows = [
+        {"op": "INSERT", "key": {"id": str(big)}, "row": {"id": str(big), "points": points,
+                                                         "meta": "null"}},
+        {"op": "INSERT", "key": {"id": "2"}, "row": {"id": "2", "points": None, "meta": None}},
+    ]
+    types = {"id": "int8", "points": "numeric", "meta": "jsonb"}
+    replica.apply("q", rows, cursor="1-0", up_to_date=True, types=types)
+    replica.close()
+    reopened = Replica(tmp_path / "r.sqlite")
+    assert reopened.types("q") == types
+    assert reopened.values("q") == [  # in the order of the keys' wire text
+        {"id": 2, "points": None, "meta": None},
+        {"id": big, "points": Decimal(points), "meta": JSON_NULL},
+    ]
+    # A key given with Python values finds the row stored under its wire form.
+    assert reopened.row("q", {"id": big}) == rows[0]["row"]

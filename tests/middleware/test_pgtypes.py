@@ -8,8 +8,8 @@ import pytest
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.gateway.snapshot import shape_snapshot, snapshot_pool
 from pgsift.middleware.pgtypes import configure, configure_async
+from pgsift.subscriptions.pgtext import parse_text
 from pgsift.subscriptions.shape import Shape
-from pgsift.subscriptions.values import parse_text
 from tests.workers.schema import ODD_COLUMNS, create_odd, odd_expected
 
 CASES = [
@@ -53,7 +53,7 @@ async def test_async_connection_matches_capture_values(database_url: str, autoco
             assert row[0] == parse_text(type_name, row[1]), expression
 
 
-# Types psycopg decodes to its own classes, unknown to `values`: their output text,
+# Types psycopg decodes to its own classes, unknown to `pgtext`: their output text,
 # as pgoutput sends it (inet's `::text` would add a /32 the output omits).
 TEXT_CASES = [
     ("'192.168.1.1'::inet", "inet", "192.168.1.1"),

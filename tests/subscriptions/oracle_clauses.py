@@ -18,6 +18,8 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
+from pgsift.subscriptions.jsonvalues import JSON_NULL
+
 ENUM_LABELS = ("sad", "ok", "happy")
 TABLE_DDL = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -26,7 +28,7 @@ CREATE TABLE t (
     i2 int2, i4 int4, i8 int8, n numeric, f4 real, f8 float8,
     t text, v varchar, c char(4), b bool,
     d date, ts timestamp, tz timestamptz, u uuid, e mood,
-    ai int4[], at text[]
+    ai int4[], at text[], j jsonb
 );
 """
 COLUMNS = (
@@ -47,6 +49,7 @@ COLUMNS = (
     "e",
     "ai",
     "at",
+    "j",
 )
 NUMBER_COLUMNS = ("i2", "i4", "i8", "n", "f4", "f8")
 TEXT_COLUMNS = ("t", "v", "c")
@@ -55,6 +58,7 @@ COLUMN_TYPES = {
     "i2": "int2", "i4": "int4", "i8": "int8", "n": "numeric", "f4": "float4", "f8": "float8",
     "t": "text", "v": "varchar", "c": "bpchar", "b": "bool", "d": "date", "ts": "timestamp",
     "tz": "timestamptz", "u": "uuid", "e": "mood", "ai": "int4[]", "at": "text[]",
+    "j": "jsonb",
 }  # fmt: skip
 
 # Characters where case folding, LIKE or collation are easy to get wrong.
@@ -94,6 +98,10 @@ FLOATS = st.one_of(
                      float("nan"), float("inf"), float("-inf"), 1e308, 5e-324, 0.3]),
     st.floats(-1000, 1000, width=32),
 )  # fmt: skip
+
+
+# jsonb values where JSON `null` and SQL NULL are easy to confuse (None is SQL NULL).
+JSONB = st.sampled_from([JSON_NULL, {}, [], "null", {"a": None}, [None], 0, False, ""])
 
 
 def float4(value: float) -> float:
@@ -138,6 +146,7 @@ def row_values(index: int) -> st.SearchStrategy[dict[str, Any]]:
             "e": maybe(st.sampled_from(ENUM_LABELS)),
             "ai": maybe(st.lists(st.one_of(st.none(), INTS), max_size=3)),
             "at": maybe(st.lists(st.one_of(st.none(), TEXTS), max_size=3)),
+            "j": maybe(JSONB),
         }
     )
 
@@ -399,7 +408,9 @@ class ClauseBuilder:
             return self.null_test()
         if kind == "bool":
             return str(
-                self.pick(["b", "NOT b", "b IS TRUE", "b IS NOT FALSE", "TRUE", "NULL::bool"])
+                self.pick(["b", "NOT b", "b IS TRUE", "b IS NOT FALSE", "TRUE", "NULL::bool",
+                           "'null'::jsonb IS NULL", "'[1, {\"a\": null}]'::jsonb IS NOT NULL",
+                           "NULL::jsonb IS NULL", "'{\"null\"}'::jsonb[] IS NULL"])
             )
         if kind == "array":
             return self.array_column()

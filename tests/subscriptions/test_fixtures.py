@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pgsift.subscriptions import Catalog, QueryError, Shape, policies_from_config
-from pgsift.subscriptions.values import to_json
+from pgsift.subscriptions.wire import untyped_json
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "subscriptions"
 RECORD = os.environ.get("PGSIFT_RECORD_FIXTURES") == "1"
@@ -99,7 +99,7 @@ def _record(name: str, outcome: Any) -> None:
 
 def _accepted(case: Case) -> str:
     shape = parse(case)
-    return case.render(shape.normalized, [to_json(v) for v in shape.params], "=> ")
+    return case.render(shape.normalized, [untyped_json(v) for v in shape.params], "=> ")
 
 
 def _refused(case: Case) -> str:
@@ -122,7 +122,7 @@ REFUSED = read_cases(FIXTURES / "refused.sql")[1]
 def test_accepted(case: Case) -> None:
     shape = parse(case)
     assert shape.normalized == case.expected
-    assert [to_json(v) for v in shape.params] == case.values
+    assert [untyped_json(v) for v in shape.params] == case.values
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=[c.sql.splitlines()[0][:60] for c in REFUSED])

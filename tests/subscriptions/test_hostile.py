@@ -9,6 +9,7 @@ clear error (`UnrepresentableValue`) or compared without recursion.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from decimal import Decimal
@@ -19,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgsift.subscriptions import Catalog, QueryError, Shape, policies_from_config
+from pgsift.subscriptions import Catalog, PolicyError, QueryError, Shape, policies_from_config
 from pgsift.subscriptions import shape as shape_module
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, same_value
 from pgsift.subscriptions.parse import MAX_NESTING, MAX_SQL_LENGTH
-from pgsift.subscriptions.values import UnrepresentableValue, from_json, parse_text
+from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
+from pgsift.subscriptions.wire import from_json
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "subscriptions"
 SPEC = json.loads((FIXTURES / "catalog.json").read_text(encoding="utf-8"))
@@ -133,7 +135,7 @@ def test_numbers_with_thousands_of_digits() -> None:
     ],
 )
 def test_huge_exponents_are_out_of_range(where: str, message: str) -> None:
-    with pytest.raises(QueryError, match=message):
+    with pytest.raises(QueryError, match=re.escape(message)):
         parse(WHERE + where)
 
 
@@ -284,3 +286,52 @@ def test_from_json_arrays_nest_at_most_six_levels() -> None:
     for depth in (6, 5000):
         with pytest.raises(ValueError, match="dimensions"):
             from_json("int4[]", nested(depth, [1]))
+
+
+# -- values Postgres refuses ----------------------------------------------------------
+
+NUL = "a\u0000b"
+SURROGATE = "\ud800"
+REFUSED = [
+    ("title = $1", [NUL], "U+0000"),
+    ("title = $1", [SURROGATE], "lone surrogate"),
+    (f"title = '{NUL}'", [], "U+0000"),
+    (f"title = '{SURROGATE}'", [], "lone surrogate"),
+    ("title IN ('a', $1)", [SURROGATE], "lone surrogate"),
+    ("title = ANY($1)", [["ok", NUL]], "U+0000"),
+    (f"title = ANY('{{a,\"{NUL}\"}}')", [], "U+0000"),
+    ("title LIKE $1", [f"%{NUL}%"], "U+0000"),
+    ("lower(title) = $1", [SURROGATE], "lone surrogate"),
+    ("estimate = 1e999999", [], "out of range for type numeric"),
+    ("estimate = $1", ["1e999999"], "out of range for type numeric"),
+    ("estimate = $1", ["1e-16384"], "out of range for type numeric"),
+    ("estimate = -1e131072::numeric", [], "out of range for type numeric"),
+    ("score = 1e999999", [], "out of range for type numeric"),
+    ("$1::jsonb IS NULL", ['{"k": "\\u0000"}'], "U+0000"),
+    ("$1::jsonb IS NULL", [{SURROGATE: 1}], "lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(("where", "params", "message"), REFUSED)
+def test_values_postgres_refuses_are_query_errors(
+    where: str, params: list[Any], message: str
+) -> None:
+    with pytest.raises(QueryError, match=re.escape(message)):
+        parse(WHERE + where, params)
+
+
+def test_values_at_the_edge_of_what_postgres_takes_are_taken() -> None:
+    assert parse(WHERE + "estimate = $1", ["1e131071"]).params == (Decimal("1e131071"),)
+    assert parse(WHERE + "estimate = $1", ["1e-16383"]).params == (Decimal("1e-16383"),)
+    assert parse(WHERE + "estimate = $1", ["NaN"]).params[0].is_nan()
+    assert parse(WHERE + "title = $1", ["\u00e9\U0001f600"]).params == ("\u00e9\U0001f600",)
+    # json (unlike jsonb) holds any text, as in Postgres.
+    assert parse(WHERE + "$1::json IS NULL", ['"\\u0000"']).params == ('"\\u0000"',)
+
+
+def test_a_refused_claim_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError, match=re.escape("U+0000")):
+        Shape.parse(
+            "SELECT team_id, user_id FROM app.members", catalog=CATALOG,
+            claims={"sub": NUL}, policies=POLICIES,
+        )

@@ -21,9 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
+from pgsift.subscriptions.jsonvalues import JSON_NULL
+from pgsift.subscriptions.pgtext import parse_text
 from tests.subscriptions.oracle_clauses import (
     COLUMNS,
     TABLE_DDL,
@@ -51,11 +55,15 @@ class Oracle:
         with self.conn.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
-                [[row[name] for name in names] for row in table],
+                [[_bound(name, row[name]) for name in names] for row in table],
             )
-        # Judge the rows exactly as psycopg returns them (float4 rounding, char(n) padding).
+        # Judge the rows exactly as pgsift's connections read them (float4 rounding,
+        # char(n) padding, JSON null), and as capture decodes their text.
         with self.conn.cursor(row_factory=dict_row) as cur:
             self.rows = cur.execute("SELECT * FROM t ORDER BY id").fetchall()
+            texts = cur.execute("SELECT id, j::text FROM t ORDER BY id").fetchall()
+        decoded = [None if r["j"] is None else parse_text("jsonb", r["j"]) for r in texts]
+        assert decoded == [row["j"] for row in self.rows]
 
     def postgres_ids(self, sql: str, params: list[Any]) -> set[int] | str:
         encoded = [None if p is None else p.encode() for p in params]
@@ -108,6 +116,13 @@ class Oracle:
         self.cases += 1
 
 
+def _bound(column: str, value: Any) -> Any:
+    """A row value as a psycopg parameter: json values wrapped, JSON null included."""
+    if column != "j" or value is None:
+        return value
+    return Jsonb(None if value is JSON_NULL else value)
+
+
 def _explain(
     sql: str, clause: Clause, expected: set[int], got: set[int], table: list[dict[str, Any]]
 ) -> str:
@@ -126,7 +141,7 @@ def oracle(postgres_server: Any) -> Iterator[Oracle]:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         with psycopg.connect(postgres_server.url_for(name), autocommit=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
+            configure(conn)  # TimeZone UTC, values as pgsift reads them
             conn.execute(TABLE_DDL)
             yield Oracle(conn, load_catalog(conn))
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -13,19 +15,19 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from pgsift.subscriptions.values import (
-    UnrepresentableValue,
-    element_type,
-    format_duration,
-    from_json,
-    is_known_type,
-    parse_duration,
-    parse_text,
-    to_json,
-)
+from pgsift.middleware.pgtypes import configure
+from pgsift.subscriptions import Catalog, Shape
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.classify import PreparedChange, classify, same_value
+from pgsift.subscriptions.durations import format_duration, parse_duration
+from pgsift.subscriptions.jsonvalues import JSON_NULL, JsonNull
+from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
+from pgsift.subscriptions.typenames import element_type, is_known_type
+from pgsift.subscriptions.wire import RowWire, encoder_for, from_json, to_wire, untyped_json
 
-# (type name, SQL expression of that type). psycopg 3 reads the typed value,
-# Postgres renders the same expression as text; both must agree.
+# (type name, SQL expression of that type). psycopg 3, configured as pgsift's
+# connections are (`pgtypes.configure`), reads the typed value, Postgres renders
+# the same expression as text; both must agree.
 CASES: list[tuple[str, str]] = [
     ("int2", "(-32768)::int2"),
     ("int2", "32767::int2"),
@@ -93,6 +95,10 @@ CASES: list[tuple[str, str]] = [
     ("jsonb", '\'{"z": 1, "a": [1.0, "x"], "n": null}\'::jsonb'),
     ("jsonb", "'[]'::jsonb"),
     ("jsonb", "'null'::jsonb"),
+    ("jsonb", "'\"null\"'::jsonb"),
+    ("jsonb", "'{}'::jsonb"),
+    ("json", "'null'::json"),
+    ("json", "' null '::json"),
     ("bytea", "''::bytea"),
     ("bytea", "'\\x00ff10'::bytea"),
     ("bytea", "convert_to('hello \\ world', 'UTF8')"),
@@ -121,6 +127,7 @@ CASES: list[tuple[str, str]] = [
     ("interval[]", "ARRAY['1 day -01:00'::interval, '1 mon'::interval]"),
     ("json[]", "ARRAY['{\"a\": \"b,c\"}'::json, '[1]'::json, NULL]"),
     ("jsonb[]", "ARRAY['{\"k\": \"\\\\\"}'::jsonb, 'null'::jsonb]"),
+    ("jsonb[]", "ARRAY['null'::jsonb, NULL, '\"null\"'::jsonb, '[null]'::jsonb]"),
     ("bytea[]", "ARRAY['\\x01'::bytea, ''::bytea, NULL]"),
 ]
 
@@ -141,7 +148,7 @@ def same(left: Any, right: Any) -> bool:
 @pytest.fixture(scope="module")
 def oracle(postgres_server: Any) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute("SET TimeZone = 'UTC'")
+        configure(conn)  # TimeZone UTC; JSON null is JSON_NULL, as capture decodes it
         yield conn
 
 
@@ -174,11 +181,21 @@ def test_parse_text_matches_psycopg(
 
 
 @pytest.mark.parametrize(("type_name", "expr"), CASES, ids=[expr for _, expr in CASES])
-def test_json_round_trip(oracle: psycopg.Connection[Any], type_name: str, expr: str) -> None:
+def test_wire_round_trip(oracle: psycopg.Connection[Any], type_name: str, expr: str) -> None:
     _, text = _fetch(oracle, expr)
     value = parse_text(type_name, text)
-    wire = json.loads(json.dumps(to_json(value), allow_nan=False))
+    wire = json.loads(json.dumps(to_wire(type_name, value), allow_nan=False))
+    assert js_safe(wire), wire
     assert same(from_json(type_name, wire), value), (wire, value)
+
+
+def js_safe(wire: Any) -> bool:
+    """No number a JavaScript client would round (JSON numbers are doubles there)."""
+    if isinstance(wire, list):
+        return all(map(js_safe, wire))
+    if isinstance(wire, int) and not isinstance(wire, bool):
+        return abs(wire) <= 2**53
+    return not isinstance(wire, dict)  # json values travel as their text
 
 
 @pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/St_Johns", "Europe/Amsterdam"])
@@ -216,7 +233,7 @@ def test_enum_and_enum_array(database_url: str) -> None:
         ).fetchone()
         assert expected is not None
         assert parse_text("issue_status[]", text) == expected[0]
-        assert from_json("issue_status[]", to_json(expected[0])) == expected[0]
+        assert from_json("issue_status[]", to_wire("issue_status[]", expected[0])) == expected[0]
     assert not is_known_type("issue_status")
     assert not is_known_type("issue_status[]")
 
@@ -236,7 +253,7 @@ def test_enum_and_enum_array(database_url: str) -> None:
 def test_infinity_maps_to_the_extremes(type_name: str, text: str, expected: Any) -> None:
     # psycopg 3 raises on these by default; capture must not stall on a valid row.
     assert parse_text(type_name, text) == expected
-    assert from_json(type_name, to_json(expected)) == expected
+    assert from_json(type_name, to_wire(type_name, expected)) == expected
 
 
 def test_from_json_accepts_infinity_strings() -> None:
@@ -328,9 +345,9 @@ def test_duration_parse_forms() -> None:
             parse_duration(bad)
 
 
-def test_to_json_forms() -> None:
+def test_untyped_json_forms() -> None:
     moment = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-    assert to_json(
+    assert untyped_json(
         [
             1,
             1.5,
@@ -366,7 +383,70 @@ def test_to_json_forms() -> None:
         None,
     ]
     with pytest.raises(TypeError, match="set"):
-        to_json({1, 2})
+        untyped_json({1, 2})
+    assert untyped_json(JSON_NULL) == "null"
+
+
+WIRE_FORMS: list[tuple[str, Any, Any]] = [
+    ("int2", -32768, -32768),
+    ("int4", 2**31 - 1, 2**31 - 1),
+    ("int8", 2**53 + 1, "9007199254740993"),
+    ("int8", -(2**63), "-9223372036854775808"),
+    ("int8", 7, "7"),
+    ("numeric", Decimal("1234567890123456789012345678901234567890"),
+     "1234567890123456789012345678901234567890"),
+    ("numeric", Decimal("0.0000001"), "0.0000001"),
+    ("numeric", Decimal("1.50"), "1.50"),
+    ("numeric", Decimal("-Infinity"), "-Infinity"),
+    ("numeric", Decimal("NaN"), "NaN"),
+    ("float8", 0.1, 0.1),
+    ("float8", -0.0, -0.0),
+    ("float8", math.inf, "Infinity"),
+    ("float4", math.nan, "NaN"),
+    ("timestamptz", datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+     "2024-01-02T03:04:05.000006+00:00"),
+    ("timestamp", datetime(2024, 1, 2, 3, 4, 5, 120000), "2024-01-02T03:04:05.120000"),
+    ("interval", timedelta(days=1, microseconds=1), "P1DT0.000001S"),
+    ("jsonb", JSON_NULL, "null"),
+    ("jsonb", "null", '"null"'),
+    ("jsonb", {}, "{}"),
+    ("jsonb", [], "[]"),
+    ("json", {"a": [1, None, "ü"], "big": 2**70},
+     '{"a":[1,null,"ü"],"big":1180591620717411303424}'),
+    ("jsonb[]", [JSON_NULL, None, [1], "null"], ["null", None, "[1]", '"null"']),
+    ("int8[]", [[2**60, None], [1, 2]], [["1152921504606846976", None], ["1", "2"]]),
+    ("numeric[]", [Decimal("1E+2")], ["100"]),
+    ("int4[]", [1, None], [1, None]),
+    ("mood", "happy", "happy"),
+    ("mood[]", ["happy", None], ["happy", None]),
+    ("bytea", b"\x00\xff", "\\x00ff"),
+    ("uuid", UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("type_name", "value", "wire"), WIRE_FORMS)
+def test_wire_forms(type_name: str, value: Any, wire: Any) -> None:
+    encoded = to_wire(type_name, value)
+    assert same(encoded, wire) or encoded == wire, encoded
+    assert same(from_json(type_name, json.loads(json.dumps(encoded))), value)
+    assert to_wire(type_name, None) is None
+
+
+def test_row_wire_encodes_tuples_and_dicts_by_column_type() -> None:
+    wire = RowWire(("id", "meta", "n"), ("int8", "jsonb", "numeric"))
+    assert wire.values((2**62, JSON_NULL, None)) == {"id": str(2**62), "meta": "null", "n": None}
+    assert wire.values((1, None, Decimal("1.0"))) == {"id": "1", "meta": None, "n": "1.0"}
+    assert wire.mapping({"id": 5}) == {"id": "5"}
+    assert encoder_for("int4") is None and encoder_for("mood[]") is None
+    with pytest.raises(ValueError, match="columns"):
+        RowWire(("a",), ())
+
+
+def test_every_known_type_has_a_wire_encoder() -> None:
+    from pgsift.subscriptions.typenames import KNOWN_TYPES
+    from pgsift.subscriptions.wire import ENCODERS
+
+    assert ENCODERS.keys() == KNOWN_TYPES
 
 
 @pytest.mark.parametrize(
@@ -410,11 +490,49 @@ def test_from_json_conveniences() -> None:
     assert from_json("timestamptz", "2024-01-01 00:00") == datetime(2024, 1, 1, tzinfo=UTC)
     assert from_json("timestamp", "2024-01-01T00:00+02:00") == datetime(2024, 1, 1)
     assert from_json("int4[]", [[1, None], [3, 4]]) == [[1, None], [3, 4]]
-    assert from_json("jsonb", {"a": [1]}) == {"a": [1]}
+    assert from_json("jsonb", {"a": [1]}) == {"a": [1]}  # a typed value, as is
+    assert from_json("jsonb", '{"a": [1]}') == {"a": [1]}  # the wire form: JSON text
+    assert from_json("jsonb", "null") is JSON_NULL
+    assert from_json("jsonb", '"null"') == "null"
     assert from_json("jsonb[]", [[1, 2], {"a": 1}]) == [[1, 2], {"a": 1}]
+    assert from_json("jsonb[]", ["null", None, "[1]"]) == [JSON_NULL, None, [1]]
+    assert from_json("int8", 2**60) == 2**60  # a number is fine where it is exact
     assert from_json("uuid", UUID(int=5)) == UUID(int=5)
     naive = datetime(2024, 1, 1)
     assert from_json("timestamptz", naive) == naive.replace(tzinfo=UTC)
     assert from_json("timestamp", naive.replace(tzinfo=UTC)) == naive
     assert from_json("date", date(2024, 1, 1)) == date(2024, 1, 1)
     assert from_json("int4", None) is None
+
+
+def test_json_null_is_not_sql_null() -> None:
+    assert parse_text("jsonb", "null") is JSON_NULL
+    assert parse_text("json", " null ") is JSON_NULL
+    assert parse_text("jsonb", '"null"') == "null"
+    assert parse_text("jsonb", '{"a": null}') == {"a": None}  # nested: unambiguous
+    assert parse_text("jsonb[]", '{"null",NULL,"\\"null\\""}') == [JSON_NULL, None, "null"]
+    assert pickle.loads(pickle.dumps(JSON_NULL)) is JSON_NULL
+    assert copy.deepcopy({"j": JSON_NULL})["j"] is JSON_NULL
+    assert JSON_NULL is not None and JsonNull() is JSON_NULL
+
+
+def test_json_null_and_sql_null_in_predicates_and_classification() -> None:
+    catalog = Catalog.from_dict(
+        {"public.docs": {"columns": {"id": "int8", "meta": "jsonb"}, "primary_key": ["id"]}}
+    )
+    present = Shape.parse("SELECT id, meta FROM docs WHERE meta IS NOT NULL", catalog=catalog)
+    absent = Shape.parse("SELECT id, meta FROM docs WHERE meta IS NULL", catalog=catalog)
+    assert present.matches({"id": 1, "meta": JSON_NULL}) and not absent.matches(
+        {"id": 1, "meta": JSON_NULL}
+    )
+    assert not same_value(JSON_NULL, None) and same_value([JSON_NULL], [JSON_NULL])
+    # JSON null -> SQL NULL moves the row from one shape to the other.
+    change = Change("public.docs", "update", {"id": 1}, {"id": 1, "meta": None},
+                    {"id": 1, "meta": JSON_NULL})
+    prepared = PreparedChange(change, ("id",))
+    assert prepared.changed == frozenset({"meta"})
+    assert [e.op for e in classify(present, prepared)] == ["delete"]
+    assert [e.op for e in classify(absent, prepared)] == ["insert"]
+    # A jsonb constant `'null'` is the JSON null, not SQL NULL; Postgres gets its text.
+    constant = Shape.parse("SELECT id FROM docs WHERE 'null'::jsonb IS NULL", catalog=catalog)
+    assert constant.params == ("null",) and not constant.matches({"id": 1, "meta": None})

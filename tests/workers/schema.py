@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from pgsift.subscriptions import values
+from pgsift.subscriptions import pgtext
 
 SCHEMA = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -45,6 +45,12 @@ SELECT n, mod(n, 3), CASE WHEN mod(n, 7) = 0 THEN NULL ELSE 'thing ' || n || ' Â
 FROM generate_series(%s::bigint, %s::bigint) AS n
 """
 
+THINGS_TYPES = {
+    "id": "int8", "team": "int4", "name": "text", "small": "int2", "price": "numeric",
+    "ratio": "float8", "ok": "bool", "at": "timestamptz", "local_at": "timestamp",
+    "day": "date", "span": "interval", "uid": "uuid", "doc": "jsonb", "nums": "int4[]",
+    "raw": "bytea", "feeling": "mood",
+}  # fmt: skip
 COLUMNS = ("id, team, name, small, price, ratio, ok, at, local_at, day, span, uid, doc, nums, "
            "raw, feeling")
 
@@ -65,7 +71,7 @@ def select(url: str, sql: str) -> dict[Any, dict[str, Any]]:
 
 
 # Values psycopg's defaults get wrong for pgsift (see pgsift.middleware.pgtypes):
-# enum arrays, infinite dates and timestamps, types `values` does not know, and
+# enum arrays, infinite dates and timestamps, types `pgtext` does not know, and
 # a database whose default TimeZone is not UTC.
 ODD_SCHEMA = """
 CREATE TYPE shade AS ENUM ('red', 'blue');
@@ -100,14 +106,14 @@ def create_odd(url: str) -> None:
 
 def odd_expected(url: str) -> dict[int, dict[str, Any]]:
     """Rows of `odd` as capture decodes them: each value's output text (what pgoutput
-    sends; `format('%s')` calls the type's output function) through `values.parse_text`."""
+    sends; `format('%s')` calls the type's output function) through `pgtext.parse_text`."""
     texts = ", ".join(f"format('%s', {c}), {c} IS NULL" for c in ODD_TYPES)
     with psycopg.connect(url) as conn:
         rows = conn.execute(f"SELECT {texts} FROM odd").fetchall()
     expected = {}
     for row in rows:
         parsed = {
-            column: None if row[2 * n + 1] else values.parse_text(type_name, row[2 * n])
+            column: None if row[2 * n + 1] else pgtext.parse_text(type_name, row[2 * n])
             for n, (column, type_name) in enumerate(ODD_TYPES.items())
         }
         expected[parsed["id"]] = parsed

@@ -16,18 +16,18 @@ from rq.job import JobStatus
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, RETRY_INTERVALS_S, enqueue_build
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
-from pgsift.subscriptions import values
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.build_status import BuildProgress
 from pgsift.workers.context import JobContext
+from tests.wire import wire_rows
 from tests.workers.conftest import run_jobs
-from tests.workers.schema import COLUMNS, create_things, select
+from tests.workers.schema import COLUMNS, THINGS_TYPES, create_things, select
 
 QUERY = f"SELECT {COLUMNS} FROM things WHERE team = $1"
 
 
 def as_json(rows: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
-    return {k: {c: values.to_json(v) for c, v in row.items()} for k, row in rows.items()}
+    return wire_rows(rows.values(), THINGS_TYPES)
 
 
 @pytest.mark.parametrize("store", ["redis", "file"])

@@ -21,7 +21,6 @@ import pytest
 
 from pgsift.middleware.dumps.snapshot import DumpSnapshot
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.subscriptions import values
 from pgsift.subscriptions.shape import Shape
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.build_status import BuildProgress
@@ -116,9 +115,10 @@ def replay(shape: Shape, state: dict[Any, dict[str, Any]], entries: list[FeedEnt
             if change.op == "truncate":
                 state.clear()
                 continue
-            key = (change.key or change.old or change.new or {})["id"]
+            raw = (change.key or change.old or change.new or {})["id"]
+            key = shape.wire.mapping({"id": raw})["id"]  # as dump rows are keyed
             if change.op != "delete" and change.new is not None and shape.matches(change.new):
-                state[key] = {c: values.to_json(v) for c, v in shape.project(change.new).items()}
+                state[key] = shape.wire.mapping(shape.project(change.new))
             else:
                 state.pop(key, None)
 
@@ -143,9 +143,7 @@ def test_dump_and_replay_converge_with_writes_during_the_build(
         wait_for_xid(context, last_xid(conn))
         sql, params = shape.to_sql()
         cur = conn.execute(sql, params)
-        names = [d.name for d in cur.description or ()]
-        expected = {row[0]: {n: values.to_json(v) for n, v in zip(names, row, strict=True)}
-                    for row in cur}
+        expected = {row["id"]: row for row in map(shape.wire.values, cur)}
 
     [info] = context.store.dumps(shape.key)
     dump = DumpSnapshot(context.store, info)

@@ -25,15 +25,17 @@ from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
-from pgsift.subscriptions import values
 from pgsift.workers.context import JobContext
 from pgsift.workers.trim import drop_stale_in
 from pgsift.workers.warm import popular_shapes
 from tests.middleware.dumps.server import serve
+from tests.wire import wire_rows
 from tests.workers.conftest import run_jobs
 from tests.workers.schema import (
     COLUMNS,
     ODD_COLUMNS,
+    ODD_TYPES,
+    THINGS_TYPES,
     create_odd,
     create_things,
     odd_expected,
@@ -89,7 +91,7 @@ def bootstrap(client: httpx.Client, encoding: str = "identity", teams: tuple[int
 def expected_rows(database_url: str, teams: tuple[int, ...]) -> dict[Any, dict[str, Any]]:
     where = f"ok AND team IN ({','.join(map(str, teams))})"
     rows = select(database_url, f"SELECT {COLUMNS} FROM things WHERE {where}")
-    return {k: {c: values.to_json(v) for c, v in row.items()} for k, row in rows.items()}
+    return wire_rows(rows.values(), THINGS_TYPES)
 
 
 def check_complete(lines: list[dict[str, Any]], source: str, expected: dict[Any, Any]) -> str:
@@ -184,10 +186,9 @@ def test_values_as_capture_decodes_them_live_and_from_a_dump(
     client: httpx.Client, database_url: str, redis_url: str
 ) -> None:
     """Enum arrays, infinite timestamps, inet and ranges, in a database whose TimeZone
-    is not UTC: the rows equal `values.parse_text` of each value's output text."""
+    is not UTC: the rows equal `pgtext.parse_text` of each value's output text."""
     create_odd(database_url)
-    expected = {k: {c: values.to_json(v) for c, v in row.items()}
-                for k, row in odd_expected(database_url).items()}
+    expected = wire_rows(odd_expected(database_url).values(), ODD_TYPES)
     query = f"SELECT {ODD_COLUMNS} FROM odd"
     response, lines = bootstrap(client, query=query)
     assert response.headers["x-pgsift-source"] == "live"
@@ -257,3 +258,30 @@ def test_a_row_policy_table_without_full_replica_identity_is_refused(
                           headers={"Authorization": token(teams=[1])})
     assert response.status_code == 403
     assert "ALTER TABLE public.things REPLICA IDENTITY FULL" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("where", "params"),
+    [
+        ("name = $1", ["a\u0000b"]),
+        ("name = $1", ["\ud800"]),
+        ("name = 'a\u0000b'", []),
+        ("price = 1e999999", []),
+        ("price = $1", ["1e999999"]),
+    ],
+)
+def test_values_postgres_refuses_are_a_400_and_enqueue_nothing(
+    client: httpx.Client, redis_url: str, where: str, params: list[Any]
+) -> None:
+    """Before: a 200 cut off mid-stream and a dump build that failed in the worker."""
+    response = client.get(
+        "/v1/bootstrap",
+        params={"query": f"SELECT {COLUMNS} FROM things WHERE {where}",
+                "params": json.dumps(params)},
+        headers={"Authorization": token(teams=[1])},
+    )
+    assert response.status_code == 400, response.text
+    assert "invalid input" in response.json()["error"] or "out of range" in response.json()["error"]
+    connection = redis.Redis.from_url(redis_url)
+    assert Queue(DUMPS_QUEUE, connection=connection).count == 0
+    connection.close()

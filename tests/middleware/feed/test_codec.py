@@ -14,6 +14,7 @@ from pgsift.middleware.errors import FeedError
 from pgsift.middleware.feed.codec import COMPRESSED_FIELD, PLAIN_FIELD, decode_entry, encode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.jsonvalues import JSON_NULL
 
 VALUES: dict[str, Any] = {
     "int2": 7,
@@ -40,6 +41,9 @@ VALUES: dict[str, Any] = {
     "interval": timedelta(days=-3, hours=4, microseconds=5),
     "json": {"a": [1, 2.5, None, True, "x"], "b": {"c": {}}, "big": 2**70},
     "json_scalar": "just a string",
+    "json_null": JSON_NULL,  # not SQL NULL
+    "json_null_string": "null",
+    "jsonb_array": [JSON_NULL, None, {"n": None}],
     "bytea": b"\x00\xffbinary",
     "empty_bytes": b"",
     "enum": "in_progress",

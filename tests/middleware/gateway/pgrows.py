@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgsift.subscriptions.values import to_json
+from pgsift.middleware.pgtypes import configure_async
+from tests.wire import described
 
 
 def key_of(key: dict[str, Any]) -> str:
@@ -20,12 +21,14 @@ async def expected(
 ) -> dict[str, dict[str, Any]]:
     """`sql`'s rows, keyed and JSON-encoded exactly as the gateway sends them."""
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await configure_async(conn)  # values as pgsift reads them (JSON null is not None)
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(sql.replace("$1", "%s").replace("$2", "%s"), params)
         rows = await cursor.fetchall()
+        wire = described(cursor.description)
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        encoded = {name: to_json(value) for name, value in row.items()}
+        encoded = wire.mapping(row)
         out[key_of({c: encoded[c] for c in primary_key})] = encoded
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,16 +150,25 @@ async def test_a_client_that_never_reads_does_not_hang_the_next_one(
 # 4. Memory per transaction.
 
 
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    shape: Shape
+
+
 def test_the_assembler_caps_the_changes_held_per_listener() -> None:
     catalog = Catalog.from_dict(
         {"public.t": {"columns": {"id": "int8", "team": "int4"}, "primary_key": ["id"]}}
     )
-    index: RoutingIndex[str] = RoutingIndex()
+    index: RoutingIndex[Listener] = RoutingIndex()
+    listeners = {}
     for name, team in (("small", 1), ("big", 2)):
-        index.add(Shape.parse(
+        shape = Shape.parse(
             f"SELECT id FROM t WHERE team = {team}", params=[], catalog=catalog, claims={},
             policies={},
-        ), name)
+        )
+        listeners[name] = Listener(name, shape)
+        index.add(shape, listeners[name])
     assembler = TxAssembler(index, lambda table: (), max_changes=3)
 
     def chunk(ids: range, team: int, last: bool) -> FeedEntry:
@@ -172,8 +182,9 @@ def test_the_assembler_caps_the_changes_held_per_listener() -> None:
     assert assembler.add(chunk(range(2, 4), 2, last=False)) is None  # 4 > 3: dropped
     routed = assembler.add(chunk(range(10, 13), 1, last=True))
     assert routed is not None
-    assert routed["big"].refetch and routed["big"].changes == []
-    assert not routed["small"].refetch and len(routed["small"].changes) == 3
+    big, small = routed[listeners["big"]], routed[listeners["small"]]
+    assert big.refetch and big.changes == []
+    assert not small.refetch and len(small.changes) == 3
 
 
 async def test_a_transaction_past_max_tx_changes_gets_must_refetch(

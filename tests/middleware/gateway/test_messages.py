@@ -6,18 +6,23 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from pgsift.middleware.gateway.messages import batched, change_size, wire_change
+from pgsift.subscriptions.wire import RowWire
+
+WIRE = RowWire(("id", "at", "n", "t"), ("int8", "timestamptz", "numeric", "text"))
 
 
-def test_wire_change_encodes_values_as_json() -> None:
-    change = wire_change(
-        "INSERT", {"id": 1}, {"id": 1, "at": datetime(2024, 1, 2, tzinfo=UTC), "n": Decimal("1.5")}
-    )
-    assert change.row == {"id": 1, "at": "2024-01-02T00:00:00+00:00", "n": "1.5"}
-    assert wire_change("DELETE", {"id": 1}, None).row is None
+def test_wire_change_encodes_values_by_column_type() -> None:
+    row = {"id": 2**60, "at": datetime(2024, 1, 2, tzinfo=UTC), "n": Decimal("1.5")}
+    change = wire_change("INSERT", {"id": 2**60}, row, WIRE)
+    assert change.key == {"id": "1152921504606846976"}
+    assert change.row == {
+        "id": "1152921504606846976", "at": "2024-01-02T00:00:00+00:00", "n": "1.5"
+    }
+    assert wire_change("DELETE", {"id": 1}, None, WIRE).row is None
 
 
 def test_batches_are_bounded_and_only_the_last_carries_the_cursor() -> None:
-    changes = [wire_change("INSERT", {"id": i}, {"id": i, "t": "x" * 50}) for i in range(10)]
+    changes = [wire_change("INSERT", {"id": i}, {"id": i, "t": "x" * 50}, WIRE) for i in range(10)]
     limit = 3 * change_size(changes[0])
     messages = list(batched(changes, max_bytes=limit, cursor="5-0", up_to_date=True))
     assert [len(m.changes) for m in messages] == [3, 3, 3, 1]
@@ -26,7 +31,7 @@ def test_batches_are_bounded_and_only_the_last_carries_the_cursor() -> None:
 
 
 def test_one_oversized_change_still_travels() -> None:
-    big = wire_change("INSERT", {"id": 1}, {"id": 1, "t": "x" * 1000})
+    big = wire_change("INSERT", {"id": 1}, {"id": 1, "t": "x" * 1000}, WIRE)
     messages = batched([big], max_bytes=10, cursor="1-0", up_to_date=True)
     assert [len(m.changes) for m in messages] == [1]
 

@@ -50,7 +50,8 @@ async def test_rows_in_order_filtered_by_the_callers_token(client: httpx.AsyncCl
     )
     assert response.status_code == 200
     assert response.json() == {
-        "rows": [{"id": 3, "title": "item 3"}, None, {"id": 6, "title": "item 6"}, None]
+        "rows": [{"id": "3", "title": "item 3"}, None, {"id": "6", "title": "item 6"}, None],
+        "types": {"id": "int8", "title": "text"},  # of the columns returned only
     }
 
 
@@ -61,7 +62,10 @@ async def test_rows_are_in_json_form(client: httpx.AsyncClient) -> None:
         headers=bearer({}),
     )
     assert response.status_code == 200
-    assert response.json() == {"rows": [{"org_id": str(ORG), "user_id": 1, "role": "owner"}]}
+    assert response.json() == {
+        "rows": [{"org_id": str(ORG), "user_id": 1, "role": "owner"}],
+        "types": {"org_id": "uuid", "user_id": "int4", "role": "text"},
+    }
 
 
 @pytest.mark.parametrize(
