@@ -257,3 +257,12 @@ def test_a_row_policy_table_without_full_replica_identity_is_refused(
                           headers={"Authorization": token(teams=[1])})
     assert response.status_code == 403
     assert "ALTER TABLE public.things REPLICA IDENTITY FULL" in response.json()["error"]
+
+
+def test_a_null_claim_is_refused_not_read_as_sql_null(client: httpx.Client) -> None:
+    response = client.get("/v1/bootstrap", params={"query": QUERY, "params": "[]"},
+                          headers={"Authorization": "Bearer " + jwt.encode(
+                              {"teams": None, "exp": int(time.time()) + 3600}, SECRET,
+                              algorithm="HS256")})
+    assert response.status_code == 403, response.text
+    assert "claim 'teams' is null" in response.json()["error"]
