@@ -27,6 +27,7 @@ from pgsift.middleware.loader.batch import WindowedDataLoader
 from pgsift.middleware.loader.cache import Row, RowCache, RowKey
 from pgsift.middleware.loader.fetch import fetch_rows
 from pgsift.middleware.loader.request import PolicyBinder, prepare, row_key
+from pgsift.middleware.pgpool import LivePool
 from pgsift.middleware.pgtypes import configure_async
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog, Table
@@ -102,15 +103,14 @@ class BatchLoader:
             raise ConfigError(f"loader: pool_size must be >= 1, got {pool_size}")
         if catalog is None:
             catalog = await asyncio.to_thread(_read_catalog, database_url)
-        pool: Pool = AsyncConnectionPool(
+        # Idle connections die with a Postgres restart: LivePool checks before lending one out.
+        pool: Pool = LivePool(
             database_url,
             min_size=1,
             max_size=pool_size,
             open=False,
             timeout=timeout_s,
             name="pgsift-loader",
-            # Idle connections die with a Postgres restart; check before lending one out.
-            check=AsyncConnectionPool.check_connection,
             configure=configure_async,  # values as capture decodes them, TimeZone UTC
             kwargs={
                 "autocommit": True,
