@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
-import psycopg
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -33,6 +32,7 @@ import redis
 from pgsift.middleware.capture import pgoutput
 from pgsift.middleware.capture.appender import Appender, Batch
 from pgsift.middleware.capture.changes import RelationCache
+from pgsift.middleware.capture.failures import FATAL_PG, RETRYABLE, LockLost, StreamLost
 from pgsift.middleware.capture.leader import LeaderLock
 from pgsift.middleware.capture.lookup import CatalogLookup
 from pgsift.middleware.capture.readiness import CaptureTarget
@@ -55,32 +55,6 @@ BACKOFF_MAX_S = 5.0
 STATUS_INTERVAL_S = 5
 ACK_POLL_S = 0.01
 CLOCK_EVERY = 256
-
-
-class LockLost(CaptureError):
-    """The capture lock expired or was taken over while this process held it."""
-
-
-class StreamLost(CaptureError):
-    """The replication connection broke (server restart, network): start a new session."""
-
-
-# psycopg2 errors about the request itself (no such publication, bad data): retrying
-# cannot help. Everything else from a replication connection means it broke.
-FATAL_PG = (
-    psycopg2.ProgrammingError,
-    psycopg2.IntegrityError,
-    psycopg2.DataError,
-    psycopg2.NotSupportedError,
-)
-RETRYABLE = (
-    StreamLost,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    psycopg.OperationalError,
-)
 
 
 @dataclass(frozen=True)
