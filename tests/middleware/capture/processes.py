@@ -150,3 +150,15 @@ def feed_length(redis_url: str, database: str) -> int:
         return int(client.xlen(keys.feed_stream(database)))
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def redis_full(redis_url: str) -> Iterator[None]:
+    """Redis past its maxmemory: every write refused (OOM), every read still served."""
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
