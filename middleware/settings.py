@@ -37,10 +37,15 @@ class Settings:
     capture_publication: str = "pgsift"
     capture_lock_ttl_s: float = 10.0
     capture_max_changes_per_entry: int = 1000
+    capture_health_host: str = "127.0.0.1"
+    capture_health_port: int | None = None  # serve /healthz and /metrics here; None: don't
 
     # Feed retention.
     feed_max_len: int = 1_000_000
     feed_max_age_s: float = 7 * 24 * 3600.0
+    # A heartbeat of capture older than this: the feed may be missing recent transactions
+    # (the batch loader bypasses its cache, /healthz of serve and capture say so).
+    feed_stale_after_s: float = 5.0
 
     # Gateway.
     host: str = "127.0.0.1"
@@ -168,6 +173,8 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
             return bool(value)
         if kind == "int":
             return int(value)
+        if kind == "int | None":
+            return None if value is None or value == "" else int(value)
         if kind == "float":
             return float(value)
         return None if value is None else str(value)
