@@ -70,6 +70,7 @@ def build_app(settings: Settings, *, demo_users: int = 8) -> Starlette:
         ],
     )
     app.state.loader = loader
+    loader.freshness = app.state.service.freshness  # stale feed: loads skip the cache
     gateway_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

@@ -193,6 +193,7 @@ def create_app(
                 app.state.loader = rows_loader
                 service.catalog_listeners.append(rows_loader.use_catalog)
                 service.tailer.loader = rows_loader
+                rows_loader.freshness = service.freshness
             yield
         finally:
             if rows_loader is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -47,6 +50,20 @@ class GatewayMetrics:
         self.snapshot_seconds = Histogram(
             "pgsift_gateway_snapshot_seconds", "Time to stream one snapshot", registry=r
         )
+        self.heartbeat_age = Gauge(
+            "pgsift_gateway_heartbeat_age_seconds",
+            "Seconds since the moment up to which this gateway has seen every transaction, "
+            "from capture's heartbeat (NaN: no heartbeat seen yet)",
+            registry=r,
+        )
+
+    def watch_heartbeat(self, age_s: Callable[[], float | None]) -> None:
+        """Report `age_s()` as the heartbeat age at every scrape."""
+        self.heartbeat_age.set_function(lambda: _or_nan(age_s()))
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
