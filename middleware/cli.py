@@ -6,9 +6,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
-from pgsift.subscriptions.errors import PgsiftError
+from pgsift.middleware.commands.explain import explain
 
 # Each module defines `register(subparsers)`, which adds its subcommand(s) and
 # sets `func(args) -> int` as the handler. Modules are named, not imported, so the
@@ -31,6 +32,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     is imported (a long-running command should not pay for the others' imports)."""
     parser = argparse.ArgumentParser(prog="pgsift", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (anywhere on the line)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     modules = COMMAND_MODULES
     if argv is not None:
@@ -45,8 +49,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a failure is one line on stderr and exit code 2 (`--debug`: and
+    its traceback)."""
     if argv is None:
         argv = sys.argv[1:]
+    # `--debug` is taken anywhere on the line: it is what one adds when a command failed.
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -55,11 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except PgsiftError as exc:
-        print(f"pgsift: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"pgsift: error: {explain(exc)}", file=sys.stderr)
+        return 2
     return code
 
 

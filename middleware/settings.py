@@ -4,22 +4,39 @@ Sources, later ones winning: defaults, `pgsift.toml` (or the file named by
 `--config` / `PGSIFT_CONFIG`), `PGSIFT_*` environment variables, command-line
 flags. Every field is a flat, documented setting; `[section]` tables in the
 file are flattened as `section_key` (e.g. `[capture] slot = "x"` is `capture_slot`).
+An unknown name in the file is an error; an unknown `PGSIFT_*` variable is
+warned about (with the closest setting's name), since the environment holds
+variables of other programs too. URLs are checked here, so that a malformed
+one is a `ConfigError` naming the setting, whatever command reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import redis.connection
+
 from pgsift.middleware.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = "pgsift.toml"
 ENV_PREFIX = "PGSIFT_"
+# PGSIFT_* variables that are not settings: the config file, the example client's
+# token, and the test suite's own (PGSIFT_TEST_DATABASE_URL, PGSIFT_SOAK_..., ...).
+NOT_SETTINGS = ("CONFIG", "TOKEN")
+TEST_PREFIXES = ("TEST_", "SOAK_", "ORACLE_", "RECORD_")
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,10 +54,15 @@ class Settings:
     capture_publication: str = "pgsift"
     capture_lock_ttl_s: float = 10.0
     capture_max_changes_per_entry: int = 1000
+    capture_health_host: str = "127.0.0.1"
+    capture_health_port: int | None = None  # serve /healthz and /metrics here; None: don't
 
     # Feed retention.
     feed_max_len: int = 1_000_000
     feed_max_age_s: float = 7 * 24 * 3600.0
+    # A heartbeat of capture older than this: the feed may be missing recent transactions
+    # (the batch loader bypasses its cache, /healthz of serve and capture say so).
+    feed_stale_after_s: float = 5.0
 
     # Gateway.
     host: str = "127.0.0.1"
@@ -113,8 +135,24 @@ def load_settings(
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = raw
+    _warn_unknown(environ, names - STRUCTURED)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return _build(values)
+
+
+def _warn_unknown(environ: Mapping[str, str], names: set[str]) -> None:
+    """Warn (once per process) about PGSIFT_* variables no setting reads: a typo there
+    would otherwise be silently ignored."""
+    for variable in sorted(environ):
+        rest = variable.removeprefix(ENV_PREFIX)
+        if (rest == variable or rest.lower() in names or rest in NOT_SETTINGS
+                or rest.startswith(TEST_PREFIXES) or variable in _warned):
+            continue
+        _warned.add(variable)
+        close = difflib.get_close_matches(rest.lower(), names, n=1)
+        hint = (f"did you mean {ENV_PREFIX}{close[0].upper()}?" if close
+                else "the README lists the settings")
+        log.warning("%s is not a pgsift setting and is ignored; %s", variable, hint)
 
 
 def _read_file(path: Path, *, must_exist: bool) -> dict[str, Any]:
@@ -143,7 +181,46 @@ def _build(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     converted = {name: _convert(name, fields[name].type, value) for name, value in values.items()}
-    return Settings(**converted)
+    settings = Settings(**converted)
+    if settings.database_url is not None:
+        _check_database_url(settings.database_url)
+    if settings.redis_url is not None:
+        _check_redis_url(settings.redis_url)
+    return settings
+
+
+def _check_database_url(url: str) -> None:
+    example = "postgresql://user:password@host:5432/dbname"
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"setting database_url: {redacted(url)!r} is not a Postgres URL "
+            f"({str(exc).strip()}); "
+            f"write it as {example}"
+        ) from None
+    if not params.get("dbname"):
+        raise ConfigError(
+            f"setting database_url: {redacted(url)!r} names no database (pgsift keys its feed "
+            f"by it); write it as {example}"
+        )
+
+
+def _check_redis_url(url: str) -> None:
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(
+            f"setting redis_url: {redacted(url)!r} is not a Redis URL ({str(exc).strip()}); "
+            "write it as "
+            "redis://[:password@]host:6379/0"
+        ) from None
+
+
+def redacted(url: str) -> str:
+    """`url` with any password replaced by `***`, fit for a message or a log."""
+    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
 
 
 def _convert(name: str, annotation: Any, value: Any) -> Any:
@@ -168,6 +245,8 @@ def _convert(name: str, annotation: Any, value: Any) -> Any:
             return bool(value)
         if kind == "int":
             return int(value)
+        if kind == "int | None":
+            return None if value is None or value == "" else int(value)
         if kind == "float":
             return float(value)
         return None if value is None else str(value)

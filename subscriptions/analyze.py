@@ -456,6 +456,13 @@ class Analyzer:
     def claim(self, name: str, node: exp.Expression) -> Pending:
         if self.claims is None or name not in self.claims:
             raise PolicyError(f"missing claim {name!r}", sql=self.sql, position=position_of(node))
+        if self.claims[name] is None:
+            # A JSON null in a token is not SQL NULL: as NULL the rule would quietly
+            # match nothing (or, under NOT / IS NULL, everything).
+            raise PolicyError(
+                f"claim {name!r} is null; a policy needs a value", sql=self.sql,
+                position=position_of(node),
+            )
         return Pending("claim", self.claims[name], f"auth.{name}", position_of(node))
 
     def literal(self, node: exp.Literal) -> Operand:

@@ -6,8 +6,8 @@ Config (`pgsift.toml`)::
     columns = ["id", "team_id", "title", "status"]      # optional: all columns
     row = "team_id = ANY(auth.team_ids) OR assignee_id = auth.sub"   # optional
 
-`auth.<claim>` names a claim of the caller's verified token; a missing claim
-is a `PolicyError`, never NULL. The rule is ANDed into every shape of the
+`auth.<claim>` names a claim of the caller's verified token; a missing (or
+`null`) claim is a `PolicyError`, never SQL NULL. The rule is ANDed into every shape of the
 table and into batch loads (`bind`).
 """
 

@@ -27,6 +27,7 @@ from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.listen import bind, serve
 from pgsift.middleware.loader import BatchLoader
 from pgsift.middleware.loader.http import rows_route
+from pgsift.middleware.pgpool import LivePool
 from pgsift.middleware.settings import Settings, load_settings
 from pgsift.subscriptions.errors import PgsiftError
 from pgsift.subscriptions.policy import policies_from_config
@@ -41,7 +42,7 @@ def build_app(settings: Settings, *, demo_users: int = 8) -> Starlette:
     database_url = settings.database_url
     with psycopg.connect(database_url) as conn:
         catalog = load_catalog(conn)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = LivePool(
         database_url,
         min_size=1,
         max_size=settings.loader_pool_size,
@@ -69,6 +70,7 @@ def build_app(settings: Settings, *, demo_users: int = 8) -> Starlette:
         ],
     )
     app.state.loader = loader
+    loader.freshness = app.state.service.freshness  # stale feed: loads skip the cache
     gateway_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

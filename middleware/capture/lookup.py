@@ -2,7 +2,8 @@
 
 pgoutput names column types by OID only and, with REPLICA IDENTITY FULL, flags
 every column as part of the identity; the type names (for typed values: enums,
-arrays, domains) and the real primary key come from the catalog.
+arrays, domains) and the real primary key come from the catalog. The same side
+connection writes capture's heartbeat markers into the WAL (`emit_message`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class CatalogLookup:
             [slot],
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def emit_message(self, prefix: str, content: str) -> None:
+        """Write a non-transactional logical decoding message into the WAL at once."""
+        self._connection().execute(
+            "SELECT pg_logical_emit_message(false, %s, %s)", [prefix, content]
+        )
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,14 +1,16 @@
 """Is a database ready for capture? What exactly is missing, and the SQL that fixes it.
 
 `check(conn, target)` lists the problems that stop capture (each with the
-statement that fixes it); `setup(conn, target)` applies the fixes that are safe
-to apply automatically (publication, slot, REPLICA IDENTITY FULL). Things only
-an administrator can change (wal_level, role attributes) stay problems.
+statement that fixes it, who may run it, and its place in the order that works:
+`Step`); `setup(conn, target)` applies the fixes that are safe to apply
+automatically (publication, slot, REPLICA IDENTITY FULL). Things only an
+administrator can change (wal_level, role attributes) stay problems.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import psycopg
@@ -34,13 +36,30 @@ class CaptureTarget:
             raise CaptureError("name the tables to capture (--tables a,b) or pass --all")
 
 
+class Step(IntEnum):
+    """Where a fix goes in the order that works when pasted: the server settings (and the
+    restart they need) before anything else, the slot last (it needs wal_level = logical)."""
+
+    SERVER = 0  # ALTER SYSTEM ...; then restart PostgreSQL
+    ROLE = 1
+    GRANT = 2
+    TABLE = 3
+    PUBLICATION = 4
+    SLOT = 5
+
+
+SUPERUSER = "a superuser"
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing that stops capture; `fix` is the SQL (or action) that resolves it."""
+    """One thing that stops capture; `fix` is the SQL that resolves it, `who` may run it."""
 
     what: str
     fix: str
     automatic: bool  # `--setup` applies `fix` itself
+    who: str = SUPERUSER
+    step: Step = Step.SERVER
 
 
 def tracked_tables(conn: Conn, target: CaptureTarget) -> list[str]:
@@ -93,7 +112,7 @@ def check(conn: Conn, target: CaptureTarget) -> list[Problem]:
     if wal_level is None or wal_level[0] != "logical":
         problems.append(Problem(
             f"wal_level is {wal_level[0] if wal_level else '?'}, capture needs logical",
-            "ALTER SYSTEM SET wal_level = logical;  -- then restart PostgreSQL",
+            "ALTER SYSTEM SET wal_level = logical;",
             automatic=False,
         ))
     role = conn.execute(
@@ -104,6 +123,7 @@ def check(conn: Conn, target: CaptureTarget) -> list[Problem]:
             f"role {role[0]} has neither REPLICATION nor SUPERUSER",
             f"ALTER ROLE {sql.Identifier(str(role[0])).as_string(conn)} REPLICATION;",
             automatic=False,
+            step=Step.ROLE,
         ))
     tables = tracked_tables(conn, target)
     problems += _publication_problems(conn, target, tables)
@@ -116,8 +136,8 @@ def _publication_problems(
     conn: Conn, target: CaptureTarget, tables: list[str]
 ) -> list[Problem]:
     row = conn.execute(
-        "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate"
-        " FROM pg_publication WHERE pubname = %s",
+        "SELECT puballtables, pubinsert AND pubupdate AND pubdelete AND pubtruncate,"
+        " pg_get_userbyid(pubowner) FROM pg_publication WHERE pubname = %s",
         [target.publication],
     ).fetchone()
     name = sql.Identifier(target.publication).as_string(conn)
@@ -126,20 +146,23 @@ def _publication_problems(
             f"publication {target.publication} does not exist",
             publication_sql(conn, target, tables),
             automatic=True,
+            who=SUPERUSER if target.all_tables else _tables_owner(conn, tables, create=True),
+            step=Step.PUBLICATION,
         )]
     all_tables, all_ops = bool(row[0]), bool(row[1])
+    owner = f"the owner of publication {target.publication} ({row[2]}) or a superuser"
     problems: list[Problem] = []
     if not all_ops:
         problems.append(Problem(
             f"publication {target.publication} does not publish every operation",
             f"ALTER PUBLICATION {name} SET (publish = 'insert, update, delete, truncate');",
-            automatic=True,
+            automatic=True, who=owner, step=Step.PUBLICATION,
         ))
     if target.all_tables and not all_tables:
         problems.append(Problem(
             f"publication {target.publication} is not FOR ALL TABLES (--all)",
             f"DROP PUBLICATION {name}; {publication_sql(conn, target, tables)}",
-            automatic=True,
+            automatic=True, who=SUPERUSER, step=Step.PUBLICATION,
         ))
     elif not all_tables:
         published = {
@@ -155,7 +178,7 @@ def _publication_problems(
             problems.append(Problem(
                 f"publication {target.publication} lacks table(s) {', '.join(missing)}",
                 f"ALTER PUBLICATION {name} ADD TABLE {listed};",
-                automatic=True,
+                automatic=True, who=f"{owner}, owning the table(s)", step=Step.PUBLICATION,
             ))
     return problems
 
@@ -168,8 +191,10 @@ def _slot_problems(
         [target.slot],
     ).fetchone()
     create = f"SELECT pg_create_logical_replication_slot('{target.slot}', '{PLUGIN}');"
+    replication = f"{conn.info.user} (the capture role) or any role with REPLICATION"
     if row is None:
-        return [Problem(f"replication slot {target.slot} does not exist", create, automatic=True)]
+        return [Problem(f"replication slot {target.slot} does not exist", create,
+                        automatic=True, who=replication, step=Step.SLOT)]
     plugin, database, slot_type = row
     current = conn.info.dbname
     if slot_type != "logical" or plugin != PLUGIN or database != current:
@@ -177,7 +202,7 @@ def _slot_problems(
             f"replication slot {target.slot} is a {slot_type} slot of plugin {plugin} on "
             f"database {database}; capture needs a {PLUGIN} slot on {current}",
             f"SELECT pg_drop_replication_slot('{target.slot}');  -- or choose another --slot",
-            automatic=False,
+            automatic=False, who=replication, step=Step.SLOT,
         )]
     return []
 
@@ -188,7 +213,8 @@ def _identity_problems(
     problems: list[Problem] = []
     for table in tables:
         row = conn.execute(
-            "SELECT relreplident FROM pg_class WHERE oid = to_regclass(%s)",
+            "SELECT relreplident, pg_get_userbyid(relowner) FROM pg_class"
+            " WHERE oid = to_regclass(%s)",
             [qualified(conn, table)],
         ).fetchone()
         if row is not None and row[0] != "f":
@@ -197,20 +223,44 @@ def _identity_problems(
                 f"{ {'d': 'DEFAULT', 'n': 'NOTHING', 'i': 'USING INDEX'}.get(str(row[0]), row[0]) }"
                 ", capture needs FULL (old rows of updates and deletes)",
                 f"ALTER TABLE {qualified(conn, table)} REPLICA IDENTITY FULL;",
-                automatic=True,
+                automatic=True, who=f"the owner of {table} ({row[1]}) or a superuser",
+                step=Step.TABLE,
             ))
     return problems
+
+
+def _tables_owner(conn: Conn, tables: list[str], *, create: bool) -> str:
+    """Who may run a statement needing ownership of `tables` (and CREATE on the database)."""
+    owners = sorted({
+        str(row[0]) for table in tables
+        for row in conn.execute(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass(%s)",
+            [qualified(conn, table)],
+        )
+    })
+    if len(owners) != 1:
+        return SUPERUSER
+    needs = f", with CREATE on database {conn.info.dbname}" if create else ""
+    return f"{owners[0]} (the tables' owner{needs}) or a superuser"
 
 
 def setup(conn: Conn, target: CaptureTarget) -> list[str]:
     """Apply every automatic fix (autocommit connection); returns the statements run.
 
-    Raises CaptureError listing what still needs an administrator.
+    Raises CaptureError listing what still needs an administrator, or naming the
+    statement this role may not run and who may.
     """
     applied: list[str] = []
-    for problem in check(conn, target):
+    for problem in sorted(check(conn, target), key=lambda p: p.step):
         if problem.automatic:
-            conn.execute(problem.fix.encode())
+            try:
+                conn.execute(problem.fix.encode())
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise CaptureError(
+                    f"capture --setup may not run `{problem.fix}` as role {conn.info.user} "
+                    f"({str(exc).strip()}): have {problem.who} run it (`pgsift doctor` lists "
+                    "every fix in order), then start capture again"
+                ) from exc
             applied.append(problem.fix)
     remaining = check(conn, target)
     if remaining:
@@ -221,7 +271,8 @@ def setup(conn: Conn, target: CaptureTarget) -> list[str]:
 def describe(problems: list[Problem], *, header: str) -> str:
     """A message listing each problem and its fix."""
     lines = [header]
-    for problem in problems:
+    for problem in sorted(problems, key=lambda p: p.step):
         lines.append(f"  - {problem.what}")
-        lines.append(f"      fix: {problem.fix}")
+        restart = "; then restart PostgreSQL" if problem.step is Step.SERVER else ""
+        lines.append(f"      fix: {problem.fix}  -- as {problem.who}{restart}")
     return "\n".join(lines)

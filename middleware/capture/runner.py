@@ -8,9 +8,12 @@ the slot is confirmed up to the end of the last *complete* transaction in it.
 Anything lost in a crash is re-sent by Postgres from the confirmed position
 and the entries already stored are skipped by ID.
 
-Failures of Postgres or Redis end the session; the runner waits (exponential
-backoff) and starts a new one from the slot's confirmed position. Losing the
-lock (or being fenced off) sends the process back to standby.
+Failures of Postgres or Redis end the session (Redis out of memory included:
+nothing is lost, the slot keeps every change until Redis has room again); the
+runner waits (exponential backoff) and starts a new one from the slot's
+confirmed position. Losing the lock (or being fenced off) sends the process
+back to standby. While streaming, capture writes its heartbeat
+(`capture.heartbeat`) and tells `CaptureHealth` what it is doing.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
-import psycopg
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -33,14 +35,25 @@ import redis
 from pgsift.middleware.capture import pgoutput
 from pgsift.middleware.capture.appender import Appender, Batch
 from pgsift.middleware.capture.changes import RelationCache
+from pgsift.middleware.capture.failures import (
+    FATAL_PG,
+    REDIS_FULL,
+    RETRYABLE,
+    LockLost,
+    StreamLost,
+    redis_full,
+)
+from pgsift.middleware.capture.health import CaptureHealth
+from pgsift.middleware.capture.heartbeat import CompletenessClock, Mark
 from pgsift.middleware.capture.leader import LeaderLock
 from pgsift.middleware.capture.lookup import CatalogLookup
 from pgsift.middleware.capture.readiness import CaptureTarget
 from pgsift.middleware.capture.transactions import SchemaTracker, TransactionAssembler
-from pgsift.middleware.errors import CaptureError
+from pgsift.middleware.errors import CaptureError, FeedError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
+from pgsift.middleware.feed.heartbeat import HeartbeatWriter
 from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
 
 log = logging.getLogger(__name__)
@@ -57,32 +70,6 @@ ACK_POLL_S = 0.01
 CLOCK_EVERY = 256
 
 
-class LockLost(CaptureError):
-    """The capture lock expired or was taken over while this process held it."""
-
-
-class StreamLost(CaptureError):
-    """The replication connection broke (server restart, network): start a new session."""
-
-
-# psycopg2 errors about the request itself (no such publication, bad data): retrying
-# cannot help. Everything else from a replication connection means it broke.
-FATAL_PG = (
-    psycopg2.ProgrammingError,
-    psycopg2.IntegrityError,
-    psycopg2.DataError,
-    psycopg2.NotSupportedError,
-)
-RETRYABLE = (
-    StreamLost,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    psycopg2.OperationalError,
-    psycopg2.InterfaceError,
-    psycopg.OperationalError,
-)
-
-
 @dataclass(frozen=True)
 class CaptureConfig:
     database_url: str
@@ -95,9 +82,12 @@ class CaptureConfig:
 class CaptureRunner:
     """Runs capture for one database until `stop` is set."""
 
-    def __init__(self, config: CaptureConfig, stop: threading.Event) -> None:
+    def __init__(
+        self, config: CaptureConfig, stop: threading.Event, health: CaptureHealth | None = None
+    ) -> None:
         self.config = config
         self.stop = stop
+        self.health = health or CaptureHealth(stale_after_s=5.0)
         self.database = keys.database_of(config.database_url)
         self.redis = redis.Redis.from_url(
             config.redis_url, socket_timeout=10, socket_connect_timeout=5
@@ -110,8 +100,11 @@ class CaptureRunner:
         try:
             while not self.stop.is_set():
                 try:
-                    if self.lock.token is None and not self.lock.acquire(self.stop):
-                        return
+                    if self.lock.token is None:
+                        self.health.standby("waiting for the capture lock")
+                        if not self.lock.acquire(self.stop):
+                            return
+                    self.health.leading()
                     session = _Session(self)
                     session.run()
                     return
@@ -120,16 +113,25 @@ class CaptureRunner:
                     self.lock.token = None
                     continue
                 except RETRYABLE as exc:
-                    log.warning(
-                        "capture interrupted: %s: %s; retrying in %.1f s",
-                        type(exc).__name__, str(exc).strip(), self._delay,
-                    )
-                    if self.stop.wait(self._delay):
+                    if not self._retry(f"capture interrupted: {type(exc).__name__}: "
+                                       f"{str(exc).strip()}"):
                         return
-                    self._delay = min(BACKOFF_MAX_S, self._delay * 2)
-                    continue
+                except (FeedError, redis.ResponseError) as exc:
+                    if not redis_full(exc):
+                        raise
+                    if not self._retry(REDIS_FULL):
+                        return
         finally:
             self._shutdown()
+
+    def _retry(self, reason: str) -> bool:
+        """Say why, wait the backoff; False when told to stop meanwhile."""
+        log.warning("%s; retrying in %.1f s", reason, self._delay)
+        self.health.retrying(reason)
+        if self.stop.wait(self._delay):
+            return False
+        self._delay = min(BACKOFF_MAX_S, self._delay * 2)
+        return True
 
     def progressed(self) -> None:
         """A session stored something: the next failure starts backing off afresh."""
@@ -159,6 +161,7 @@ class _Session:
         if token is None:
             raise LockLost("no lock")
         writer = FeedWriter(runner.redis, runner.database, token)
+        self.heartbeat = HeartbeatWriter(runner.redis, runner.database, token)
         seen = runner.redis.hgetall(keys.relation_schemas(runner.database))
         self.appender = Appender(writer, runner.redis, runner.database)
         self.schemas = SchemaTracker({k.decode(): v.decode() for k, v in seen.items()})
@@ -212,15 +215,19 @@ class _Session:
             application_name="pgsift capture",
             options=_with_utc(runner.config.database_url),
         )
+        self.clock = CompletenessClock(runner.lookup, server_version=conn.server_version)
         try:
             cursor = conn.cursor()
             target = runner.config.target
+            options = {"proto_version": "1", "publication_names": target.publication}
+            if self.clock.markers:
+                options["messages"] = "true"
             self._renew()  # a leader that was paused finds out here, before streaming
             try:
                 cursor.start_replication(
                     slot_name=target.slot,
                     decode=False,
-                    options={"proto_version": "1", "publication_names": target.publication},
+                    options=options,
                     status_interval=STATUS_INTERVAL_S,
                 )
             except psycopg2.errors.ObjectInUse:
@@ -257,6 +264,7 @@ class _Session:
         while not stop.is_set():
             if time.monotonic() >= self.next_renew:
                 self._renew()
+            self.clock.tick()
             # Up to CLOCK_EVERY messages between checks of the clock and `stop`:
             # this loop runs ~10^5 times a second.
             for _ in range(CLOCK_EVERY):
@@ -272,6 +280,8 @@ class _Session:
     def _idle(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
         """Nothing to read: store what is pending, confirm, wait for the server a while."""
         self._flush()
+        if not self.assembler.in_transaction:
+            self.clock.drained(self.completed_lsn)
         self._confirm(cursor)
         # Wake up soon while a batch is being stored, to confirm it promptly.
         waiting = self.appender.acked_lsn < self.submitted_lsn
@@ -317,7 +327,9 @@ class _Session:
         elif isinstance(message, pgoutput.TypeMessage):
             # Sent when a type is (re)defined: resolve its name afresh next time.
             self.runner.lookup.forget_type(message.oid)
-        # Origin and logical decoding messages carry nothing for the feed.
+        elif isinstance(message, pgoutput.LogicalMessage):
+            self.clock.received(message, self.completed_lsn)
+        # Origin messages and other logical decoding messages carry nothing for the feed.
 
     def _queue(self, entry: FeedEntry) -> None:
         # Encoded here, not on the appender thread: that one then only waits on
@@ -351,3 +363,16 @@ class _Session:
             self.confirmed_lsn = acked
             self.runner.progressed()
             log.debug("confirmed up to %s", format_lsn(acked))
+        mark = self.clock.complete(acked)
+        if mark is not None:
+            self._beat(cursor, mark)
+
+    def _beat(self, cursor: psycopg2.extras.ReplicationCursor, mark: Mark) -> None:
+        """The feed is complete up to `mark`: write the heartbeat, move the slot past it."""
+        if mark.lsn is not None and mark.lsn > self.confirmed_lsn:
+            # Everything before the marker is stored: nothing before it must be re-sent.
+            cursor.send_feedback(flush_lsn=mark.lsn, force=True)  # type: ignore[no-untyped-call]
+            self.confirmed_lsn = mark.lsn
+        lag = max(0.0, time.time() - mark.at)
+        self.heartbeat.beat(self.confirmed_lsn, lag)
+        self.runner.health.beat(self.confirmed_lsn, lag)

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from pgsift.middleware.capture import readiness
+from pgsift.middleware.capture.health import CaptureHealth, HealthListener
 from pgsift.middleware.capture.readiness import CaptureTarget
 from pgsift.middleware.capture.runner import CaptureConfig, CaptureRunner
 from pgsift.middleware.errors import CaptureError, ConfigError
@@ -70,18 +71,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--setup", action="store_true",
         help="create the publication and slot and set REPLICA IDENTITY FULL if missing",
     )
+    parser.add_argument(
+        "--health-port", type=int,
+        help="serve /healthz and /metrics on this port (capture_health_port; 0: any free port)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args).replace(capture_health_port=args.health_port)
     if not settings.database_url or not settings.redis_url:
         raise ConfigError("capture needs --database-url and --redis-url (or PGSIFT_* settings)")
     target = target_from(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    prepare(settings.database_url, target, setup=args.setup, stop=stop)
     config = CaptureConfig(
         database_url=settings.database_url,
         redis_url=settings.redis_url,
@@ -89,11 +93,24 @@ def run(args: argparse.Namespace) -> int:
         max_changes_per_entry=settings.capture_max_changes_per_entry,
         lock_ttl_s=settings.capture_lock_ttl_s,
     )
-    # The appender thread needs the GIL briefly after each Redis reply; with the
-    # default 5 ms switch interval it waits behind the decoding thread that long,
-    # and the decoder in turn waits for a free batch slot (bench/capture: +12%).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    CaptureRunner(config, stop).run()
+    health = CaptureHealth(stale_after_s=settings.feed_stale_after_s)
+    listener = None
+    if settings.capture_health_port is not None:
+        listener = HealthListener(
+            health, settings.capture_health_host, settings.capture_health_port
+        ).start()
+        log.info("health and metrics on http://%s:%s/healthz and /metrics",
+                 settings.capture_health_host, listener.port)
+    try:
+        prepare(settings.database_url, target, setup=args.setup, stop=stop)
+        # The appender thread needs the GIL briefly after each Redis reply; with the
+        # default 5 ms switch interval it waits behind the decoding thread that long,
+        # and the decoder in turn waits for a free batch slot (bench/capture: +12%).
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        CaptureRunner(config, stop, health).run()
+    finally:
+        if listener is not None:
+            listener.close()
     return 0
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from pgsift.middleware.settings import load_settings
+import psycopg
+import redis
+
+from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.settings import Settings, load_settings
+
+CONNECT_TIMEOUT_S = 5
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +37,22 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
     )
-    listener = bind(settings.host, settings.port)
+    listener = bind(settings.host, settings.port)  # a taken port fails first, at once
     with listener:
+        _reachable(settings)
         serve(create_app(settings), listener, settings)
     return 0
+
+
+def _reachable(settings: Settings) -> None:
+    """Fail before serving when Postgres or Redis is unreachable: inside the app's
+    startup the same failure would end as uvicorn's traceback."""
+    if not settings.database_url or not settings.redis_url:
+        raise ConfigError("serve needs --database-url and --redis-url (or PGSIFT_* settings)")
+    with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S):
+        pass
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        client.ping()
+    finally:
+        client.close()

@@ -15,6 +15,9 @@ FEED_TRIMMED = FEED_STREAM + FEED_TRIMMED_SUFFIX
 CAPTURE_LOCK = "pgsift:{{{0}}}:capture:lock"
 # Monotonic counter handing out fencing tokens to capture leaders.
 CAPTURE_FENCE = "pgsift:{{{0}}}:capture:fence"
+# Capture's heartbeat: the position it has confirmed, rewritten every second with
+# an expiry, so that its age is read off Redis's own clock (see feed.heartbeat).
+CAPTURE_HEARTBEAT = "pgsift:{{{0}}}:capture:heartbeat"
 # Hash: table -> fingerprint of its columns as last seen by capture.
 RELATION_SCHEMAS = "pgsift:{{{0}}}:relations"
 # The chunk size the stored chunks were cut with (a re-sent transaction must be
@@ -41,6 +44,10 @@ def capture_lock(database: str) -> str:
 
 def capture_fence(database: str) -> str:
     return CAPTURE_FENCE.format(database)
+
+
+def capture_heartbeat(database: str) -> str:
+    return CAPTURE_HEARTBEAT.format(database)
 
 
 def relation_schemas(database: str) -> str:

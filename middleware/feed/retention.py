@@ -64,6 +64,16 @@ return removed
 """
 
 
+# KEYS: stream, marker. Returns {marker or nil, newest ID or nil}. A script, not
+# MULTI: Redis refuses MULTI when it is out of memory, and readers must go on then.
+BOUNDS_SCRIPT = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local newest = false
+if #last > 0 then newest = last[1][1] end
+return {redis.call('GET', KEYS[2]), newest}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedBounds:
     """What the feed can still replay: everything after `trimmed`, up to `last`."""
@@ -92,18 +102,15 @@ class FeedRetention:
         self.client = client
         self.stream = stream
         self.marker = keys.feed_trimmed_of(stream)
+        self._read_bounds = client.register_script(BOUNDS_SCRIPT)
 
     @classmethod
     def for_database(cls, client: redis.Redis[bytes], database: str) -> FeedRetention:
         return cls(client, keys.feed_stream(database))
 
     def bounds(self) -> FeedBounds:
-        """The marker and the newest ID, read together (MULTI)."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.get(self.marker)
-            pipe.xrevrange(self.stream, count=1)
-            marker, items = pipe.execute()
-        return _bounds(marker, items)
+        """The marker and the newest ID, read together (one script)."""
+        return _bounds(self._read_bounds(keys=[self.stream, self.marker]))
 
     def retains(self, cursor: str) -> bool:
         return self.bounds().retains(cursor)
@@ -122,6 +129,7 @@ class AsyncFeedRetention:
         self.client = client
         self.stream = stream
         self.marker = keys.feed_trimmed_of(stream)
+        self._read_bounds = client.register_script(BOUNDS_SCRIPT)
 
     @classmethod
     def for_database(
@@ -130,19 +138,16 @@ class AsyncFeedRetention:
         return cls(client, keys.feed_stream(database))
 
     async def bounds(self) -> FeedBounds:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.get(self.marker)
-            pipe.xrevrange(self.stream, count=1)
-            marker, items = await pipe.execute()
-        return _bounds(marker, items)
+        return _bounds(await self._read_bounds(keys=[self.stream, self.marker]))
 
     async def retains(self, cursor: str) -> bool:
         return (await self.bounds()).retains(cursor)
 
 
-def _bounds(marker: Any, items: Any) -> FeedBounds:
+def _bounds(reply: Any) -> FeedBounds:
+    marker, newest = reply
     return FeedBounds(_text(marker) if marker is not None else None,
-                      _text(items[0][0]) if items else None)
+                      _text(newest) if newest is not None else None)
 
 
 def _text(value: Any) -> str:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -65,6 +66,11 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         for operation_id in list(self.operations):
             await self.cleanup_operation(operation_id)
         await self.websocket.close(code=TOKEN_EXPIRED, reason="Token expired")
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):
+            return  # the client went away mid-stream: normal, no traceback to log
+        await super().handle_task_exception(error)
 
     async def shutdown(self) -> None:
         if self.expiry is not None:
@@ -237,6 +243,7 @@ def create_app(
                 app.state.loader = rows_loader
                 service.catalog_listeners.append(rows_loader.use_catalog)
                 service.tailer.loader = rows_loader
+                rows_loader.freshness = service.freshness
             yield
         finally:
             if rows_loader is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -59,6 +61,12 @@ class GatewayMetrics:
             ["source"],
             registry=r,
         )
+        self.heartbeat_age = Gauge(
+            "pgsift_gateway_heartbeat_age_seconds",
+            "Seconds since the moment up to which this gateway has seen every transaction, "
+            "from capture's heartbeat (NaN: no heartbeat seen yet)",
+            registry=r,
+        )
         for source in SNAPSHOT_SOURCES:  # both series from the start, at 0
             self.snapshots.labels(source=source)
             self.snapshot_seconds.labels(source=source)
@@ -69,5 +77,13 @@ class GatewayMetrics:
         self.snapshots.labels(source=source).inc()
         self.snapshot_seconds.labels(source=source).observe(seconds)
 
+    def watch_heartbeat(self, age_s: Callable[[], float | None]) -> None:
+        """Report `age_s()` as the heartbeat age at every scrape."""
+        self.heartbeat_age.set_function(lambda: _or_nan(age_s()))
+
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value

@@ -21,6 +21,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.middleware.errors import ConfigError, GatewayError
+from pgsift.middleware.feed.freshness import FeedFreshness
+from pgsift.middleware.feed.heartbeat import HeartbeatReader
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpSource
@@ -89,6 +91,13 @@ class SyncService:
             retention=self.retention,
             max_tx_changes=settings.gateway_max_tx_changes,
         )
+        # How fresh what the tailer delivered is, from capture's heartbeat (loader, /healthz).
+        self.freshness = FeedFreshness(
+            HeartbeatReader(self.reader.client, database),
+            stale_after_s=settings.feed_stale_after_s,
+            delivered=lambda: self.tailer.done_lsn,
+        )
+        self.metrics.watch_heartbeat(self.freshness.age_s)
         self.pool: AsyncConnectionPool[Any] = snapshot_pool(
             self.database_url,
             max_size=settings.gateway_snapshot_connections,
@@ -106,6 +115,7 @@ class SyncService:
         self._catalog_read_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
+        self._freshness_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if not self.policies:
@@ -117,9 +127,14 @@ class SyncService:
         await self.refresh_catalog()
         await self.tailer.start()
         self._tail_task = asyncio.create_task(self.tailer.run(), name="pgsift-feed-tailer")
+        self._freshness_task = asyncio.create_task(
+            self.freshness.run(), name="pgsift-feed-freshness"
+        )
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._tail_task, self._refresh) if t is not None]
+        tasks = [
+            t for t in (self._tail_task, self._freshness_task, self._refresh) if t is not None
+        ]
         for task in tasks:
             task.cancel()
         for task in tasks:

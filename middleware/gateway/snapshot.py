@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgsift.middleware.dumps.cursor import Snapshot
 from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.pgpool import LivePool
 from pgsift.middleware.pgtypes import configure_async
 from pgsift.subscriptions.shape import Shape
 
@@ -56,7 +57,8 @@ def snapshot_pool(
         await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         await conn.set_read_only(True)
 
-    return AsyncConnectionPool(
+    # Idle connections die with a Postgres restart: LivePool checks before lending one out.
+    return LivePool(
         database_url,
         min_size=1,
         max_size=max_size,

@@ -32,7 +32,7 @@ from graphql import (
     validate,
 )
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway.masking import masked
@@ -41,6 +41,9 @@ PROTOCOL = "graphql-transport-ws"
 
 # connection_init payload and the websocket -> the operation context; AuthError rejects.
 ContextFactory = Callable[[dict[str, Any], WebSocket], dict[str, Any]]
+
+# What sending to a client that went away raises: the end of its operations, not an error.
+GONE = (WebSocketDisconnect, WebSocketDisconnected)
 
 
 class Closed(Exception):
@@ -115,7 +118,11 @@ class _Connection:
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.closed:
-            await self.ws.send_text(json.dumps(message))
+            try:
+                await self.ws.send_text(json.dumps(message))
+            except GONE:
+                self.closed = True
+                raise
 
     async def _init_timeout(self) -> None:
         await asyncio.sleep(self.app.init_timeout_s)
@@ -230,11 +237,14 @@ class _Connection:
                 await self.send({"id": op_id, "type": "complete"})
         except asyncio.CancelledError:
             raise
+        except GONE:
+            self.operations.pop(op_id, None)  # the client went away: nothing to answer or log
         except Exception as exc:
             self.operations.pop(op_id, None)
             if not isinstance(exc, GraphQLError):
                 exc = GraphQLError(str(exc), original_error=exc)
-            await self._error(op_id, [exc])
+            with contextlib.suppress(*GONE):
+                await self._error(op_id, [exc])
 
     async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
         try:

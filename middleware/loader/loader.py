@@ -6,6 +6,11 @@ it; each caller then gets only what its own policy lets it read. Recently read
 rows are cached, and `observe` (called with every feed entry before the gateway
 routes it) drops the rows it changes, so that after it returns no caller gets a
 version older than the change.
+
+That holds only while the feed itself is current: when capture stops (Redis full,
+capture down) changes keep happening that no feed entry tells the cache about.
+With `freshness` set (the gateway sets it), every load while the feed is stale
+skips the cache and reads Postgres.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import AsyncConnection
@@ -27,6 +32,7 @@ from pgsift.middleware.loader.batch import WindowedDataLoader
 from pgsift.middleware.loader.cache import Row, RowCache, RowKey
 from pgsift.middleware.loader.fetch import fetch_rows
 from pgsift.middleware.loader.request import PolicyBinder, prepare, row_key
+from pgsift.middleware.pgpool import LivePool
 from pgsift.middleware.pgtypes import configure_async
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog, Table
@@ -37,6 +43,12 @@ from pgsift.subscriptions.wire import RowWire
 Pool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 
+class FeedView(Protocol):
+    """Whether the feed the cache is kept fresh by is current (`FeedFreshness`)."""
+
+    def fresh(self) -> bool: ...
+
+
 @dataclass
 class LoaderStats:
     """Counters for metrics and benchmarks."""
@@ -45,6 +57,7 @@ class LoaderStats:
     keys_fetched: int = 0  # distinct keys in those SELECTs
     keys_requested: int = 0  # keys callers asked for
     cache_hits: int = 0
+    cache_bypasses: int = 0  # loads that skipped the cache because the feed was stale
 
 
 class BatchLoader:
@@ -83,6 +96,7 @@ class BatchLoader:
         self._loaders: dict[str, WindowedDataLoader[RowKey, Row | None]] = {}
         self._closed = False
         self.stats = LoaderStats()
+        self.freshness: FeedView | None = None  # None: the feed is taken as current
 
     @classmethod
     async def connect(
@@ -103,15 +117,14 @@ class BatchLoader:
             raise ConfigError(f"loader: pool_size must be >= 1, got {pool_size}")
         if catalog is None:
             catalog = await asyncio.to_thread(_read_catalog, database_url)
-        pool: Pool = AsyncConnectionPool(
+        # Idle connections die with a Postgres restart: LivePool checks before lending one out.
+        pool: Pool = LivePool(
             database_url,
             min_size=1,
             max_size=pool_size,
             open=False,
             timeout=timeout_s,
             name="pgsift-loader",
-            # Idle connections die with a Postgres restart; check before lending one out.
-            check=AsyncConnectionPool.check_connection,
             configure=configure_async,  # values as capture decodes them, TimeZone UTC
             kwargs={
                 "autocommit": True,
@@ -182,12 +195,16 @@ class BatchLoader:
         name = request.table.name
         rows: list[Row | None] = [None] * len(request.keys)
         misses: list[int] = []
-        for index, key in enumerate(request.keys):
-            cached = self._cache.get(name, key)
-            if cached is None:
-                misses.append(index)
-            else:
-                rows[index] = cached.row
+        if self.freshness is not None and not self.freshness.fresh():
+            misses = list(range(len(request.keys)))
+            self.stats.cache_bypasses += 1
+        else:
+            for index, key in enumerate(request.keys):
+                cached = self._cache.get(name, key)
+                if cached is None:
+                    misses.append(index)
+                else:
+                    rows[index] = cached.row
         self.stats.keys_requested += len(rows)
         self.stats.cache_hits += len(rows) - len(misses)
         if misses:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pgsift.middleware.cli import COMMAND_MODULES, build_parser
+from tests.middleware.capture.processes import run_cli
 
 COMMANDS = [name.rpartition(".")[2] for name in COMMAND_MODULES]
 
@@ -39,3 +40,51 @@ def test_capture_does_not_import_the_query_compiler_or_rq() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+BOGUS = "postgres:/bogus"
+NO_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["capture", "--database-url", BOGUS, "--redis-url", NO_REDIS, "--all"],
+        ["serve", "--database-url", BOGUS, "--redis-url", NO_REDIS],
+        ["doctor", "--database-url", BOGUS],
+        ["feed", "tail", "--database-url", BOGUS, "--redis-url", NO_REDIS],
+        ["worker", "--database-url", BOGUS, "--redis-url", NO_REDIS],
+        ["warm", "--database-url", BOGUS, "--redis-url", NO_REDIS],
+    ],
+)
+def test_a_malformed_database_url_is_one_line_and_exit_code_2(argv: list[str]) -> None:
+    result = run_cli(*argv)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "pgsift: error: setting database_url: 'postgres:/bogus' is not a Postgres URL (missing "
+        '"=" after "postgres:/bogus" in connection info string); write it as '
+        "postgresql://user:password@host:5432/dbname"
+    ]
+
+
+def test_debug_shows_the_traceback_too() -> None:
+    result = run_cli("doctor", "--database-url", BOGUS, "--debug")
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("pgsift: error: setting database_url")
+
+
+def test_serve_with_redis_down_says_so_in_one_line(database_url: str) -> None:
+    result = run_cli("serve", "--database-url", database_url, "--redis-url", NO_REDIS,
+                     "--port", "0")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pgsift: error: cannot reach Redis: "), lines
+    assert lines[0].endswith("check redis_url (--redis-url, PGSIFT_REDIS_URL) and that Redis is "
+                             "running")
+
+
+def test_an_unknown_variable_is_warned_about_by_any_command() -> None:
+    result = run_cli("doctor", "--database-url", BOGUS, env={"PGSIFT_CAPTURE_SLOTT": "x"})
+    assert ("PGSIFT_CAPTURE_SLOTT is not a pgsift setting and is ignored; did you mean "
+            "PGSIFT_CAPTURE_SLOT?") in result.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pgsift.middleware import settings as settings_module
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.settings import load_settings
 
@@ -33,3 +34,37 @@ def test_bad_values_and_unknown_names_are_refused(tmp_path: Path) -> None:
 def test_lists_from_environment() -> None:
     settings = load_settings(environ={"PGSIFT_CAPTURE_TABLES": "a, public.b"})
     assert settings.capture_tables == ("a", "public.b")
+
+
+def test_an_unknown_environment_variable_is_warned_about_with_the_closest_name(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings_module, "_warned", set())  # warned once per process
+    load_settings(environ={"PGSIFT_CAPTURE_SLOTT": "x", "PGSIFT_TEST_REDIS_URL": "redis://t",
+                           "PGSIFT_FEED_MAXLEN": "5", "PGSIFT_QWXZ": "1"})
+    warnings = sorted(r.getMessage() for r in caplog.records)
+    assert warnings == [
+        "PGSIFT_CAPTURE_SLOTT is not a pgsift setting and is ignored; "
+        "did you mean PGSIFT_CAPTURE_SLOT?",
+        "PGSIFT_FEED_MAXLEN is not a pgsift setting and is ignored; "
+        "did you mean PGSIFT_FEED_MAX_LEN?",
+        "PGSIFT_QWXZ is not a pgsift setting and is ignored; the README lists the settings",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"database_url": "postgres:/bogus"}, r"setting database_url: 'postgres:/bogus' is not a "
+                                              r"Postgres URL \(missing \"=\""),
+        ({"database_url": "postgresql://u:secret@host"}, r"'postgresql://u:\*\*\*@host' names "
+                                                         "no database"),
+        ({"redis_url": "http://:secret@host"}, r"setting redis_url: 'http://:\*\*\*@host' is "
+                                               "not a Redis URL"),
+    ],
+)
+def test_malformed_urls_are_refused_without_their_password(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ={}, **overrides)

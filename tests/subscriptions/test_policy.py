@@ -68,6 +68,20 @@ def test_shape_gets_policy_anded_and_columns_checked() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "claims", [{"team_ids": None, "sub": "u1"}, {"team_ids": [1], "sub": None}]
+)
+def test_a_null_claim_is_an_error_not_sql_null(claims: dict[str, object]) -> None:
+    """`{"sub": null}` in a token is no value to compare with: refused like a missing claim,
+    never SQL NULL (which would make the rule silently match nothing)."""
+    policies = policies_from_config(CONFIG, catalog=CATALOG)
+    name = next(name for name, value in claims.items() if value is None)
+    with pytest.raises(PolicyError, match=f"claim '{name}' is null"):
+        Shape.parse("SELECT id FROM issues", catalog=CATALOG, policies=policies, claims=claims)
+    with pytest.raises(PolicyError, match=f"claim '{name}' is null"):
+        policies["public.issues"].bind(claims)
+
+
 def test_claims_in_policies_index_like_parameters() -> None:
     policies = {"public.issues": Policy.from_config("issues", {"row": "team_id = ANY(auth.teams)"})}
     s = Shape.parse(

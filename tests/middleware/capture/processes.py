@@ -17,6 +17,7 @@ import redis
 
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.heartbeat import READ_SCRIPT, HeartbeatReading, parse_reading
 from pgsift.middleware.feed.reader import FeedReader
 
 PGSIFT = [str(Path(sys.executable).parent / "pgsift")]
@@ -149,4 +150,28 @@ def feed_length(redis_url: str, database: str) -> int:
     try:
         return int(client.xlen(keys.feed_stream(database)))
     finally:
+        client.close()
+
+
+def heartbeat(redis_url: str, database: str) -> HeartbeatReading:
+    """Capture's heartbeat of `database` as a gateway reads it."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        value, pttl, newest = client.eval(  # type: ignore[no-untyped-call]
+            READ_SCRIPT, 2, keys.capture_heartbeat(database), keys.feed_stream(database)
+        )
+    finally:
+        client.close()
+    return parse_reading(value, int(pttl), newest)
+
+
+@contextlib.contextmanager
+def redis_full(redis_url: str) -> Iterator[None]:
+    """Redis past its maxmemory: every write refused (OOM), every read still served."""
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        client.config_set("maxmemory", 0)
         client.close()

@@ -10,10 +10,12 @@ import psycopg
 import pytest
 
 from pgsift.middleware.capture import readiness
-from pgsift.middleware.capture.readiness import CaptureTarget
+from pgsift.middleware.capture.doctor import Finding, render
+from pgsift.middleware.capture.readiness import CaptureTarget, Step
 from pgsift.middleware.commands import capture as capture_command
 from pgsift.middleware.commands import doctor as doctor_command
 from pgsift.middleware.errors import CaptureError
+from tests.middleware.capture.processes import run_cli
 
 SCHEMA = """
 CREATE TABLE issues (id bigint PRIMARY KEY, title text);
@@ -112,9 +114,17 @@ def test_doctor_prints_the_fixes_and_fails_until_ready(
     out = capsys.readouterr().out
     assert "  ok    wal_level = logical" in out
     assert "  FAIL  publication p1 does not exist" in out
-    assert '          fix: CREATE PUBLICATION "p1" FOR TABLE "public"."issues";' in out
-    assert "          fix: SELECT pg_create_logical_replication_slot('s1', 'pgoutput');" in out
-    assert '          fix: ALTER TABLE "public"."issues" REPLICA IDENTITY FULL;' in out
+    owner = conn.info.user
+    fixes = out[out.index("to fix, in this order"):].splitlines()[1:4]
+    # Replica identity and publication need the table's owner; the slot comes last.
+    assert [line.split(": ", 1)[1] for line in fixes] == [
+        'ALTER TABLE "public"."issues" REPLICA IDENTITY FULL;',
+        'CREATE PUBLICATION "p1" FOR TABLE "public"."issues";',
+        "SELECT pg_create_logical_replication_slot('s1', 'pgoutput');",
+    ]
+    assert fixes[0].startswith(f"  1. as the owner of public.issues ({owner})")
+    assert fixes[2].endswith("or any role with REPLICATION: "
+                             "SELECT pg_create_logical_replication_slot('s1', 'pgoutput');")
     assert out.rstrip().endswith("capture cannot run: 3 problem(s) above")
 
     readiness.setup(conn, target("issues"))
@@ -133,10 +143,75 @@ def test_doctor_names_missing_privileges(
     conn.execute(f"CREATE ROLE {role} LOGIN")
     try:
         url = psycopg.conninfo.make_conninfo(database_url, user=role)
-        assert cli(doctor_command, "doctor", "--database-url", url, "--all") == 1
+        assert cli(doctor_command, "doctor", "--database-url", url, "--tables", "issues") == 1
         out = capsys.readouterr().out
+        database, owner = conn.info.dbname, conn.info.user
         assert f"  FAIL  role {role} has neither REPLICATION nor SUPERUSER" in out
-        assert f'          fix: ALTER ROLE "{role}" REPLICATION;' in out
+        assert (f"  WARN  role {role} has no CREATE on database {database}: `capture --setup` "
+                "cannot create publication pgsift") in out
+        assert (f"  WARN  role {role} may not SELECT public.issues: capture runs, but serve and "
+                "worker cannot read it with this role") in out
+        fixes = out[out.index("to fix, in this order"):].splitlines()[1:]
+        assert fixes == [
+            f'  1. as a superuser: ALTER ROLE "{role}" REPLICATION;',
+            f"  2. as the owner of database {database} ({owner}) or a superuser: "
+            f'GRANT CREATE ON DATABASE "{database}" TO "{role}";  -- or have the publication '
+            "created for it",
+            f"  3. as the owner of public.issues ({owner}) or a superuser: "
+            f'GRANT SELECT ON "public"."issues" TO "{role}";',
+            f"  4. as the owner of public.issues ({owner}) or a superuser: "
+            'ALTER TABLE "public"."issues" REPLICA IDENTITY FULL;',
+            f"  5. as {owner} (the tables' owner, with CREATE on database {database}) or a "
+            'superuser: CREATE PUBLICATION "pgsift" FOR TABLE "public"."issues";',
+            f"  6. as {role} (the capture role) or any role with REPLICATION: "
+            "SELECT pg_create_logical_replication_slot('pgsift', 'pgoutput');",
+            "capture cannot run: 4 problem(s) above",
+        ]
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_server_settings_and_their_restart_come_first() -> None:
+    findings = [
+        Finding(False, "replication slot s does not exist", "SELECT 1;", who="r",
+                step=Step.SLOT),
+        Finding(False, "wal_level is replica, capture needs logical",
+                "ALTER SYSTEM SET wal_level = logical;"),
+        Finding(False, "role r has neither REPLICATION nor SUPERUSER", "ALTER ROLE r;",
+                step=Step.ROLE),
+        Finding(False, "WAL senders: 10 of 10 in use", "ALTER SYSTEM SET max_wal_senders = 20;"),
+    ]
+    text, can_run = render(findings, header="doctor")
+    assert not can_run
+    assert text.splitlines()[6:] == [
+        "  1. as a superuser: ALTER SYSTEM SET wal_level = logical;",
+        "  2. as a superuser: ALTER SYSTEM SET max_wal_senders = 20;",
+        "  3. restart PostgreSQL (server settings apply at start)",
+        "  4. as a superuser: ALTER ROLE r;",
+        "  5. as r: SELECT 1;",
+        "capture cannot run: 4 problem(s) above",
+    ]
+
+
+def test_setup_without_the_privilege_says_who_must_run_what(
+    database_url: str, conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role} LOGIN REPLICATION")
+    try:
+        conn.execute("ALTER TABLE issues REPLICA IDENTITY FULL")
+        url = psycopg.conninfo.make_conninfo(database_url, user=role)
+        result = run_cli("capture", "--database-url", url, "--redis-url", "redis://127.0.0.1:1/0",
+                         "--tables", "issues", "--setup")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+        assert result.stderr.startswith(
+            f'pgsift: error: capture --setup may not run `CREATE PUBLICATION "pgsift" FOR TABLE '
+            f'"public"."issues";` as role {role} (permission denied for database '
+            f"{conn.info.dbname}): have {conn.info.user} (the tables' owner, with CREATE on "
+            f"database {conn.info.dbname}) or a superuser run it"
+        ), result.stderr
     finally:
         conn.execute(f"DROP ROLE {role}")
 

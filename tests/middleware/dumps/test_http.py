@@ -285,3 +285,12 @@ def test_values_postgres_refuses_are_a_400_and_enqueue_nothing(
     connection = redis.Redis.from_url(redis_url)
     assert Queue(DUMPS_QUEUE, connection=connection).count == 0
     connection.close()
+
+
+def test_a_null_claim_is_refused_not_read_as_sql_null(client: httpx.Client) -> None:
+    response = client.get("/v1/bootstrap", params={"query": QUERY, "params": "[]"},
+                          headers={"Authorization": "Bearer " + jwt.encode(
+                              {"teams": None, "exp": int(time.time()) + 3600}, SECRET,
+                              algorithm="HS256")})
+    assert response.status_code == 403, response.text
+    assert "claim 'teams' is null" in response.json()["error"]

@@ -12,6 +12,7 @@ from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import encode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedBounds, FeedRetention
+from tests.middleware.capture.processes import redis_full
 
 DB = "retention"
 
@@ -104,3 +105,19 @@ async def test_async_bounds(redis_url: str) -> None:
     assert await retention.bounds() == FeedBounds("10-0", "20-0")
     assert await retention.retains("10-0") and not await retention.retains("0-0")
     await client.aclose()  # type: ignore[attr-defined]
+
+
+async def test_bounds_are_read_while_redis_is_out_of_memory(redis_url: str) -> None:
+    """Redis refuses MULTI past maxmemory; the tailer and every subscription read the bounds."""
+    sync: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    append(sync, 10)
+    client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        with redis_full(redis_url):
+            assert FeedRetention.for_database(sync, DB).bounds() == FeedBounds(None, "10-0")
+            assert await AsyncFeedRetention.for_database(client, DB).bounds() == FeedBounds(
+                None, "10-0"
+            )
+    finally:
+        sync.close()
+        await client.aclose()  # type: ignore[attr-defined]

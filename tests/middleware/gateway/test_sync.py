@@ -275,9 +275,12 @@ async def test_health_and_metrics(issues: str, redis_url: str) -> None:
             await execute(issues, "INSERT INTO issues (id, team_id, title) VALUES (40, 1, 'x')")
             await eventually(lambda: converged(issues, follower, [1]), "converged")
             async with httpx.AsyncClient() as http:
-                health = await http.get(f"{base}/healthz")
+
+                async def healthy() -> bool:
+                    return (await http.get(f"{base}/healthz")).status_code == 200
+
+                await eventually(healthy, "healthy (capture's heartbeat seen)")
                 metrics = (await http.get(f"{base}/metrics")).text
-            assert health.status_code == 200
             assert "pgsift_gateway_connections 1.0" in metrics
             assert "pgsift_gateway_subscriptions 1.0" in metrics
             assert "pgsift_gateway_shapes 1.0" in metrics

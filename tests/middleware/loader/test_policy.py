@@ -74,6 +74,12 @@ async def test_a_missing_claim_is_an_error_for_that_caller(make_loader: LoaderFa
     assert await loader.load("memberships", {"org_id": str(ORG), "user_id": 1}, {}) is not None
 
 
+async def test_a_null_claim_is_an_error_for_that_caller(make_loader: LoaderFactory) -> None:
+    loader = await make_loader(policies=POLICIES)
+    with pytest.raises(LoaderError, match="claim 'team_ids' is null"):
+        await loader.load("items", 3, {"team_ids": None})
+
+
 async def test_a_table_without_a_policy_is_refused_as_shape_parse_refuses_it(
     make_loader: LoaderFactory,
 ) -> None:
