@@ -48,7 +48,10 @@ def test_trim_by_length_and_age_stops_at_the_oldest_dump(context: JobContext) ->
         context.store.delete(info)
     assert trim_feed_in(retention(context, feed_max_len=10)).first_id == ids[90]
     # By age: entries committed more than 5s ago go (the last 5 are younger).
-    result = trim_feed_in(retention(context, feed_max_len=0, feed_max_age_s=1000 - 95 + 0.5))
+    # The clock is the test's: under load, real seconds pass between `now` and the trim.
+    result = trim_feed_in(
+        retention(context, feed_max_len=0, feed_max_age_s=1000 - 95 + 0.5), now=now
+    )
     assert result.first_id == ids[95]
 
 
