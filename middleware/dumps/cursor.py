@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pgsift.middleware.errors import FeedError
 
 START = "0-0"
+# Both parts of a stream ID are 64-bit integers: at most 20 digits.
+MAX_DIGITS = 20
+_U64 = 1 << 64
 _XID_SPAN = 1 << 32
 _HALF_SPAN = 1 << 31
 
@@ -97,4 +100,12 @@ class BootstrapCursor:
 
 def _is_stream_id(text: str) -> bool:
     ms, sep, seq = text.partition("-")
-    return ms.isdigit() and (not sep or seq.isdigit())
+    return _is_u64(ms) and (not sep or _is_u64(seq))
+
+
+def _is_u64(text: str) -> bool:
+    # Bounded before int(): a client's 5,000-digit cursor is a bad cursor, not a
+    # ValueError from Python's limit on integer string conversion.
+    return (
+        0 < len(text) <= MAX_DIGITS and text.isascii() and text.isdigit() and int(text) < _U64
+    )

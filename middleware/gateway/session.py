@@ -83,6 +83,8 @@ HANDOFF_PAGE = 100
 # that transaction began after the snapshot and committed after every one it
 # saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
 STAMP_HORIZON_XIDS = 1 << 30
+# Error messages quote at most this much of a bad cursor.
+CURSOR_SHOWN = 60
 
 
 def parse_cursor(cursor: str) -> tuple[str, Snapshot | None]:
@@ -96,8 +98,9 @@ def parse_cursor(cursor: str) -> tuple[str, Snapshot | None]:
     try:
         parsed = BootstrapCursor.parse(cursor)
     except FeedError as exc:
+        shown = cursor if len(cursor) <= CURSOR_SHOWN else cursor[:CURSOR_SHOWN] + "..."
         raise GatewayError(
-            f"cursor {cursor!r} is not a feed position (expected '<lsn>-<n>')"
+            f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
         ) from exc
     return parsed.position, parsed.snapshot
 

@@ -20,6 +20,14 @@ def test_bad_cursors_are_refused(text: str) -> None:
         BootstrapCursor.parse(text)
 
 
+@pytest.mark.parametrize(
+    "text", ["9" * 5000 + "-0", "1-" + "9" * 5000, "18446744073709551616-0", "\u00b2-0"]
+)
+def test_positions_past_64_bits_are_bad_cursors(text: str) -> None:
+    with pytest.raises(FeedError):
+        BootstrapCursor.parse(text)
+
+
 def test_visibility_follows_postgres() -> None:
     snapshot = Snapshot(745, 750, frozenset({746, 748}))
     assert snapshot.visible(700) and snapshot.visible(744)

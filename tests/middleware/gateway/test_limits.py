@@ -258,6 +258,18 @@ async def test_internal_errors_are_masked(issues: str, redis_url: str, transport
         await ws.close()
 
 
+async def test_a_cursor_of_thousands_of_digits_is_the_clients_error(
+    issues: str, redis_url: str
+) -> None:
+    async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
+        url, authorization=TEAM_1
+    ) as conn:
+        with pytest.raises(OperationError) as failed:
+            _ = [m async for m in conn.sync(QUERY, cursor="9" * 5000 + "-0")]
+    message = failed.value.errors[0]["message"]
+    assert "is not a feed position" in message and len(message) < 200
+
+
 # 7. No policies: a warning at start.
 
 
