@@ -11,13 +11,19 @@ The tailer never stops on bad input and never skips silently. An entry that
 cannot be routed (or read) overflows the inboxes of its tables' subscriptions
 (all of them when its tables are unknown) and the tailer goes on after it; a
 trim that overtook the tailer's position (checked after every read) overflows
-every inbox; and if the task dies anyway, every inbox is overflowed and the
-tailer reports itself not ready (`/healthz`).
+every inbox.
+
+Any other failure (Redis unreachable, killed connections, a bug) is logged
+and retried from the cursor with backoff; until a read succeeds again the
+tailer is not `ready`, and sessions wait for it (`wait_ready`) before telling
+a client it is up to date. Only cancellation ends the task: then every inbox
+is overflowed and the tailer reports itself stopped (`/healthz`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -38,7 +44,9 @@ log = logging.getLogger(__name__)
 
 READ_BATCH = 500
 BLOCK_MS = 1000
-RETRY_S = 0.5
+# Backoff between attempts after a failure: doubling from RETRY_S up to RETRY_MAX_S.
+RETRY_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 class FeedSource(Protocol):
@@ -154,8 +162,10 @@ class FeedTailer:
         )
         self._cursor: str | None = None
         self.done_lsn = 0  # every transaction up to here has been delivered
-        self.ready = False
+        self._ready = asyncio.Event()
+        self.stopped = False  # the task ended (cancelled): nothing will be delivered
         self.started = asyncio.Event()
+        self._retry_s = RETRY_S
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
@@ -165,6 +175,31 @@ class FeedTailer:
             self._cursor = await self._source.last_id()
         self.done_lsn = parse_stream_id(self._cursor)[0] if self._cursor else 0
         self.started.set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the last read of the feed succeeded (and the task runs)."""
+        return self._ready.is_set()
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        if value:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the tailer to be reading the feed; whether it is."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.ready:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if self.stopped or remaining <= 0:
+                return False
+            # In slices: a tailer that stops meanwhile does not set the event.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, RETRY_MAX_S)):
+                    await self._ready.wait()
+        return True
 
     @property
     def position_lsn(self) -> int:
@@ -198,16 +233,26 @@ class FeedTailer:
             self._metrics.shapes.set(len(self._shape_refs))
 
     async def run(self) -> None:
+        """Tail until cancelled; failures are retried from the cursor (see the module doc)."""
         try:
-            await self._run()
+            while True:
+                try:
+                    await self._tail()
+                except Exception:
+                    self.ready = False
+                    log.exception("tailing the feed failed after %s; retrying in %.1f s",
+                                  self._cursor, self._retry_s)
+                    await asyncio.sleep(self._retry_s)
+                    self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         except BaseException:
-            # Cancelled (shutdown) or a bug: no subscription may wait for
-            # transactions that will never come.
+            # Cancelled (shutdown): no subscription may wait for transactions that
+            # will never come.
             self.ready = False
+            self.stopped = True
             self._overflow(self._all_inboxes())
             raise
 
-    async def _run(self) -> None:
+    async def _tail(self) -> None:
         if not self.started.is_set():
             await self.start()
         batch = self._batch
@@ -215,10 +260,7 @@ class FeedTailer:
             try:
                 entries = await self._source.read_after(self._cursor, batch, self._block_ms)
             except (redis.exceptions.RedisError, OSError):
-                self.ready = False
-                log.exception("reading the feed failed; retrying")
-                await asyncio.sleep(RETRY_S)
-                continue
+                raise  # not the entries' fault: retried from the cursor by `run`
             except Exception:
                 # An entry that does not decode: narrow the read down to it.
                 if batch > 1:
@@ -227,10 +269,9 @@ class FeedTailer:
                     await self._skip_unreadable()
                 continue
             batch = self._batch
-            if not await self._still_retained(entries):
-                log.error("the feed was trimmed past the tailer's position %s", self._cursor)
-                self._lost_entries()
+            await self._check_retained(entries)
             self.ready = True
+            self._retry_s = RETRY_S
             for entry in entries:
                 try:
                     await self._consume(entry)
@@ -240,17 +281,21 @@ class FeedTailer:
                     self._overflow(self._inboxes_of(entry))
                 self._cursor = entry.id
 
-    async def _still_retained(self, entries: list[FeedEntry]) -> bool:
-        """Whether nothing after the cursor was trimmed before the last read; if something
-        was and nothing was read, the cursor moves past the gap."""
+    async def _check_retained(self, entries: list[FeedEntry]) -> None:
+        """Whether something after the cursor was trimmed before the last read.
+
+        If something was, every subscriber must refetch; if nothing was read,
+        the cursor moves past the gap.
+        """
         if self._retention is None:
-            return True
+            return
         bounds = await self._retention.bounds()
         if bounds.retains(self._cursor or START):
-            return True
+            return
+        log.error("the feed was trimmed past the tailer's position %s", self._cursor)
+        self._lost_entries()
         if not entries:
             self._cursor = bounds.end
-        return False
 
     async def _skip_unreadable(self) -> None:
         """Step over the entry after the cursor, which cannot be decoded."""

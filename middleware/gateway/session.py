@@ -11,7 +11,10 @@ the steps is what makes the copy exact:
 3. Register at the feed tailer; from then on every transaction above the
    tailer's position lands in this subscription's inbox.
 4. Catch up from the replay start to the tailer's position by reading the
-   feed directly, then send `upToDate` with a cursor, then go live from the inbox.
+   feed directly, wait for the tailer to be reading the feed (a tailer that
+   cannot reach Redis would leave the client "up to date" and then silent: the
+   client gets an error instead, after `TAILER_WAIT_S`), then send `upToDate`
+   with a cursor, then go live from the inbox.
 5. Skip every replayed transaction the snapshot saw (by xid).
 
 Visibility does *not* follow the feed's (commit-LSN) order. Postgres writes a
@@ -64,6 +67,9 @@ from pgsift.subscriptions.shape import Shape
 
 CATCH_UP_BATCH = 500
 CATCH_UP_BLOCK_MS = 1000
+# How long a subscription waits, before `upToDate`, for a tailer that is not
+# reading the feed (Redis unreachable); then the client gets an error.
+TAILER_WAIT_S = 10.0
 
 # How far `_replay_start` looks back from the recorded position for transactions
 # the snapshot does not see: at most this many entries, and only entries that
@@ -176,6 +182,11 @@ class SyncSession:
                     yield message
             if inbox.after_lsn > done:
                 position, done = f"{inbox.after_lsn}-0", inbox.after_lsn
+            if not await self._tailer.wait_ready(TAILER_WAIT_S):
+                raise GatewayError(
+                    "the gateway cannot read the change feed right now (is Redis reachable?); "
+                    "subscribe again with the last cursor"
+                )
             yield SyncMessage((), position, up_to_date=True)
             while True:
                 live = await inbox.get()

@@ -1,4 +1,5 @@
-"""The feed tailer under bad input: trims that overtake it, entries it cannot route or read.
+"""The feed tailer under bad input: trims that overtake it, entries it cannot route or
+read, Redis errors; and the subscriptions that register meanwhile.
 
 Entries are appended straight to a real Redis stream (through the codec), so each
 test decides exactly what the tailer reads.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +17,16 @@ import pytest
 import redis
 import redis.asyncio
 
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import encode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
+from pgsift.middleware.gateway import session as session_module
 from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
+from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.transactions import RoutedTx
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
@@ -222,3 +227,131 @@ async def test_when_the_tailer_task_dies_every_inbox_overflows(
     source.gate.set()
     assert await next_tx(inbox) is None
     assert not tailer.ready
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not check():
+            await asyncio.sleep(0.01)
+    assert check(), what
+
+
+def session(
+    tailer: FeedTailer, aclient: redis.asyncio.Redis[bytes], cursor: str, table: str = "issues"
+) -> AsyncIterator[SyncMessage]:
+    """The messages of a subscription resuming from `cursor` (no snapshot: no Postgres)."""
+    return SyncSession(
+        shape=shape(table),
+        cursor=cursor,
+        reader=AsyncFeedReader(aclient, DATABASE),
+        retention=AsyncFeedRetention(aclient, STREAM),
+        tailer=tailer,
+        pool=Any,  # type: ignore[arg-type]  # only a subscription without cursor reads it
+        budget=SendBudget(10),
+        max_message_bytes=1 << 20,
+    ).messages()
+
+
+async def until_up_to_date(messages: AsyncIterator[SyncMessage]) -> list[SyncMessage]:
+    received = []
+    async with asyncio.timeout(WAIT_S):
+        async for message in messages:
+            received.append(message)
+            if message.up_to_date or message.must_refetch:
+                return received
+    raise AssertionError("the subscription ended before upToDate")
+
+
+def keys_of(messages: list[SyncMessage]) -> list[Any]:
+    return [change.key["id"] for message in messages for change in message.changes]
+
+
+@pytest.fixture
+def tailer_url(redis_url: str) -> Iterator[tuple[str, redis.Redis[bytes]]]:
+    """A Redis user for the tailer whose commands the test can revoke (a real Redis error),
+    and an admin client to do it."""
+    admin: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    admin.acl_setuser("tailer", enabled=True, nopass=True, keys=["*"], commands=["+@all"])
+    try:
+        yield redis_url.replace("redis://", "redis://tailer:any@"), admin
+    finally:
+        admin.acl_deluser("tailer")
+        admin.close()
+
+
+async def test_redis_errors_do_not_end_the_tailer_and_no_one_is_up_to_date_meanwhile(
+    redis_url: str,
+    tailer_url: tuple[str, redis.Redis[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, admin = tailer_url
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    aclient: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(url)
+    append(client, insert("issues", 10, 1))
+    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE), block_ms=50,
+                        retention=AsyncFeedRetention(tailer_client, STREAM))
+    await tailer.start()
+    task = asyncio.create_task(tailer.run())
+    try:
+        await until(lambda: tailer.ready, "tailing")
+        early = tailer.subscribe(shape("issues"), SendBudget(10))
+        # The retention check after each read (a GET) now fails; the read itself works.
+        admin.acl_setuser("tailer", commands=["-get"])
+        append(client, insert("issues", 20, 2))
+        await until(lambda: not tailer.ready, "the tailer noticed")
+        monkeypatch.setattr(session_module, "TAILER_WAIT_S", 0.5, raising=False)
+        with pytest.raises(GatewayError, match="cannot read the change feed"):
+            await until_up_to_date(session(tailer, aclient, "10-0"))
+        monkeypatch.undo()
+        async with contextlib.aclosing(session(tailer, aclient, "10-0")) as resumed:
+            waiting = asyncio.create_task(until_up_to_date(resumed))
+            admin.acl_setuser("tailer", commands=["+get"])
+            received = await next_tx(early)  # retried from its cursor: nothing lost
+            assert received is not None and received.lsn == 20
+            assert [m.up_to_date for m in await waiting] == [True]
+            live = await asyncio.wait_for(anext(resumed), WAIT_S)
+            assert keys_of([live]) == [2]
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
+            await task
+        for aio in (aclient, tailer_client):
+            await aio.aclose()  # type: ignore[attr-defined]
+        client.close()
+
+
+async def test_the_tailer_outlives_killed_connections(redis_url: str) -> None:
+    """`CLIENT KILL TYPE normal` over and over while the feed grows: afterwards the
+    tailer still delivers, from where it was, everything in order."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    # No retries inside redis-py: every kill that lands mid-command reaches the tailer.
+    no_retry: Any = {"retry": None, "retry_on_error": []}
+    tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url, **no_retry)
+    append(client, insert("issues", 10, 1))
+    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE), block_ms=5,
+                        retention=AsyncFeedRetention(tailer_client, STREAM))
+    await tailer.start()
+    task = asyncio.create_task(tailer.run())
+    try:
+        await until(lambda: tailer.ready, "tailing")
+        inbox = tailer.subscribe(shape("issues"), SendBudget(10_000))
+        for lsn in range(20, 2020, 10):
+            append(client, insert("issues", lsn, lsn))
+            client.execute_command("CLIENT KILL TYPE normal SKIPME yes")
+            await asyncio.sleep(0.002)
+        append(client, insert("issues", 5000, 5000))
+        received: list[int] = []
+        while not received or received[-1] != 5000:
+            tx = await next_tx(inbox)
+            assert tx is not None, "overflowed"
+            received.append(tx.lsn)
+        assert received == [*range(20, 2020, 10), 5000]
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
+            await task
+        await tailer_client.aclose()  # type: ignore[attr-defined]
+        client.close()
