@@ -11,7 +11,9 @@ The tailer never stops on bad input and never skips silently. An entry that
 cannot be routed (or read) overflows the inboxes of its tables' subscriptions
 (all of them when its tables are unknown) and the tailer goes on after it; a
 trim that overtook the tailer's position (checked after every read) overflows
-every inbox.
+every inbox. Whenever it moves past entries it did not deliver, the handoff
+position (`done_lsn`) moves with it, so a subscription registered afterwards
+reads those entries in its own catch-up instead of missing them.
 
 Any other failure (Redis unreachable, killed connections, a bug) is logged
 and retried from the cursor with backoff; until a read succeeds again the
@@ -161,7 +163,9 @@ class FeedTailer:
             self._index, lambda table: tuple(self._by_table.get(table, ())), max_tx_changes
         )
         self._cursor: str | None = None
-        self.done_lsn = 0  # every transaction up to here has been delivered
+        # Every transaction up to here has been delivered, or its subscribers were
+        # told to refetch: the end of a newly registered subscription's catch-up.
+        self.done_lsn = 0
         self._ready = asyncio.Event()
         self.stopped = False  # the task ended (cancelled): nothing will be delivered
         self.started = asyncio.Event()
@@ -284,8 +288,9 @@ class FeedTailer:
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.
 
-        If something was, every subscriber must refetch; if nothing was read,
-        the cursor moves past the gap.
+        If something was, every subscriber must refetch and the handoff position
+        moves past what was lost (past everything, when nothing was read: the
+        cursor jumps to the feed's end).
         """
         if self._retention is None:
             return
@@ -294,7 +299,10 @@ class FeedTailer:
             return
         log.error("the feed was trimmed past the tailer's position %s", self._cursor)
         self._lost_entries()
-        if not entries:
+        if entries:
+            self._passed_over(bounds.trimmed or START)
+        else:
+            self._passed_over(bounds.end)
             self._cursor = bounds.end
 
     async def _skip_unreadable(self) -> None:
@@ -311,6 +319,7 @@ class FeedTailer:
         bad = raw.decode() if isinstance(raw, bytes) else str(raw)
         log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
         self._lost_entries()
+        self._passed_over(bad)
         self._cursor = bad
 
     def _lost_entries(self) -> None:
@@ -318,6 +327,16 @@ class FeedTailer:
         self._overflow(self._all_inboxes())
         if self.loader is not None:
             self.loader.forget_all()
+
+    def _passed_over(self, position: str) -> None:
+        """The tailer moves past entries up to `position` that it did not deliver.
+
+        The handoff position moves with it, so that a subscription registered
+        from now on catches up through them from the feed itself (or learns
+        there that they are gone); the rest of a transaction cut short is dropped.
+        """
+        self.done_lsn = max(self.done_lsn, parse_stream_id(position)[0])
+        self._assembler.reset()
 
     def _all_inboxes(self) -> set[Inbox]:
         return {inbox for inboxes in self._by_table.values() for inbox in inboxes}

@@ -38,10 +38,12 @@ routed to this shape), then sent as one message, or as several of at most
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
@@ -64,6 +66,8 @@ from pgsift.middleware.gateway.snapshot import shape_snapshot
 from pgsift.middleware.gateway.transactions import RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
+
+log = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 500
 CATCH_UP_BLOCK_MS = 1000
@@ -309,7 +313,16 @@ class SyncSession:
             index, lambda name: (self,) if name == table else (), self._tailer.max_tx_changes
         )
         while done < through:
-            entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
+            try:
+                entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
+            except (redis.exceptions.RedisError, OSError):
+                raise
+            except Exception:
+                # An entry that does not decode cannot be replayed (the tailer stepped
+                # over it and told its subscribers to refetch).
+                log.exception("the catch-up after %s met an unreadable feed entry", cursor)
+                yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                return
             # Checked after the read: a trim that overtook the cursor before it
             # made XREAD skip to later entries without a sign.
             if not await self._retained(cursor):

@@ -65,6 +65,10 @@ class TxAssembler(Generic[L]):
         """LSN of a transaction whose first chunks were routed but not its last."""
         return self._lsn
 
+    def reset(self) -> None:
+        """Forget a transaction under way: its remaining chunks will not be routed."""
+        self._pending, self._lsn = {}, None
+
     def add(self, entry: FeedEntry) -> dict[L, Routed] | None:
         if self._lsn != entry.lsn:
             # A new transaction; leftovers of an unfinished one cannot be completed.

@@ -55,20 +55,28 @@ def insert(table: str, lsn: int, row_id: int) -> FeedEntry:
 
 
 class GatedSource:
-    """The real reader, each read held until the test opens the gate."""
+    """The real reader, each read held until the test opens the gate (and, once read,
+    held again until it opens the second gate)."""
 
     def __init__(self, reader: AsyncFeedReader) -> None:
         self.reader = reader
         self.gate = asyncio.Event()
         self.gate.set()
         self.arrived = 0  # reads begun (parked at the gate while it is closed)
+        self.read_gate = asyncio.Event()
+        self.read_gate.set()
+        self.empty_reads = 0  # reads that found nothing (parked at read_gate while closed)
 
     async def read_after(
         self, cursor: str | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
         self.arrived += 1
         await self.gate.wait()
-        return await self.reader.read_after(cursor, count, 50)
+        entries = await self.reader.read_after(cursor, count, 50)
+        if not entries:
+            self.empty_reads += 1
+        await self.read_gate.wait()
+        return entries
 
     async def first_id(self) -> str | None:
         return await self.reader.first_id()
@@ -264,6 +272,47 @@ async def until_up_to_date(messages: AsyncIterator[SyncMessage]) -> list[SyncMes
 
 def keys_of(messages: list[SyncMessage]) -> list[Any]:
     return [change.key["id"] for message in messages for change in message.changes]
+
+
+async def test_a_subscription_after_the_tailer_jumped_a_trim_catches_up_through_the_gap(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    """A trim that overtakes an empty read moves the tailer's cursor to the feed's end;
+    entries there it never delivered belong to the catch-up of whoever comes next."""
+    client, source, tailer = feed
+    aclient = source.reader.client
+    await until(lambda: tailer.ready, "tailing")
+    empty = source.empty_reads
+    source.read_gate.clear()
+    await until(lambda: source.empty_reads > empty, "an empty read parked")
+    for lsn in (20, 30, 40):
+        append(client, insert("issues", lsn, lsn))
+    FeedRetention(client, STREAM).trim("30-0")  # 20 goes: the tailer's cursor (10) is lost
+    arrived = source.arrived
+    source.read_gate.set()
+    await until(lambda: source.arrived > arrived, "the tailer moved on")
+    # A client whose copy holds 20 (say, from another gateway) resumes here.
+    received = await until_up_to_date(session(tailer, aclient, "20-0"))
+    assert keys_of(received) == [30, 40]
+    assert received[-1].up_to_date and received[-1].cursor == "40-0"
+
+
+async def test_a_client_resuming_before_an_unreadable_entry_must_refetch(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, _, tailer = feed
+    tailer.loader = loader = RecordingLoader()
+    append(client, insert("issues", 20, 2))
+    client.xadd(STREAM, {"m": b"\xc1 not msgpack"}, id="30-0")
+    await until(lambda: loader.forgot_all == 1, "the tailer stepped over 30")
+    received = await until_up_to_date(session(tailer, source_client(tailer), "20-0"))
+    assert [m.must_refetch for m in received] == [True]
+
+
+def source_client(tailer: FeedTailer) -> redis.asyncio.Redis[bytes]:
+    source: Any = tailer._source  # the GatedSource of the fixture
+    client: redis.asyncio.Redis[bytes] = source.reader.client
+    return client
 
 
 @pytest.fixture
