@@ -140,6 +140,7 @@ class SyncSession:
         self._cursor: str | None = None
         if cursor is not None:
             self._cursor, self._stamp = parse_cursor(cursor)
+        self._last_read: str | None = None  # the last feed position the catch-up read
         self._reader = reader
         self._retention = retention
         self._tailer = tailer
@@ -186,6 +187,11 @@ class SyncSession:
                     yield message
             if inbox.after_lsn > done:
                 position, done = f"{inbox.after_lsn}-0", inbox.after_lsn
+            if self._cursor is not None:
+                # Which side of the handoff skipped, should a resumed client ever miss
+                # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
+                log.info("subscription to %s resumed from %s: catch-up end %s-0, last read %s",
+                         self.shape.key, self._cursor, inbox.after_lsn, self._last_read)
             if not await self._tailer.wait_ready(TAILER_WAIT_S):
                 raise GatewayError(
                     "the gateway cannot read the change feed right now (is Redis reachable?); "
@@ -331,7 +337,7 @@ class SyncSession:
             for entry in entries:
                 if entry.lsn > through:
                     return
-                cursor = entry.id
+                cursor = self._last_read = entry.id
                 if entry.lsn <= done:
                     continue
                 routed = assembler.add(entry)

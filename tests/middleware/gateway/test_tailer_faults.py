@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -313,6 +314,23 @@ def source_client(tailer: FeedTailer) -> redis.asyncio.Redis[bytes]:
     source: Any = tailer._source  # the GatedSource of the fixture
     client: redis.asyncio.Redis[bytes] = source.reader.client
     return client
+
+
+async def test_a_resumed_subscription_logs_both_sides_of_its_handoff(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, source, tailer = feed
+    caplog.set_level(logging.INFO, logger="pgsift.middleware.gateway.session")
+    for lsn in (20, 30):
+        append(client, insert("labels", lsn, lsn))
+    await consumed(tailer, 30)
+    received = await until_up_to_date(session(tailer, source.reader.client, "10-0"))
+    assert received[-1].up_to_date
+    logged = [r.getMessage() for r in caplog.records if "resumed from" in r.getMessage()]
+    assert logged == [
+        f"subscription to {shape('issues').key} resumed from 10-0: catch-up end 30-0, "
+        "last read 30-0"
+    ]
 
 
 @pytest.fixture
