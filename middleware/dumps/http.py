@@ -42,6 +42,7 @@ from pgsift.middleware.dumps.store import DumpInfo, DumpStore
 from pgsift.middleware.errors import AuthError, ConfigError, GatewayError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
+from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError, QueryError
@@ -84,7 +85,7 @@ class BootstrapService:
     def from_settings(cls, settings: Settings) -> BootstrapService:
         if not settings.redis_url:
             raise ConfigError("the bootstrap endpoint needs redis_url")
-        return cls(settings=settings, client=redis.Redis.from_url(settings.redis_url))
+        return cls(settings=settings, client=sync_redis(settings.redis_url))
 
     async def handle(self, request: Request) -> Response:
         try:

@@ -19,6 +19,7 @@ import redis
 from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
+from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.shape import Shape
@@ -59,7 +60,7 @@ class DumpSource:
     def __init__(self, settings: Settings, database: str, reader: AsyncFeedReader) -> None:
         if not settings.redis_url:
             raise ValueError("dumps need redis_url")
-        self.client: redis.Redis[bytes] = redis.Redis.from_url(settings.redis_url)
+        self.client: redis.Redis[bytes] = sync_redis(settings.redis_url)
         self.database = database
         self.store = dumps.open_store(settings, self.client, database)
         self.max_age_s = settings.dumps_max_age_s

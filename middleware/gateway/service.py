@@ -3,6 +3,11 @@
 It owns the feed reader and tailer, the snapshot pool, the catalog and the
 policies, and turns `sync(query, params, cursor)` plus the caller's claims into
 a `SyncSession`. `start()` / `stop()` run from the ASGI lifespan.
+
+Redis connections are split by who waits on them: sessions share a bounded
+pool (a thousand subscriptions starting at once must not open a thousand), the
+tailer has a connection of its own (and `/healthz` another), so no number of
+sessions can stall delivery. Every wait is bounded (`pgsift.middleware.redis_clients`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-import redis.asyncio
 from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
@@ -29,6 +33,7 @@ from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.snapshot import snapshot_pool
+from pgsift.middleware.redis_clients import async_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
@@ -70,25 +75,22 @@ class SyncService:
         self.metrics = metrics or GatewayMetrics()
         self.policies: dict[str, Policy] = policies_from_config(settings.policies)
         database = database_name(self.database_url)
-        # Sessions share a bounded pool that waits for a free connection (a thousand
-        # subscriptions starting at once must not open a thousand); the tailer's
-        # blocking XREAD has a client of its own, so sessions can never starve it.
-        pool: redis.asyncio.BlockingConnectionPool[Any]
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=None
+        self.reader = AsyncFeedReader(
+            async_redis(settings.redis_url, connections=REDIS_CONNECTIONS), database
         )
-        self._redis_pool = pool
-        self.reader = AsyncFeedReader(redis.asyncio.Redis(connection_pool=pool), database)
         self.retention = AsyncFeedRetention.for_database(self.reader.client, database)
-        self._tail_reader = AsyncFeedReader.from_url(settings.redis_url, database)
+        tail_client = async_redis(settings.redis_url, connections=1)
+        self._tail_reader = AsyncFeedReader(tail_client, database)
         self.tailer = FeedTailer(
             self._tail_reader,
             loader=loader,
             metrics=self.metrics,
             on_schema_change=self._schema_changed,
-            retention=self.retention,
+            retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
         )
+        self._health_client = async_redis(settings.redis_url, connections=1)
+
         self.pool: AsyncConnectionPool[Any] = snapshot_pool(
             self.database_url,
             max_size=settings.gateway_snapshot_connections,
@@ -127,8 +129,8 @@ class SyncService:
                 await task
         await self.pool.close()
         await self.reader.close()
-        await self._redis_pool.disconnect()
         await self._tail_reader.close()
+        await self._health_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
         if self.dumps is not None:
             self.dumps.close()
 
@@ -145,7 +147,7 @@ class SyncService:
         try:
             async with self.pool.connection(timeout=2.0) as conn:
                 await conn.execute("SELECT 1")
-            await self.reader.client.ping()
+            await self._health_client.ping()
         except Exception:
             return False
         return True
