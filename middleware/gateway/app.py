@@ -34,7 +34,7 @@ from strawberry.types.unset import UnsetType
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.fanout import FeedObserver
-from pgsift.middleware.gateway.health import healthz
+from pgsift.middleware.gateway.health import gateway_checks, healthz
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.schema import build_schema
 from pgsift.middleware.gateway.service import SyncService
@@ -214,6 +214,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.health_checks = gateway_checks(service)
     app.state.authenticator = authenticator
     app.state.metrics = metrics
     app.state.settings = settings

@@ -168,6 +168,7 @@ class FeedTailer:
         self.done_lsn = 0
         self._ready = asyncio.Event()
         self.stopped = False  # the task ended (cancelled): nothing will be delivered
+        self.last_error: str | None = None  # why the last attempt failed
         self.started = asyncio.Event()
         self._retry_s = RETRY_S
 
@@ -179,6 +180,11 @@ class FeedTailer:
             self._cursor = await self._source.last_id()
         self.done_lsn = parse_stream_id(self._cursor)[0] if self._cursor else 0
         self.started.set()
+
+    @property
+    def cursor(self) -> str | None:
+        """The last feed position read (None before `start`)."""
+        return self._cursor
 
     @property
     def ready(self) -> bool:
@@ -242,8 +248,9 @@ class FeedTailer:
             while True:
                 try:
                     await self._tail()
-                except Exception:
+                except Exception as exc:
                     self.ready = False
+                    self.last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("tailing the feed failed after %s; retrying in %.1f s",
                                   self._cursor, self._retry_s)
                     await asyncio.sleep(self._retry_s)

@@ -11,7 +11,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
 
 class GatewayMetrics:
-    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops."""
+    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops, snapshots."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -34,6 +34,16 @@ class GatewayMetrics:
         self.feed_lag = Gauge(
             "pgsift_gateway_feed_lag_seconds",
             "Now minus the commit time of the last feed entry read",
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "pgsift_feed_lag_seconds",
+            "How long the tailer has been behind the feed head (0: caught up); the watchdog's",
+            registry=r,
+        )
+        self.entries_behind = Gauge(
+            "pgsift_feed_entries_behind",
+            "Feed entries after the tailer's position (counted up to 1000)",
             registry=r,
         )
         self.queue_drops = Counter(

@@ -1,13 +1,15 @@
 """The sync service of one gateway process: shared by the strawberry and graphene schemas.
 
-It owns the feed reader and tailer, the snapshot pool, the catalog and the
-policies, and turns `sync(query, params, cursor)` plus the caller's claims into
-a `SyncSession`. `start()` / `stop()` run from the ASGI lifespan.
+It owns the feed reader and tailer, the watchdog, the snapshot pool, the
+catalog and the policies, and turns `sync(query, params, cursor)` plus the
+caller's claims into a `SyncSession`. `start()` / `stop()` run from the ASGI
+lifespan; the `probe_*` methods are `/healthz` checks.
 
 Redis connections are split by who waits on them: sessions share a bounded
 pool (a thousand subscriptions starting at once must not open a thousand), the
-tailer has a connection of its own (and `/healthz` another), so no number of
-sessions can stall delivery. Every wait is bounded (`pgsift.middleware.redis_clients`).
+tailer has a connection of its own and the watchdog another, so no number of
+sessions can stall delivery or its monitoring. Every wait is bounded
+(`pgsift.middleware.redis_clients`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.middleware.errors import ConfigError, GatewayError
+from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpSource
@@ -33,6 +36,7 @@ from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.snapshot import snapshot_pool
+from pgsift.middleware.gateway.watchdog import FeedWatchdog
 from pgsift.middleware.redis_clients import async_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 CATALOG_RETRY_S = 1.0
 # Redis connections shared by the sessions of one process (snapshot positions, catch-up).
 REDIS_CONNECTIONS = 32
+# A health probe waits at most this long for a snapshot connection.
+PROBE_WAIT_S = 1.0
 
 
 def database_name(database_url: str) -> str:
@@ -89,8 +95,14 @@ class SyncService:
             retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
         )
-        self._health_client = async_redis(settings.redis_url, connections=1)
-
+        self._watch_client = async_redis(settings.redis_url, connections=2)
+        self.watchdog = FeedWatchdog(
+            self.tailer,
+            self._watch_client,
+            keys.feed_stream(database),
+            bound_s=settings.gateway_max_feed_lag_s,
+            metrics=self.metrics,
+        )
         self.pool: AsyncConnectionPool[Any] = snapshot_pool(
             self.database_url,
             max_size=settings.gateway_snapshot_connections,
@@ -108,6 +120,7 @@ class SyncService:
         self._catalog_read_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if not self.policies:
@@ -119,9 +132,10 @@ class SyncService:
         await self.refresh_catalog()
         await self.tailer.start()
         self._tail_task = asyncio.create_task(self.tailer.run(), name="pgsift-feed-tailer")
+        self._watch_task = asyncio.create_task(self.watchdog.run(), name="pgsift-feed-watchdog")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._tail_task, self._refresh) if t is not None]
+        tasks = [t for t in (self._tail_task, self._watch_task, self._refresh) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -130,7 +144,7 @@ class SyncService:
         await self.pool.close()
         await self.reader.close()
         await self._tail_reader.close()
-        await self._health_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
+        await self._watch_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
         if self.dumps is not None:
             self.dumps.close()
 
@@ -140,17 +154,24 @@ class SyncService:
         for listener in self.catalog_listeners:
             listener(catalog)
 
-    async def ready(self) -> bool:
-        """Connected to Postgres and Redis, and tailing the feed."""
-        if self._tail_task is None or self._tail_task.done() or not self.tailer.ready:
-            return False
-        try:
-            async with self.pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-            await self._health_client.ping()
-        except Exception:
-            return False
-        return True
+    async def probe_postgres(self) -> str | None:
+        """A snapshot connection answers (health check)."""
+        async with self.pool.connection(timeout=PROBE_WAIT_S) as conn:
+            await conn.execute("SELECT 1")
+        return None
+
+    async def probe_redis(self) -> str | None:
+        """Redis answers, on a connection no session can hold (health check)."""
+        await self._watch_client.ping()
+        return None
+
+    async def probe_tailer(self) -> str | None:
+        """The tailer runs and its last read of the feed succeeded (health check)."""
+        if self._tail_task is None or self._tail_task.done() or self.tailer.stopped:
+            return "the feed tailer is not running"
+        if not self.tailer.ready:
+            return f"the feed tailer cannot read the feed: {self.tailer.last_error}"
+        return None
 
     def budget(self) -> SendBudget:
         """A send budget for one connection."""

@@ -1,0 +1,110 @@
+"""The feed watchdog: is the tailer keeping up with the feed's head?
+
+Every `interval_s` it reads the newest feed entry's ID over a Redis connection
+of its own and compares it with the tailer's position. On a busy feed the
+tailer is always a little behind the head at any instant, so "behind" is
+measured against a *target*: the head as first seen while the tailer was
+short of it. When the tailer reaches the target, the next head it is short of
+becomes the new target. The lag is how long ago the current target was seen;
+past `bound_s` the tailer counts as stalled and `/healthz` says so (whatever
+the cause: a wait that never ends, a CPU-starved process, Redis errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio
+
+from pgsift.middleware.feed.entry import parse_stream_id
+from pgsift.middleware.gateway.fanout import FeedTailer
+from pgsift.middleware.gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 1.0
+# Entries behind are counted up to this many (a range read returns the entries too).
+COUNT_BEHIND_MAX = 1000
+
+
+class FeedWatchdog:
+    """Compares the tailer's position with the feed head; see the module docstring."""
+
+    def __init__(
+        self,
+        tailer: FeedTailer,
+        client: redis.asyncio.Redis[bytes],
+        stream: str,
+        *,
+        bound_s: float,
+        metrics: GatewayMetrics | None = None,
+        interval_s: float = INTERVAL_S,
+    ) -> None:
+        self._tailer = tailer
+        self._client = client
+        self._stream = stream
+        self.bound_s = bound_s
+        self._metrics = metrics
+        self._interval_s = interval_s
+        self._target: tuple[str, float] | None = None  # a head the tailer is short of, seen at
+        self.behind = 0  # entries after the tailer's position (at most COUNT_BEHIND_MAX)
+        self.error: str | None = None  # why the head could not be read, last time
+        if metrics is not None:
+            metrics.lag_seconds.set_function(lambda: self.lag_s)
+
+    @property
+    def lag_s(self) -> float:
+        """Seconds since the oldest head the tailer has not reached was seen; 0: caught up.
+
+        It goes on growing while the watchdog cannot read the head.
+        """
+        return 0.0 if self._target is None else time.monotonic() - self._target[1]
+
+    async def run(self) -> None:
+        """Observe until cancelled."""
+        while True:
+            try:
+                await self.observe()
+                self.error = None
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("the feed watchdog cannot read the feed head: %s", self.error)
+            await asyncio.sleep(self._interval_s)
+
+    async def observe(self) -> None:
+        """Read the head once and update lag, entries behind and the metrics."""
+        now = time.monotonic()
+        items = await self._client.xrevrange(self._stream, count=1)
+        head = _text(items[0][0]) if items else None
+        cursor = self._tailer.cursor
+        if head is None or cursor is None or parse_stream_id(cursor) >= parse_stream_id(head):
+            self._target = None
+            self.behind = 0
+        else:
+            if self._target is None or parse_stream_id(cursor) >= parse_stream_id(self._target[0]):
+                self._target = (head, now)
+            after = await self._client.xrange(
+                self._stream, min=f"({cursor}", count=COUNT_BEHIND_MAX
+            )
+            self.behind = len(after)
+        if self._metrics is not None:
+            self._metrics.entries_behind.set(self.behind)
+
+    async def probe(self) -> str | None:
+        """The health check: None while the tailer keeps up, else why it does not."""
+        lag_s = self.lag_s
+        if lag_s > self.bound_s:
+            behind = f"{self.behind}+" if self.behind >= COUNT_BEHIND_MAX else str(self.behind)
+            return (
+                f"the feed tailer has been behind the feed head for {lag_s:.1f} s "
+                f"({behind} entries; bound: gateway_max_feed_lag_s = {self.bound_s:g} s)"
+            )
+        if self.error is not None:
+            return f"cannot read the feed head: {self.error}"
+        return None
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
