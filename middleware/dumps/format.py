@@ -29,7 +29,8 @@ from typing import Any
 import zstandard
 
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
-from pgsift.middleware.errors import DumpError
+from pgsift.middleware.errors import DumpError, FeedError
+from pgsift.middleware.feed.position import FeedPosition
 
 FORMAT_VERSION = 1
 # Chosen by bench/bootstrap's format table: level 3 compresses wire NDJSON ~6.5x
@@ -81,9 +82,12 @@ class DumpHeader:
     types: tuple[str, ...]
     schema_hash: str
     snapshot: Snapshot
-    feed_position: str  # the feed's last ID read before the snapshot was taken
+    feed_position: FeedPosition  # the feed's end, read before the snapshot was taken
     built_at: float  # Unix time the snapshot was taken
     version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feed_position", FeedPosition(self.feed_position))
 
     @property
     def cursor(self) -> BootstrapCursor:
@@ -118,10 +122,10 @@ class DumpHeader:
                 types=tuple(data["types"]),
                 schema_hash=str(data["schema_hash"]),
                 snapshot=Snapshot.parse(data["snapshot"]),
-                feed_position=str(data["feed_position"]),
+                feed_position=FeedPosition(str(data["feed_position"])),
                 built_at=float(data["built_at"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, FeedError) as exc:
             raise DumpError(f"corrupt dump header: {exc!r}") from exc
 
 

@@ -23,6 +23,7 @@ import psycopg
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.dumps.format import ROW_PREFIX, ROW_SUFFIX
 from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.pgtypes import configure
@@ -112,7 +113,7 @@ class SnapshotRead:
     """An open `REPEATABLE READ` transaction and where it stands in the feed."""
 
     conn: psycopg.Connection[Any]
-    position: str  # the feed's last ID, read before the snapshot
+    position: FeedPosition  # the feed's end, read before the snapshot
     snapshot: Snapshot
     taken_at: float
 

@@ -6,7 +6,7 @@
         cursor = entry.id        # resume after it
 
 `AsyncFeedReader` has the same methods as coroutines (redis.asyncio).
-A cursor is a stream ID string; `None` (or "0-0") means "from the start of the
+A cursor is a `FeedPosition`; `None` (or `START`) means "from the start of the
 retained feed". A transaction split into chunks is several entries with the
 same `lsn` and `chunk` 0, 1, ...; the one with `last=True` ends it, so cursors
 handed to clients should be IDs of entries with `last=True`.
@@ -25,8 +25,7 @@ import redis.asyncio
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry
-
-START = "0-0"
+from pgsift.middleware.feed.position import START, FeedPosition
 
 
 class FeedReader:
@@ -41,17 +40,17 @@ class FeedReader:
         return cls(redis.Redis.from_url(url), database)
 
     def read_after(
-        self, cursor: str | None, count: int = 100, block_ms: int | None = None
+        self, cursor: FeedPosition | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
         """Up to `count` entries after `cursor`; waits up to `block_ms` ms if there are none."""
         reply = self.client.xread({self.stream: cursor or START}, count=count, block=block_ms)
         return _entries(reply)
 
-    def first_id(self) -> str | None:
+    def first_id(self) -> FeedPosition | None:
         """ID of the oldest retained entry."""
         return _id_of(self.client.xrange(self.stream, count=1))
 
-    def last_id(self) -> str | None:
+    def last_id(self) -> FeedPosition | None:
         """ID of the newest entry."""
         return _id_of(self.client.xrevrange(self.stream, count=1))
 
@@ -71,16 +70,16 @@ class AsyncFeedReader:
         return cls(redis.asyncio.Redis.from_url(url), database)
 
     async def read_after(
-        self, cursor: str | None, count: int = 100, block_ms: int | None = None
+        self, cursor: FeedPosition | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
         """Up to `count` entries after `cursor`; waits up to `block_ms` ms if there are none."""
         reply = await self.client.xread({self.stream: cursor or START}, count=count, block=block_ms)
         return _entries(reply)
 
-    async def first_id(self) -> str | None:
+    async def first_id(self) -> FeedPosition | None:
         return _id_of(await self.client.xrange(self.stream, count=1))
 
-    async def last_id(self) -> str | None:
+    async def last_id(self) -> FeedPosition | None:
         return _id_of(await self.client.xrevrange(self.stream, count=1))
 
     async def close(self) -> None:
@@ -95,8 +94,5 @@ def _entries(reply: Any) -> list[FeedEntry]:
     return [decode_entry(stream_id, fields) for stream_id, fields in items]
 
 
-def _id_of(items: Any) -> str | None:
-    if not items:
-        return None
-    stream_id = items[0][0]
-    return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+def _id_of(items: Any) -> FeedPosition | None:
+    return FeedPosition.decoded(items[0][0]) if items else None

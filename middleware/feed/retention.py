@@ -31,9 +31,7 @@ import redis
 import redis.asyncio
 
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.entry import parse_stream_id
-
-START = "0-0"
+from pgsift.middleware.feed.position import START, FeedPosition
 
 # KEYS: stream, marker. ARGV: minid (every entry below it goes).
 # Returns the number of entries removed. The last entry to go is read first and
@@ -68,21 +66,24 @@ return removed
 class FeedBounds:
     """What the feed can still replay: everything after `trimmed`, up to `last`."""
 
-    trimmed: str | None  # the highest ID trimming ever removed; None: never trimmed
-    last: str | None  # the newest entry; None: the feed is empty
+    trimmed: FeedPosition | None  # the highest ID trimming ever removed; None: never trimmed
+    last: FeedPosition | None  # the newest entry; None: the feed is empty
+
+    def __post_init__(self) -> None:
+        for name in ("trimmed", "last"):
+            object.__setattr__(self, name, FeedPosition.optional(getattr(self, name)))
 
     @property
-    def end(self) -> str:
+    def end(self) -> FeedPosition:
         """The feed's position now: every committed transaction up to it is in the feed
         or was trimmed. Record it *before* a snapshot; it passes `retains` until a trim."""
-        ids = [i for i in (self.last, self.trimmed) if i is not None]
-        return max(ids, key=parse_stream_id, default=START)
+        return max((p for p in (self.last, self.trimmed) if p is not None), default=START)
 
     def retains(self, cursor: str) -> bool:
         """Whether every entry after `cursor` is still in the feed (and `cursor` is of it)."""
-        lsn = parse_stream_id(cursor)[0]
-        floor = parse_stream_id(self.trimmed)[0] if self.trimmed is not None else 0
-        return floor <= lsn <= parse_stream_id(self.end)[0]
+        lsn = FeedPosition(cursor).lsn
+        floor = self.trimmed.lsn if self.trimmed is not None else 0
+        return floor <= lsn <= self.end.lsn
 
 
 class FeedRetention:
@@ -108,7 +109,7 @@ class FeedRetention:
     def retains(self, cursor: str) -> bool:
         return self.bounds().retains(cursor)
 
-    def trim(self, minid: str) -> int:
+    def trim(self, minid: FeedPosition) -> int:
         """Remove every entry below `minid` and raise the marker to the last one removed,
         atomically; the number of entries removed."""
         script = self.client.register_script(TRIM_SCRIPT)
@@ -141,9 +142,5 @@ class AsyncFeedRetention:
 
 
 def _bounds(marker: Any, items: Any) -> FeedBounds:
-    return FeedBounds(_text(marker) if marker is not None else None,
-                      _text(items[0][0]) if items else None)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return FeedBounds(FeedPosition.optional(marker),
+                      FeedPosition.decoded(items[0][0]) if items else None)

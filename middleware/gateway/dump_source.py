@@ -34,7 +34,7 @@ class DumpRows:
         self._source = source
         self._snapshot = snapshot
         cursor = snapshot.cursor
-        self.position: str = cursor.position
+        self.position = cursor.position
         self.stamp = cursor.snapshot
 
     async def rows(self) -> AsyncIterator[dict[str, Any]]:

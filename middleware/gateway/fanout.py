@@ -35,8 +35,9 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
-from pgsift.middleware.feed.retention import START, AsyncFeedRetention
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import START, FeedPosition
+from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.transactions import Routed, RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
@@ -55,12 +56,12 @@ class FeedSource(Protocol):
     """The async feed reader (`pgsift.middleware.feed.reader.AsyncFeedReader`)."""
 
     async def read_after(
-        self, cursor: str | None, count: int = ..., block_ms: int | None = ...
+        self, cursor: FeedPosition | None, count: int = ..., block_ms: int | None = ...
     ) -> list[FeedEntry]: ...
 
-    async def first_id(self) -> str | None: ...
+    async def first_id(self) -> FeedPosition | None: ...
 
-    async def last_id(self) -> str | None: ...
+    async def last_id(self) -> FeedPosition | None: ...
 
 
 class FeedObserver(Protocol):
@@ -162,7 +163,7 @@ class FeedTailer:
         self._assembler: TxAssembler[Inbox] = TxAssembler(
             self._index, lambda table: tuple(self._by_table.get(table, ())), max_tx_changes
         )
-        self._cursor: str | None = None
+        self._cursor: FeedPosition | None = None
         # Every transaction up to here has been delivered, or its subscribers were
         # told to refetch: the end of a newly registered subscription's catch-up.
         self.done_lsn = 0
@@ -178,11 +179,11 @@ class FeedTailer:
             self._cursor = (await self._retention.bounds()).end
         else:
             self._cursor = await self._source.last_id()
-        self.done_lsn = parse_stream_id(self._cursor)[0] if self._cursor else 0
+        self.done_lsn = self._cursor.lsn if self._cursor else 0
         self.started.set()
 
     @property
-    def cursor(self) -> str | None:
+    def cursor(self) -> FeedPosition | None:
         """The last feed position read (None before `start`)."""
         return self._cursor
 
@@ -319,11 +320,10 @@ class FeedTailer:
             await asyncio.sleep(RETRY_S)
             return
         client, stream = self._retention.client, self._retention.stream
-        items = await client.xrange(stream, min=f"({self._cursor or START}", count=1)
+        items = await client.xrange(stream, min=(self._cursor or START).exclusive, count=1)
         if not items:
             return  # trimmed meanwhile: the retention check sees to it
-        raw = items[0][0]
-        bad = raw.decode() if isinstance(raw, bytes) else str(raw)
+        bad = FeedPosition.decoded(items[0][0])
         log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
         self._lost_entries()
         self._passed_over(bad)
@@ -335,14 +335,14 @@ class FeedTailer:
         if self.loader is not None:
             self.loader.forget_all()
 
-    def _passed_over(self, position: str) -> None:
+    def _passed_over(self, position: FeedPosition) -> None:
         """The tailer moves past entries up to `position` that it did not deliver.
 
         The handoff position moves with it, so that a subscription registered
         from now on catches up through them from the feed itself (or learns
         there that they are gone); the rest of a transaction cut short is dropped.
         """
-        self.done_lsn = max(self.done_lsn, parse_stream_id(position)[0])
+        self.done_lsn = max(self.done_lsn, position.lsn)
         self._assembler.reset()
 
     def _all_inboxes(self) -> set[Inbox]:

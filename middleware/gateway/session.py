@@ -49,8 +49,9 @@ from psycopg_pool import AsyncConnectionPool
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.codec import decode_entry
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
-from pgsift.middleware.feed.retention import START, AsyncFeedRetention
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import START, FeedPosition
+from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpRows
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import (
@@ -97,7 +98,7 @@ STAMP_HORIZON_XIDS = 1 << 30
 CURSOR_SHOWN = 60
 
 
-def parse_cursor(cursor: str) -> tuple[str, Snapshot | None]:
+def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
 
     The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
@@ -137,10 +138,10 @@ class SyncSession:
         # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
         # STAMP_HORIZON_XIDS.
         self._stamp: Snapshot | None = None
-        self._cursor: str | None = None
+        self._cursor: FeedPosition | None = None
         if cursor is not None:
             self._cursor, self._stamp = parse_cursor(cursor)
-        self._last_read: str | None = None  # the last feed position the catch-up read
+        self._last_read: FeedPosition | None = None  # the last feed position the catch-up read
         self._reader = reader
         self._retention = retention
         self._tailer = tailer
@@ -170,7 +171,7 @@ class SyncSession:
         if not retained:
             yield REFETCH
             return
-        done = parse_stream_id(position)[0]
+        done = position.lsn
         inbox = self._tailer.subscribe(self.shape, self._budget)
         catch_up = self._catch_up(position, done, inbox.after_lsn)
         try:
@@ -186,7 +187,7 @@ class SyncSession:
                 ):
                     yield message
             if inbox.after_lsn > done:
-                position, done = f"{inbox.after_lsn}-0", inbox.after_lsn
+                position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
             if self._cursor is not None:
                 # Which side of the handoff skipped, should a resumed client ever miss
                 # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
@@ -217,13 +218,13 @@ class SyncSession:
             await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
 
-    async def before_snapshot(self, position: str) -> None:
+    async def before_snapshot(self, position: FeedPosition) -> None:
         """Called between recording the feed `position` and taking the snapshot.
 
         Does nothing; a seam for tests that commit transactions in between.
         """
 
-    async def _replay_start(self, position: str, stamp: Snapshot) -> str:
+    async def _replay_start(self, position: FeedPosition, stamp: Snapshot) -> FeedPosition:
         """Where the replay of a snapshot recorded at `position` must start.
 
         Before the oldest transaction at or below `position` (within
@@ -239,12 +240,14 @@ class SyncSession:
                 start = following.id if following is not None else await self._floor()
         return start
 
-    async def _walk_back(self, position: str) -> tuple[list[FeedEntry], FeedEntry | None]:
+    async def _walk_back(
+        self, position: FeedPosition
+    ) -> tuple[list[FeedEntry], FeedEntry | None]:
         """The feed's entries at or below `position`, newest first, within the bounds;
         and the next older entry (None when there is none)."""
         client, stream = self._retention.client, self._retention.stream
         walked: list[FeedEntry] = []
-        upper = position
+        upper: str = position
         while True:
             items = await client.xrevrange(stream, max=upper, min="-", count=HANDOFF_PAGE)
             if not items:
@@ -257,9 +260,9 @@ class SyncSession:
                 if entry.last and (len(walked) >= HANDOFF_ENTRIES or too_old):
                     return walked, entry
                 walked.append(entry)
-            upper = f"({walked[-1].id}"
+            upper = walked[-1].id.exclusive
 
-    async def _floor(self) -> str:
+    async def _floor(self) -> FeedPosition:
         """A position below every retained entry: the trim marker, else the start."""
         return (await self._retention.bounds()).trimmed or START
 
@@ -301,12 +304,12 @@ class SyncSession:
         if batch:
             yield SyncMessage(tuple(batch), None, up_to_date=False)
 
-    async def _retained(self, cursor: str) -> bool:
+    async def _retained(self, cursor: FeedPosition) -> bool:
         """Whether the feed still holds everything after `cursor` (see feed.retention)."""
         return await self._retention.retains(cursor)
 
     async def _catch_up(
-        self, cursor: str, done: int, through: int
+        self, cursor: FeedPosition, done: int, through: int
     ) -> AsyncGenerator[RoutedTx, None]:
         """Every whole transaction in (done, through], read from the feed; without changes
         when it does not touch the shape or the snapshot already holds it."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
 from pgsift.subscriptions.routing import RoutingIndex
 
@@ -36,7 +37,7 @@ class Routed:
 class RoutedTx:
     """A whole committed transaction, as far as one subscription is concerned."""
 
-    id: str  # stream ID of its last chunk: the cursor that follows it
+    id: FeedPosition  # of its last chunk: the cursor that follows it
     lsn: int
     xid: int
     commit_time: float  # unix seconds

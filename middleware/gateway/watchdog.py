@@ -18,7 +18,7 @@ import time
 
 import redis.asyncio
 
-from pgsift.middleware.feed.entry import parse_stream_id
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.fanout import FeedTailer
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 
@@ -48,7 +48,8 @@ class FeedWatchdog:
         self.bound_s = bound_s
         self._metrics = metrics
         self._interval_s = interval_s
-        self._target: tuple[str, float] | None = None  # a head the tailer is short of, seen at
+        # A head the tailer is short of, and when it was seen.
+        self._target: tuple[FeedPosition, float] | None = None
         self.behind = 0  # entries after the tailer's position (at most COUNT_BEHIND_MAX)
         self.error: str | None = None  # why the head could not be read, last time
         if metrics is not None:
@@ -77,16 +78,16 @@ class FeedWatchdog:
         """Read the head once and update lag, entries behind and the metrics."""
         now = time.monotonic()
         items = await self._client.xrevrange(self._stream, count=1)
-        head = _text(items[0][0]) if items else None
+        head = FeedPosition.decoded(items[0][0]) if items else None
         cursor = self._tailer.cursor
-        if head is None or cursor is None or parse_stream_id(cursor) >= parse_stream_id(head):
+        if head is None or cursor is None or cursor >= head:
             self._target = None
             self.behind = 0
         else:
-            if self._target is None or parse_stream_id(cursor) >= parse_stream_id(self._target[0]):
+            if self._target is None or cursor >= self._target[0]:
                 self._target = (head, now)
             after = await self._client.xrange(
-                self._stream, min=f"({cursor}", count=COUNT_BEHIND_MAX
+                self._stream, min=cursor.exclusive, count=COUNT_BEHIND_MAX
             )
             self.behind = len(after)
         if self._metrics is not None:
@@ -105,6 +106,3 @@ class FeedWatchdog:
             return f"cannot read the feed head: {self.error}"
         return None
 
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
