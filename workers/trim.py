@@ -17,7 +17,6 @@ from typing import Any
 
 from pgsift.middleware.dumps.snapshot import claim_for_drop, leased_ids
 from pgsift.middleware.feed import keys as feed_keys
-from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import FeedRetention
@@ -93,30 +92,27 @@ def _age_cut(context: JobContext, oldest_time: float) -> FeedPosition | None:
 
 
 def _entry_at_or_after(context: JobContext, lsn: int) -> FeedEntry | None:
-    stream = feed_keys.feed_stream(context.database)
-    items = context.client.xrange(stream, min=FeedPosition.of(lsn), count=1)
-    if not items:
-        return None
-    entry_id, fields = items[0]
-    return decode_entry(entry_id, fields)
+    feed = context.reader
+    entries = feed.run(feed.queries.entries_from(FeedPosition.of(lsn), 1))
+    return entries[0] if entries else None
 
 
 def _length_cut(context: JobContext, max_len: int) -> FeedPosition | None:
     """The ID that becomes the first entry when only the newest `max_len` remain."""
-    stream = feed_keys.feed_stream(context.database)
-    excess = int(context.client.xlen(stream)) - max_len
+    feed = context.reader
+    excess = feed.run(feed.queries.length()) - max_len
     if max_len <= 0 or excess <= 0:
         return None
     start = "-"
     while True:
         # Walk past `excess` entries; the next one is the new first.
-        batch = context.client.xrange(stream, min=start, count=min(excess + 1, WALK_BATCH))
+        batch = feed.run(feed.queries.positions_from(start, min(excess + 1, WALK_BATCH)))
         if not batch:
             return None
         if len(batch) > excess:
-            return FeedPosition.decoded(batch[excess][0])
+            return batch[excess]
         excess -= len(batch)
-        start = FeedPosition.decoded(batch[-1][0]).exclusive
+        start = batch[-1].exclusive
 
 
 def drop_stale_in(context: JobContext, *, now: float | None = None) -> list[str]:

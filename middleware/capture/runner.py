@@ -39,8 +39,8 @@ from pgsift.middleware.capture.readiness import CaptureTarget
 from pgsift.middleware.capture.transactions import SchemaTracker, TransactionAssembler
 from pgsift.middleware.errors import CaptureError
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
+from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
 
 log = logging.getLogger(__name__)
@@ -192,11 +192,11 @@ class _Session:
             if stored is None:
                 runner.redis.set(key, self.chunk_size)
             return None
-        newest = runner.redis.xrevrange(keys.feed_stream(runner.database), count=1)
-        if not newest:
+        newest = FeedReader(runner.redis, runner.database).last_id()
+        if newest is None:
             runner.redis.set(key, self.chunk_size)
             return None
-        lsn = decode_entry(newest[0][0], newest[0][1]).lsn
+        lsn = newest.lsn
         log.warning(
             "transactions up to %s were cut %s changes a chunk: re-sent ones are cut so "
             "again; capture_max_changes_per_entry = %s applies after them",

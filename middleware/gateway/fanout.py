@@ -319,11 +319,11 @@ class FeedTailer:
             log.exception("a feed entry after %s cannot be read; retrying", self._cursor)
             await asyncio.sleep(RETRY_S)
             return
-        client, stream = self._retention.client, self._retention.stream
-        items = await client.xrange(stream, min=(self._cursor or START).exclusive, count=1)
-        if not items:
+        feed = self._retention
+        after = await feed.run(feed.queries.positions_from((self._cursor or START).exclusive, 1))
+        if not after:
             return  # trimmed meanwhile: the retention check sees to it
-        bad = FeedPosition.decoded(items[0][0])
+        bad = after[0]
         log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
         self._lost_entries()
         self._passed_over(bad)

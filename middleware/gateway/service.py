@@ -27,7 +27,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
 from pgsift.middleware.errors import ConfigError, GatewayError
-from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.dump_source import DumpSource
@@ -98,8 +97,7 @@ class SyncService:
         self._watch_client = async_redis(settings.redis_url, connections=2)
         self.watchdog = FeedWatchdog(
             self.tailer,
-            self._watch_client,
-            keys.feed_stream(database),
+            AsyncFeedReader(self._watch_client, database),
             bound_s=settings.gateway_max_feed_lag_s,
             metrics=self.metrics,
         )

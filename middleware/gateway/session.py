@@ -48,7 +48,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import FeedError, GatewayError
-from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
@@ -245,15 +244,14 @@ class SyncSession:
     ) -> tuple[list[FeedEntry], FeedEntry | None]:
         """The feed's entries at or below `position`, newest first, within the bounds;
         and the next older entry (None when there is none)."""
-        client, stream = self._retention.client, self._retention.stream
+        feed = self._retention
         walked: list[FeedEntry] = []
         upper: str = position
         while True:
-            items = await client.xrevrange(stream, max=upper, min="-", count=HANDOFF_PAGE)
-            if not items:
+            entries = await feed.run(feed.queries.entries_before(upper, HANDOFF_PAGE))
+            if not entries:
                 return walked, None
-            for stream_id, fields in items:
-                entry = decode_entry(stream_id, fields)
+            for entry in entries:
                 newest = walked[0].commit_time if walked else entry.commit_time
                 too_old = (newest - entry.commit_time).total_seconds() > HANDOFF_S
                 # Stop only between transactions (at the last chunk of an older one).

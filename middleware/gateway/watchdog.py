@@ -16,9 +16,8 @@ import asyncio
 import logging
 import time
 
-import redis.asyncio
-
 from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.gateway.fanout import FeedTailer
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 
@@ -35,16 +34,14 @@ class FeedWatchdog:
     def __init__(
         self,
         tailer: FeedTailer,
-        client: redis.asyncio.Redis[bytes],
-        stream: str,
+        feed: AsyncFeedReader,
         *,
         bound_s: float,
         metrics: GatewayMetrics | None = None,
         interval_s: float = INTERVAL_S,
     ) -> None:
         self._tailer = tailer
-        self._client = client
-        self._stream = stream
+        self._feed = feed
         self.bound_s = bound_s
         self._metrics = metrics
         self._interval_s = interval_s
@@ -77,8 +74,7 @@ class FeedWatchdog:
     async def observe(self) -> None:
         """Read the head once and update lag, entries behind and the metrics."""
         now = time.monotonic()
-        items = await self._client.xrevrange(self._stream, count=1)
-        head = FeedPosition.decoded(items[0][0]) if items else None
+        head = await self._feed.last_id()
         cursor = self._tailer.cursor
         if head is None or cursor is None or cursor >= head:
             self._target = None
@@ -86,9 +82,8 @@ class FeedWatchdog:
         else:
             if self._target is None or cursor >= self._target[0]:
                 self._target = (head, now)
-            after = await self._client.xrange(
-                self._stream, min=cursor.exclusive, count=COUNT_BEHIND_MAX
-            )
+            feed = self._feed
+            after = await feed.run(feed.queries.positions_from(cursor.exclusive, COUNT_BEHIND_MAX))
             self.behind = len(after)
         if self._metrics is not None:
             self._metrics.entries_behind.set(self.behind)
