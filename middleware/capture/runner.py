@@ -33,10 +33,10 @@ import redis
 from pgsift.middleware.capture import pgoutput
 from pgsift.middleware.capture.appender import Appender, Batch
 from pgsift.middleware.capture.changes import RelationCache
+from pgsift.middleware.capture.chunker import SchemaTracker, TransactionChunker
 from pgsift.middleware.capture.leader import LeaderLock
 from pgsift.middleware.capture.lookup import CatalogLookup
 from pgsift.middleware.capture.readiness import CaptureTarget
-from pgsift.middleware.capture.transactions import SchemaTracker, TransactionAssembler
 from pgsift.middleware.errors import CaptureError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
@@ -166,7 +166,7 @@ class _Session:
         self.chunk_size = config.max_changes_per_entry
         self.chunk_size_to_record: int | None = None  # recorded after the next batch
         self.old_chunk_size_until = self._resume_chunk_size()
-        self.assembler = TransactionAssembler(
+        self.assembler = TransactionChunker(
             self.chunk_size if self.old_chunk_size_until is None else self.stored_chunk_size
         )
         self.pending: list[EncodedEntry] = []

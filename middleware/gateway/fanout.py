@@ -39,7 +39,7 @@ from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.transactions import Routed, RoutedTx, TxAssembler
+from pgsift.middleware.gateway.reassembly import Routed, RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
 

@@ -62,8 +62,8 @@ from pgsift.middleware.gateway.messages import (
     wire_change,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics
+from pgsift.middleware.gateway.reassembly import RoutedTx, TxAssembler
 from pgsift.middleware.gateway.snapshot import shape_snapshot
-from pgsift.middleware.gateway.transactions import RoutedTx, TxAssembler
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
 

@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed
 
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.gateway.client import SYNC_SUBSCRIPTION, OperationError, SyncConnection
+from pgsift.middleware.gateway.reassembly import TxAssembler
 from pgsift.middleware.gateway.snapshot import snapshot_pool
-from pgsift.middleware.gateway.transactions import TxAssembler
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.routing import RoutingIndex

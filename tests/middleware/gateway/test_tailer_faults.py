@@ -27,8 +27,8 @@ from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
 from pgsift.middleware.gateway import session as session_module
 from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.reassembly import RoutedTx
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.transactions import RoutedTx
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.shape import Shape

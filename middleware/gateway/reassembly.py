@@ -1,4 +1,6 @@
-"""Routing feed entries into per-subscription transactions.
+"""Reassembling routed chunks into whole per-subscription transactions.
+
+(Capture cuts them: `pgsift.middleware.capture.chunker`.)
 
 A big transaction reaches the feed as several chunks; clients must only ever
 see whole transactions. `TxAssembler` routes each chunk as it arrives (so only
