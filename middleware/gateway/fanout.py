@@ -39,8 +39,7 @@ from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.reassembly import Routed, RoutedTx, TxAssembler
-from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -157,12 +156,8 @@ class FeedTailer:
         self._metrics = metrics
         self._batch = batch
         self._block_ms = block_ms
-        self._index: RoutingIndex[Inbox] = RoutingIndex()
-        self._by_table: dict[str, set[Inbox]] = {}
+        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes)
         self._shape_refs: dict[str, int] = {}
-        self._assembler: TxAssembler[Inbox] = TxAssembler(
-            self._index, lambda table: tuple(self._by_table.get(table, ())), max_tx_changes
-        )
         self._cursor: FeedPosition | None = None
         # Every transaction up to here has been delivered, or its subscribers were
         # told to refetch: the end of a newly registered subscription's catch-up.
@@ -215,13 +210,12 @@ class FeedTailer:
     @property
     def position_lsn(self) -> int:
         """Transactions above this LSN will reach a subscription registered now."""
-        in_flight = self._assembler.in_flight_lsn
+        in_flight = self._router.in_flight_lsn
         return self.done_lsn if in_flight is None else in_flight
 
     def subscribe(self, shape: Shape, budget: SendBudget) -> Inbox:
         inbox = Inbox(shape, budget, self.position_lsn)
-        self._index.add(shape, inbox)
-        self._by_table.setdefault(shape.table, set()).add(inbox)
+        self._router.add(shape, inbox)
         self._shape_refs[shape.key] = self._shape_refs.get(shape.key, 0) + 1
         if self._metrics:
             self._metrics.subscriptions.inc()
@@ -229,12 +223,7 @@ class FeedTailer:
         return inbox
 
     def unsubscribe(self, inbox: Inbox) -> None:
-        self._index.remove(inbox.shape, inbox)
-        inboxes = self._by_table.get(inbox.shape.table)
-        if inboxes is not None:
-            inboxes.discard(inbox)
-            if not inboxes:
-                del self._by_table[inbox.shape.table]
+        self._router.remove(inbox.shape, inbox)
         inbox.release()
         refs = self._shape_refs.pop(inbox.shape.key, 1) - 1
         if refs:
@@ -261,7 +250,7 @@ class FeedTailer:
             # will never come.
             self.ready = False
             self.stopped = True
-            self._overflow(self._all_inboxes())
+            self._overflow(self._router.listeners())
             raise
 
     async def _tail(self) -> None:
@@ -290,7 +279,7 @@ class FeedTailer:
                 except Exception:
                     log.exception("routing feed entry %s failed; its subscribers must refetch",
                                   entry.id)
-                    self._overflow(self._inboxes_of(entry))
+                    self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
@@ -331,7 +320,7 @@ class FeedTailer:
 
     def _lost_entries(self) -> None:
         """Entries went by unseen: every subscriber must refetch, every cached row may be stale."""
-        self._overflow(self._all_inboxes())
+        self._overflow(self._router.listeners())
         if self.loader is not None:
             self.loader.forget_all()
 
@@ -343,16 +332,7 @@ class FeedTailer:
         there that they are gone); the rest of a transaction cut short is dropped.
         """
         self.done_lsn = max(self.done_lsn, position.lsn)
-        self._assembler.reset()
-
-    def _all_inboxes(self) -> set[Inbox]:
-        return {inbox for inboxes in self._by_table.values() for inbox in inboxes}
-
-    def _inboxes_of(self, entry: FeedEntry) -> set[Inbox]:
-        tables = {change.table for change in entry.changes} | set(entry.schema_changes)
-        if not tables:
-            return self._all_inboxes()
-        return {inbox for table in tables for inbox in self._by_table.get(table, ())}
+        self._router.reset()
 
     def _overflow(self, inboxes: set[Inbox]) -> None:
         for inbox in inboxes:
@@ -374,24 +354,15 @@ class FeedTailer:
                 self.loader.forget_all()
         if entry.schema_changes and self._on_schema_change is not None:
             self._on_schema_change(entry.schema_changes)
-        before = self._assembler.routed_changes
-        routed = self._assembler.add(entry)
+        before = self._router.routed_changes
+        routed = self._router.route(entry)
         if self._metrics:
-            self._metrics.routed_changes.inc(self._assembler.routed_changes - before)
+            self._metrics.routed_changes.inc(self._router.routed_changes - before)
             self._metrics.feed_entries.inc()
             self._metrics.feed_lag.set(max(0.0, time.time() - entry.commit_time.timestamp()))
         if routed is None:
             return
         self.done_lsn = entry.lsn
-        self._deliver(entry, routed)
-
-    def _deliver(self, entry: FeedEntry, routed: dict[Inbox, Routed]) -> None:
-        commit_time = entry.commit_time.timestamp()
-        for inbox, result in routed.items():
-            if inbox.after_lsn >= entry.lsn:
-                continue
-            tx = RoutedTx(
-                entry.id, entry.lsn, entry.xid, commit_time, tuple(result.changes), result.refetch
-            )
-            if not inbox.offer(tx) and self._metrics:
+        for inbox, tx in routed.items():
+            if inbox.after_lsn < entry.lsn and not inbox.offer(tx) and self._metrics:
                 self._metrics.queue_drops.inc()

@@ -62,9 +62,8 @@ from pgsift.middleware.gateway.messages import (
     wire_change,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.reassembly import RoutedTx, TxAssembler
+from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
 from pgsift.middleware.gateway.snapshot import shape_snapshot
-from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -313,12 +312,9 @@ class SyncSession:
         when it does not touch the shape or the snapshot already holds it."""
         if done >= through:
             return
-        index: RoutingIndex[SyncSession] = RoutingIndex()
-        index.add(self.shape, self)
-        table = self.shape.table
-        assembler: TxAssembler[SyncSession] = TxAssembler(
-            index, lambda name: (self,) if name == table else (), self._tailer.max_tx_changes
-        )
+        # The tailer's routing path, for this one subscription.
+        router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
+        router.add(self.shape, self)
         while done < through:
             try:
                 entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
@@ -341,21 +337,16 @@ class SyncSession:
                 cursor = self._last_read = entry.id
                 if entry.lsn <= done:
                     continue
-                routed = assembler.add(entry)
+                routed = router.route(entry)
                 if routed is None:
                     continue
                 done = entry.lsn
-                result = routed.get(self)
-                if self._seen_by_snapshot(entry.xid):
-                    result = None  # already in the snapshot: only the position moves on
-                yield RoutedTx(
-                    entry.id,
-                    entry.lsn,
-                    entry.xid,
-                    entry.commit_time.timestamp(),
-                    tuple(result.changes) if result else (),
-                    result.refetch if result else False,
-                )
+                seen = self._seen_by_snapshot(entry.xid)
+                tx = routed.get(self)
+                if tx is None or seen:
+                    # Not of this shape, or already in the snapshot: only the position moves on.
+                    tx = RoutedTx(entry.id, entry.lsn, entry.xid, 0.0, (), False)
+                yield tx
 
     def _seen_by_snapshot(self, xid: int) -> bool:
         stamp = self._stamp
