@@ -13,11 +13,12 @@ from typing import Any
 import psycopg
 import redis
 
+from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.catalog import load_catalog
-from pgsift.middleware.dumps.snapshot import open_store
-from pgsift.middleware.dumps.source import ShapeLayout, database_name
 from pgsift.middleware.dumps.store import DumpStore
+from pgsift.middleware.dumps.stores import open_store
 from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.feed.keys import database_of as database_name
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.settings import Settings, load_settings
 from pgsift.subscriptions.catalog import Catalog

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pgsift.middleware.dumps.snapshot import claim_for_drop, leased_ids
+from pgsift.middleware.dumps.leases import claim_for_drop, leased_ids
 from pgsift.middleware.feed import keys as feed_keys
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition

@@ -32,8 +32,8 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # examples/ is not an installed package
 
+from pgsift.middleware.bootstrap.encoder import RowEncoder  # noqa: E402
 from pgsift.middleware.dumps.format import row_line  # noqa: E402
-from pgsift.middleware.dumps.source import RowEncoder  # noqa: E402
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from pgsift.middleware.embedded.ports import free_port  # noqa: E402
 from pgsift.middleware.settings import Settings  # noqa: E402
@@ -79,7 +79,7 @@ def serve_gateway(port: int) -> None:
     import uvicorn
     from starlette.applications import Starlette
 
-    from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+    from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
     from pgsift.middleware.gateway.auth import Authenticator
 
     settings = Settings(database_url=os.environ["PGSIFT_DATABASE_URL"],

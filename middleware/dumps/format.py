@@ -28,7 +28,7 @@ from typing import Any
 
 import zstandard
 
-from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import DumpError, FeedError
 from pgsift.middleware.feed.position import FeedPosition
 

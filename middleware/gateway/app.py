@@ -175,7 +175,7 @@ def create_app(
 
         extra.append(rows_route())
     if bootstrap:
-        from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+        from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 
         extra.append(bootstrap_route(BootstrapService.from_settings(settings)))
 

@@ -25,18 +25,21 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from pgsift.middleware.bootstrap.finder import DumpFinder
+from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
+from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
+from pgsift.middleware.dumps.stores import open_store
 from pgsift.middleware.errors import ConfigError, GatewayError
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.dump_source import DumpSource
 from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.snapshot import snapshot_pool
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
-from pgsift.middleware.redis_clients import async_redis
+from pgsift.middleware.redis_clients import async_redis, sync_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
@@ -110,9 +113,15 @@ class SyncService:
         )
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
-        self.dumps: DumpSource | None = (
-            DumpSource(settings, database, self.reader) if settings.gateway_use_dumps else None
-        )
+        self.dumps: DumpFinder | None = None
+        if settings.gateway_use_dumps:
+            dump_client = sync_redis(settings.redis_url)
+            self.dumps = DumpFinder(
+                dump_client,
+                database,
+                open_store(settings, dump_client, database),
+                max_age_s=settings.dumps_max_age_s,
+            )
         # Called with each newly read catalog (the batch loader follows schema changes).
         self.catalog_listeners: list[Callable[[Catalog], None]] = []
         self._catalog_read_at = 0.0
@@ -144,7 +153,7 @@ class SyncService:
         await self._tail_reader.close()
         await self._watch_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
         if self.dumps is not None:
-            self.dumps.close()
+            self.dumps.client.close()
 
     async def refresh_catalog(self) -> None:
         self._catalog_read_at = time.monotonic()
@@ -230,10 +239,11 @@ class SyncService:
         if self._tail_task is None:
             raise GatewayError("the gateway is not started")
         shape = await self.shape(query, params, claims)
-        dump = None
+        dump: RowSource | None = None
         if cursor is None and self.dumps is not None and self.catalog is not None:
             try:
-                dump = await self.dumps.find(shape, self.catalog)
+                layout = ShapeLayout.of(shape, self.catalog)
+                dump = await find_dump_source(self.dumps, layout, await self.reader.bounds())
             except Exception:
                 log.exception("looking for a dump of %r failed; reading Postgres", shape)
         session = SyncSession(

@@ -43,15 +43,16 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import psycopg
 import redis.exceptions
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.dump_source import DumpRows
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import (
     REFETCH,
@@ -59,11 +60,9 @@ from pgsift.middleware.gateway.messages import (
     WireChange,
     batched,
     change_size,
-    wire_change,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
-from pgsift.middleware.gateway.snapshot import shape_snapshot
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -94,13 +93,19 @@ HANDOFF_PAGE = 100
 STAMP_HORIZON_XIDS = 1 << 30
 # Error messages quote at most this much of a bad cursor.
 CURSOR_SHOWN = 60
+# A snapshot whose connection broke (or idled past its timeout) mid-read.
+SNAPSHOT_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+SNAPSHOT_LOST_MESSAGE = (
+    "the snapshot could not be read to the end (too slow a reader, or the database went "
+    "away); subscribe again"
+)
 
 
 def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
 
     The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
-    `pgsift.middleware.dumps.cursor`): the feed position recorded before its
+    `pgsift.middleware.bootstrap.cursor`): the feed position recorded before its
     snapshot, and that snapshot, whose transactions the replay skips.
     GatewayError when it is neither.
     """
@@ -129,7 +134,7 @@ class SyncSession:
         budget: SendBudget,
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,
-        dump: DumpRows | None = None,
+        dump: RowSource | None = None,
     ) -> None:
         self.shape = shape
         self._dump = dump
@@ -149,16 +154,11 @@ class SyncSession:
         self._metrics = metrics
 
     async def messages(self) -> AsyncIterator[SyncMessage]:
-        if self._cursor is None and self._dump is not None:
-            async with aclosing(self._inserts(self._dump_changes(self._dump))) as inserts:
-                async for message in inserts:
-                    yield message
-            position, self._stamp = self._dump.position, self._dump.stamp
-        elif self._cursor is None:
-            position = (await self._retention.bounds()).end
-            await self.before_snapshot(position)
-            async with aclosing(self._snapshot()) as snapshot:
-                async for message in snapshot:
+        if self._cursor is None:
+            source = self._dump or await self._live_source()
+            position, self._stamp = source.cursor.position, source.cursor.snapshot
+            async with aclosing(self._bootstrap(source)) as bootstrap:
+                async for message in bootstrap:
                     yield message
         else:
             position = self._cursor
@@ -263,28 +263,42 @@ class SyncSession:
         """A position below every retained entry: the trim marker, else the start."""
         return (await self._retention.bounds()).trimmed or START
 
-    async def _snapshot(self) -> AsyncGenerator[SyncMessage, None]:
-        async with shape_snapshot(self._pool, self.shape) as (stamp, rows):
-            self._stamp = stamp
-            # Closed explicitly when the consumer stops early, so the server-side
-            # cursor and its connection go back to the pool at once.
-            async with aclosing(self._inserts(self._row_changes(rows))) as inserts:
-                async for message in inserts:
-                    yield message
-        if self._metrics:
+    async def _live_source(self) -> RowSource:
+        """Record the feed's end, then take the snapshot on a pooled connection."""
+        position = (await self._retention.bounds()).end
+        await self.before_snapshot(position)
+        try:
+            return await LiveRows.open(
+                self._pool.connection(), position, RowQuery.of_shape(self.shape)
+            )
+        except PoolTimeout as exc:
+            raise GatewayError(
+                "the gateway is busy: no database connection for the snapshot came free "
+                f"within {self._pool.timeout:g} s; subscribe again later"
+            ) from exc
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
+
+    async def _bootstrap(self, source: RowSource) -> AsyncGenerator[SyncMessage, None]:
+        """The source's rows as INSERT messages; the source is closed at the end (or when
+        the consumer stops early: the snapshot's connection goes back to the pool at once)."""
+        try:
+            try:
+                async with aclosing(self._inserts(self._row_changes(source))) as inserts:
+                    async for message in inserts:
+                        yield message
+            finally:
+                await source.close()
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
+        if source.kind == "live" and self._metrics:
             self._metrics.snapshots.inc()
 
-    async def _row_changes(
-        self, rows: AsyncIterator[dict[str, Any]]
-    ) -> AsyncGenerator[WireChange, None]:
+    async def _row_changes(self, source: RowSource) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key
-        async for row in rows:
-            yield wire_change("INSERT", {k: row[k] for k in key_columns}, row)
-
-    async def _dump_changes(self, dump: DumpRows) -> AsyncGenerator[WireChange, None]:
-        key_columns = self.shape.primary_key
-        async for row in dump.rows():  # already in JSON form
-            yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
+        async for rows in source.rows():  # already in JSON form
+            for row in rows:
+                yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
 
     async def _inserts(
         self, changes: AsyncIterator[WireChange]

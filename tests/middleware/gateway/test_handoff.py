@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 from psycopg_pool import AsyncConnectionPool
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader
@@ -28,7 +29,6 @@ from pgsift.middleware.gateway.fanout import FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.service import database_name
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.snapshot import snapshot_pool
 from pgsift.subscriptions.shape import Shape
 from tests.conftest import PostgresServer
 from tests.middleware.capture.processes import capturing

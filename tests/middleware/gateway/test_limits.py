@@ -13,10 +13,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.gateway.client import SYNC_SUBSCRIPTION, OperationError, SyncConnection
 from pgsift.middleware.gateway.reassembly import TxAssembler
-from pgsift.middleware.gateway.snapshot import snapshot_pool
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.routing import RoutingIndex

@@ -89,10 +89,6 @@ class BootstrapCursor:
 
     def __str__(self) -> str:
         if self.snapshot is None:
-            return self.position
+            return str(self.position)
         return f"{self.position}@{self.snapshot}"
-
-    def skips(self, xid: int) -> bool:
-        """Whether a replayed transaction `xid` is already in the bootstrap's rows."""
-        return self.snapshot is not None and self.snapshot.visible(xid)
 

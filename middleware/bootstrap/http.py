@@ -5,11 +5,11 @@
     {"type":"end","count":N,"cursor":"..."}
 
 The caller continues with `sync(..., cursor)`; a response without the end line
-(or with a different count) is incomplete. Served from a fresh-enough dump
-when there is one (with `Content-Encoding: zstd` the stored body is sent as
-is), else read live from Postgres in a `REPEATABLE READ` snapshot while a
-dump build is enqueued. Bodies are produced by sync generators that Starlette
-runs in its thread pool, one batch at a time: memory stays flat.
+(or with a different count) is incomplete. Both kinds of `RowSource` serve it:
+a fresh-enough dump when there is one (with `Content-Encoding: zstd` the stored
+body is sent as is), else a live snapshot of Postgres (on a connection of its
+own) while a dump build is enqueued. Bodies stream a batch at a time, the
+blocking and CPU-heavy parts in worker threads: memory stays flat.
 
 Mount with `bootstrap_route(BootstrapService.from_settings(settings))`; the
 app must have `app.state.authenticator` (`claims_from_authorization`).
@@ -21,8 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from itertools import chain
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -32,16 +31,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from pgsift.middleware.bootstrap.finder import DumpFinder
+from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.snapshot import snapshot_connection
+from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource, find_dump_source
 from pgsift.middleware.catalog import load_catalog, require_replica_identity
-from pgsift.middleware.dumps import snapshot as dumps
-from pgsift.middleware.dumps.encoding import Encoding, compressed, negotiate
+from pgsift.middleware.dumps.encoding import Encoding, negotiate
 from pgsift.middleware.dumps.enqueue import ClaimsUsed, bump_popularity, enqueue_build
-from pgsift.middleware.dumps.format import end_line, header_line
-from pgsift.middleware.dumps.source import RowEncoder, ShapeLayout, database_name, open_snapshot
-from pgsift.middleware.dumps.store import DumpInfo, DumpStore
+from pgsift.middleware.dumps.store import DumpStore
+from pgsift.middleware.dumps.stores import open_store
 from pgsift.middleware.errors import AuthError, ConfigError, GatewayError
+from pgsift.middleware.feed.keys import database_of as database_name
 from pgsift.middleware.feed.reader import FeedReader
-from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 PATH = "/v1/bootstrap"
 MEDIA_TYPE = "application/x-ndjson"
 CATALOG_TTL_S = 30.0
+# Rows per round trip of a live bootstrap (bigger than a subscription's: whole tables).
+LIVE_FETCH_ROWS = 2000
 
 
 class BootstrapService:
@@ -70,12 +73,17 @@ class BootstrapService:
     ) -> None:
         if not settings.database_url:
             raise ConfigError("the bootstrap endpoint needs database_url")
+        if not settings.redis_url:
+            raise ConfigError("the bootstrap endpoint needs redis_url")
         self.settings = settings
         self.database_url = settings.database_url
         self.database = database_name(settings.database_url)
         self.client = client
-        self.reader = FeedReader(client, self.database)
-        self.store = store or dumps.open_store(settings, client, self.database)
+        self.feed = FeedReader(client, self.database)
+        self.store = store or open_store(settings, client, self.database)
+        self.finder = DumpFinder(
+            client, self.database, self.store, max_age_s=settings.dumps_max_age_s
+        )
         self.catalog = catalog or CachedCatalog(settings.database_url)
         self.policies = policies if policies is not None else policies_from_config(
             settings.policies
@@ -108,27 +116,31 @@ class BootstrapService:
         )
         # Leased before answering, and only if still there once leased:
         # drop_stale_dumps leaves it alone from now on.
-        info = await run_in_threadpool(self._lease_fresh_dump, layout)
-        if info is not None:
-            body = self._dump_body(dumps.DumpSnapshot(self.store, info), encoding)
-            source = "dump"
-        else:
-            lines = self._live_lines(shape, layout)
-            # The first line needs the snapshot: open it before answering, so
-            # a database that is down is a 503, not a truncated 200.
+        bounds = await run_in_threadpool(self.feed.bounds)
+        source: RowSource | None = await find_dump_source(self.finder, layout, bounds)
+        if source is None:
+            # The header needs the snapshot: take it before answering, so a
+            # database that is down is a 503, not a truncated 200.
             try:
-                first = await run_in_threadpool(next, lines)
+                source = await LiveRows.open(
+                    await snapshot_connection(self.database_url),
+                    bounds.end,  # recorded before the snapshot
+                    RowQuery.of_shape(shape, layout),
+                    batch=LIVE_FETCH_ROWS,
+                )
             except Exception:
                 log.exception("live bootstrap of shape %s failed", layout.shape_key)
                 return _error(503, "cannot read the rows from Postgres right now; retry later")
-            await run_in_threadpool(self._enqueue_build, layout, query, params, claims)
-            body = compressed(chain([first], lines), encoding)
-            source = "live"
-        headers = {"X-Pgsift-Source": source, "Cache-Control": "no-store"}
+            try:
+                await run_in_threadpool(self._enqueue_build, layout, query, params, claims)
+            except BaseException:
+                await source.close()
+                raise
+        headers = {"X-Pgsift-Source": source.kind, "Cache-Control": "no-store"}
         if encoding != "identity":
             headers["Content-Encoding"] = encoding
             headers["Vary"] = "Accept-Encoding"
-        return StreamingResponse(body, media_type=MEDIA_TYPE, headers=headers)
+        return StreamingResponse(_body(source, encoding), media_type=MEDIA_TYPE, headers=headers)
 
     def _shape(
         self, query: str, params: list[Any], claims: Mapping[str, Any]
@@ -141,16 +153,6 @@ class BootstrapService:
         )
         require_replica_identity(shape, catalog, self.policies)
         return shape, ShapeLayout.of(shape, catalog), read.used()
-
-    def _lease_fresh_dump(self, layout: ShapeLayout) -> DumpInfo | None:
-        return dumps.lease_fresh_dump(
-            self.client,
-            self.database,
-            self.store,
-            layout,
-            max_age_s=self.settings.dumps_max_age_s,
-            feed=FeedRetention(self.reader.client, self.reader.stream).bounds(),
-        )
 
     def _enqueue_build(
         self, layout: ShapeLayout, query: str, params: list[Any], claims: Mapping[str, Any]
@@ -165,27 +167,15 @@ class BootstrapService:
             timeout_s=self.settings.dumps_build_timeout_s,
         )
 
-    def _dump_body(self, snapshot: dumps.DumpSnapshot, encoding: Encoding) -> Iterator[bytes]:
-        dump_id = snapshot.info.dump_id
-        try:
-            if encoding == "zstd":
-                yield from snapshot.compressed()  # the stored frame is the whole response
-            else:
-                yield from compressed(snapshot.ndjson(), encoding)
-        finally:
-            dumps.release(self.client, self.database, dump_id)
 
-    def _live_lines(self, shape: Shape, layout: ShapeLayout) -> Iterator[bytes]:
-        sql, params = shape.to_sql()
-        encoder = RowEncoder(layout.columns, layout.types)
-        with open_snapshot(self.database_url, self.reader) as read:
-            cursor = str(read.cursor)
-            yield header_line(layout.columns, layout.types, "live", cursor)
-            count = 0
-            for rows in read.rows(sql, params):
-                count += len(rows)
-                yield encoder.encode(rows)
-            yield end_line(count, cursor)
+
+async def _body(source: RowSource, encoding: Encoding) -> AsyncIterator[bytes]:
+    """The source's response body; the source ends with it (a client gone included)."""
+    try:
+        async for chunk in source.body(encoding):
+            yield chunk
+    finally:
+        await source.close()
 
 
 def bootstrap_route(service: BootstrapService) -> Route:

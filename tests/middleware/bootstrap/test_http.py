@@ -18,10 +18,10 @@ import zstandard
 from rq import Queue
 from starlette.applications import Starlette
 
+from pgsift.middleware.bootstrap import finder
+from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps import keys
-from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, popular_specs
-from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
@@ -212,7 +212,7 @@ def test_a_dump_dropped_between_being_chosen_and_leased_is_not_served(
     context = JobContext.from_settings()
     dropping = dataclasses.replace(context, settings=context.settings.replace(
         dumps_retention_s=0))
-    choose = dumps.fresh_dump
+    choose = finder.fresh_dump
 
     def chosen_then_dropped(*args: Any, **kwargs: Any) -> DumpInfo | None:
         info = choose(*args, **kwargs)
@@ -220,7 +220,7 @@ def test_a_dump_dropped_between_being_chosen_and_leased_is_not_served(
         assert drop_stale_in(dropping) == [info.dump_id]  # the worker's clean-up, meanwhile
         return info
 
-    monkeypatch.setattr(dumps, "fresh_dump", chosen_then_dropped)
+    monkeypatch.setattr(finder, "fresh_dump", chosen_then_dropped)
     try:
         response, lines = bootstrap(client)
     finally:
