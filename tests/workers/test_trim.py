@@ -37,7 +37,8 @@ def retention(context: JobContext, **changes: float) -> JobContext:
 
 def test_trim_by_length_and_age_stops_at_the_oldest_dump(context: JobContext) -> None:
     now = time.time()
-    ids = [append(context.client, context.database, 100 + 10 * n, at=now - 1000 + n)
+    # Committed a minute apart: the age cut below has 30 s of slack for a slow machine.
+    ids = [append(context.client, context.database, 100 + 10 * n, at=now - 6000 + 60 * n)
            for n in range(100)]
     # By length: keep 10, but a dump sits at entry 40. The cut rounds down to
     # the start of a transaction, so the dump's own entry stays too.
@@ -48,8 +49,8 @@ def test_trim_by_length_and_age_stops_at_the_oldest_dump(context: JobContext) ->
     for info in context.store.all_dumps():
         context.store.delete(info)
     assert trim_feed_in(retention(context, feed_max_len=10)).first_id == ids[90]
-    # By age: entries committed more than 5s ago go (the last 5 are younger).
-    result = trim_feed_in(retention(context, feed_max_len=0, feed_max_age_s=1000 - 95 + 0.5))
+    # By age: entries committed more than 5.5 minutes ago go (the last 5 are younger).
+    result = trim_feed_in(retention(context, feed_max_len=0, feed_max_age_s=6000 - 60 * 95 + 30))
     assert result.first_id == ids[95]
 
 
