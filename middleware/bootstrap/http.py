@@ -19,35 +19,25 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import psycopg
-import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pgsift.middleware.bootstrap.finder import DumpFinder
 from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.bootstrap.snapshot import snapshot_connection
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource, find_dump_source
-from pgsift.middleware.catalog import load_catalog, require_replica_identity
+from pgsift.middleware.catalog import require_replica_identity
 from pgsift.middleware.dumps.encoding import Encoding, negotiate
 from pgsift.middleware.dumps.enqueue import ClaimsUsed, bump_popularity, enqueue_build
-from pgsift.middleware.dumps.store import DumpStore
-from pgsift.middleware.dumps.stores import open_store
-from pgsift.middleware.errors import AuthError, ConfigError, GatewayError
-from pgsift.middleware.feed.keys import database_of as database_name
-from pgsift.middleware.feed.reader import FeedReader
-from pgsift.middleware.redis_clients import sync_redis
+from pgsift.middleware.errors import AuthError, GatewayError
 from pgsift.middleware.settings import Settings
+from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError, QueryError
-from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -62,38 +52,24 @@ LIVE_FETCH_ROWS = 2000
 class BootstrapService:
     """Everything the endpoint needs besides the authenticator on `app.state`."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        client: redis.Redis[bytes],
-        store: DumpStore | None = None,
-        catalog: Callable[[], Catalog] | None = None,
-        policies: Mapping[str, Policy] | None = None,
-    ) -> None:
-        if not settings.database_url:
-            raise ConfigError("the bootstrap endpoint needs database_url")
-        if not settings.redis_url:
-            raise ConfigError("the bootstrap endpoint needs redis_url")
-        self.settings = settings
-        self.database_url = settings.database_url
-        self.database = database_name(settings.database_url)
-        self.client = client
-        self.feed = FeedReader(client, self.database)
-        self.store = store or open_store(settings, client, self.database)
-        self.finder = DumpFinder(
-            client, self.database, self.store, max_age_s=settings.dumps_max_age_s
-        )
-        self.catalog = catalog or CachedCatalog(settings.database_url)
-        self.policies = policies if policies is not None else policies_from_config(
-            settings.policies
-        )
+    def __init__(self, wiring: Wiring) -> None:
+        self.settings = wiring.settings
+        self.database_url = wiring.database_url
+        self.database = wiring.database
+        self.client = wiring.client
+        self.feed = wiring.feed_reader()
+        self.finder = wiring.dump_finder()
+        self.policies = wiring.policies
+        self._catalogs = wiring.catalog_source
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BootstrapService:
-        if not settings.redis_url:
-            raise ConfigError("the bootstrap endpoint needs redis_url")
-        return cls(settings=settings, client=sync_redis(settings.redis_url))
+        return cls(Wiring.from_settings(settings))
+
+    def catalog(self) -> Catalog:
+        """The wiring's catalog; this endpoint is not told of schema changes, so it
+        re-reads it when older than `CATALOG_TTL_S`."""
+        return self._catalogs.get(max_age_s=CATALOG_TTL_S)
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -181,25 +157,6 @@ async def _body(source: RowSource, encoding: Encoding) -> AsyncIterator[bytes]:
 def bootstrap_route(service: BootstrapService) -> Route:
     """The route to add to the gateway's Starlette app."""
     return Route(PATH, service.handle, methods=["GET"], name="bootstrap")
-
-
-class CachedCatalog:
-    """The live catalog, re-read at most every `ttl_s` seconds."""
-
-    def __init__(self, database_url: str, ttl_s: float = CATALOG_TTL_S) -> None:
-        self.database_url = database_url
-        self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._catalog: Catalog | None = None
-        self._loaded_at = 0.0
-
-    def __call__(self) -> Catalog:
-        with self._lock:
-            if self._catalog is None or time.monotonic() - self._loaded_at > self.ttl_s:
-                with psycopg.connect(self.database_url, autocommit=True) as conn:
-                    self._catalog = load_catalog(conn)
-                self._loaded_at = time.monotonic()
-            return self._catalog
 
 
 def _query_and_params(request: Request) -> tuple[str, list[Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
+from pgsift.middleware.errors import ConfigError
+
 # {0} is the database name: one feed (and one capture) per database. The braces
 # make it a Redis Cluster hash tag, so all keys of one database share a slot.
 FEED_STREAM = "pgsift:{{{0}}}:feed"
@@ -52,8 +54,17 @@ def capture_chunk_size(database: str) -> str:
 
 
 def database_of(database_url: str) -> str:
-    """The database name in a Postgres URL or DSN: the {0} of every key above."""
-    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    """The database name in a Postgres URL or DSN: the {0} of every key above.
+
+    pgsift's one reading of it (the feed, the dumps and every key depend on it);
+    ConfigError when the URL cannot be read or names no database.
+    """
+    try:
+        name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"the database URL is not a Postgres URL or DSN: {exc}") from exc
     if not name:
-        raise ValueError(f"the database URL names no database: {database_url}")
+        raise ConfigError(
+            "the database URL names no database (postgresql://host/DBNAME or dbname=...)"
+        )
     return str(name)

@@ -20,18 +20,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from pgsift.middleware.bootstrap.finder import DumpFinder
 from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
-from pgsift.middleware.catalog import load_catalog, require_replica_identity
-from pgsift.middleware.dumps.stores import open_store
-from pgsift.middleware.errors import ConfigError, GatewayError
+from pgsift.middleware.catalog import require_replica_identity
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
@@ -39,11 +35,9 @@ from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
-from pgsift.middleware.redis_clients import async_redis, sync_redis
-from pgsift.middleware.settings import Settings
+from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
-from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -56,38 +50,26 @@ REDIS_CONNECTIONS = 32
 PROBE_WAIT_S = 1.0
 
 
-def database_name(database_url: str) -> str:
-    """The dbname of a Postgres URL or conninfo string (the feed's key)."""
-    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
-    if not name:
-        name = urlsplit(database_url).path.lstrip("/")
-    if not name:
-        raise ConfigError(f"database URL {database_url!r} names no database")
-    return str(name)
-
-
 class SyncService:
     """Everything a `sync` subscription needs, for one gateway process."""
 
     def __init__(
         self,
-        settings: Settings,
+        wiring: Wiring,
         *,
         loader: FeedObserver | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        if not settings.database_url or not settings.redis_url:
-            raise ConfigError("the gateway needs database_url and redis_url")
+        settings = wiring.settings
+        self.wiring = wiring
         self.settings = settings
-        self.database_url: str = settings.database_url
+        self.database_url = wiring.database_url
         self.metrics = metrics or GatewayMetrics()
-        self.policies: dict[str, Policy] = policies_from_config(settings.policies)
-        database = database_name(self.database_url)
-        self.reader = AsyncFeedReader(
-            async_redis(settings.redis_url, connections=REDIS_CONNECTIONS), database
-        )
+        self.policies = wiring.policies
+        database = wiring.database
+        self.reader = AsyncFeedReader(wiring.async_redis(connections=REDIS_CONNECTIONS), database)
         self.retention = AsyncFeedRetention.for_database(self.reader.client, database)
-        tail_client = async_redis(settings.redis_url, connections=1)
+        tail_client = wiring.async_redis(connections=1)
         self._tail_reader = AsyncFeedReader(tail_client, database)
         self.tailer = FeedTailer(
             self._tail_reader,
@@ -97,7 +79,7 @@ class SyncService:
             retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
         )
-        self._watch_client = async_redis(settings.redis_url, connections=2)
+        self._watch_client = wiring.async_redis(connections=2)
         self.watchdog = FeedWatchdog(
             self.tailer,
             AsyncFeedReader(self._watch_client, database),
@@ -113,18 +95,9 @@ class SyncService:
         )
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
-        self.dumps: DumpFinder | None = None
-        if settings.gateway_use_dumps:
-            dump_client = sync_redis(settings.redis_url)
-            self.dumps = DumpFinder(
-                dump_client,
-                database,
-                open_store(settings, dump_client, database),
-                max_age_s=settings.dumps_max_age_s,
-            )
+        self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
         # Called with each newly read catalog (the batch loader follows schema changes).
         self.catalog_listeners: list[Callable[[Catalog], None]] = []
-        self._catalog_read_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -152,12 +125,9 @@ class SyncService:
         await self.reader.close()
         await self._tail_reader.close()
         await self._watch_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
-        if self.dumps is not None:
-            self.dumps.client.close()
 
     async def refresh_catalog(self) -> None:
-        self._catalog_read_at = time.monotonic()
-        self.catalog = catalog = await asyncio.to_thread(_read_catalog, self.database_url)
+        self.catalog = catalog = await asyncio.to_thread(self.wiring.catalog_source.refresh)
         for listener in self.catalog_listeners:
             listener(catalog)
 
@@ -212,7 +182,7 @@ class SyncService:
             return await asyncio.to_thread(self._parse, query, params, claims)
         except QueryError:
             # A table created since the catalog was read: look once more.
-            if time.monotonic() - self._catalog_read_at < CATALOG_RETRY_S:
+            if time.monotonic() - self.wiring.catalog_source.read_at < CATALOG_RETRY_S:
                 raise
             await self.refresh_catalog()
             return await asyncio.to_thread(self._parse, query, params, claims)
@@ -264,8 +234,3 @@ class SyncService:
         log.info("schema of %s changed; re-reading the catalog", ", ".join(tables))
         self._refresh = asyncio.get_running_loop().create_task(self.refresh_catalog())
 
-
-def _read_catalog(database_url: str) -> Catalog:
-    with psycopg.connect(database_url) as conn:
-        catalog: Catalog = load_catalog(conn)
-        return catalog

@@ -25,6 +25,7 @@ from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, popular_specs
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
+from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions import values
 from pgsift.workers.context import JobContext
 from pgsift.workers.trim import drop_stale_in
@@ -69,8 +70,8 @@ def client(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch,
         conn.execute("ALTER TABLE things REPLICA IDENTITY FULL")
     settings = Settings(database_url=database_url, redis_url=redis_url, policies=POLICIES)
     connection = redis.Redis.from_url(redis_url)
-    app = Starlette(routes=[bootstrap_route(BootstrapService(settings=settings,
-                                                              client=connection))])
+    wiring = Wiring.from_settings(settings, client=connection)
+    app = Starlette(routes=[bootstrap_route(BootstrapService(wiring))])
     app.state.authenticator = Authenticator(secret=SECRET)
     with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
         yield http
