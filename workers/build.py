@@ -99,24 +99,15 @@ class DumpBuilder:
             log.info("shape %s: another build holds the lock", layout.shape_key)
             return BuildResult("locked", layout.shape_key)
         try:
-            return self._build_locked(shape, layout, lock, on_progress)
+            # The snapshot taker is asyncio's (the gateway's); a job has a loop to itself.
+            return asyncio.run(self._build_locked(shape, layout, lock, on_progress))
         finally:
             try:
                 lock.release()
             except LockError:
                 log.warning("shape %s: build lock expired before release", layout.shape_key)
 
-    def _build_locked(
-        self,
-        shape: Shape,
-        layout: ShapeLayout,
-        lock: Any,
-        on_progress: Callable[[BuildProgress], None] | None,
-    ) -> BuildResult:
-        # The snapshot taker is asyncio's (the gateway's); a job has a loop to itself.
-        return asyncio.run(self._build_from_snapshot(shape, layout, lock, on_progress))
-
-    async def _build_from_snapshot(
+    async def _build_locked(
         self,
         shape: Shape,
         layout: ShapeLayout,
@@ -132,16 +123,7 @@ class DumpBuilder:
             await snapshot_connection(ctx.database_url), position, query, batch=FETCH_ROWS
         )
         try:
-            header = DumpHeader(
-                shape_key=layout.shape_key,
-                table=layout.table,
-                columns=layout.columns,
-                types=layout.types,
-                schema_hash=layout.schema_hash,
-                snapshot=rows.read.stamp,
-                feed_position=position,
-                built_at=rows.read.taken_at,
-            )
+            header = DumpHeader.stamped(layout, rows.read.stamp, position, rows.read.taken_at)
             estimate = await rows.read.estimate_rows(query.sql, query.params) if on_progress else 0
             writer = ctx.store.begin(header)
             body = BodyWriter(header)

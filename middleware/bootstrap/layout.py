@@ -32,4 +32,4 @@ class ShapeLayout:
         # The whole table's definition: a dump is stale after any column change.
         definition = [table.name, sorted(table.columns.items()), list(table.primary_key)]
         schema_hash = hashlib.blake2b(json.dumps(definition).encode(), digest_size=8).hexdigest()
-        return cls(shape.key, table.name, columns, types, schema_hash)
+        return ShapeLayout(shape.key, table.name, columns, types, schema_hash)

@@ -23,13 +23,9 @@ RELATION_SCHEMAS = "pgsift:{{{0}}}:relations"
 # cut the same way, whatever the setting says now).
 CAPTURE_CHUNK_SIZE = "pgsift:{{{0}}}:capture:chunk_size"
 
-
-def feed_stream(database: str) -> str:
-    return FEED_STREAM.format(database)
-
-
-def feed_trimmed(database: str) -> str:
-    return FEED_TRIMMED.format(database)
+# The key of each template: `feed_stream(database)` and so on.
+feed_stream = FEED_STREAM.format  # (database)
+feed_trimmed = FEED_TRIMMED.format  # (database)
 
 
 def feed_trimmed_of(stream: str) -> str:
@@ -37,20 +33,10 @@ def feed_trimmed_of(stream: str) -> str:
     return stream + FEED_TRIMMED_SUFFIX
 
 
-def capture_lock(database: str) -> str:
-    return CAPTURE_LOCK.format(database)
-
-
-def capture_fence(database: str) -> str:
-    return CAPTURE_FENCE.format(database)
-
-
-def relation_schemas(database: str) -> str:
-    return RELATION_SCHEMAS.format(database)
-
-
-def capture_chunk_size(database: str) -> str:
-    return CAPTURE_CHUNK_SIZE.format(database)
+capture_lock = CAPTURE_LOCK.format  # (database)
+capture_fence = CAPTURE_FENCE.format  # (database)
+relation_schemas = RELATION_SCHEMAS.format  # (database)
+capture_chunk_size = CAPTURE_CHUNK_SIZE.format  # (database)
 
 
 def database_of(database_url: str) -> str:

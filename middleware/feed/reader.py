@@ -20,10 +20,7 @@ A client passed in must return bytes (redis-py's default, decode_responses=False
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import redis
-import redis.asyncio
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.bounds import FeedBounds
@@ -32,19 +29,31 @@ from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.queries import FeedQueries, FeedQuery
 from pgsift.middleware.redis_clients import async_redis, sync_redis
 
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    SyncRedis = redis.Redis[bytes]
+    AsyncRedis = redis.asyncio.Redis[bytes]
+
 T = TypeVar("T")
+C = TypeVar("C")
 
 
-class FeedReader:
-    """Synchronous reader of `keys.feed_stream(database)`."""
+class FeedClient(Generic[C]):
+    """A Redis client and the queries of one feed stream: what both readers hold."""
 
-    def __init__(self, client: redis.Redis[bytes], database: str) -> None:
+    def __init__(self, client: C, database: str) -> None:
         self._open(client, keys.feed_stream(database))
 
-    def _open(self, client: redis.Redis[bytes], stream: str) -> None:
+    def _open(self, client: C, stream: str) -> None:
         self.client = client
         self.stream = stream
         self.queries = FeedQueries(stream)
+
+
+class FeedReader(FeedClient["SyncRedis"]):
+    """Synchronous reader of `keys.feed_stream(database)`."""
 
     @classmethod
     def from_url(cls, url: str, database: str) -> FeedReader:
@@ -78,16 +87,8 @@ class FeedReader:
         self.client.close()
 
 
-class AsyncFeedReader:
+class AsyncFeedReader(FeedClient["AsyncRedis"]):
     """asyncio reader of `keys.feed_stream(database)`; same methods as FeedReader."""
-
-    def __init__(self, client: redis.asyncio.Redis[bytes], database: str) -> None:
-        self._open(client, keys.feed_stream(database))
-
-    def _open(self, client: redis.asyncio.Redis[bytes], stream: str) -> None:
-        self.client = client
-        self.stream = stream
-        self.queries = FeedQueries(stream)
 
     @classmethod
     def from_url(cls, url: str, database: str) -> AsyncFeedReader:

@@ -52,15 +52,11 @@ RETRY_MAX_S = 5.0
 
 
 class FeedSource(Protocol):
-    """The async feed reader (`pgsift.middleware.feed.reader.AsyncFeedReader`)."""
+    """Where entries are read (`pgsift.middleware.feed.reader.AsyncFeedReader`)."""
 
     async def read_after(
         self, cursor: FeedPosition | None, count: int = ..., block_ms: int | None = ...
     ) -> list[FeedEntry]: ...
-
-    async def first_id(self) -> FeedPosition | None: ...
-
-    async def last_id(self) -> FeedPosition | None: ...
 
 
 class FeedObserver(Protocol):
@@ -139,23 +135,20 @@ class FeedTailer:
     def __init__(
         self,
         source: FeedSource,
+        retention: AsyncFeedRetention,
         *,
         loader: FeedObserver | None = None,
         metrics: GatewayMetrics | None = None,
         batch: int = READ_BATCH,
         block_ms: int = BLOCK_MS,
         on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
-        retention: AsyncFeedRetention | None = None,
         max_tx_changes: int | None = None,
     ) -> None:
-        self._source = source
+        # Reads entries from `source`; bounds, and what cannot be decoded, from `retention`.
+        self._source, self._retention = source, retention
+        self._batch, self._block_ms = batch, block_ms
+        self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
-        self._retention = retention
-        self._on_schema_change = on_schema_change
-        self.loader = loader
-        self._metrics = metrics
-        self._batch = batch
-        self._block_ms = block_ms
         self._router: TxRouter[Inbox] = TxRouter(max_tx_changes)
         self._shape_refs: dict[str, int] = {}
         self._cursor: FeedPosition | None = None
@@ -170,11 +163,8 @@ class FeedTailer:
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
-        if self._retention is not None:
-            self._cursor = (await self._retention.bounds()).end
-        else:
-            self._cursor = await self._source.last_id()
-        self.done_lsn = self._cursor.lsn if self._cursor else 0
+        self._cursor = (await self._retention.bounds()).end
+        self.done_lsn = self._cursor.lsn
         self.started.set()
 
     @property
@@ -289,8 +279,6 @@ class FeedTailer:
         moves past what was lost (past everything, when nothing was read: the
         cursor jumps to the feed's end).
         """
-        if self._retention is None:
-            return
         bounds = await self._retention.bounds()
         if bounds.retains(self._cursor or START):
             return
@@ -304,10 +292,6 @@ class FeedTailer:
 
     async def _skip_unreadable(self) -> None:
         """Step over the entry after the cursor, which cannot be decoded."""
-        if self._retention is None:
-            log.exception("a feed entry after %s cannot be read; retrying", self._cursor)
-            await asyncio.sleep(RETRY_S)
-            return
         feed = self._retention
         after = await feed.run(feed.queries.positions_from((self._cursor or START).exclusive, 1))
         if not after:

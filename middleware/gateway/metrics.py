@@ -9,6 +9,9 @@ from starlette.responses import Response
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
+LAG_HELP = "How long the feed tailer has been behind the feed head (0: caught up)"
+BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 1000)"
+
 
 class GatewayMetrics:
     """Connections, subscriptions, shapes, routed changes, feed lag, queue drops, snapshots."""
@@ -36,16 +39,9 @@ class GatewayMetrics:
             "Now minus the commit time of the last feed entry read",
             registry=r,
         )
-        self.lag_seconds = Gauge(
-            "pgsift_feed_lag_seconds",
-            "How long the tailer has been behind the feed head (0: caught up); the watchdog's",
-            registry=r,
-        )
-        self.entries_behind = Gauge(
-            "pgsift_feed_entries_behind",
-            "Feed entries after the tailer's position (counted up to 1000)",
-            registry=r,
-        )
+        # The watchdog's (pgsift.middleware.gateway.watchdog).
+        self.lag_seconds = Gauge("pgsift_feed_lag_seconds", LAG_HELP, registry=r)
+        self.entries_behind = Gauge("pgsift_feed_entries_behind", BEHIND_HELP, registry=r)
         self.queue_drops = Counter(
             "pgsift_gateway_queue_drops",
             "Transactions dropped because a connection's send queue was full (mustRefetch)",

@@ -145,13 +145,10 @@ class SyncSession:
         if cursor is not None:
             self._cursor, self._stamp = parse_cursor(cursor)
         self._last_read: FeedPosition | None = None  # the last feed position the catch-up read
-        self._reader = reader
-        self._retention = retention
-        self._tailer = tailer
-        self._pool = pool
-        self._budget = budget
+        # The catch-up reads `reader`; bounds and the walk back come from `retention`.
+        self._reader, self._retention, self._tailer = reader, retention, tailer
+        self._pool, self._budget, self._metrics = pool, budget, metrics
         self._max_bytes = max_message_bytes
-        self._metrics = metrics
 
     async def messages(self) -> AsyncIterator[SyncMessage]:
         if self._cursor is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.reader import AsyncFeedReader
@@ -28,29 +29,24 @@ INTERVAL_S = 1.0
 COUNT_BEHIND_MAX = 1000
 
 
+@dataclass(eq=False)
 class FeedWatchdog:
-    """Compares the tailer's position with the feed head; see the module docstring."""
+    """Compares the tailer's position with the feed head (read on `feed`, a connection
+    of the watchdog's own); see the module docstring."""
 
-    def __init__(
-        self,
-        tailer: FeedTailer,
-        feed: AsyncFeedReader,
-        *,
-        bound_s: float,
-        metrics: GatewayMetrics | None = None,
-        interval_s: float = INTERVAL_S,
-    ) -> None:
-        self._tailer = tailer
-        self._feed = feed
-        self.bound_s = bound_s
-        self._metrics = metrics
-        self._interval_s = interval_s
-        # A head the tailer is short of, and when it was seen.
-        self._target: tuple[FeedPosition, float] | None = None
-        self.behind = 0  # entries after the tailer's position (at most COUNT_BEHIND_MAX)
-        self.error: str | None = None  # why the head could not be read, last time
-        if metrics is not None:
-            metrics.lag_seconds.set_function(lambda: self.lag_s)
+    tailer: FeedTailer
+    feed: AsyncFeedReader
+    bound_s: float
+    metrics: GatewayMetrics | None = None
+    interval_s: float = INTERVAL_S
+    behind: int = field(default=0, init=False)  # entries after the tailer (COUNT_BEHIND_MAX)
+    error: str | None = field(default=None, init=False)  # why the head was unreadable, last
+    # A head the tailer is short of, and when it was seen.
+    _target: tuple[FeedPosition, float] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.metrics is not None:
+            self.metrics.lag_seconds.set_function(lambda: self.lag_s)
 
     @property
     def lag_s(self) -> float:
@@ -69,24 +65,24 @@ class FeedWatchdog:
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("the feed watchdog cannot read the feed head: %s", self.error)
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(self.interval_s)
 
     async def observe(self) -> None:
         """Read the head once and update lag, entries behind and the metrics."""
         now = time.monotonic()
-        head = await self._feed.last_id()
-        cursor = self._tailer.cursor
+        head = await self.feed.last_id()
+        cursor = self.tailer.cursor
         if head is None or cursor is None or cursor >= head:
             self._target = None
             self.behind = 0
         else:
             if self._target is None or cursor >= self._target[0]:
                 self._target = (head, now)
-            feed = self._feed
+            feed = self.feed
             after = await feed.run(feed.queries.positions_from(cursor.exclusive, COUNT_BEHIND_MAX))
             self.behind = len(after)
-        if self._metrics is not None:
-            self._metrics.entries_behind.set(self.behind)
+        if self.metrics is not None:
+            self.metrics.entries_behind.set(self.behind)
 
     async def probe(self) -> str | None:
         """The health check: None while the tailer keeps up, else why it does not."""

@@ -31,6 +31,14 @@ def client(redis_url: str) -> redis.Redis[bytes]:
     return redis.Redis.from_url(redis_url)
 
 
+@pytest.fixture
+def writer(client: redis.Redis[bytes]) -> FeedWriter:
+    """A writer holding the capture lock."""
+    lock = leader(client)
+    assert lock.token is not None
+    return FeedWriter(client, DB, lock.token)
+
+
 def leader(client: redis.Redis[bytes], ttl_s: float = 30.0) -> LeaderLock:
     lock = LeaderLock(client, DB, ttl_s=ttl_s)
     assert lock.try_acquire() and lock.token is not None
@@ -72,14 +80,11 @@ def chunks(lsn: int, sizes: list[int]) -> list[FeedEntry]:
 
 
 def test_a_transaction_re_sent_in_other_chunks_is_refused_loudly(
-    client: redis.Redis[bytes],
+    client: redis.Redis[bytes], writer: FeedWriter
 ) -> None:
     """Stored cut 2+2 (then capture crashed before confirming), re-sent cut 1+1+1+1:
     skipping 200-0 and 200-1 and appending 200-2 and 200-3 would repeat changes 2 and 3;
     re-sent cut 3+1 ending at 200-1 would leave the stored 200-1 (not last) unfinished."""
-    lock = leader(client)
-    assert lock.token is not None
-    writer = FeedWriter(client, DB, lock.token)
     writer.append(chunks(200, [2, 2]))
     for sizes in ([1, 1, 1, 1], [3, 1], [4]):
         with pytest.raises(FeedConflictError, match="200-0"):
@@ -92,11 +97,8 @@ def test_a_transaction_re_sent_in_other_chunks_is_refused_loudly(
 
 
 def test_a_re_sent_entry_missing_between_stored_ones_is_refused(
-    client: redis.Redis[bytes],
+    client: redis.Redis[bytes], writer: FeedWriter
 ) -> None:
-    lock = leader(client)
-    assert lock.token is not None
-    writer = FeedWriter(client, DB, lock.token)
     writer.append([tx(100), tx(300)])
     with pytest.raises(FeedConflictError, match="200-0 is missing"):
         writer.append([tx(200), tx(400)])
@@ -104,11 +106,8 @@ def test_a_re_sent_entry_missing_between_stored_ones_is_refused(
 
 
 def test_re_sent_entries_trimmed_or_stored_in_another_encoding_are_skipped(
-    client: redis.Redis[bytes],
+    client: redis.Redis[bytes], writer: FeedWriter
 ) -> None:
-    lock = leader(client)
-    assert lock.token is not None
-    writer = FeedWriter(client, DB, lock.token)
     writer.append([tx(100), tx(200), tx(300)])
     FeedRetention(client, keys.feed_stream(DB)).trim("300-0")
     entry_id, _, plain = encode(tx(300))

@@ -346,6 +346,25 @@ def tailer_url(redis_url: str) -> Iterator[tuple[str, redis.Redis[bytes]]]:
         admin.close()
 
 
+@contextlib.asynccontextmanager
+async def tailing(
+    tailer_client: redis.asyncio.Redis[bytes], block_ms: int
+) -> AsyncIterator[tuple[FeedTailer, asyncio.Task[None]]]:
+    """A running tailer whose every Redis command goes through `tailer_client`."""
+    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE),
+                        AsyncFeedRetention(tailer_client, STREAM), block_ms=block_ms)
+    await tailer.start()
+    task = asyncio.create_task(tailer.run())
+    try:
+        await until(lambda: tailer.ready, "tailing")
+        yield tailer, task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
+            await task
+        await tailer_client.aclose()  # type: ignore[attr-defined]
+
+
 async def test_redis_errors_do_not_end_the_tailer_and_no_one_is_up_to_date_meanwhile(
     redis_url: str,
     tailer_url: tuple[str, redis.Redis[bytes]],
@@ -356,36 +375,28 @@ async def test_redis_errors_do_not_end_the_tailer_and_no_one_is_up_to_date_meanw
     aclient: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
     tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(url)
     append(client, insert("issues", 10, 1))
-    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE), block_ms=50,
-                        retention=AsyncFeedRetention(tailer_client, STREAM))
-    await tailer.start()
-    task = asyncio.create_task(tailer.run())
     try:
-        await until(lambda: tailer.ready, "tailing")
-        early = tailer.subscribe(shape("issues"), SendBudget(10))
-        # The retention check after each read (a GET) now fails; the read itself works.
-        admin.acl_setuser("tailer", commands=["-get"])
-        append(client, insert("issues", 20, 2))
-        await until(lambda: not tailer.ready, "the tailer noticed")
-        monkeypatch.setattr(session_module, "TAILER_WAIT_S", 0.5, raising=False)
-        with pytest.raises(GatewayError, match="cannot read the change feed"):
-            await until_up_to_date(session(tailer, aclient, "10-0"))
-        monkeypatch.undo()
-        async with contextlib.aclosing(session(tailer, aclient, "10-0")) as resumed:
-            waiting = asyncio.create_task(until_up_to_date(resumed))
-            admin.acl_setuser("tailer", commands=["+get"])
-            received = await next_tx(early)  # retried from its cursor: nothing lost
-            assert received is not None and received.lsn == 20
-            assert [m.up_to_date for m in await waiting] == [True]
-            live = await asyncio.wait_for(anext(resumed), WAIT_S)
-            assert keys_of([live]) == [2]
-        assert not task.done()
+        async with tailing(tailer_client, block_ms=50) as (tailer, task):
+            early = tailer.subscribe(shape("issues"), SendBudget(10))
+            # The retention check after each read (a GET) now fails; the read itself works.
+            admin.acl_setuser("tailer", commands=["-get"])
+            append(client, insert("issues", 20, 2))
+            await until(lambda: not tailer.ready, "the tailer noticed")
+            monkeypatch.setattr(session_module, "TAILER_WAIT_S", 0.5, raising=False)
+            with pytest.raises(GatewayError, match="cannot read the change feed"):
+                await until_up_to_date(session(tailer, aclient, "10-0"))
+            monkeypatch.undo()
+            async with contextlib.aclosing(session(tailer, aclient, "10-0")) as resumed:
+                waiting = asyncio.create_task(until_up_to_date(resumed))
+                admin.acl_setuser("tailer", commands=["+get"])
+                received = await next_tx(early)  # retried from its cursor: nothing lost
+                assert received is not None and received.lsn == 20
+                assert [m.up_to_date for m in await waiting] == [True]
+                live = await asyncio.wait_for(anext(resumed), WAIT_S)
+                assert keys_of([live]) == [2]
+            assert not task.done()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
-            await task
-        for aio in (aclient, tailer_client):
-            await aio.aclose()  # type: ignore[attr-defined]
+        await aclient.aclose()  # type: ignore[attr-defined]
         client.close()
 
 
@@ -397,12 +408,7 @@ async def test_the_tailer_outlives_killed_connections(redis_url: str) -> None:
     no_retry: Any = {"retry": None, "retry_on_error": []}
     tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url, **no_retry)
     append(client, insert("issues", 10, 1))
-    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE), block_ms=5,
-                        retention=AsyncFeedRetention(tailer_client, STREAM))
-    await tailer.start()
-    task = asyncio.create_task(tailer.run())
-    try:
-        await until(lambda: tailer.ready, "tailing")
+    async with tailing(tailer_client, block_ms=5) as (tailer, task):
         inbox = tailer.subscribe(shape("issues"), SendBudget(10_000))
         for lsn in range(20, 2020, 10):
             append(client, insert("issues", lsn, lsn))
@@ -416,9 +422,4 @@ async def test_the_tailer_outlives_killed_connections(redis_url: str) -> None:
             received.append(tx.lsn)
         assert received == [*range(20, 2020, 10), 5000]
         assert not task.done()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
-            await task
-        await tailer_client.aclose()  # type: ignore[attr-defined]
-        client.close()
+    client.close()
