@@ -34,6 +34,8 @@ from pgsift.middleware.errors import FeedError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import decode_entry, encode_field
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.reader import FeedReader
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class FeedWriter:
     ) -> None:
         self._client = client
         self._stream = keys.feed_stream(database)
+        self._reader = FeedReader(client, database)
         self._lock = keys.capture_lock(database)
         self._token = str(token)
         self._script = client.register_script(APPEND_SCRIPT)
@@ -154,15 +157,16 @@ class FeedWriter:
     def _check_same_chunk(self, entry: EncodedEntry) -> None:
         """Accept a re-sent entry stored with other bytes only if it is the same chunk."""
         entry_id, field, value = entry
-        stored = self._client.xrange(self._stream, min=entry_id, max=entry_id)
-        if not stored:
+        position = FeedPosition(entry_id)
+        feed = self._reader
+        stored = feed.run(feed.queries.entries_from(position, 1))
+        if not stored or stored[0].id != position:
             raise FeedConflictError(
                 f"re-sent feed entry {entry_id} is missing from {self._stream} although later "
                 "ones are stored: the transaction was cut into other chunks before; "
                 "appending it would repeat or lose part of it"
             )
-        old = decode_entry(entry_id, stored[0][1])
-        new = decode_entry(entry_id, {field: value})
+        old, new = stored[0], decode_entry(entry_id, {field: value})
         if _cut(old) != _cut(new):
             raise FeedConflictError(
                 f"re-sent feed entry {entry_id} differs from the stored one ({len(new.changes)} "
