@@ -10,7 +10,7 @@ from pgsift.middleware.errors import ConfigError
 # make it a Redis Cluster hash tag, so all keys of one database share a slot.
 FEED_STREAM = "pgsift:{{{0}}}:feed"
 # The highest stream ID pgsift's trimming (workers/trim.py) ever removed from the
-# feed: a cursor at or after it lost nothing (see pgsift.middleware.feed.retention).
+# feed: a cursor at or after it lost nothing (see pgsift.middleware.feed.bounds).
 FEED_TRIMMED_SUFFIX = ":trimmed"
 FEED_TRIMMED = FEED_STREAM + FEED_TRIMMED_SUFFIX
 # Capture leader lock; its value is "<fencing token>:<owner id>".

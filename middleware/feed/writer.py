@@ -18,7 +18,7 @@ atomic on the Redis side:
 
 Entries are appended in batches (one round trip for many small transactions).
 The writer never trims: retention is `pgsift.workers.trim`'s, which records
-what it removed (see `pgsift.middleware.feed.retention`).
+what it removed (see `pgsift.middleware.feed.bounds`).
 """
 
 from __future__ import annotations

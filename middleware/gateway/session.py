@@ -26,7 +26,7 @@ snapshot does not see can be one it does see (step 5 keeps skipping).
 
 The subscription ends with one `mustRefetch` message when the client's copy
 can no longer be kept exact by changes: a cursor after which entries were
-trimmed, or past the feed's end (see `pgsift.middleware.feed.retention`; also
+trimmed, or past the feed's end (see `pgsift.middleware.feed.bounds`; also
 checked for every batch the catch-up reads, as trimming may overtake it), a
 TRUNCATE of the table (the gateway does not know which rows the client holds,
 so it does not send DELETEs for them), a schema change of the table, or the
@@ -186,8 +186,9 @@ class SyncSession:
             if self._cursor is not None:
                 # Which side of the handoff skipped, should a resumed client ever miss
                 # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
-                log.info("subscription to %s resumed from %s: catch-up end %s-0, last read %s",
-                         self.shape.key, self._cursor, inbox.after_lsn, self._last_read)
+                log.info("subscription to %s resumed from %s: catch-up end %s, last read %s",
+                         self.shape.key, self._cursor, FeedPosition.of(inbox.after_lsn),
+                         self._last_read)
             if not await self._tailer.wait_ready(TAILER_WAIT_S):
                 raise GatewayError(
                     "the gateway cannot read the change feed right now (is Redis reachable?); "
@@ -313,7 +314,7 @@ class SyncSession:
             yield SyncMessage(tuple(batch), None, up_to_date=False)
 
     async def _retained(self, cursor: FeedPosition) -> bool:
-        """Whether the feed still holds everything after `cursor` (see feed.retention)."""
+        """Whether the feed still holds everything after `cursor` (see feed.bounds)."""
         return await self._retention.retains(cursor)
 
     async def _catch_up(
