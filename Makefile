@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml .ci/setup tests/e2e/js/package-lock.json
 demo: setup
 	$(BIN)/pgsift demo $(ARGS)
 
+# The README's `make test` (and CI, `.ci/run`) lints first, then runs the whole
+# suite; narrowed with ARGS ("tests/some/path -x") it only runs those tests.
 test: setup
+	@if [ -z "$(ARGS)" ]; then $(MAKE) --no-print-directory lint; fi
 	$(BIN)/python -m pytest $(ARGS)
 
 # mypy cannot follow the folder -> `pgsift.*` mapping of the install, so it

@@ -1,7 +1,16 @@
-"""Build the subscriptions `Catalog` from a live Postgres database."""
+"""Build the subscriptions `Catalog` from a live Postgres database, and keep it.
+
+`load_catalog` reads it; `CatalogSource` is the one place pgsift keeps it: read
+on first use, again on `refresh` (after a schema change, or a query naming a
+table that is not in it yet), and checked against the configured policies
+each time it is read.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +20,8 @@ from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError
 from pgsift.subscriptions.policy import Policy
 from pgsift.subscriptions.shape import Shape
+
+log = logging.getLogger(__name__)
 
 # Type names as the rest of pgsift spells them: builtins by their internal name
 # (int4, timestamptz, ...), domains by their base type, enums by name (schema-
@@ -110,3 +121,41 @@ def require_replica_identity(
         " would reach every subscriber; run"
         f" `ALTER TABLE {shape.table} REPLICA IDENTITY FULL` to subscribe to it"
     )
+
+
+class CatalogSource:
+    """A database's catalog, read once and again on `refresh` (blocking: use a thread)."""
+
+    def __init__(self, database_url: str, policies: Mapping[str, Policy] | None = None) -> None:
+        self._database_url = database_url
+        self._policies = policies or {}
+        self._lock = threading.Lock()
+        self._catalog: Catalog | None = None
+        self.read_at = 0.0  # time.monotonic() of the last read
+
+    def get(self, max_age_s: float | None = None) -> Catalog:
+        """The catalog as last read; read (again) first if there is none, or when it is
+        older than `max_age_s`."""
+        with self._lock:
+            if self._catalog is None or (
+                max_age_s is not None and time.monotonic() - self.read_at > max_age_s
+            ):
+                return self._read()
+            return self._catalog
+
+    def refresh(self) -> Catalog:
+        """Read the catalog again (the schema changed)."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> Catalog:
+        with psycopg.connect(self._database_url, autocommit=True) as conn:
+            catalog = load_catalog(conn)
+        self._catalog, self.read_at = catalog, time.monotonic()
+        for policy in self._policies.values():
+            try:
+                policy.check(catalog)
+            except PolicyError as exc:
+                # Not fatal: the table may be created later; its shapes fail until then.
+                log.warning("%s (pgsift.toml [policies])", exc)
+        return catalog

@@ -81,6 +81,7 @@ class Settings:
     gateway_max_query_bytes: int = 16_384  # largest SQL `query` of a `sync`
     gateway_max_params: int = 100  # most `params` of a `sync`
     gateway_max_graphql_tokens: int = 2000  # most tokens in a GraphQL document
+    gateway_max_feed_lag_s: float = 10.0  # tailer behind the feed head longer: /healthz 503
 
     # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.
     auth_jwt_secret: str | None = None

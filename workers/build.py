@@ -8,6 +8,7 @@ last chunk and trailer are written. Failures are retried with backoff by RQ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,10 +18,12 @@ from typing import Any, Literal
 from redis.exceptions import LockError
 from rq import get_current_job
 
+from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.snapshot import snapshot_connection
+from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery
 from pgsift.middleware.dumps import keys
 from pgsift.middleware.dumps.enqueue import clear_pending
 from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
-from pgsift.middleware.dumps.source import RowEncoder, ShapeLayout, open_snapshot
 from pgsift.middleware.errors import DumpError
 from pgsift.subscriptions.shape import Shape
 from pgsift.workers.build_status import BuildProgress, BuildReporter
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 LOCK_TTL_S = 60.0
 LOCK_REFRESH_S = 10.0
 PROGRESS_EVERY_S = 1.0
+FETCH_ROWS = 2000  # rows per round trip (and per encoded batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +83,15 @@ class DumpBuilder:
             log.info("shape %s: another build holds the lock", layout.shape_key)
             return BuildResult("locked", layout.shape_key)
         try:
-            return self._build_locked(shape, layout, lock, on_progress)
+            # The snapshot taker is asyncio's (the gateway's); a job has a loop to itself.
+            return asyncio.run(self._build_locked(shape, layout, lock, on_progress))
         finally:
             try:
                 lock.release()
             except LockError:
                 log.warning("shape %s: build lock expired before release", layout.shape_key)
 
-    def _build_locked(
+    async def _build_locked(
         self,
         shape: Shape,
         layout: ShapeLayout,
@@ -94,28 +99,23 @@ class DumpBuilder:
         on_progress: Callable[[BuildProgress], None] | None,
     ) -> BuildResult:
         ctx = self.context
-        sql, params = shape.to_sql()
-        encoder = RowEncoder(layout.columns, layout.types)
+        query = RowQuery.of_shape(shape)
         started = time.monotonic()
-        with open_snapshot(ctx.database_url, ctx.reader) as read:
-            header = DumpHeader(
-                shape_key=layout.shape_key,
-                table=layout.table,
-                columns=layout.columns,
-                types=layout.types,
-                schema_hash=layout.schema_hash,
-                snapshot=read.snapshot,
-                feed_position=read.position,
-                built_at=read.taken_at,
-            )
-            estimate = read.estimate_rows(sql, params) if on_progress else 0
+        # The feed position first, then the snapshot: every change missing from it is after.
+        position = ctx.reader.bounds().end
+        rows = await LiveRows.open(
+            await snapshot_connection(ctx.database_url), position, query, batch=FETCH_ROWS
+        )
+        try:
+            header = DumpHeader.stamped(layout, rows.read.stamp, position, rows.read.taken_at)
+            estimate = await rows.read.estimate_rows(query.sql, query.params) if on_progress else 0
             writer = ctx.store.begin(header)
             body = BodyWriter(header)
             touched = time.monotonic()
             reported = -float("inf")
             try:
-                for rows in read.rows(sql, params):
-                    for chunk in body.write(encoder.encode(rows), len(rows)):
+                async for lines, count in rows.lines():
+                    for chunk in body.write(lines, count):
                         writer.write(chunk)
                     now = time.monotonic()
                     if now - touched >= LOCK_REFRESH_S:
@@ -133,6 +133,8 @@ class DumpBuilder:
             except BaseException:
                 writer.abort()
                 raise
+        finally:
+            await rows.close()
         seconds = time.monotonic() - started
         if on_progress:
             on_progress(BuildProgress(body.count, body.count, seconds))

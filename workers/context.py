@@ -1,4 +1,4 @@
-"""What a job needs to run: settings, Redis, the dump store, the feed reader.
+"""What a job needs to run: the wiring of its database, and shapes parsed as the gateway does.
 
 Jobs take only their own arguments (a query, params, claims); connections and
 policies come from the worker's settings (`pgsift.toml` / `PGSIFT_*`), which
@@ -8,54 +8,36 @@ policies come from the worker's settings (`pgsift.toml` / `PGSIFT_*`), which
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
-import psycopg
-import redis
-
-from pgsift.middleware.catalog import load_catalog
-from pgsift.middleware.dumps.snapshot import open_store
-from pgsift.middleware.dumps.source import ShapeLayout, database_name
-from pgsift.middleware.dumps.store import DumpStore
+from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.settings import Settings, load_settings
+from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
-from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
 
 
 @dataclass(frozen=True)
-class JobContext:
-    settings: Settings
-    database_url: str
-    database: str
-    client: redis.Redis[bytes]
-    store: DumpStore
-    reader: FeedReader
-    policies: dict[str, Policy]
+class JobContext(Wiring):
+    """The wiring of the worker's database (`pgsift.middleware.wiring`), for jobs."""
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> JobContext:
+    def from_settings(cls, settings: Settings | None = None, **options: Any) -> Self:
         settings = settings or load_settings()
         if not settings.database_url or not settings.redis_url:
             raise ConfigError("workers need database_url and redis_url (PGSIFT_DATABASE_URL, "
                               "PGSIFT_REDIS_URL or pgsift.toml)")
-        database = database_name(settings.database_url)
-        client = redis.Redis.from_url(settings.redis_url)
-        return cls(
-            settings=settings,
-            database_url=settings.database_url,
-            database=database,
-            client=client,
-            store=open_store(settings, client, database),
-            reader=FeedReader(client, database),
-            policies=dict(policies_from_config(settings.policies)),
-        )
+        return super().from_settings(settings, **options)
+
+    @property
+    def reader(self) -> FeedReader:
+        return self.feed_reader()
 
     def catalog(self) -> Catalog:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            return load_catalog(conn)
+        """The database's catalog as it is now (a job may run long after the last one)."""
+        return self.catalog_source.refresh()
 
     def shape(
         self,
@@ -69,6 +51,3 @@ class JobContext:
         shape = Shape.parse(query, params=list(params or []), catalog=catalog,
                             claims=dict(claims or {}), policies=self.policies)
         return shape, ShapeLayout.of(shape, catalog)
-
-    def close(self) -> None:
-        self.client.close()

@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pgsift.middleware.dumps.snapshot import claim_for_drop, leased_ids
+from pgsift.middleware.dumps.leases import claim_for_drop, leased_ids
 from pgsift.middleware.feed import keys as feed_keys
-from pgsift.middleware.feed.codec import decode_entry
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id, stream_id
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.workers.context import JobContext
 
@@ -30,8 +30,8 @@ WALK_BATCH = 5000
 @dataclass(frozen=True, slots=True)
 class TrimResult:
     trimmed: int
-    first_id: str | None  # the oldest entry kept
-    floor: str | None  # the oldest dump position that held the trim back
+    first_id: FeedPosition | None  # the oldest entry kept
+    floor: FeedPosition | None  # the oldest dump position that held the trim back
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,10 +53,9 @@ def trim_feed_in(context: JobContext, *, now: float | None = None) -> TrimResult
     cut = wanted
     if floor is not None:
         # Keep every entry after the floor: MINID keeps IDs >= the one after it.
-        lsn, chunk = parse_stream_id(floor)
-        cut = min(cut, (lsn, chunk + 1))
+        cut = min(cut, floor.successor())
     # Never split a transaction: keep all chunks of the one the cut lands in.
-    minid = stream_id(cut[0], 0)
+    minid = cut.transaction_start()
     # Through the retention marker: a cursor after the last entry removed stays valid.
     trimmed = FeedRetention(client, stream).trim(minid)
     if trimmed:
@@ -65,17 +64,16 @@ def trim_feed_in(context: JobContext, *, now: float | None = None) -> TrimResult
     return TrimResult(trimmed, context.reader.first_id(), floor)
 
 
-def _dump_floor(context: JobContext) -> str | None:
-    positions = [info.header.feed_position for info in context.store.all_dumps()]
-    return min(positions, key=parse_stream_id, default=None)
+def _dump_floor(context: JobContext) -> FeedPosition | None:
+    return min((info.header.feed_position for info in context.store.all_dumps()), default=None)
 
 
-def _age_cut(context: JobContext, oldest_time: float) -> tuple[int, int] | None:
+def _age_cut(context: JobContext, oldest_time: float) -> FeedPosition | None:
     """The ID of the first entry committed at or after `oldest_time`."""
     first, last = context.reader.first_id(), context.reader.last_id()
     if first is None or last is None:
         return None
-    lo, hi = parse_stream_id(first)[0], parse_stream_id(last)[0] + 1
+    lo, hi = first.lsn, last.lsn + 1
     oldest = _entry_at_or_after(context, lo)
     if oldest is None or oldest.commit_time.timestamp() >= oldest_time:
         return None
@@ -89,37 +87,32 @@ def _age_cut(context: JobContext, oldest_time: float) -> tuple[int, int] | None:
             lo = mid
     entry = _entry_at_or_after(context, hi)
     if entry is None:
-        return (hi, 0)  # every entry is too old
-    return (entry.lsn, entry.chunk)
+        return FeedPosition.of(hi)  # every entry is too old
+    return entry.id
 
 
 def _entry_at_or_after(context: JobContext, lsn: int) -> FeedEntry | None:
-    stream = feed_keys.feed_stream(context.database)
-    items = context.client.xrange(stream, min=stream_id(lsn, 0), count=1)
-    if not items:
-        return None
-    entry_id, fields = items[0]
-    return decode_entry(entry_id, fields)
+    feed = context.reader
+    entries = feed.run(feed.queries.entries_from(FeedPosition.of(lsn), 1))
+    return entries[0] if entries else None
 
 
-def _length_cut(context: JobContext, max_len: int) -> tuple[int, int] | None:
+def _length_cut(context: JobContext, max_len: int) -> FeedPosition | None:
     """The ID that becomes the first entry when only the newest `max_len` remain."""
-    stream = feed_keys.feed_stream(context.database)
-    excess = int(context.client.xlen(stream)) - max_len
+    feed = context.reader
+    excess = feed.run(feed.queries.length()) - max_len
     if max_len <= 0 or excess <= 0:
         return None
     start = "-"
     while True:
         # Walk past `excess` entries; the next one is the new first.
-        batch = context.client.xrange(stream, min=start, count=min(excess + 1, WALK_BATCH))
+        batch = feed.run(feed.queries.positions_from(start, min(excess + 1, WALK_BATCH)))
         if not batch:
             return None
         if len(batch) > excess:
-            entry_id = batch[excess][0]
-            return parse_stream_id(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+            return batch[excess]
         excess -= len(batch)
-        last = batch[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+        start = batch[-1].exclusive
 
 
 def drop_stale_in(context: JobContext, *, now: float | None = None) -> list[str]:

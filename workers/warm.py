@@ -23,6 +23,7 @@ from rq.job import Job
 
 from pgsift.middleware.dumps.enqueue import enqueue_build, popular_specs
 from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
 from pgsift.workers.context import JobContext
@@ -123,7 +124,7 @@ def _reason(context: JobContext, warm: WarmShape, shape_key: str, table: str, fo
     return None
 
 
-def changes_since(context: JobContext, position: str, table: str, *, limit: int) -> int:
+def changes_since(context: JobContext, position: FeedPosition, table: str, *, limit: int) -> int:
     """Changes to `table` in the feed after `position`, counting up to `limit`."""
     count = 0
     cursor = position

@@ -32,8 +32,8 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # examples/ is not an installed package
 
+from pgsift.middleware.bootstrap.encoder import RowEncoder  # noqa: E402
 from pgsift.middleware.dumps.format import row_line  # noqa: E402
-from pgsift.middleware.dumps.source import RowEncoder  # noqa: E402
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
 from pgsift.middleware.embedded.ports import free_port  # noqa: E402
 from pgsift.middleware.settings import Settings  # noqa: E402
@@ -79,7 +79,7 @@ def serve_gateway(port: int) -> None:
     import uvicorn
     from starlette.applications import Starlette
 
-    from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+    from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
     from pgsift.middleware.gateway.auth import Authenticator
 
     settings = Settings(database_url=os.environ["PGSIFT_DATABASE_URL"],
@@ -183,13 +183,14 @@ def format_table(database_url: str, redis_url: str, sample: int) -> list[tuple[s
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(f"{QUERY} ORDER BY id LIMIT {int(sample)}").fetchall()
     names = list(layout.columns)
-    encoder = RowEncoder(layout.columns, layout.types)
+    wire = RowWire(layout.columns, layout.types)
+    encoder = RowEncoder(wire)
     out: list[tuple[str, ...]] = []
     t0 = time.perf_counter()
     ndjson = encoder.encode(rows)
     t_ndjson = time.perf_counter() - t0
     t0 = time.perf_counter()
-    to_wire = RowWire(layout.columns, layout.types).values
+    to_wire = wire.values
     packed = b"".join(msgpack.packb(list(to_wire(row).values())) for row in rows)
     t_msgpack = time.perf_counter() - t0
     for name, data, t_encode in (("ndjson", ndjson, t_ndjson), ("msgpack", packed, t_msgpack)):

@@ -21,8 +21,8 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
 from examples.web.routes import web_routes
+from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.catalog import load_catalog
-from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.listen import bind, serve
 from pgsift.middleware.loader import BatchLoader

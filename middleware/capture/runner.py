@@ -35,6 +35,7 @@ import redis
 from pgsift.middleware.capture import pgoutput
 from pgsift.middleware.capture.appender import Appender, Batch
 from pgsift.middleware.capture.changes import RelationCache
+from pgsift.middleware.capture.chunker import SchemaTracker, TransactionChunker
 from pgsift.middleware.capture.failures import (
     FATAL_PG,
     REDIS_FULL,
@@ -48,12 +49,11 @@ from pgsift.middleware.capture.heartbeat import CompletenessClock, Mark
 from pgsift.middleware.capture.leader import LeaderLock
 from pgsift.middleware.capture.lookup import CatalogLookup
 from pgsift.middleware.capture.readiness import CaptureTarget
-from pgsift.middleware.capture.transactions import SchemaTracker, TransactionAssembler
 from pgsift.middleware.errors import CaptureError, FeedError
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.codec import decode_entry
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
 from pgsift.middleware.feed.heartbeat import HeartbeatWriter
+from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class _Session:
         self.chunk_size = config.max_changes_per_entry
         self.chunk_size_to_record: int | None = None  # recorded after the next batch
         self.old_chunk_size_until = self._resume_chunk_size()
-        self.assembler = TransactionAssembler(
+        self.assembler = TransactionChunker(
             self.chunk_size if self.old_chunk_size_until is None else self.stored_chunk_size
         )
         self.pending: list[EncodedEntry] = []
@@ -195,11 +195,11 @@ class _Session:
             if stored is None:
                 runner.redis.set(key, self.chunk_size)
             return None
-        newest = runner.redis.xrevrange(keys.feed_stream(runner.database), count=1)
-        if not newest:
+        newest = FeedReader(runner.redis, runner.database).last_id()
+        if newest is None:
             runner.redis.set(key, self.chunk_size)
             return None
-        lsn = decode_entry(newest[0][0], newest[0][1]).lsn
+        lsn = newest.lsn
         log.warning(
             "transactions up to %s were cut %s changes a chunk: re-sent ones are cut so "
             "again; capture_max_changes_per_entry = %s applies after them",

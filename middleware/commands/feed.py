@@ -11,6 +11,7 @@ from typing import Any
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry, format_lsn
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions.change import Row
@@ -78,7 +79,7 @@ def run_tail(args: argparse.Namespace) -> int:
         raise ConfigError("feed tail needs --database NAME or --database-url URL")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     reader = FeedReader.from_url(settings.redis_url, database)
-    cursor: str | None = args.cursor
+    cursor = FeedPosition(args.cursor) if args.cursor is not None else None
     try:
         while True:
             entries = reader.read_after(

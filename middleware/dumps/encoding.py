@@ -35,24 +35,42 @@ def negotiate(accept_encoding: str | None) -> Encoding:
     return "identity"
 
 
-def compressed(parts: Iterable[bytes], encoding: Encoding) -> Iterator[bytes]:
-    """`parts` compressed as one stream; each part's bytes go out before the next is read."""
-    if encoding == "identity":
-        yield from parts
-        return
-    if encoding == "zstd":
-        zstd = zstandard.ZstdCompressor(level=LIVE_ZSTD_LEVEL).compressobj()
-        for part in parts:
+class Compressor:
+    """One response body compressed as one stream, part by part; each part's bytes are
+    out (flushed) before the next part comes."""
+
+    def __init__(self, encoding: Encoding) -> None:
+        self.encoding = encoding
+        self._zstd = (
+            zstandard.ZstdCompressor(level=LIVE_ZSTD_LEVEL).compressobj()
+            if encoding == "zstd" else None
+        )
+        self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if encoding == "gzip" else None
+
+    def compress(self, part: bytes) -> bytes:
+        if self._zstd is not None:
             # Flushing a block per part keeps the client's first byte early;
             # parts are thousands of rows, so the ratio hardly suffers.
-            out = zstd.compress(part) + zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-            if out:
-                yield out
-        yield zstd.flush()
-        return
-    gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+            return self._zstd.compress(part) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        if self._gzip is not None:
+            return self._gzip.compress(part) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
+        return part
+
+    def finish(self) -> bytes:
+        """The end of the stream."""
+        if self._zstd is not None:
+            return self._zstd.flush()
+        if self._gzip is not None:
+            return self._gzip.flush()
+        return b""
+
+
+def compressed(parts: Iterable[bytes], encoding: Encoding) -> Iterator[bytes]:
+    """`parts` compressed as one stream; each part's bytes go out before the next is read."""
+    compressor = Compressor(encoding)
     for part in parts:
-        out = gzip.compress(part) + gzip.flush(zlib.Z_SYNC_FLUSH)
+        out = compressor.compress(part)
         if out:
             yield out
-    yield gzip.flush()
+    if encoding != "identity":
+        yield compressor.finish()

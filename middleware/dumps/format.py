@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import zstandard
 
-from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
-from pgsift.middleware.errors import DumpError
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.errors import DumpError, FeedError
+from pgsift.middleware.feed.position import FeedPosition
 
 FORMAT_VERSION = 1
 # Chosen by bench/bootstrap's format table: level 3 compresses wire NDJSON ~6.5x
@@ -72,18 +74,25 @@ def end_line(count: int, cursor: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class DumpHeader:
-    """What a dump is of and when: everything known before the first row."""
+class DumpHeader(ShapeLayout):
+    """What a dump is of and when (everything known before the first row): the shape's
+    layout, stamped with the snapshot and the feed position its rows were read at."""
 
-    shape_key: str
-    table: str
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    schema_hash: str
     snapshot: Snapshot
-    feed_position: str  # the feed's last ID read before the snapshot was taken
+    feed_position: FeedPosition  # the feed's end, read before the snapshot was taken
     built_at: float  # Unix time the snapshot was taken
     version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feed_position", FeedPosition(self.feed_position))
+
+    @classmethod
+    def stamped(
+        cls, layout: ShapeLayout, snapshot: Snapshot, feed_position: FeedPosition, built_at: float
+    ) -> DumpHeader:
+        """The header of a dump of `layout`'s shape read in `snapshot` after `feed_position`."""
+        return cls(layout.shape_key, layout.table, layout.columns, layout.types,
+                   layout.schema_hash, snapshot, feed_position, built_at)
 
     @property
     def cursor(self) -> BootstrapCursor:
@@ -118,10 +127,10 @@ class DumpHeader:
                 types=tuple(data["types"]),
                 schema_hash=str(data["schema_hash"]),
                 snapshot=Snapshot.parse(data["snapshot"]),
-                feed_position=str(data["feed_position"]),
+                feed_position=FeedPosition(str(data["feed_position"])),
                 built_at=float(data["built_at"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, FeedError) as exc:
             raise DumpError(f"corrupt dump header: {exc!r}") from exc
 
 
@@ -136,26 +145,20 @@ class DumpTrailer:
     finished_at: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "checksum": self.checksum,
-            "body_bytes": self.body_bytes,
-            "raw_bytes": self.raw_bytes,
-            "finished_at": self.finished_at,
-        }
+        return {name: getattr(self, name) for name in _TRAILER_FIELDS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DumpTrailer:
         try:
-            return cls(
-                count=int(data["count"]),
-                checksum=str(data["checksum"]),
-                body_bytes=int(data["body_bytes"]),
-                raw_bytes=int(data["raw_bytes"]),
-                finished_at=float(data["finished_at"]),
-            )
+            return cls(**{name: kind(data[name]) for name, kind in _TRAILER_FIELDS.items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise DumpError(f"corrupt dump trailer: {exc!r}") from exc
+
+
+# The trailer's JSON fields and the type of each.
+_TRAILER_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "count": int, "checksum": str, "body_bytes": int, "raw_bytes": int, "finished_at": float,
+}
 
 
 def _hasher() -> Any:

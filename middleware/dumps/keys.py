@@ -35,46 +35,15 @@ POPULAR_SPECS = "pgsift:{{{0}}}:shapes:popular:specs"
 # Held by the one worker whose scheduler enqueues warm builds and trims.
 SCHEDULER_LOCK = "pgsift:{{{0}}}:workers:scheduler"
 
-
-def dump_index(database: str, shape_key: str) -> str:
-    return DUMP_INDEX.format(database, shape_key)
-
-
-def dump_shapes(database: str) -> str:
-    return DUMP_SHAPES.format(database)
-
-
-def dump_meta(database: str, dump_id: str) -> str:
-    return DUMP_META.format(database, dump_id)
-
-
-def dump_body(database: str, dump_id: str) -> str:
-    return DUMP_BODY.format(database, dump_id)
-
-
-def build_lock(database: str, shape_key: str) -> str:
-    return BUILD_LOCK.format(database, shape_key)
-
-
-def build_pending(database: str, shape_key: str) -> str:
-    return BUILD_PENDING.format(database, shape_key)
-
-
-def dump_leases(database: str) -> str:
-    return DUMP_LEASES.format(database)
-
-
-def dump_dropping(database: str, dump_id: str) -> str:
-    return DUMP_DROPPING.format(database, dump_id)
-
-
-def popular_shapes(database: str) -> str:
-    return POPULAR_SHAPES.format(database)
-
-
-def popular_specs(database: str) -> str:
-    return POPULAR_SPECS.format(database)
-
-
-def scheduler_lock(database: str) -> str:
-    return SCHEDULER_LOCK.format(database)
+# The key of each template: `dump_index(database, shape_key)` and so on.
+dump_index = DUMP_INDEX.format  # (database, shape_key)
+dump_shapes = DUMP_SHAPES.format  # (database)
+dump_meta = DUMP_META.format  # (database, dump_id)
+dump_body = DUMP_BODY.format  # (database, dump_id)
+build_lock = BUILD_LOCK.format  # (database, shape_key)
+build_pending = BUILD_PENDING.format  # (database, shape_key)
+dump_leases = DUMP_LEASES.format  # (database)
+dump_dropping = DUMP_DROPPING.format  # (database, dump_id)
+popular_shapes = POPULAR_SHAPES.format  # (database)
+popular_specs = POPULAR_SPECS.format  # (database)
+scheduler_lock = SCHEDULER_LOCK.format  # (database)

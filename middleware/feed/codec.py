@@ -25,7 +25,8 @@ import msgpack  # type: ignore[import-untyped]
 import zstandard
 
 from pgsift.middleware.errors import FeedError
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.jsonvalues import JSON_NULL
 
@@ -91,7 +92,7 @@ def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntr
         raise FeedError(f"feed entry {sid} is not a valid pgsift entry: {exc}") from exc
     if version != FORMAT_VERSION:
         raise FeedError(f"feed entry {sid} has format version {version}, expected {FORMAT_VERSION}")
-    lsn, chunk = parse_stream_id(sid)
+    lsn, chunk = FeedPosition(sid).key
     return FeedEntry(
         lsn=lsn,
         xid=xid,

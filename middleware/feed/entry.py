@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.records import record
 
@@ -28,19 +29,9 @@ class FeedEntry:
     schema_changes: tuple[str, ...] = ()
 
     @property
-    def id(self) -> str:
-        return stream_id(self.lsn, self.chunk)
-
-
-def stream_id(lsn: int, chunk: int = 0) -> str:
-    """The Redis stream ID of chunk `chunk` of the transaction committed at `lsn`."""
-    return f"{lsn}-{chunk}"
-
-
-def parse_stream_id(value: str) -> tuple[int, int]:
-    """Split a stream ID (`"<lsn>-<chunk>"`) into its two integers."""
-    lsn, _, chunk = value.partition("-")
-    return int(lsn), int(chunk or 0)
+    def id(self) -> FeedPosition:
+        """Its position in the feed: the Redis stream ID."""
+        return FeedPosition.of(self.lsn, self.chunk)
 
 
 def format_lsn(lsn: int) -> str:

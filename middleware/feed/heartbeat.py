@@ -23,7 +23,8 @@ import redis
 import redis.asyncio
 
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.entry import format_lsn, parse_lsn, parse_stream_id
+from pgsift.middleware.feed.entry import format_lsn, parse_lsn
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.writer import FencedError
 
 EVERY_S = 1.0
@@ -102,7 +103,7 @@ class HeartbeatReader:
 
 def parse_reading(value: Any, pttl: int, newest: Any) -> HeartbeatReading:
     """A `HeartbeatReading` from READ_SCRIPT's reply."""
-    end = 0 if newest is None else parse_stream_id(_text(newest))[0]
+    end = 0 if newest is None else FeedPosition.decoded(newest).lsn
     if value is None or pttl < 0:  # -2: no key; -1: no expiry, not written by capture
         return HeartbeatReading(None, end)
     try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import psycopg
 
+from pgsift.middleware.errors import ConfigError
+
 # {0} is the database name: one feed (and one capture) per database. The braces
 # make it a Redis Cluster hash tag, so all keys of one database share a slot.
 FEED_STREAM = "pgsift:{{{0}}}:feed"
 # The highest stream ID pgsift's trimming (workers/trim.py) ever removed from the
-# feed: a cursor at or after it lost nothing (see pgsift.middleware.feed.retention).
+# feed: a cursor at or after it lost nothing (see pgsift.middleware.feed.bounds).
 FEED_TRIMMED_SUFFIX = ":trimmed"
 FEED_TRIMMED = FEED_STREAM + FEED_TRIMMED_SUFFIX
 # Capture leader lock; its value is "<fencing token>:<owner id>".
@@ -24,13 +26,9 @@ RELATION_SCHEMAS = "pgsift:{{{0}}}:relations"
 # cut the same way, whatever the setting says now).
 CAPTURE_CHUNK_SIZE = "pgsift:{{{0}}}:capture:chunk_size"
 
-
-def feed_stream(database: str) -> str:
-    return FEED_STREAM.format(database)
-
-
-def feed_trimmed(database: str) -> str:
-    return FEED_TRIMMED.format(database)
+# The key of each template: `feed_stream(database)` and so on.
+feed_stream = FEED_STREAM.format  # (database)
+feed_trimmed = FEED_TRIMMED.format  # (database)
 
 
 def feed_trimmed_of(stream: str) -> str:
@@ -38,29 +36,25 @@ def feed_trimmed_of(stream: str) -> str:
     return stream + FEED_TRIMMED_SUFFIX
 
 
-def capture_lock(database: str) -> str:
-    return CAPTURE_LOCK.format(database)
-
-
-def capture_fence(database: str) -> str:
-    return CAPTURE_FENCE.format(database)
-
-
-def capture_heartbeat(database: str) -> str:
-    return CAPTURE_HEARTBEAT.format(database)
-
-
-def relation_schemas(database: str) -> str:
-    return RELATION_SCHEMAS.format(database)
-
-
-def capture_chunk_size(database: str) -> str:
-    return CAPTURE_CHUNK_SIZE.format(database)
+capture_lock = CAPTURE_LOCK.format  # (database)
+capture_fence = CAPTURE_FENCE.format  # (database)
+capture_heartbeat = CAPTURE_HEARTBEAT.format  # (database)
+relation_schemas = RELATION_SCHEMAS.format  # (database)
+capture_chunk_size = CAPTURE_CHUNK_SIZE.format  # (database)
 
 
 def database_of(database_url: str) -> str:
-    """The database name in a Postgres URL or DSN: the {0} of every key above."""
-    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    """The database name in a Postgres URL or DSN: the {0} of every key above.
+
+    pgsift's one reading of it (the feed, the dumps and every key depend on it);
+    ConfigError when the URL cannot be read or names no database.
+    """
+    try:
+        name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"the database URL is not a Postgres URL or DSN: {exc}") from exc
     if not name:
-        raise ValueError(f"the database URL names no database: {database_url}")
+        raise ConfigError(
+            "the database URL names no database (postgresql://host/DBNAME or dbname=...)"
+        )
     return str(name)

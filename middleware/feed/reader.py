@@ -1,102 +1,113 @@
-"""Reading a database's feed: the one place that turns stream entries into FeedEntries.
+"""Reading a database's feed: the one place that sends pgsift's feed queries to Redis.
 
     reader = FeedReader.from_url("redis://...", "appdb")
     for entry in reader.read_after(cursor, count=100, block_ms=5000):
         ...                      # FeedEntry, in commit order
-        cursor = entry.id        # resume after it
+        cursor = entry.id        # resume after it (a FeedPosition)
+    reader.run(reader.queries.entries_before(position, 100))   # any other read
 
-`AsyncFeedReader` has the same methods as coroutines (redis.asyncio).
-A cursor is a stream ID string; `None` (or "0-0") means "from the start of the
+`AsyncFeedReader` has the same methods as coroutines (redis.asyncio). Both
+are thin shells around the queries of `pgsift.middleware.feed.queries`, which
+say what to send and how to read the replies.
+A cursor is a `FeedPosition`; `None` (or `START`) means "from the start of the
 retained feed". A transaction split into chunks is several entries with the
 same `lsn` and `chunk` 0, 1, ...; the one with `last=True` ends it, so cursors
 handed to clients should be IDs of entries with `last=True`.
-`first_id()` / `last_id()` are None for an empty or missing feed: a cursor
-below `first_id()` points into trimmed history (the client must refetch).
+`first_id()` / `last_id()` are None for an empty or missing feed; `bounds()`
+says which positions the feed still continues (`pgsift.middleware.feed.bounds`).
 A client passed in must return bytes (redis-py's default, decode_responses=False).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis
-import redis.asyncio
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.codec import decode_entry
+from pgsift.middleware.feed.bounds import FeedBounds
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.queries import FeedQueries, FeedQuery
+from pgsift.middleware.redis_clients import async_redis, sync_redis
 
-START = "0-0"
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    SyncRedis = redis.Redis[bytes]
+    AsyncRedis = redis.asyncio.Redis[bytes]
+
+T = TypeVar("T")
+C = TypeVar("C")
 
 
-class FeedReader:
-    """Synchronous reader of `keys.feed_stream(database)`."""
+class FeedClient(Generic[C]):
+    """A Redis client and the queries of one feed stream: what both readers hold."""
 
-    def __init__(self, client: redis.Redis[bytes], database: str) -> None:
+    def __init__(self, client: C, database: str) -> None:
+        self._open(client, keys.feed_stream(database))
+
+    def _open(self, client: C, stream: str) -> None:
         self.client = client
-        self.stream = keys.feed_stream(database)
+        self.stream = stream
+        self.queries = FeedQueries(stream)
+
+
+class FeedReader(FeedClient["SyncRedis"]):
+    """Synchronous reader of `keys.feed_stream(database)`."""
 
     @classmethod
     def from_url(cls, url: str, database: str) -> FeedReader:
-        return cls(redis.Redis.from_url(url), database)
+        return cls(sync_redis(url), database)
+
+    def run(self, query: FeedQuery[T]) -> T:
+        """Send `query`'s command and read its reply."""
+        return query.parse(self.client.execute_command(*query.command))
 
     def read_after(
-        self, cursor: str | None, count: int = 100, block_ms: int | None = None
+        self, cursor: FeedPosition | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
         """Up to `count` entries after `cursor`; waits up to `block_ms` ms if there are none."""
-        reply = self.client.xread({self.stream: cursor or START}, count=count, block=block_ms)
-        return _entries(reply)
+        return self.run(self.queries.read_after(cursor, count, block_ms))
 
-    def first_id(self) -> str | None:
+    def first_id(self) -> FeedPosition | None:
         """ID of the oldest retained entry."""
-        return _id_of(self.client.xrange(self.stream, count=1))
+        return self.run(self.queries.first())
 
-    def last_id(self) -> str | None:
+    def last_id(self) -> FeedPosition | None:
         """ID of the newest entry."""
-        return _id_of(self.client.xrevrange(self.stream, count=1))
+        return self.run(self.queries.last())
+
+    def bounds(self) -> FeedBounds:
+        return self.run(self.queries.bounds())
 
     def close(self) -> None:
         self.client.close()
 
 
-class AsyncFeedReader:
+class AsyncFeedReader(FeedClient["AsyncRedis"]):
     """asyncio reader of `keys.feed_stream(database)`; same methods as FeedReader."""
-
-    def __init__(self, client: redis.asyncio.Redis[bytes], database: str) -> None:
-        self.client = client
-        self.stream = keys.feed_stream(database)
 
     @classmethod
     def from_url(cls, url: str, database: str) -> AsyncFeedReader:
-        return cls(redis.asyncio.Redis.from_url(url), database)
+        return cls(async_redis(url), database)
+
+    async def run(self, query: FeedQuery[T]) -> T:
+        reply = await self.client.execute_command(*query.command)  # type: ignore[no-untyped-call]  # untyped in the stubs
+        return query.parse(reply)
 
     async def read_after(
-        self, cursor: str | None, count: int = 100, block_ms: int | None = None
+        self, cursor: FeedPosition | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
-        """Up to `count` entries after `cursor`; waits up to `block_ms` ms if there are none."""
-        reply = await self.client.xread({self.stream: cursor or START}, count=count, block=block_ms)
-        return _entries(reply)
+        return await self.run(self.queries.read_after(cursor, count, block_ms))
 
-    async def first_id(self) -> str | None:
-        return _id_of(await self.client.xrange(self.stream, count=1))
+    async def first_id(self) -> FeedPosition | None:
+        return await self.run(self.queries.first())
 
-    async def last_id(self) -> str | None:
-        return _id_of(await self.client.xrevrange(self.stream, count=1))
+    async def last_id(self) -> FeedPosition | None:
+        return await self.run(self.queries.last())
+
+    async def bounds(self) -> FeedBounds:
+        return await self.run(self.queries.bounds())
 
     async def close(self) -> None:
         await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate it
-
-
-def _entries(reply: Any) -> list[FeedEntry]:
-    # XREAD answers [[stream, [(id, fields), ...]]] (RESP2) or {stream: [[...]]} (RESP3).
-    if not reply:
-        return []
-    items = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
-    return [decode_entry(stream_id, fields) for stream_id, fields in items]
-
-
-def _id_of(items: Any) -> str | None:
-    if not items:
-        return None
-    stream_id = items[0][0]
-    return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)

@@ -1,39 +1,24 @@
-"""Whether a feed position is still usable: the one retention rule of pgsift.
+"""Trimming the feed, and the readers that check a position against its bounds.
 
-A cursor (a feed position held by a client, a bootstrap's cursor, a dump's
-position) can be continued iff no entry after it has been trimmed. The oldest
-retained entry cannot tell that: a cursor handed out while the feed was empty
-(`0-0`) is older than every entry appended since, yet nothing after it is lost.
-So trimming (`pgsift.workers.trim`) records the highest stream ID it ever
-removed in a marker key (`keys.feed_trimmed`), atomically with the XTRIM, and
-the rule is
+`FeedRetention.trim` is the only way pgsift trims (see
+`pgsift.middleware.feed.bounds` for the rule the trim marker serves);
+`FeedRetention` / `AsyncFeedRetention` are feed readers made from a stream key
+that also answer `retains(cursor)`.
 
-    marker <= cursor <= end of the feed     (compared by LSN)
-
-where the end is the newest entry (or the marker, when everything was trimmed).
-A cursor past the end comes from another feed (Redis was reset): not usable.
-
-Positions compare by LSN, as the gateway's cursors mean "every transaction up
-to and including the one committed at <lsn>"; trimming never splits a
-transaction, so the marker always ends a whole one.
-
-    bounds = FeedRetention(client, keys.feed_stream(db)).bounds()
-    bounds.retains(cursor)      # the check
-    bounds.end                  # the position to record before a snapshot
+    FeedRetention(client, keys.feed_stream(db)).retains(cursor)
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 import redis.asyncio
 
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.entry import parse_stream_id
+from pgsift.middleware.feed.bounds import FeedBounds
+from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.reader import AsyncFeedReader, FeedReader
 
-START = "0-0"
+__all__ = ["TRIM_SCRIPT", "AsyncFeedRetention", "FeedBounds", "FeedRetention"]
 
 # KEYS: stream, marker. ARGV: minid (every entry below it goes).
 # Returns the number of entries removed. The last entry to go is read first and
@@ -64,72 +49,32 @@ return removed
 """
 
 
-# KEYS: stream, marker. Returns {marker or nil, newest ID or nil}. A script, not
-# MULTI: Redis refuses MULTI when it is out of memory, and readers must go on then.
-BOUNDS_SCRIPT = """
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local newest = false
-if #last > 0 then newest = last[1][1] end
-return {redis.call('GET', KEYS[2]), newest}
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedBounds:
-    """What the feed can still replay: everything after `trimmed`, up to `last`."""
-
-    trimmed: str | None  # the highest ID trimming ever removed; None: never trimmed
-    last: str | None  # the newest entry; None: the feed is empty
-
-    @property
-    def end(self) -> str:
-        """The feed's position now: every committed transaction up to it is in the feed
-        or was trimmed. Record it *before* a snapshot; it passes `retains` until a trim."""
-        ids = [i for i in (self.last, self.trimmed) if i is not None]
-        return max(ids, key=parse_stream_id, default=START)
-
-    def retains(self, cursor: str) -> bool:
-        """Whether every entry after `cursor` is still in the feed (and `cursor` is of it)."""
-        lsn = parse_stream_id(cursor)[0]
-        floor = parse_stream_id(self.trimmed)[0] if self.trimmed is not None else 0
-        return floor <= lsn <= parse_stream_id(self.end)[0]
-
-
-class FeedRetention:
-    """Reads the bounds of one feed stream (sync); `trim` is the only way pgsift trims."""
+class FeedRetention(FeedReader):
+    """A sync reader of one feed stream that checks positions and trims."""
 
     def __init__(self, client: redis.Redis[bytes], stream: str) -> None:
-        self.client = client
-        self.stream = stream
+        self._open(client, stream)
         self.marker = keys.feed_trimmed_of(stream)
-        self._read_bounds = client.register_script(BOUNDS_SCRIPT)
 
     @classmethod
     def for_database(cls, client: redis.Redis[bytes], database: str) -> FeedRetention:
         return cls(client, keys.feed_stream(database))
 
-    def bounds(self) -> FeedBounds:
-        """The marker and the newest ID, read together (one script)."""
-        return _bounds(self._read_bounds(keys=[self.stream, self.marker]))
-
     def retains(self, cursor: str) -> bool:
         return self.bounds().retains(cursor)
 
-    def trim(self, minid: str) -> int:
+    def trim(self, minid: FeedPosition) -> int:
         """Remove every entry below `minid` and raise the marker to the last one removed,
         atomically; the number of entries removed."""
         script = self.client.register_script(TRIM_SCRIPT)
         return int(script(keys=[self.stream, self.marker], args=[minid]))
 
 
-class AsyncFeedRetention:
-    """`FeedRetention.bounds` / `retains` for asyncio (redis.asyncio)."""
+class AsyncFeedRetention(AsyncFeedReader):
+    """`FeedRetention`'s checks for asyncio (redis.asyncio)."""
 
     def __init__(self, client: redis.asyncio.Redis[bytes], stream: str) -> None:
-        self.client = client
-        self.stream = stream
-        self.marker = keys.feed_trimmed_of(stream)
-        self._read_bounds = client.register_script(BOUNDS_SCRIPT)
+        self._open(client, stream)
 
     @classmethod
     def for_database(
@@ -137,18 +82,5 @@ class AsyncFeedRetention:
     ) -> AsyncFeedRetention:
         return cls(client, keys.feed_stream(database))
 
-    async def bounds(self) -> FeedBounds:
-        return _bounds(await self._read_bounds(keys=[self.stream, self.marker]))
-
     async def retains(self, cursor: str) -> bool:
         return (await self.bounds()).retains(cursor)
-
-
-def _bounds(reply: Any) -> FeedBounds:
-    marker, newest = reply
-    return FeedBounds(_text(marker) if marker is not None else None,
-                      _text(newest) if newest is not None else None)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

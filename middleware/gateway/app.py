@@ -40,11 +40,12 @@ from strawberry.utils.operation import get_operation_type
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.fanout import FeedObserver
-from pgsift.middleware.gateway.health import healthz
+from pgsift.middleware.gateway.health import gateway_checks, healthz
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.schema import build_schema
 from pgsift.middleware.gateway.service import SyncService
 from pgsift.middleware.settings import Settings
+from pgsift.middleware.wiring import Wiring
 
 TOKEN_EXPIRED = 4403
 
@@ -199,8 +200,11 @@ def create_app(
     graphene_schema: Any = None,
     batch_loader: bool = True,
     bootstrap: bool = True,
+    wiring: Wiring | None = None,
 ) -> Starlette:
     """The gateway app; `loader` is told about every feed entry, `routes` are mounted too.
+
+    Its parts share one `Wiring` (`wiring`, or one made from `settings`).
 
     With `graphene_schema` (a graphene 3 schema with a `sync_field()`), /graphql
     serves that schema over graphql-transport-ws instead of pgsift's own.
@@ -209,7 +213,8 @@ def create_app(
     """
     authenticator = Authenticator.from_settings(settings)
     metrics = GatewayMetrics()
-    service = SyncService(settings, loader=loader, metrics=metrics)
+    wired = wiring if wiring is not None else Wiring.from_settings(settings)
+    service = SyncService(wired, loader=loader, metrics=metrics)
     view: ASGIApp
     if graphene_schema is not None:
         from pgsift.middleware.gateway.graphene_adapter import graphene_websocket_app
@@ -225,9 +230,9 @@ def create_app(
 
         extra.append(rows_route())
     if bootstrap:
-        from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
+        from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 
-        extra.append(bootstrap_route(BootstrapService.from_settings(settings)))
+        extra.append(bootstrap_route(BootstrapService(wired)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -238,7 +243,7 @@ def create_app(
                 from pgsift.middleware.loader import BatchLoader
 
                 rows_loader = await BatchLoader.from_settings(
-                    settings, catalog=service.catalog, policies=service.policies
+                    settings, catalog=service.catalog, policies=wired.policies
                 )
                 app.state.loader = rows_loader
                 service.catalog_listeners.append(rows_loader.use_catalog)
@@ -250,6 +255,8 @@ def create_app(
                 service.tailer.loader = loader
                 await rows_loader.close()
             await service.stop()
+            if wiring is None:
+                wired.close()
 
     async def metrics_endpoint(request: Request) -> Response:
         return await metrics.endpoint(request)
@@ -265,6 +272,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.health_checks = gateway_checks(service)
     app.state.authenticator = authenticator
     app.state.metrics = metrics
     app.state.settings = settings

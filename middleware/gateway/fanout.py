@@ -11,13 +11,21 @@ The tailer never stops on bad input and never skips silently. An entry that
 cannot be routed (or read) overflows the inboxes of its tables' subscriptions
 (all of them when its tables are unknown) and the tailer goes on after it; a
 trim that overtook the tailer's position (checked after every read) overflows
-every inbox; and if the task dies anyway, every inbox is overflowed and the
-tailer reports itself not ready (`/healthz`).
+every inbox. Whenever it moves past entries it did not deliver, the handoff
+position (`done_lsn`) moves with it, so a subscription registered afterwards
+reads those entries in its own catch-up instead of missing them.
+
+Any other failure (Redis unreachable, killed connections, a bug) is logged
+and retried from the cursor with backoff; until a read succeeds again the
+tailer is not `ready`, and sessions wait for it (`wait_ready`) before telling
+a client it is up to date. Only cancellation ends the task: then every inbox
+is overflowed and the tailer reports itself stopped (`/healthz`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -27,30 +35,28 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
-from pgsift.middleware.feed.retention import START, AsyncFeedRetention
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import START, FeedPosition
+from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.transactions import Routed, RoutedTx, TxAssembler
-from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
 
 READ_BATCH = 500
 BLOCK_MS = 1000
-RETRY_S = 0.5
+# Backoff between attempts after a failure: doubling from RETRY_S up to RETRY_MAX_S.
+RETRY_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 class FeedSource(Protocol):
-    """The async feed reader (`pgsift.middleware.feed.reader.AsyncFeedReader`)."""
+    """Where entries are read (`pgsift.middleware.feed.reader.AsyncFeedReader`)."""
 
     async def read_after(
-        self, cursor: str | None, count: int = ..., block_ms: int | None = ...
+        self, cursor: FeedPosition | None, count: int = ..., block_ms: int | None = ...
     ) -> list[FeedEntry]: ...
-
-    async def first_id(self) -> str | None: ...
-
-    async def last_id(self) -> str | None: ...
 
 
 class FeedObserver(Protocol):
@@ -129,53 +135,77 @@ class FeedTailer:
     def __init__(
         self,
         source: FeedSource,
+        retention: AsyncFeedRetention,
         *,
         loader: FeedObserver | None = None,
         metrics: GatewayMetrics | None = None,
         batch: int = READ_BATCH,
         block_ms: int = BLOCK_MS,
         on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
-        retention: AsyncFeedRetention | None = None,
         max_tx_changes: int | None = None,
     ) -> None:
-        self._source = source
+        # Reads entries from `source`; bounds, and what cannot be decoded, from `retention`.
+        self._source, self._retention = source, retention
+        self._batch, self._block_ms = batch, block_ms
+        self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
-        self._retention = retention
-        self._on_schema_change = on_schema_change
-        self.loader = loader
-        self._metrics = metrics
-        self._batch = batch
-        self._block_ms = block_ms
-        self._index: RoutingIndex[Inbox] = RoutingIndex()
-        self._by_table: dict[str, set[Inbox]] = {}
+        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes)
         self._shape_refs: dict[str, int] = {}
-        self._assembler: TxAssembler[Inbox] = TxAssembler(
-            self._index, lambda table: tuple(self._by_table.get(table, ())), max_tx_changes
-        )
-        self._cursor: str | None = None
-        self.done_lsn = 0  # every transaction up to here has been delivered
-        self.ready = False
+        self._cursor: FeedPosition | None = None
+        # Every transaction up to here has been delivered, or its subscribers were
+        # told to refetch: the end of a newly registered subscription's catch-up.
+        self.done_lsn = 0
+        self._ready = asyncio.Event()
+        self.stopped = False  # the task ended (cancelled): nothing will be delivered
+        self.last_error: str | None = None  # why the last attempt failed
         self.started = asyncio.Event()
+        self._retry_s = RETRY_S
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
-        if self._retention is not None:
-            self._cursor = (await self._retention.bounds()).end
-        else:
-            self._cursor = await self._source.last_id()
-        self.done_lsn = parse_stream_id(self._cursor)[0] if self._cursor else 0
+        self._cursor = (await self._retention.bounds()).end
+        self.done_lsn = self._cursor.lsn
         self.started.set()
+
+    @property
+    def cursor(self) -> FeedPosition | None:
+        """The last feed position read (None before `start`)."""
+        return self._cursor
+
+    @property
+    def ready(self) -> bool:
+        """Whether the last read of the feed succeeded (and the task runs)."""
+        return self._ready.is_set()
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        if value:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the tailer to be reading the feed; whether it is."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.ready:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if self.stopped or remaining <= 0:
+                return False
+            # In slices: a tailer that stops meanwhile does not set the event.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, RETRY_MAX_S)):
+                    await self._ready.wait()
+        return True
 
     @property
     def position_lsn(self) -> int:
         """Transactions above this LSN will reach a subscription registered now."""
-        in_flight = self._assembler.in_flight_lsn
+        in_flight = self._router.in_flight_lsn
         return self.done_lsn if in_flight is None else in_flight
 
     def subscribe(self, shape: Shape, budget: SendBudget) -> Inbox:
         inbox = Inbox(shape, budget, self.position_lsn)
-        self._index.add(shape, inbox)
-        self._by_table.setdefault(shape.table, set()).add(inbox)
+        self._router.add(shape, inbox)
         self._shape_refs[shape.key] = self._shape_refs.get(shape.key, 0) + 1
         if self._metrics:
             self._metrics.subscriptions.inc()
@@ -183,12 +213,7 @@ class FeedTailer:
         return inbox
 
     def unsubscribe(self, inbox: Inbox) -> None:
-        self._index.remove(inbox.shape, inbox)
-        inboxes = self._by_table.get(inbox.shape.table)
-        if inboxes is not None:
-            inboxes.discard(inbox)
-            if not inboxes:
-                del self._by_table[inbox.shape.table]
+        self._router.remove(inbox.shape, inbox)
         inbox.release()
         refs = self._shape_refs.pop(inbox.shape.key, 1) - 1
         if refs:
@@ -198,16 +223,27 @@ class FeedTailer:
             self._metrics.shapes.set(len(self._shape_refs))
 
     async def run(self) -> None:
+        """Tail until cancelled; failures are retried from the cursor (see the module doc)."""
         try:
-            await self._run()
+            while True:
+                try:
+                    await self._tail()
+                except Exception as exc:
+                    self.ready = False
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("tailing the feed failed after %s; retrying in %.1f s",
+                                  self._cursor, self._retry_s)
+                    await asyncio.sleep(self._retry_s)
+                    self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         except BaseException:
-            # Cancelled (shutdown) or a bug: no subscription may wait for
-            # transactions that will never come.
+            # Cancelled (shutdown): no subscription may wait for transactions that
+            # will never come.
             self.ready = False
-            self._overflow(self._all_inboxes())
+            self.stopped = True
+            self._overflow(self._router.listeners())
             raise
 
-    async def _run(self) -> None:
+    async def _tail(self) -> None:
         if not self.started.is_set():
             await self.start()
         batch = self._batch
@@ -215,10 +251,7 @@ class FeedTailer:
             try:
                 entries = await self._source.read_after(self._cursor, batch, self._block_ms)
             except (redis.exceptions.RedisError, OSError):
-                self.ready = False
-                log.exception("reading the feed failed; retrying")
-                await asyncio.sleep(RETRY_S)
-                continue
+                raise  # not the entries' fault: retried from the cursor by `run`
             except Exception:
                 # An entry that does not decode: narrow the read down to it.
                 if batch > 1:
@@ -227,61 +260,63 @@ class FeedTailer:
                     await self._skip_unreadable()
                 continue
             batch = self._batch
-            if not await self._still_retained(entries):
-                log.error("the feed was trimmed past the tailer's position %s", self._cursor)
-                self._lost_entries()
+            await self._check_retained(entries)
             self.ready = True
+            self._retry_s = RETRY_S
             for entry in entries:
                 try:
                     await self._consume(entry)
                 except Exception:
                     log.exception("routing feed entry %s failed; its subscribers must refetch",
                                   entry.id)
-                    self._overflow(self._inboxes_of(entry))
+                    self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
 
-    async def _still_retained(self, entries: list[FeedEntry]) -> bool:
-        """Whether nothing after the cursor was trimmed before the last read; if something
-        was and nothing was read, the cursor moves past the gap."""
-        if self._retention is None:
-            return True
+    async def _check_retained(self, entries: list[FeedEntry]) -> None:
+        """Whether something after the cursor was trimmed before the last read.
+
+        If something was, every subscriber must refetch and the handoff position
+        moves past what was lost (past everything, when nothing was read: the
+        cursor jumps to the feed's end).
+        """
         bounds = await self._retention.bounds()
         if bounds.retains(self._cursor or START):
-            return True
-        if not entries:
+            return
+        log.error("the feed was trimmed past the tailer's position %s", self._cursor)
+        self._lost_entries()
+        if entries:
+            self._passed_over(bounds.trimmed or START)
+        else:
+            self._passed_over(bounds.end)
             self._cursor = bounds.end
-        return False
 
     async def _skip_unreadable(self) -> None:
         """Step over the entry after the cursor, which cannot be decoded."""
-        if self._retention is None:
-            log.exception("a feed entry after %s cannot be read; retrying", self._cursor)
-            await asyncio.sleep(RETRY_S)
-            return
-        client, stream = self._retention.client, self._retention.stream
-        items = await client.xrange(stream, min=f"({self._cursor or START}", count=1)
-        if not items:
+        feed = self._retention
+        after = await feed.run(feed.queries.positions_from((self._cursor or START).exclusive, 1))
+        if not after:
             return  # trimmed meanwhile: the retention check sees to it
-        raw = items[0][0]
-        bad = raw.decode() if isinstance(raw, bytes) else str(raw)
+        bad = after[0]
         log.exception("feed entry %s cannot be read; every subscriber must refetch", bad)
         self._lost_entries()
+        self._passed_over(bad)
         self._cursor = bad
 
     def _lost_entries(self) -> None:
         """Entries went by unseen: every subscriber must refetch, every cached row may be stale."""
-        self._overflow(self._all_inboxes())
+        self._overflow(self._router.listeners())
         if self.loader is not None:
             self.loader.forget_all()
 
-    def _all_inboxes(self) -> set[Inbox]:
-        return {inbox for inboxes in self._by_table.values() for inbox in inboxes}
+    def _passed_over(self, position: FeedPosition) -> None:
+        """The tailer moves past entries up to `position` that it did not deliver.
 
-    def _inboxes_of(self, entry: FeedEntry) -> set[Inbox]:
-        tables = {change.table for change in entry.changes} | set(entry.schema_changes)
-        if not tables:
-            return self._all_inboxes()
-        return {inbox for table in tables for inbox in self._by_table.get(table, ())}
+        The handoff position moves with it, so that a subscription registered
+        from now on catches up through them from the feed itself (or learns
+        there that they are gone); the rest of a transaction cut short is dropped.
+        """
+        self.done_lsn = max(self.done_lsn, position.lsn)
+        self._router.reset()
 
     def _overflow(self, inboxes: set[Inbox]) -> None:
         for inbox in inboxes:
@@ -303,24 +338,15 @@ class FeedTailer:
                 self.loader.forget_all()
         if entry.schema_changes and self._on_schema_change is not None:
             self._on_schema_change(entry.schema_changes)
-        before = self._assembler.routed_changes
-        routed = self._assembler.add(entry)
+        before = self._router.routed_changes
+        routed = self._router.route(entry)
         if self._metrics:
-            self._metrics.routed_changes.inc(self._assembler.routed_changes - before)
+            self._metrics.routed_changes.inc(self._router.routed_changes - before)
             self._metrics.feed_entries.inc()
             self._metrics.feed_lag.set(max(0.0, time.time() - entry.commit_time.timestamp()))
         if routed is None:
             return
         self.done_lsn = entry.lsn
-        self._deliver(entry, routed)
-
-    def _deliver(self, entry: FeedEntry, routed: dict[Inbox, Routed]) -> None:
-        commit_time = entry.commit_time.timestamp()
-        for inbox, result in routed.items():
-            if inbox.after_lsn >= entry.lsn:
-                continue
-            tx = RoutedTx(
-                entry.id, entry.lsn, entry.xid, commit_time, tuple(result.changes), result.refetch
-            )
-            if not inbox.offer(tx) and self._metrics:
+        for inbox, tx in routed.items():
+            if inbox.after_lsn < entry.lsn and not inbox.offer(tx) and self._metrics:
                 self._metrics.queue_drops.inc()

@@ -16,9 +16,12 @@ __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "SnapshotSource"]
 SnapshotSource = Literal["postgres", "dump"]
 SNAPSHOT_SOURCES: tuple[SnapshotSource, ...] = ("postgres", "dump")
 
+LAG_HELP = "How long the feed tailer has been behind the feed head (0: caught up)"
+BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 1000)"
+
 
 class GatewayMetrics:
-    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops."""
+    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops, snapshots."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -43,6 +46,9 @@ class GatewayMetrics:
             "Now minus the commit time of the last feed entry read",
             registry=r,
         )
+        # The watchdog's (pgsift.middleware.gateway.watchdog).
+        self.lag_seconds = Gauge("pgsift_feed_lag_seconds", LAG_HELP, registry=r)
+        self.entries_behind = Gauge("pgsift_feed_entries_behind", BEHIND_HELP, registry=r)
         self.queue_drops = Counter(
             "pgsift_gateway_queue_drops",
             "Transactions dropped because a connection's send queue was full (mustRefetch)",

@@ -4,7 +4,7 @@ The websocket context carries the connection's verified claims and send budget
 (set by `GraphQLView.on_ws_connect`); errors a client can cause (a bad query, a
 forbidden column, a bad cursor) become GraphQL errors of that one operation,
 with `extensions.position/line/column` for query errors. Other exceptions are
-masked (`pgsift.middleware.gateway.masking`), and documents are parsed with a
+masked (`pgsift.middleware.gateway.error_masking`), and documents are parsed with a
 token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`).
 """
 
@@ -20,7 +20,7 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from pgsift.middleware.gateway.masking import MASKED_MESSAGE, should_mask
+from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
 from pgsift.middleware.gateway.rows import load_rows

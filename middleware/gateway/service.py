@@ -1,8 +1,16 @@
 """The sync service of one gateway process: shared by the strawberry and graphene schemas.
 
-It owns the feed reader and tailer, the snapshot pool, the catalog and the
-policies, and turns `sync(query, params, cursor)` plus the caller's claims into
-a `SyncSession`. `start()` / `stop()` run from the ASGI lifespan.
+It owns the feed reader and tailer, the watchdog, the feed's freshness (from
+capture's heartbeat), the snapshot pool, the catalog and the policies, and
+turns `sync(query, params, cursor)` plus the caller's claims into a
+`SyncSession`. `start()` / `stop()` run from the ASGI lifespan; the `probe_*`
+methods are `/healthz` checks.
+
+Redis connections are split by who waits on them: sessions share a bounded
+pool (a thousand subscriptions starting at once must not open a thousand), the
+tailer has a connection of its own and the monitoring (watchdog, heartbeat,
+health probe) others, so no number of sessions can stall delivery or its
+monitoring. Every wait is bounded (`pgsift.middleware.redis_clients`).
 """
 
 from __future__ import annotations
@@ -13,28 +21,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-import psycopg
-import redis.asyncio
 from psycopg_pool import AsyncConnectionPool
 
-from pgsift.middleware.catalog import load_catalog, require_replica_identity
-from pgsift.middleware.errors import ConfigError, GatewayError
+from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
+from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
+from pgsift.middleware.catalog import require_replica_identity
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.freshness import FeedFreshness
 from pgsift.middleware.feed.heartbeat import HeartbeatReader
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.dump_source import DumpSource
 from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.snapshot import snapshot_pool
-from pgsift.middleware.settings import Settings
+from pgsift.middleware.gateway.watchdog import FeedWatchdog
+from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
-from pgsift.subscriptions.policy import Policy, policies_from_config
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -43,16 +49,8 @@ log = logging.getLogger(__name__)
 CATALOG_RETRY_S = 1.0
 # Redis connections shared by the sessions of one process (snapshot positions, catch-up).
 REDIS_CONNECTIONS = 32
-
-
-def database_name(database_url: str) -> str:
-    """The dbname of a Postgres URL or conninfo string (the feed's key)."""
-    name = psycopg.conninfo.conninfo_to_dict(database_url).get("dbname")
-    if not name:
-        name = urlsplit(database_url).path.lstrip("/")
-    if not name:
-        raise ConfigError(f"database URL {database_url!r} names no database")
-    return str(name)
+# A health probe waits at most this long for a snapshot connection.
+PROBE_WAIT_S = 1.0
 
 
 class SyncService:
@@ -60,40 +58,41 @@ class SyncService:
 
     def __init__(
         self,
-        settings: Settings,
+        wiring: Wiring,
         *,
         loader: FeedObserver | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
-        if not settings.database_url or not settings.redis_url:
-            raise ConfigError("the gateway needs database_url and redis_url")
+        settings = wiring.settings
+        self.wiring = wiring
         self.settings = settings
-        self.database_url: str = settings.database_url
+        self.database_url = wiring.database_url
         self.metrics = metrics or GatewayMetrics()
-        self.policies: dict[str, Policy] = policies_from_config(settings.policies)
-        database = database_name(self.database_url)
-        # Sessions share a bounded pool that waits for a free connection (a thousand
-        # subscriptions starting at once must not open a thousand); the tailer's
-        # blocking XREAD has a client of its own, so sessions can never starve it.
-        pool: redis.asyncio.BlockingConnectionPool[Any]
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=None
-        )
-        self._redis_pool = pool
-        self.reader = AsyncFeedReader(redis.asyncio.Redis(connection_pool=pool), database)
+        self.policies = wiring.policies
+        database = wiring.database
+        self.reader = AsyncFeedReader(wiring.async_redis(connections=REDIS_CONNECTIONS), database)
         self.retention = AsyncFeedRetention.for_database(self.reader.client, database)
-        self._tail_reader = AsyncFeedReader.from_url(settings.redis_url, database)
+        tail_client = wiring.async_redis(connections=1)
+        self._tail_reader = AsyncFeedReader(tail_client, database)
         self.tailer = FeedTailer(
             self._tail_reader,
             loader=loader,
             metrics=self.metrics,
             on_schema_change=self._schema_changed,
-            retention=self.retention,
+            retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
+        )
+        # The watchdog, the heartbeat poll and the Redis health probe: one connection each.
+        self._watch_client = wiring.async_redis(connections=3)
+        self.watchdog = FeedWatchdog(
+            self.tailer,
+            AsyncFeedReader(self._watch_client, database),
+            bound_s=settings.gateway_max_feed_lag_s,
+            metrics=self.metrics,
         )
         # How fresh what the tailer delivered is, from capture's heartbeat (loader, /healthz).
         self.freshness = FeedFreshness(
-            HeartbeatReader(self.reader.client, database),
+            HeartbeatReader(self._watch_client, database),
             stale_after_s=settings.feed_stale_after_s,
             delivered=lambda: self.tailer.done_lsn,
         )
@@ -107,14 +106,12 @@ class SyncService:
         )
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
-        self.dumps: DumpSource | None = (
-            DumpSource(settings, database, self.reader) if settings.gateway_use_dumps else None
-        )
+        self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
         # Called with each newly read catalog (the batch loader follows schema changes).
         self.catalog_listeners: list[Callable[[Catalog], None]] = []
-        self._catalog_read_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._freshness_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -127,14 +124,14 @@ class SyncService:
         await self.refresh_catalog()
         await self.tailer.start()
         self._tail_task = asyncio.create_task(self.tailer.run(), name="pgsift-feed-tailer")
+        self._watch_task = asyncio.create_task(self.watchdog.run(), name="pgsift-feed-watchdog")
         self._freshness_task = asyncio.create_task(
             self.freshness.run(), name="pgsift-feed-freshness"
         )
 
     async def stop(self) -> None:
-        tasks = [
-            t for t in (self._tail_task, self._freshness_task, self._refresh) if t is not None
-        ]
+        running = (self._tail_task, self._watch_task, self._freshness_task, self._refresh)
+        tasks = [t for t in running if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -142,28 +139,37 @@ class SyncService:
                 await task
         await self.pool.close()
         await self.reader.close()
-        await self._redis_pool.disconnect()
         await self._tail_reader.close()
-        if self.dumps is not None:
-            self.dumps.close()
+        await self._watch_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
 
     async def refresh_catalog(self) -> None:
-        self._catalog_read_at = time.monotonic()
-        self.catalog = catalog = await asyncio.to_thread(_read_catalog, self.database_url)
+        self.catalog = catalog = await asyncio.to_thread(self.wiring.catalog_source.refresh)
         for listener in self.catalog_listeners:
             listener(catalog)
 
-    async def ready(self) -> bool:
-        """Connected to Postgres and Redis, and tailing the feed."""
-        if self._tail_task is None or self._tail_task.done() or not self.tailer.ready:
-            return False
-        try:
-            async with self.pool.connection(timeout=2.0) as conn:
-                await conn.execute("SELECT 1")
-            await self.reader.client.ping()
-        except Exception:
-            return False
-        return True
+    async def probe_postgres(self) -> str | None:
+        """A snapshot connection answers (health check)."""
+        async with self.pool.connection(timeout=PROBE_WAIT_S) as conn:
+            await conn.execute("SELECT 1")
+        return None
+
+    async def probe_redis(self) -> str | None:
+        """Redis answers, on a connection no session can hold (health check)."""
+        await self._watch_client.ping()
+        return None
+
+    async def probe_tailer(self) -> str | None:
+        """The tailer runs and its last read of the feed succeeded (health check)."""
+        if self._tail_task is None or self._tail_task.done() or self.tailer.stopped:
+            return "the feed tailer is not running"
+        if not self.tailer.ready:
+            return f"the feed tailer cannot read the feed: {self.tailer.last_error}"
+        return None
+
+    async def probe_freshness(self) -> str | None:
+        """This gateway has seen every transaction up to a few seconds ago, by capture's
+        heartbeat (health check)."""
+        return self.freshness.problem()
 
     def budget(self) -> SendBudget:
         """A send budget for one connection."""
@@ -197,7 +203,7 @@ class SyncService:
             return await asyncio.to_thread(self._parse, query, params, claims)
         except QueryError:
             # A table created since the catalog was read: look once more.
-            if time.monotonic() - self._catalog_read_at < CATALOG_RETRY_S:
+            if time.monotonic() - self.wiring.catalog_source.read_at < CATALOG_RETRY_S:
                 raise
             await self.refresh_catalog()
             return await asyncio.to_thread(self._parse, query, params, claims)
@@ -224,10 +230,11 @@ class SyncService:
         if self._tail_task is None:
             raise GatewayError("the gateway is not started")
         shape = await self.shape(query, params, claims)
-        dump = None
+        dump: RowSource | None = None
         if cursor is None and self.dumps is not None and self.catalog is not None:
             try:
-                dump = await self.dumps.find(shape, self.catalog)
+                layout = ShapeLayout.of(shape, self.catalog)
+                dump = await find_dump_source(self.dumps, layout, await self.reader.bounds())
             except Exception:
                 log.exception("looking for a dump of %r failed; reading Postgres", shape)
         session = SyncSession(
@@ -248,8 +255,3 @@ class SyncService:
         log.info("schema of %s changed; re-reading the catalog", ", ".join(tables))
         self._refresh = asyncio.get_running_loop().create_task(self.refresh_catalog())
 
-
-def _read_catalog(database_url: str) -> Catalog:
-    with psycopg.connect(database_url) as conn:
-        catalog: Catalog = load_catalog(conn)
-        return catalog

@@ -11,7 +11,10 @@ the steps is what makes the copy exact:
 3. Register at the feed tailer; from then on every transaction above the
    tailer's position lands in this subscription's inbox.
 4. Catch up from the replay start to the tailer's position by reading the
-   feed directly, then send `upToDate` with a cursor, then go live from the inbox.
+   feed directly, wait for the tailer to be reading the feed (a tailer that
+   cannot reach Redis would leave the client "up to date" and then silent: the
+   client gets an error instead, after `TAILER_WAIT_S`), then send `upToDate`
+   with a cursor, then go live from the inbox.
 5. Skip every replayed transaction the snapshot saw (by xid).
 
 Visibility does *not* follow the feed's (commit-LSN) order. Postgres writes a
@@ -23,7 +26,7 @@ snapshot does not see can be one it does see (step 5 keeps skipping).
 
 The subscription ends with one `mustRefetch` message when the client's copy
 can no longer be kept exact by changes: a cursor after which entries were
-trimmed, or past the feed's end (see `pgsift.middleware.feed.retention`; also
+trimmed, or past the feed's end (see `pgsift.middleware.feed.bounds`; also
 checked for every batch the catch-up reads, as trimming may overtake it), a
 TRUNCATE of the table (the gateway does not know which rows the client holds,
 so it does not send DELETEs for them), a schema change of the table, or the
@@ -35,19 +38,22 @@ routed to this shape), then sent as one message, or as several of at most
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+import redis.exceptions
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
-from pgsift.middleware.feed.codec import decode_entry
-from pgsift.middleware.feed.entry import FeedEntry, parse_stream_id
-from pgsift.middleware.feed.retention import START, AsyncFeedRetention
-from pgsift.middleware.gateway.dump_source import DumpRows
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import START, FeedPosition
+from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import (
     REFETCH,
@@ -55,16 +61,18 @@ from pgsift.middleware.gateway.messages import (
     WireChange,
     batched,
     change_size,
-    wire_change,
 )
-from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.snapshot import shape_snapshot
-from pgsift.middleware.gateway.transactions import RoutedTx, TxAssembler
-from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.middleware.gateway.metrics import GatewayMetrics, SnapshotSource
+from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
 from pgsift.subscriptions.shape import Shape
+
+log = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 500
 CATCH_UP_BLOCK_MS = 1000
+# How long a subscription waits, before `upToDate`, for a tailer that is not
+# reading the feed (Redis unreachable); then the client gets an error.
+TAILER_WAIT_S = 10.0
 
 # How far `_replay_start` looks back from the recorded position for transactions
 # the snapshot does not see: at most this many entries, and only entries that
@@ -84,21 +92,30 @@ HANDOFF_PAGE = 100
 # that transaction began after the snapshot and committed after every one it
 # saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
 STAMP_HORIZON_XIDS = 1 << 30
+# Error messages quote at most this much of a bad cursor.
+CURSOR_SHOWN = 60
+# A snapshot whose connection broke (or idled past its timeout) mid-read.
+SNAPSHOT_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+SNAPSHOT_LOST_MESSAGE = (
+    "the snapshot could not be read to the end (too slow a reader, or the database went "
+    "away); subscribe again"
+)
 
 
-def parse_cursor(cursor: str) -> tuple[str, Snapshot | None]:
+def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
     """A client's cursor: a feed position, optionally `@<snapshot>`.
 
     The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
-    `pgsift.middleware.dumps.cursor`): the feed position recorded before its
+    `pgsift.middleware.bootstrap.cursor`): the feed position recorded before its
     snapshot, and that snapshot, whose transactions the replay skips.
     GatewayError when it is neither.
     """
     try:
         parsed = BootstrapCursor.parse(cursor)
     except FeedError as exc:
+        shown = cursor if len(cursor) <= CURSOR_SHOWN else cursor[:CURSOR_SHOWN] + "..."
         raise GatewayError(
-            f"cursor {cursor!r} is not a feed position (expected '<lsn>-<n>')"
+            f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
         ) from exc
     return parsed.position, parsed.snapshot
 
@@ -118,38 +135,29 @@ class SyncSession:
         budget: SendBudget,
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,
-        dump: DumpRows | None = None,
+        dump: RowSource | None = None,
     ) -> None:
         self.shape = shape
         self._dump = dump
         # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
         # STAMP_HORIZON_XIDS.
         self._stamp: Snapshot | None = None
-        self._cursor: str | None = None
+        self._cursor: FeedPosition | None = None
         if cursor is not None:
             self._cursor, self._stamp = parse_cursor(cursor)
-        self._reader = reader
-        self._retention = retention
-        self._tailer = tailer
-        self._pool = pool
-        self._budget = budget
+        self._last_read: FeedPosition | None = None  # the last feed position the catch-up read
+        # The catch-up reads `reader`; bounds and the walk back come from `retention`.
+        self._reader, self._retention, self._tailer = reader, retention, tailer
+        self._pool, self._budget, self._metrics = pool, budget, metrics
         self._max_bytes = max_message_bytes
-        self._metrics = metrics
 
     async def messages(self) -> AsyncIterator[SyncMessage]:
-        if self._cursor is None and self._dump is not None:
+        if self._cursor is None:
             started = time.monotonic()
-            async with aclosing(self._inserts(self._dump_changes(self._dump))) as inserts:
-                async for message in inserts:
-                    yield message
-            if self._metrics:
-                self._metrics.snapshot_streamed("dump", time.monotonic() - started)
-            position, self._stamp = self._dump.position, self._dump.stamp
-        elif self._cursor is None:
-            position = (await self._retention.bounds()).end
-            await self.before_snapshot(position)
-            async with aclosing(self._snapshot()) as snapshot:
-                async for message in snapshot:
+            source = self._dump or await self._live_source()
+            position, self._stamp = source.cursor.position, source.cursor.snapshot
+            async with aclosing(self._bootstrap(source, started)) as bootstrap:
+                async for message in bootstrap:
                     yield message
         else:
             position = self._cursor
@@ -160,7 +168,7 @@ class SyncSession:
         if not retained:
             yield REFETCH
             return
-        done = parse_stream_id(position)[0]
+        done = position.lsn
         inbox = self._tailer.subscribe(self.shape, self._budget)
         catch_up = self._catch_up(position, done, inbox.after_lsn)
         try:
@@ -176,7 +184,18 @@ class SyncSession:
                 ):
                     yield message
             if inbox.after_lsn > done:
-                position, done = f"{inbox.after_lsn}-0", inbox.after_lsn
+                position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
+            if self._cursor is not None:
+                # Which side of the handoff skipped, should a resumed client ever miss
+                # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
+                log.info("subscription to %s resumed from %s: catch-up end %s, last read %s",
+                         self.shape.key, self._cursor, FeedPosition.of(inbox.after_lsn),
+                         self._last_read)
+            if not await self._tailer.wait_ready(TAILER_WAIT_S):
+                raise GatewayError(
+                    "the gateway cannot read the change feed right now (is Redis reachable?); "
+                    "subscribe again with the last cursor"
+                )
             yield SyncMessage((), position, up_to_date=True)
             while True:
                 live = await inbox.get()
@@ -197,13 +216,13 @@ class SyncSession:
             await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
 
-    async def before_snapshot(self, position: str) -> None:
+    async def before_snapshot(self, position: FeedPosition) -> None:
         """Called between recording the feed `position` and taking the snapshot.
 
         Does nothing; a seam for tests that commit transactions in between.
         """
 
-    async def _replay_start(self, position: str, stamp: Snapshot) -> str:
+    async def _replay_start(self, position: FeedPosition, stamp: Snapshot) -> FeedPosition:
         """Where the replay of a snapshot recorded at `position` must start.
 
         Before the oldest transaction at or below `position` (within
@@ -219,53 +238,71 @@ class SyncSession:
                 start = following.id if following is not None else await self._floor()
         return start
 
-    async def _walk_back(self, position: str) -> tuple[list[FeedEntry], FeedEntry | None]:
+    async def _walk_back(
+        self, position: FeedPosition
+    ) -> tuple[list[FeedEntry], FeedEntry | None]:
         """The feed's entries at or below `position`, newest first, within the bounds;
         and the next older entry (None when there is none)."""
-        client, stream = self._retention.client, self._retention.stream
+        feed = self._retention
         walked: list[FeedEntry] = []
-        upper = position
+        upper: str = position
         while True:
-            items = await client.xrevrange(stream, max=upper, min="-", count=HANDOFF_PAGE)
-            if not items:
+            entries = await feed.run(feed.queries.entries_before(upper, HANDOFF_PAGE))
+            if not entries:
                 return walked, None
-            for stream_id, fields in items:
-                entry = decode_entry(stream_id, fields)
+            for entry in entries:
                 newest = walked[0].commit_time if walked else entry.commit_time
                 too_old = (newest - entry.commit_time).total_seconds() > HANDOFF_S
                 # Stop only between transactions (at the last chunk of an older one).
                 if entry.last and (len(walked) >= HANDOFF_ENTRIES or too_old):
                     return walked, entry
                 walked.append(entry)
-            upper = f"({walked[-1].id}"
+            upper = walked[-1].id.exclusive
 
-    async def _floor(self) -> str:
+    async def _floor(self) -> FeedPosition:
         """A position below every retained entry: the trim marker, else the start."""
         return (await self._retention.bounds()).trimmed or START
 
-    async def _snapshot(self) -> AsyncGenerator[SyncMessage, None]:
-        started = time.monotonic()
-        async with shape_snapshot(self._pool, self.shape) as (stamp, rows):
-            self._stamp = stamp
-            # Closed explicitly when the consumer stops early, so the server-side
-            # cursor and its connection go back to the pool at once.
-            async with aclosing(self._inserts(self._row_changes(rows))) as inserts:
-                async for message in inserts:
-                    yield message
+    async def _live_source(self) -> RowSource:
+        """Record the feed's end, then take the snapshot on a pooled connection."""
+        position = (await self._retention.bounds()).end
+        await self.before_snapshot(position)
+        try:
+            return await LiveRows.open(
+                self._pool.connection(), position, RowQuery.of_shape(self.shape)
+            )
+        except PoolTimeout as exc:
+            raise GatewayError(
+                "the gateway is busy: no database connection for the snapshot came free "
+                f"within {self._pool.timeout:g} s; subscribe again later"
+            ) from exc
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
+
+    async def _bootstrap(
+        self, source: RowSource, started: float
+    ) -> AsyncGenerator[SyncMessage, None]:
+        """The source's rows as INSERT messages; the source is closed at the end (or when
+        the consumer stops early: the snapshot's connection goes back to the pool at once).
+        Streamed in full, it is counted and timed from `started` (monotonic) by source."""
+        try:
+            try:
+                async with aclosing(self._inserts(self._row_changes(source))) as inserts:
+                    async for message in inserts:
+                        yield message
+            finally:
+                await source.close()
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
         if self._metrics:
-            self._metrics.snapshot_streamed("postgres", time.monotonic() - started)
+            kind: SnapshotSource = "postgres" if source.kind == "live" else "dump"
+            self._metrics.snapshot_streamed(kind, time.monotonic() - started)
 
-    async def _row_changes(
-        self, rows: AsyncIterator[dict[str, Any]]
-    ) -> AsyncGenerator[WireChange, None]:
+    async def _row_changes(self, source: RowSource) -> AsyncGenerator[WireChange, None]:
         key_columns = self.shape.primary_key
-        async for row in rows:
-            yield wire_change("INSERT", {k: row[k] for k in key_columns}, row, self.shape.wire)
-
-    async def _dump_changes(self, dump: DumpRows) -> AsyncGenerator[WireChange, None]:
-        key_columns = self.shape.primary_key
-        async for row in dump.rows():  # already in JSON form
-            yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
+        async for rows in source.rows():  # already in wire form
+            for row in rows:
+                yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
 
     async def _inserts(
         self, changes: AsyncIterator[WireChange]
@@ -282,25 +319,31 @@ class SyncSession:
         if batch:
             yield SyncMessage(tuple(batch), None, up_to_date=False)
 
-    async def _retained(self, cursor: str) -> bool:
-        """Whether the feed still holds everything after `cursor` (see feed.retention)."""
+    async def _retained(self, cursor: FeedPosition) -> bool:
+        """Whether the feed still holds everything after `cursor` (see feed.bounds)."""
         return await self._retention.retains(cursor)
 
     async def _catch_up(
-        self, cursor: str, done: int, through: int
+        self, cursor: FeedPosition, done: int, through: int
     ) -> AsyncGenerator[RoutedTx, None]:
         """Every whole transaction in (done, through], read from the feed; without changes
         when it does not touch the shape or the snapshot already holds it."""
         if done >= through:
             return
-        index: RoutingIndex[SyncSession] = RoutingIndex()
-        index.add(self.shape, self)
-        table = self.shape.table
-        assembler: TxAssembler[SyncSession] = TxAssembler(
-            index, lambda name: (self,) if name == table else (), self._tailer.max_tx_changes
-        )
+        # The tailer's routing path, for this one subscription.
+        router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
+        router.add(self.shape, self)
         while done < through:
-            entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
+            try:
+                entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
+            except (redis.exceptions.RedisError, OSError):
+                raise
+            except Exception:
+                # An entry that does not decode cannot be replayed (the tailer stepped
+                # over it and told its subscribers to refetch).
+                log.exception("the catch-up after %s met an unreadable feed entry", cursor)
+                yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                return
             # Checked after the read: a trim that overtook the cursor before it
             # made XREAD skip to later entries without a sign.
             if not await self._retained(cursor):
@@ -309,24 +352,19 @@ class SyncSession:
             for entry in entries:
                 if entry.lsn > through:
                     return
-                cursor = entry.id
+                cursor = self._last_read = entry.id
                 if entry.lsn <= done:
                     continue
-                routed = assembler.add(entry)
+                routed = router.route(entry)
                 if routed is None:
                     continue
                 done = entry.lsn
-                result = routed.get(self)
-                if self._seen_by_snapshot(entry.xid):
-                    result = None  # already in the snapshot: only the position moves on
-                yield RoutedTx(
-                    entry.id,
-                    entry.lsn,
-                    entry.xid,
-                    entry.commit_time.timestamp(),
-                    tuple(result.changes) if result else (),
-                    result.refetch if result else False,
-                )
+                seen = self._seen_by_snapshot(entry.xid)
+                tx = routed.get(self)
+                if tx is None or seen:
+                    # Not of this shape, or already in the snapshot: only the position moves on.
+                    tx = RoutedTx(entry.id, entry.lsn, entry.xid, 0.0, (), False)
+                yield tx
 
     def _seen_by_snapshot(self, xid: int) -> bool:
         stamp = self._stamp

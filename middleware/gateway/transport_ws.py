@@ -6,7 +6,7 @@ The same protocol rules as strawberry's handler, checked by the same tests:
 or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
 a cap on operations per connection answered with an `error` message. Errors
-reach the client through `pgsift.middleware.gateway.masking`'s policy.
+reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from pgsift.middleware.errors import AuthError
-from pgsift.middleware.gateway.masking import masked
+from pgsift.middleware.gateway.error_masking import masked
 
 PROTOCOL = "graphql-transport-ws"
 

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.catalog import CatalogSource
 from pgsift.middleware.errors import ConfigError, LoaderError, LoaderUnavailableError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.loader.batch import WindowedDataLoader
@@ -116,7 +116,7 @@ class BatchLoader:
         if pool_size < 1:
             raise ConfigError(f"loader: pool_size must be >= 1, got {pool_size}")
         if catalog is None:
-            catalog = await asyncio.to_thread(_read_catalog, database_url)
+            catalog = await asyncio.to_thread(CatalogSource(database_url).get)
         # Idle connections die with a Postgres restart: LivePool checks before lending one out.
         pool: Pool = LivePool(
             database_url,
@@ -149,7 +149,7 @@ class BatchLoader:
         if not settings.database_url:
             raise ConfigError("loader: database_url is not set")
         if catalog is None:
-            catalog = await asyncio.to_thread(_read_catalog, settings.database_url)
+            catalog = await asyncio.to_thread(CatalogSource(settings.database_url).get)
         return await cls.connect(
             settings.database_url,
             catalog=catalog,
@@ -354,14 +354,6 @@ class BatchLoader:
         loader = self._loaders.get(name)
         if loader is not None:
             loader.clear_all()
-
-
-def _read_catalog(database_url: str) -> Catalog:
-    try:
-        with psycopg.connect(database_url, connect_timeout=10) as conn:
-            return load_catalog(conn)
-    except psycopg.OperationalError as exc:
-        raise LoaderUnavailableError(f"cannot read the catalog: {exc}") from exc
 
 
 class _RejectedValue(LoaderError):

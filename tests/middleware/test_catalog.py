@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from pgsift.middleware.catalog import load_catalog, require_replica_identity
+from pgsift.middleware.catalog import CatalogSource, load_catalog, require_replica_identity
 from pgsift.subscriptions import Shape
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError
@@ -89,3 +89,25 @@ def test_replica_identity_full_is_read_and_required_under_row_policies(database_
     # Without a row rule every subscriber may see every key: nothing leaks.
     require_replica_identity(keyed, catalog, policies_from_config({"public.keyed": {}}))
     require_replica_identity(keyed, catalog, None)
+
+
+def test_the_catalog_source_reads_once_refreshes_and_checks_the_policies(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE issues (id bigint PRIMARY KEY, title text)")
+    policies = policies_from_config({"public.issues": {"columns": ["id", "nope"]},
+                                     "public.later": {}})
+    source = CatalogSource(database_url, policies)
+    first = source.get()
+    warned = sorted(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert warned == [
+        "policy for public.issues: unknown column(s) nope (pgsift.toml [policies])",
+        "policy for unknown table public.later (pgsift.toml [policies])",
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE later (id bigint PRIMARY KEY)")
+    assert source.get() is first and first.find("public.later") is None  # read once
+    assert source.refresh().find("public.later") is not None  # a schema change: again
+    refreshed = source.get()
+    assert source.get(max_age_s=0.0) is not refreshed  # too old: read again

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool, take_snapshot
 from pgsift.middleware.catalog import load_catalog
-from pgsift.middleware.gateway.snapshot import shape_snapshot, snapshot_pool
 from pgsift.middleware.pgtypes import configure, configure_async
 from pgsift.subscriptions.pgtext import parse_text
 from pgsift.subscriptions.shape import Shape
@@ -88,8 +88,11 @@ async def test_the_gateway_snapshot_pool_reads_values_as_capture_decodes(
     pool = snapshot_pool(database_url, max_size=1)
     await pool.open()
     try:
-        async with shape_snapshot(pool, shape) as (_, rows):
-            got = {row["id"]: row async for row in rows}
+        sql, params = shape.to_sql()
+        async with pool.connection() as conn, take_snapshot(conn) as read:
+            named = [dict(zip(shape.columns, row, strict=True))
+                     async for rows in read.rows(sql, params) for row in rows]
+        got = {row["id"]: row for row in named}
     finally:
         await pool.close()
     expected = odd_expected(database_url)

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from pgsift.middleware.dumps.cursor import Snapshot
+from pgsift.middleware.bootstrap.cursor import Snapshot
+from pgsift.middleware.bootstrap.finder import fresh_dump
+from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.dumps.format import BodyWriter, DumpHeader
-from pgsift.middleware.dumps.snapshot import claim_for_drop, fresh_dump, lease, still_servable
-from pgsift.middleware.dumps.source import ShapeLayout
+from pgsift.middleware.dumps.leases import claim_for_drop, lease, still_servable
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.feed import keys as feed_keys
 from pgsift.middleware.feed.retention import FeedRetention

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from pgsift.middleware.dumps.cursor import Snapshot
+from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.dumps.format import (
     BodyWriter,
     DumpHeader,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
+from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.dumps import keys
-from pgsift.middleware.dumps.cursor import Snapshot
 from pgsift.middleware.dumps.file_store import BUILDING, FileDumpStore
 from pgsift.middleware.dumps.format import (
     BodyWriter,

@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+import zstandard
 
 from pgsift.middleware.capture.leader import LeaderLock
+from pgsift.middleware.feed import keys
+from pgsift.middleware.feed.codec import COMPRESSED_FIELD
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader, FeedReader
-from pgsift.middleware.feed.writer import FeedWriter, FencedError
+from pgsift.middleware.feed.retention import FeedRetention
+from pgsift.middleware.feed.writer import FeedConflictError, FeedWriter, FencedError, encode
 from pgsift.subscriptions.change import Change
 
 DB = "appdb"
@@ -25,6 +29,14 @@ def tx(lsn: int, chunk: int = 0, *, last: bool = True) -> FeedEntry:
 @pytest.fixture
 def client(redis_url: str) -> redis.Redis[bytes]:
     return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def writer(client: redis.Redis[bytes]) -> FeedWriter:
+    """A writer holding the capture lock."""
+    lock = leader(client)
+    assert lock.token is not None
+    return FeedWriter(client, DB, lock.token)
 
 
 def leader(client: redis.Redis[bytes], ttl_s: float = 30.0) -> LeaderLock:
@@ -51,6 +63,59 @@ def test_appends_in_order_and_skips_what_is_stored(client: redis.Redis[bytes]) -
     assert [e.id for e in reader.read_after("200-1")] == ["300-0"]
     assert reader.read_after("300-0", block_ms=10) == []
     assert (reader.first_id(), reader.last_id()) == ("100-0", "300-0")
+
+
+def chunks(lsn: int, sizes: list[int]) -> list[FeedEntry]:
+    """Transaction `lsn` of sum(sizes) changes, cut into chunks of these sizes."""
+    numbers = iter(range(sum(sizes)))
+    cut = []
+    for n, size in enumerate(sizes):
+        changes = tuple(
+            Change("public.t", "insert", {"id": i}, {"id": i}, None)
+            for i in [next(numbers) for _ in range(size)]
+        )
+        cut.append(FeedEntry(lsn, 7, datetime(2026, 1, 1, tzinfo=UTC), changes, n,
+                             n == len(sizes) - 1))
+    return cut
+
+
+def test_a_transaction_re_sent_in_other_chunks_is_refused_loudly(
+    client: redis.Redis[bytes], writer: FeedWriter
+) -> None:
+    """Stored cut 2+2 (then capture crashed before confirming), re-sent cut 1+1+1+1:
+    skipping 200-0 and 200-1 and appending 200-2 and 200-3 would repeat changes 2 and 3;
+    re-sent cut 3+1 ending at 200-1 would leave the stored 200-1 (not last) unfinished."""
+    writer.append(chunks(200, [2, 2]))
+    for sizes in ([1, 1, 1, 1], [3, 1], [4]):
+        with pytest.raises(FeedConflictError, match="200-0"):
+            writer.append([tx(100), *chunks(200, sizes), tx(300)])
+    entries = FeedReader(client, DB).read_after(None, count=10)
+    assert [(e.id, len(e.changes), e.last) for e in entries] == [("200-0", 2, False),
+                                                                 ("200-1", 2, True)]
+    again = writer.append([*chunks(200, [2, 2]), tx(300)])  # the same cut: fine
+    assert (again.appended, again.skipped) == (1, 2)
+
+
+def test_a_re_sent_entry_missing_between_stored_ones_is_refused(
+    client: redis.Redis[bytes], writer: FeedWriter
+) -> None:
+    writer.append([tx(100), tx(300)])
+    with pytest.raises(FeedConflictError, match="200-0 is missing"):
+        writer.append([tx(200), tx(400)])
+    assert FeedReader(client, DB).last_id() == "300-0"
+
+
+def test_re_sent_entries_trimmed_or_stored_in_another_encoding_are_skipped(
+    client: redis.Redis[bytes], writer: FeedWriter
+) -> None:
+    writer.append([tx(100), tx(200), tx(300)])
+    FeedRetention(client, keys.feed_stream(DB)).trim("300-0")
+    entry_id, _, plain = encode(tx(300))
+    other_encoding = (entry_id, COMPRESSED_FIELD, zstandard.compress(plain))
+    result = writer.append_encoded([encode(tx(100)), encode(tx(200)), other_encoding,
+                                    encode(tx(400))])
+    assert (result.appended, result.skipped) == (1, 3)
+    assert [e.id for e in FeedReader(client, DB).read_after(None)] == ["300-0", "400-0"]
 
 
 def test_empty_feed_has_no_ids(client: redis.Redis[bytes]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import graphene  # type: ignore[import-untyped]
 import jwt
 import uvicorn
+from starlette.applications import Starlette
 
 from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.graphene_adapter import sync_field
@@ -81,7 +82,13 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Set
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
     """The gateway under uvicorn on a free port; yields its ws://.../graphql URL."""
-    app = create_app(settings, **app_options)
+    async with serving(create_app(settings, **app_options), settings) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette, settings: Settings) -> AsyncIterator[str]:
+    """`app` (made by `create_app(settings)`) under uvicorn; yields its ws://.../graphql URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

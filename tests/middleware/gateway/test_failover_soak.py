@@ -40,7 +40,7 @@ import websockets
 
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed import keys
-from pgsift.middleware.feed.entry import parse_stream_id
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.client import SyncConnection
 from tests.middleware.capture.processes import CaptureProcess, wait_for
 from tests.middleware.gateway.harness import (
@@ -158,7 +158,7 @@ def transactions_of(ids: list[str]) -> list[int]:
     """The commit LSNs of the transactions among stream IDs (chunks share one)."""
     lsns: list[int] = []
     for stream_id in ids:
-        lsn = parse_stream_id(stream_id)[0]
+        lsn = FeedPosition(stream_id).lsn
         if not lsns or lsns[-1] != lsn:
             lsns.append(lsn)
     return lsns
@@ -247,12 +247,10 @@ def problems_of(episode: Episode, redis_url: str, database: str) -> str | None:
     """What is wrong with one episode, compared with the feed; None when nothing is."""
     if episode.last is None:
         return None
-    if episode.transactions and parse_stream_id(episode.transactions[-1]) > parse_stream_id(
-        episode.last
-    ):
+    if episode.transactions and FeedPosition(episode.transactions[-1]) > episode.last:
         return f"a transaction after the last cursor {episode.last}"
     want = transactions_of(feed_ids(redis_url, database, episode.resume, episode.last))
-    got = [parse_stream_id(cursor)[0] for cursor in episode.transactions]
+    got = [FeedPosition(cursor).lsn for cursor in episode.transactions]
     if got == want:
         return None
     missing = [lsn for lsn in want if lsn not in got]
@@ -305,7 +303,7 @@ async def test_resumed_clients_miss_nothing_across_failovers_and_disconnects(
                 stop_writing.set()
                 await asyncio.gather(writer, *tasks)
                 final = Resumer(CLIENTS, url, random.Random(SEED))
-                final.cursor = max((r.cursor for r in resumers), key=parse_stream_id)
+                final.cursor = max((r.cursor for r in resumers), key=FeedPosition)
                 stuck = await _delivers_after(final, database_url, redis_url)
             finally:
                 stop_writing.set()
@@ -346,7 +344,7 @@ async def _delivers_after(client: Resumer, database_url: str, redis_url: str) ->
     stop = asyncio.Event()
     task = asyncio.create_task(client.run(stop))
     try:
-        await _until(lambda: parse_stream_id(client.cursor) >= parse_stream_id(marker),
+        await _until(lambda: FeedPosition(client.cursor) >= marker,
                      f"a resumed client given the marker transaction {marker}")
         return None
     except AssertionError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgsift.middleware.gateway.fanout import Inbox, SendBudget
-from pgsift.middleware.gateway.transactions import RoutedTx
+from pgsift.middleware.gateway.reassembly import RoutedTx
 
 SHAPE: Any = object()  # the inbox only carries it
 

@@ -19,16 +19,16 @@ import redis
 import redis.asyncio
 from psycopg_pool import AsyncConnectionPool
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
 from pgsift.middleware.gateway import session as session_module
 from pgsift.middleware.gateway.fanout import FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
-from pgsift.middleware.gateway.service import database_name
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.snapshot import snapshot_pool
 from pgsift.subscriptions.shape import Shape
 from tests.conftest import PostgresServer
 from tests.middleware.capture.processes import capturing
@@ -83,7 +83,7 @@ async def parts(database_url: str, redis_url: str) -> AsyncIterator[Parts]:
         "INSERT INTO issues (id, team_id, title) VALUES (1, 1, 'one'), (2, 2, 'two'),"
         " (3, 1, 'three')",
     )
-    database = database_name(database_url)
+    database = keys.database_of(database_url)
     client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
     retention = AsyncFeedRetention.for_database(client, database)
     tail_reader = AsyncFeedReader.from_url(redis_url, database)
@@ -179,7 +179,7 @@ def _hooked(parts: Parts) -> HookedSession:
 def synchronous_replication(postgres_server: PostgresServer, database_url: str) -> Any:
     """Commits with synchronous_commit=on wait for a standby that never comes; every
     other connection of the test database commits locally."""
-    database = database_name(database_url)
+    database = keys.database_of(database_url)
     with psycopg.connect(postgres_server.url, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = local')
         admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'pgsift_no_such_standby'")

@@ -14,10 +14,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.gateway.client import SYNC_SUBSCRIPTION, OperationError, SyncConnection
-from pgsift.middleware.gateway.snapshot import snapshot_pool
-from pgsift.middleware.gateway.transactions import TxAssembler
+from pgsift.middleware.gateway.reassembly import TxAssembler
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.routing import RoutingIndex
@@ -267,6 +267,18 @@ async def test_internal_errors_are_masked(issues: str, redis_url: str, transport
         errors = await reply(ws, "3")
         assert "nope" in errors[0]["message"] and errors[0]["extensions"]["position"] == 28
         await ws.close()
+
+
+async def test_a_cursor_of_thousands_of_digits_is_the_clients_error(
+    issues: str, redis_url: str
+) -> None:
+    async with serve(gateway_settings(issues, redis_url)) as url, await SyncConnection.connect(
+        url, authorization=TEAM_1
+    ) as conn:
+        with pytest.raises(OperationError) as failed:
+            _ = [m async for m in conn.sync(QUERY, cursor="9" * 5000 + "-0")]
+    message = failed.value.errors[0]["message"]
+    assert "is not a feed position" in message and len(message) < 200
 
 
 # 7. No policies: a warning at start.

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.gateway.client import SyncConnection
-from pgsift.middleware.gateway.snapshot import snapshot_pool
 from tests.conftest import PostgresServer
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (

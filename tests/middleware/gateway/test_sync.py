@@ -17,7 +17,6 @@ import redis.asyncio
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection, key_of
-from pgsift.middleware.gateway.service import database_name
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.context import JobContext
 from tests.middleware.capture.processes import capturing
@@ -144,7 +143,7 @@ async def test_trimmed_cursor_gets_must_refetch(issues: str, redis_url: str) -> 
             await execute(issues, "INSERT INTO issues (id, team_id, title) VALUES (9, 1, 'y')")
             await execute(issues, "INSERT INTO issues (id, team_id, title) VALUES (11, 1, 'z')")
             client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
-            stream = keys.feed_stream(database_name(issues))
+            stream = keys.feed_stream(keys.database_of(issues))
             await eventually(lambda: _length_at_least(client, stream, 3), "feed has entries")
             newest = (await client.xrevrange(stream, count=1))[0][0].decode()
             await client.aclose()  # type: ignore[attr-defined]
@@ -189,7 +188,7 @@ def trim(redis_url: str, stream: str, minid: str) -> None:
 async def feed_has_entries(redis_url: str, database_url: str) -> None:
     """Wait for capture to append at least one entry."""
     client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
-    stream = keys.feed_stream(database_name(database_url))
+    stream = keys.feed_stream(keys.database_of(database_url))
     await eventually(lambda: _length_at_least(client, stream, 1), "feed has an entry")
     await client.aclose()  # type: ignore[attr-defined]
 
@@ -389,7 +388,7 @@ async def test_a_transaction_split_into_chunks_arrives_whole(issues: str, redis_
             await execute(issues, f"INSERT INTO issues (id, team_id, title) VALUES {values}")
             await eventually(lambda: converged(issues, follower, [1]), "converged")
             client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
-            stream = keys.feed_stream(database_name(issues))
+            stream = keys.feed_stream(keys.database_of(issues))
             assert int(await client.xlen(stream)) == 7  # 20 changes in chunks of 3
             await client.aclose()  # type: ignore[attr-defined]
             live = follower.messages[before:]

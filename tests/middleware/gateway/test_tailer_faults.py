@@ -1,4 +1,5 @@
-"""The feed tailer under bad input: trims that overtake it, entries it cannot route or read.
+"""The feed tailer under bad input: trims that overtake it, entries it cannot route or
+read, Redis errors; and the subscriptions that register meanwhile.
 
 Entries are appended straight to a real Redis stream (through the codec), so each
 test decides exactly what the tailer reads.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +18,17 @@ import pytest
 import redis
 import redis.asyncio
 
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import encode_entry
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
+from pgsift.middleware.gateway import session as session_module
 from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
-from pgsift.middleware.gateway.transactions import RoutedTx
+from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.reassembly import RoutedTx
+from pgsift.middleware.gateway.session import SyncSession
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.shape import Shape
@@ -50,20 +56,28 @@ def insert(table: str, lsn: int, row_id: int) -> FeedEntry:
 
 
 class GatedSource:
-    """The real reader, each read held until the test opens the gate."""
+    """The real reader, each read held until the test opens the gate (and, once read,
+    held again until it opens the second gate)."""
 
     def __init__(self, reader: AsyncFeedReader) -> None:
         self.reader = reader
         self.gate = asyncio.Event()
         self.gate.set()
         self.arrived = 0  # reads begun (parked at the gate while it is closed)
+        self.read_gate = asyncio.Event()
+        self.read_gate.set()
+        self.empty_reads = 0  # reads that found nothing (parked at read_gate while closed)
 
     async def read_after(
         self, cursor: str | None, count: int = 100, block_ms: int | None = None
     ) -> list[FeedEntry]:
         self.arrived += 1
         await self.gate.wait()
-        return await self.reader.read_after(cursor, count, 50)
+        entries = await self.reader.read_after(cursor, count, 50)
+        if not entries:
+            self.empty_reads += 1
+        await self.read_gate.wait()
+        return entries
 
     async def first_id(self) -> str | None:
         return await self.reader.first_id()
@@ -222,3 +236,191 @@ async def test_when_the_tailer_task_dies_every_inbox_overflows(
     source.gate.set()
     assert await next_tx(inbox) is None
     assert not tailer.ready
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not check():
+            await asyncio.sleep(0.01)
+    assert check(), what
+
+
+def session(
+    tailer: FeedTailer, aclient: redis.asyncio.Redis[bytes], cursor: str, table: str = "issues"
+) -> AsyncIterator[SyncMessage]:
+    """The messages of a subscription resuming from `cursor` (no snapshot: no Postgres)."""
+    return SyncSession(
+        shape=shape(table),
+        cursor=cursor,
+        reader=AsyncFeedReader(aclient, DATABASE),
+        retention=AsyncFeedRetention(aclient, STREAM),
+        tailer=tailer,
+        pool=Any,  # type: ignore[arg-type]  # only a subscription without cursor reads it
+        budget=SendBudget(10),
+        max_message_bytes=1 << 20,
+    ).messages()
+
+
+async def until_up_to_date(messages: AsyncIterator[SyncMessage]) -> list[SyncMessage]:
+    received = []
+    async with asyncio.timeout(WAIT_S):
+        async for message in messages:
+            received.append(message)
+            if message.up_to_date or message.must_refetch:
+                return received
+    raise AssertionError("the subscription ended before upToDate")
+
+
+def keys_of(messages: list[SyncMessage]) -> list[Any]:
+    """The ids of the changes, in their wire form (an int8 is a string of digits)."""
+    return [change.key["id"] for message in messages for change in message.changes]
+
+
+async def test_a_subscription_after_the_tailer_jumped_a_trim_catches_up_through_the_gap(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    """A trim that overtakes an empty read moves the tailer's cursor to the feed's end;
+    entries there it never delivered belong to the catch-up of whoever comes next."""
+    client, source, tailer = feed
+    aclient = source.reader.client
+    await until(lambda: tailer.ready, "tailing")
+    empty = source.empty_reads
+    source.read_gate.clear()
+    await until(lambda: source.empty_reads > empty, "an empty read parked")
+    for lsn in (20, 30, 40):
+        append(client, insert("issues", lsn, lsn))
+    FeedRetention(client, STREAM).trim("30-0")  # 20 goes: the tailer's cursor (10) is lost
+    arrived = source.arrived
+    source.read_gate.set()
+    await until(lambda: source.arrived > arrived, "the tailer moved on")
+    # A client whose copy holds 20 (say, from another gateway) resumes here.
+    received = await until_up_to_date(session(tailer, aclient, "20-0"))
+    assert keys_of(received) == ["30", "40"]
+    assert received[-1].up_to_date and received[-1].cursor == "40-0"
+
+
+async def test_a_client_resuming_before_an_unreadable_entry_must_refetch(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer],
+) -> None:
+    client, _, tailer = feed
+    tailer.loader = loader = RecordingLoader()
+    append(client, insert("issues", 20, 2))
+    client.xadd(STREAM, {"m": b"\xc1 not msgpack"}, id="30-0")
+    await until(lambda: loader.forgot_all == 1, "the tailer stepped over 30")
+    received = await until_up_to_date(session(tailer, source_client(tailer), "20-0"))
+    assert [m.must_refetch for m in received] == [True]
+
+
+def source_client(tailer: FeedTailer) -> redis.asyncio.Redis[bytes]:
+    source: Any = tailer._source  # the GatedSource of the fixture
+    client: redis.asyncio.Redis[bytes] = source.reader.client
+    return client
+
+
+async def test_a_resumed_subscription_logs_both_sides_of_its_handoff(
+    feed: tuple[redis.Redis[bytes], GatedSource, FeedTailer], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, source, tailer = feed
+    caplog.set_level(logging.INFO, logger="pgsift.middleware.gateway.session")
+    for lsn in (20, 30):
+        append(client, insert("labels", lsn, lsn))
+    await consumed(tailer, 30)
+    received = await until_up_to_date(session(tailer, source.reader.client, "10-0"))
+    assert received[-1].up_to_date
+    logged = [r.getMessage() for r in caplog.records if "resumed from" in r.getMessage()]
+    assert logged == [
+        f"subscription to {shape('issues').key} resumed from 10-0: catch-up end 30-0, "
+        "last read 30-0"
+    ]
+
+
+@pytest.fixture
+def tailer_url(redis_url: str) -> Iterator[tuple[str, redis.Redis[bytes]]]:
+    """A Redis user for the tailer whose commands the test can revoke (a real Redis error),
+    and an admin client to do it."""
+    admin: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    admin.acl_setuser("tailer", enabled=True, nopass=True, keys=["*"], commands=["+@all"])
+    try:
+        yield redis_url.replace("redis://", "redis://tailer:any@"), admin
+    finally:
+        admin.acl_deluser("tailer")
+        admin.close()
+
+
+@contextlib.asynccontextmanager
+async def tailing(
+    tailer_client: redis.asyncio.Redis[bytes], block_ms: int
+) -> AsyncIterator[tuple[FeedTailer, asyncio.Task[None]]]:
+    """A running tailer whose every Redis command goes through `tailer_client`."""
+    tailer = FeedTailer(AsyncFeedReader(tailer_client, DATABASE),
+                        AsyncFeedRetention(tailer_client, STREAM), block_ms=block_ms)
+    await tailer.start()
+    task = asyncio.create_task(tailer.run())
+    try:
+        await until(lambda: tailer.ready, "tailing")
+        yield tailer, task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, redis.RedisError):
+            await task
+        await tailer_client.aclose()  # type: ignore[attr-defined]
+
+
+async def test_redis_errors_do_not_end_the_tailer_and_no_one_is_up_to_date_meanwhile(
+    redis_url: str,
+    tailer_url: tuple[str, redis.Redis[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, admin = tailer_url
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    aclient: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(url)
+    append(client, insert("issues", 10, 1))
+    try:
+        async with tailing(tailer_client, block_ms=50) as (tailer, task):
+            early = tailer.subscribe(shape("issues"), SendBudget(10))
+            # The retention check after each read (a GET) now fails; the read itself works.
+            admin.acl_setuser("tailer", commands=["-get"])
+            append(client, insert("issues", 20, 2))
+            await until(lambda: not tailer.ready, "the tailer noticed")
+            monkeypatch.setattr(session_module, "TAILER_WAIT_S", 0.5, raising=False)
+            with pytest.raises(GatewayError, match="cannot read the change feed"):
+                await until_up_to_date(session(tailer, aclient, "10-0"))
+            monkeypatch.undo()
+            async with contextlib.aclosing(session(tailer, aclient, "10-0")) as resumed:
+                waiting = asyncio.create_task(until_up_to_date(resumed))
+                admin.acl_setuser("tailer", commands=["+get"])
+                received = await next_tx(early)  # retried from its cursor: nothing lost
+                assert received is not None and received.lsn == 20
+                assert [m.up_to_date for m in await waiting] == [True]
+                live = await asyncio.wait_for(anext(resumed), WAIT_S)
+                assert keys_of([live]) == ["2"]
+            assert not task.done()
+    finally:
+        await aclient.aclose()  # type: ignore[attr-defined]
+        client.close()
+
+
+async def test_the_tailer_outlives_killed_connections(redis_url: str) -> None:
+    """`CLIENT KILL TYPE normal` over and over while the feed grows: afterwards the
+    tailer still delivers, from where it was, everything in order."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    # No retries inside redis-py: every kill that lands mid-command reaches the tailer.
+    no_retry: Any = {"retry": None, "retry_on_error": []}
+    tailer_client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url, **no_retry)
+    append(client, insert("issues", 10, 1))
+    async with tailing(tailer_client, block_ms=5) as (tailer, task):
+        inbox = tailer.subscribe(shape("issues"), SendBudget(10_000))
+        for lsn in range(20, 2020, 10):
+            append(client, insert("issues", lsn, lsn))
+            client.execute_command("CLIENT KILL TYPE normal SKIPME yes")
+            await asyncio.sleep(0.002)
+        append(client, insert("issues", 5000, 5000))
+        received: list[int] = []
+        while not received or received[-1] != 5000:
+            tx = await next_tx(inbox)
+            assert tx is not None, "overflowed"
+            received.append(tx.lsn)
+        assert received == [*range(20, 2020, 10), 5000]
+        assert not task.done()
+    client.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgsift.middleware.dumps.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.errors import FeedError
 
 
@@ -20,14 +20,23 @@ def test_bad_cursors_are_refused(text: str) -> None:
         BootstrapCursor.parse(text)
 
 
+@pytest.mark.parametrize(
+    "text", ["9" * 5000 + "-0", "1-" + "9" * 5000, "18446744073709551616-0", "\u00b2-0"]
+)
+def test_positions_past_64_bits_are_bad_cursors(text: str) -> None:
+    with pytest.raises(FeedError):
+        BootstrapCursor.parse(text)
+
+
 def test_visibility_follows_postgres() -> None:
     snapshot = Snapshot(745, 750, frozenset({746, 748}))
     assert snapshot.visible(700) and snapshot.visible(744)
     assert snapshot.visible(745) and snapshot.visible(747) and snapshot.visible(749)
     assert not snapshot.visible(746) and not snapshot.visible(748)
     assert not snapshot.visible(750) and not snapshot.visible(9000)
-    assert BootstrapCursor("1-0", snapshot).skips(747)
-    assert not BootstrapCursor("1-0").skips(747)
+    stamped = BootstrapCursor("1-0", snapshot).snapshot
+    assert stamped is not None and stamped.visible(747)
+    assert BootstrapCursor("1-0").snapshot is None
 
 
 def test_32_bit_feed_xids_are_widened_around_the_epoch() -> None:

@@ -1,8 +1,11 @@
-"""Committed transactions -> FeedEntries, in chunks of bounded size.
+"""Cutting committed transactions into feed entries (chunks) of bounded size.
+
+(The gateway puts the chunks back together: `pgsift.middleware.gateway.reassembly`.)
 
 Chunk boundaries depend only on the order of the changes and the chunk size,
 so a transaction that Postgres re-sends after a crash is cut into the same
-chunks with the same IDs, and Redis rejects the ones already stored.
+chunks with the same IDs, and the writer skips the ones already stored (after
+checking they are the same: `pgsift.middleware.feed.writer`).
 A full chunk is held back until the next change arrives: the final chunk of a
 transaction is never empty and carries `last=True`.
 """
@@ -38,7 +41,7 @@ class SchemaTracker:
         return unsaved
 
 
-class TransactionAssembler:
+class TransactionChunker:
     """Builds the chunks of one transaction at a time from its changes."""
 
     def __init__(self, max_changes: int) -> None:

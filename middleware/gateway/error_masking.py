@@ -1,4 +1,4 @@
-"""Which errors a client may read: pgsift's own, not the internals behind them.
+"""Masking errors: which a client may read (pgsift's own), and not the internals behind them.
 
 A `PgsiftError` (QueryError with its position, PolicyError, GatewayError,
 AuthError, ...) is written for the caller and passes through; so do GraphQL's

@@ -18,13 +18,14 @@ import zstandard
 from rq import Queue
 from starlette.applications import Starlette
 
+from pgsift.middleware.bootstrap import finder
+from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps import keys
-from pgsift.middleware.dumps import snapshot as dumps
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, popular_specs
-from pgsift.middleware.dumps.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps.store import DumpInfo
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
+from pgsift.middleware.wiring import Wiring
 from pgsift.workers.context import JobContext
 from pgsift.workers.trim import drop_stale_in
 from pgsift.workers.warm import popular_shapes
@@ -71,8 +72,8 @@ def client(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch,
         conn.execute("ALTER TABLE things REPLICA IDENTITY FULL")
     settings = Settings(database_url=database_url, redis_url=redis_url, policies=POLICIES)
     connection = redis.Redis.from_url(redis_url)
-    app = Starlette(routes=[bootstrap_route(BootstrapService(settings=settings,
-                                                              client=connection))])
+    wiring = Wiring.from_settings(settings, client=connection)
+    app = Starlette(routes=[bootstrap_route(BootstrapService(wiring))])
     app.state.authenticator = Authenticator(secret=SECRET)
     with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
         yield http
@@ -213,7 +214,7 @@ def test_a_dump_dropped_between_being_chosen_and_leased_is_not_served(
     context = JobContext.from_settings()
     dropping = dataclasses.replace(context, settings=context.settings.replace(
         dumps_retention_s=0))
-    choose = dumps.fresh_dump
+    choose = finder.fresh_dump
 
     def chosen_then_dropped(*args: Any, **kwargs: Any) -> DumpInfo | None:
         info = choose(*args, **kwargs)
@@ -221,7 +222,7 @@ def test_a_dump_dropped_between_being_chosen_and_leased_is_not_served(
         assert drop_stale_in(dropping) == [info.dump_id]  # the worker's clean-up, meanwhile
         return info
 
-    monkeypatch.setattr(dumps, "fresh_dump", chosen_then_dropped)
+    monkeypatch.setattr(finder, "fresh_dump", chosen_then_dropped)
     try:
         response, lines = bootstrap(client)
     finally:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgsift.middleware.capture.transactions import SchemaTracker, TransactionAssembler
+from pgsift.middleware.capture.chunker import SchemaTracker, TransactionChunker
 from pgsift.middleware.errors import CaptureError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.subscriptions.change import Change
@@ -18,7 +18,7 @@ def change(i: int) -> Change:
     return Change("public.t", "insert", {"id": i}, {"id": i}, None)
 
 
-def run(assembler: TransactionAssembler, count: int, lsn: int = 100) -> list[FeedEntry]:
+def run(assembler: TransactionChunker, count: int, lsn: int = 100) -> list[FeedEntry]:
     assembler.begin(lsn, 7, WHEN)
     out = [e for e in (assembler.add(change(i)) for i in range(count)) if e is not None]
     final = assembler.commit()
@@ -32,7 +32,7 @@ def run(assembler: TransactionAssembler, count: int, lsn: int = 100) -> list[Fee
 def test_chunks_are_full_except_the_last_which_is_never_empty(
     count: int, sizes: list[int]
 ) -> None:
-    entries = run(TransactionAssembler(3), count)
+    entries = run(TransactionChunker(3), count)
     assert [len(e.changes) for e in entries] == sizes
     assert [e.id for e in entries] == [f"100-{i}" for i in range(len(sizes))]
     assert [e.last for e in entries] == [i == len(sizes) - 1 for i in range(len(sizes))]
@@ -40,7 +40,7 @@ def test_chunks_are_full_except_the_last_which_is_never_empty(
 
 
 def test_the_same_transaction_is_cut_the_same_way_again() -> None:
-    assembler = TransactionAssembler(4)
+    assembler = TransactionChunker(4)
     first = run(assembler, 11)
     assembler.begin(100, 7, WHEN)
     assembler.add(change(0))
@@ -49,7 +49,7 @@ def test_the_same_transaction_is_cut_the_same_way_again() -> None:
 
 
 def test_schema_changes_ride_on_the_chunk_being_built() -> None:
-    assembler = TransactionAssembler(2)
+    assembler = TransactionChunker(2)
     assembler.begin(100, 7, WHEN)
     assembler.add(change(0))
     assembler.add(change(1))
@@ -61,14 +61,14 @@ def test_schema_changes_ride_on_the_chunk_being_built() -> None:
 
 
 def test_protocol_violations_are_errors() -> None:
-    assembler = TransactionAssembler(2)
+    assembler = TransactionChunker(2)
     with pytest.raises(CaptureError):
         assembler.commit()
     assembler.begin(1, 1, WHEN)
     with pytest.raises(CaptureError):
         assembler.begin(2, 2, WHEN)
     with pytest.raises(CaptureError):
-        TransactionAssembler(0)
+        TransactionChunker(0)
 
 
 def test_schema_tracker_flags_changes_not_first_sightings() -> None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgsift.middleware.errors import FeedError
+from pgsift.middleware.feed.position import FeedPosition
 
-START = "0-0"
 _XID_SPAN = 1 << 32
 _HALF_SPAN = 1 << 31
 
@@ -75,26 +75,20 @@ class Snapshot:
 class BootstrapCursor:
     """Where a client continues after a bootstrap: feed position + its snapshot."""
 
-    position: str
+    position: FeedPosition
     snapshot: Snapshot | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position", FeedPosition(self.position))
 
     @classmethod
     def parse(cls, text: str) -> BootstrapCursor:
+        """A cursor's text; FeedError (bounded, whatever the text's size) when it is none."""
         position, sep, snapshot = text.partition("@")
-        if not _is_stream_id(position):
-            raise FeedError(f"bad cursor {text!r}: expected a feed position like 123-0")
-        return cls(position, Snapshot.parse(snapshot) if sep else None)
+        return cls(FeedPosition(position), Snapshot.parse(snapshot) if sep else None)
 
     def __str__(self) -> str:
         if self.snapshot is None:
-            return self.position
+            return str(self.position)
         return f"{self.position}@{self.snapshot}"
 
-    def skips(self, xid: int) -> bool:
-        """Whether a replayed transaction `xid` is already in the bootstrap's rows."""
-        return self.snapshot is not None and self.snapshot.visible(xid)
-
-
-def _is_stream_id(text: str) -> bool:
-    ms, sep, seq = text.partition("-")
-    return ms.isdigit() and (not sep or seq.isdigit())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgsift.middleware.dumps.cursor import Snapshot
+from pgsift.middleware.bootstrap.cursor import Snapshot
 
 
 def test_parse() -> None:

@@ -1,4 +1,6 @@
-"""Routing feed entries into per-subscription transactions.
+"""Reassembling routed chunks into whole per-subscription transactions.
+
+(Capture cuts them: `pgsift.middleware.capture.chunker`.)
 
 A big transaction reaches the feed as several chunks; clients must only ever
 see whole transactions. `TxAssembler` routes each chunk as it arrives (so only
@@ -6,6 +8,10 @@ the events that matched some shape are held, never the raw transaction) and
 hands out the per-listener result when the last chunk arrives. At most
 `max_changes` changes are held per listener and transaction: past that the
 listener's changes are dropped and it gets `refetch` instead.
+
+`TxRouter` is the routing path of the gateway: the feed tailer routes every
+entry through one for all live subscriptions, and a subscription's catch-up
+routes the entries before the handoff through one of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
@@ -45,7 +52,7 @@ class Routed:
 class RoutedTx:
     """A whole committed transaction, as far as one subscription is concerned."""
 
-    id: str  # stream ID of its last chunk: the cursor that follows it
+    id: FeedPosition  # of its last chunk: the cursor that follows it
     lsn: int
     xid: int
     commit_time: float  # unix seconds
@@ -73,6 +80,10 @@ class TxAssembler(Generic[L]):
     def in_flight_lsn(self) -> int | None:
         """LSN of a transaction whose first chunks were routed but not its last."""
         return self._lsn
+
+    def reset(self) -> None:
+        """Forget a transaction under way: its remaining chunks will not be routed."""
+        self._pending, self._lsn = {}, None
 
     def add(self, entry: FeedEntry) -> dict[L, Routed] | None:
         if self._lsn != entry.lsn:
@@ -103,6 +114,70 @@ class TxAssembler(Generic[L]):
             return None
         self._pending, self._lsn = {}, None
         return pending
+
+
+class TxRouter(Generic[L]):
+    """Listeners by shape; feed entries in, whole per-listener transactions out."""
+
+    def __init__(self, max_changes: int | None = None) -> None:
+        self._index: RoutingIndex[L] = RoutingIndex()
+        self._by_table: dict[str, set[L]] = {}
+        self._assembler: TxAssembler[L] = TxAssembler(
+            self._index, lambda table: tuple(self._by_table.get(table, ())), max_changes
+        )
+
+    @property
+    def max_changes(self) -> int | None:
+        return self._assembler.max_changes
+
+    @property
+    def in_flight_lsn(self) -> int | None:
+        """LSN of a transaction whose first chunks were routed but not its last."""
+        return self._assembler.in_flight_lsn
+
+    @property
+    def routed_changes(self) -> int:
+        """Changes routed to some listener so far."""
+        return self._assembler.routed_changes
+
+    def add(self, shape: Shape, listener: L) -> None:
+        self._index.add(shape, listener)
+        self._by_table.setdefault(shape.table, set()).add(listener)
+
+    def remove(self, shape: Shape, listener: L) -> None:
+        self._index.remove(shape, listener)
+        listeners = self._by_table.get(shape.table)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._by_table[shape.table]
+
+    def listeners(self) -> set[L]:
+        return {listener for listeners in self._by_table.values() for listener in listeners}
+
+    def listeners_of(self, entry: FeedEntry) -> set[L]:
+        """Whoever `entry` may concern (everyone, when it names no table)."""
+        tables = {change.table for change in entry.changes} | set(entry.schema_changes)
+        if not tables:
+            return self.listeners()
+        return {listener for table in tables for listener in self._by_table.get(table, ())}
+
+    def reset(self) -> None:
+        """Forget a transaction under way: its remaining chunks will not be routed."""
+        self._assembler.reset()
+
+    def route(self, entry: FeedEntry) -> dict[L, RoutedTx] | None:
+        """Route one chunk; at a transaction's last chunk, what it means for each listener
+        it touched (None before that)."""
+        routed = self._assembler.add(entry)
+        if routed is None:
+            return None
+        commit_time = entry.commit_time.timestamp()
+        return {
+            listener: RoutedTx(entry.id, entry.lsn, entry.xid, commit_time,
+                               tuple(result.changes), result.refetch)
+            for listener, result in routed.items()
+        }
 
 
 def _apply(routed: Routed, event: Any, shape: Shape) -> None:
