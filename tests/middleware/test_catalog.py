@@ -89,3 +89,26 @@ def test_replica_identity_full_is_read_and_required_under_row_policies(database_
     # Without a row rule every subscriber may see every key: nothing leaks.
     require_replica_identity(keyed, catalog, policies_from_config({"public.keyed": {}}))
     require_replica_identity(keyed, catalog, None)
+
+
+def test_not_null_columns_are_read(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE DOMAIN required_text AS text NOT NULL;
+            CREATE DOMAIN maybe_int AS int4 CHECK (VALUE > 0);
+            CREATE TABLE t (
+                id int8 PRIMARY KEY, a text NOT NULL, b text, c required_text, d maybe_int,
+                e int4[] NOT NULL
+            );
+            """
+        )
+        catalog = load_catalog(conn)
+    table = catalog.table("t")
+    assert table.not_null == {"id", "a", "c", "e"}
+    assert [c for c in table.columns if table.nullable(c)] == ["b", "d"]
+    assert Catalog.from_dict(catalog.to_dict()) == catalog
+    described = Catalog.from_dict({"t": {"columns": {"id": "int4", "x": "text"},
+                                         "primary_key": ["id"]}}).table("t")
+    assert described.not_null == frozenset()  # described by hand: nullable but for the key
+    assert not described.nullable("id") and described.nullable("x")
