@@ -65,13 +65,11 @@ def readable_columns(
     Tables the catalog lacks (no primary key) cannot be synced and are left out.
     """
     if policies:
-        for policy in policies.values():
+        # A policy's table may not exist yet (created later): it has no type until then.
+        present = {name: policies[name] for name in catalog.tables if name in policies}
+        for policy in present.values():
             policy.check(catalog)
-        return {
-            name: policies[name].allowed_columns(table)
-            for name, table in catalog.tables.items()
-            if name in policies
-        }
+        return {name: p.allowed_columns(catalog.tables[name]) for name, p in present.items()}
     chosen = None if tables is None else {t if "." in t else f"public.{t}" for t in tables}
     return {
         name: tuple(table.columns)

@@ -132,5 +132,7 @@ def test_the_issue_trackers_policies_decide_tables_and_columns() -> None:
     assert [f.name for f in where.fields] == ["_and", "_or", "_not", "id", "title"]
     assert [f.name for f in model.subscription] == ["issues"]
     assert [f.name for f in model.query] == ["issuesByKey"]
+    later = {**policies, "public.later": Policy("public.later")}  # created later: no type yet
+    assert list(typed_schema(catalog, later).tables) == ["public.issues"]
     with pytest.raises(PolicyError, match="unknown column"):
         typed_schema(catalog, {"public.users": Policy("public.users", columns=("id", "nope"))})
