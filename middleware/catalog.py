@@ -31,7 +31,8 @@ SELECT n.nspname, c.relname, a.attname,
        CASE WHEN et.oid IS NOT NULL THEN et.typname ELSE bt.typname END AS typname,
        CASE WHEN et.oid IS NOT NULL THEN etn.nspname ELSE btn.nspname END AS typschema,
        et.oid IS NOT NULL AS is_array,
-       COALESCE(et.typtype, bt.typtype) AS typtype
+       COALESCE(et.typtype, bt.typtype) AS typtype,
+       a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) AS not_null
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -80,14 +81,19 @@ def _type_name(schema: str, name: str, typtype: str) -> str:
 
 
 def load_catalog(conn: psycopg.Connection[Any]) -> Catalog:
-    """Every table with a primary key, its columns' type names, and every enum's labels."""
+    """Every table with a primary key, its columns' type names and NOT NULL columns, and
+    every enum's labels."""
     tables: dict[str, dict[str, Any]] = {}
-    for schema, table, column, typname, typschema, is_array, typtype in conn.execute(
+    for schema, table, column, typname, typschema, is_array, typtype, not_null in conn.execute(
         _COLUMNS
     ).fetchall():
         type_name = _type_name(typschema, typname, typtype) + ("[]" if is_array else "")
-        spec = tables.setdefault(f"{schema}.{table}", {"columns": {}, "primary_key": []})
+        spec = tables.setdefault(
+            f"{schema}.{table}", {"columns": {}, "primary_key": [], "not_null": []}
+        )
         spec["columns"][column] = type_name
+        if not_null:
+            spec["not_null"].append(column)
     for schema, table, column in conn.execute(_PRIMARY_KEYS).fetchall():
         entry = tables.get(f"{schema}.{table}")
         if entry is not None:

@@ -23,6 +23,13 @@ class Table:
     # REPLICA IDENTITY FULL: the feed carries the whole old row of an update or
     # delete, not only its key, so routing knows which shapes held the row.
     replica_identity_full: bool = True
+    # Columns declared NOT NULL (directly or by a NOT NULL domain); the typed GraphQL
+    # schema makes their fields non-null. Primary-key columns are never NULL either.
+    not_null: frozenset[str] = frozenset()
+
+    def nullable(self, column: str) -> bool:
+        """False when Postgres guarantees `column` is never NULL (NOT NULL or key)."""
+        return column not in self.not_null and column not in self.primary_key
 
     @property
     def schema(self) -> str:
@@ -52,7 +59,8 @@ class Catalog:
         An unqualified table name means `public`. `enums` maps an enum type name
         (as used in `columns`) to its labels in their declared order.
         `"replica_identity_full": false` marks a table whose feed changes carry
-        only the old key (default true).
+        only the old key (default true). `"not_null": [...]` lists the columns
+        declared NOT NULL (default none; key columns are never NULL anyway).
         """
         built: dict[str, Table] = {}
         for raw_name, spec in tables.items():
@@ -65,7 +73,11 @@ class Catalog:
             if missing:
                 raise CatalogError(f"table {name}: primary key column(s) {missing} not in columns")
             full = bool(spec.get("replica_identity_full", True))
-            built[name] = Table(name, columns, key, full)
+            not_null = frozenset(str(col) for col in spec.get("not_null", ()))
+            unknown = sorted(not_null - set(columns))
+            if unknown:
+                raise CatalogError(f"table {name}: not_null column(s) {unknown} not in columns")
+            built[name] = Table(name, columns, key, full, not_null)
         labels = {str(k): tuple(str(v) for v in vs) for k, vs in (enums or {}).items()}
         return cls(built, labels)
 
@@ -76,6 +88,7 @@ class Catalog:
                 "columns": dict(t.columns),
                 "primary_key": list(t.primary_key),
                 "replica_identity_full": t.replica_identity_full,
+                "not_null": [col for col in t.columns if col in t.not_null],
             }
             for name, t in self.tables.items()
         }

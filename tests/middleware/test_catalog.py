@@ -111,3 +111,26 @@ def test_the_catalog_source_reads_once_refreshes_and_checks_the_policies(
     assert source.refresh().find("public.later") is not None  # a schema change: again
     refreshed = source.get()
     assert source.get(max_age_s=0.0) is not refreshed  # too old: read again
+
+
+def test_not_null_columns_are_read(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE DOMAIN required_text AS text NOT NULL;
+            CREATE DOMAIN maybe_int AS int4 CHECK (VALUE > 0);
+            CREATE TABLE t (
+                id int8 PRIMARY KEY, a text NOT NULL, b text, c required_text, d maybe_int,
+                e int4[] NOT NULL
+            );
+            """
+        )
+        catalog = load_catalog(conn)
+    table = catalog.table("t")
+    assert table.not_null == {"id", "a", "c", "e"}
+    assert [c for c in table.columns if table.nullable(c)] == ["b", "d"]
+    assert Catalog.from_dict(catalog.to_dict()) == catalog
+    described = Catalog.from_dict({"t": {"columns": {"id": "int4", "x": "text"},
+                                         "primary_key": ["id"]}}).table("t")
+    assert described.not_null == frozenset()  # described by hand: nullable but for the key
+    assert not described.nullable("id") and described.nullable("x")
