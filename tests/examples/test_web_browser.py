@@ -20,7 +20,7 @@ import redis
 from examples.issue_tracker import Writer, apply_schema, demo_users, seed
 from pgsift.middleware.feed import keys
 from tests.examples.browser import Chromium, find_chromium
-from tests.examples.stack import eventually, gateway
+from tests.examples.stack import EXAMPLE_CONFIG, eventually, gateway
 from tests.middleware.capture.processes import capturing
 
 OPEN = "status NOT IN ('done', 'canceled')"
@@ -48,7 +48,9 @@ def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
             "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
         ).fetchone()
     assert other is not None
-    with capturing(database_url, redis_url), gateway(database_url, redis_url) as url:
+    with capturing(database_url, redis_url, config=EXAMPLE_CONFIG), gateway(
+        database_url, redis_url
+    ) as url:
         # The app is in use: the feed holds transactions when the page first loads.
         with Writer(database_url, 1) as writer:
             writer.run(rate=None, steps=WRITER_STEPS)
