@@ -60,6 +60,11 @@ _ADVANCE = (
     f"UPDATE {QUALIFIED} SET last_mutation_id = %s, last_status = %s, last_error = %s,"
     " updated_at = now() WHERE client_id = %s"
 )
+_CLAIM = (
+    f"UPDATE {QUALIFIED} SET last_mutation_id = %(id)s, last_status = 'ok', last_error = NULL,"
+    " updated_at = now()"
+    " WHERE client_id = %(client)s AND owner = %(owner)s AND last_mutation_id = %(id)s - 1"
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -89,6 +94,14 @@ def lock(conn: Conn, client_id: str, owner: str) -> LedgerRow:
         if row is None:  # deleted in between by someone else: the caller may retry
             raise MutationUnavailableError(f"the ledger row of client {client_id} vanished")
     return LedgerRow(str(row[0]), int(row[1]), row[2], row[3])
+
+
+def claim(conn: Conn, client_id: str, owner: str, mutation_id: int) -> bool:
+    """Advance the client's row to `mutation_id` (status ok) when it is the owner's and
+    the next id: one statement that also takes the row lock (the common case). False:
+    nothing changed (a new client, a duplicate, a gap, another owner): `lock` says which."""
+    cursor = conn.execute(_CLAIM, {"id": mutation_id, "client": client_id, "owner": owner})
+    return cursor.rowcount == 1
 
 
 def read(conn: Conn, client_id: str) -> LedgerRow | None:

@@ -2,13 +2,16 @@
 
 For each mutation, in id order, on one pooled connection:
 
-1. `BEGIN`; lock the client's ledger row (`ledger.lock`; created for a new
-   client, as the caller's). Another caller's client id: 403, nothing runs.
-2. `id <= last_mutation_id`: already run (a resend after a lost answer, or the
-   same request at two gateways at once): `duplicate`, nothing runs again.
+1. `BEGIN`; advance the client's ledger row to this id when it is the next one
+   and the caller's (`ledger.claim`: one UPDATE, which also holds the row lock
+   until the transaction ends; concurrent callers for the client wait on it).
+2. Otherwise lock the row (`ledger.lock`; created for a new client, as the
+   caller's) to see why: another caller's client id: 403, nothing runs;
+   `id <= last_mutation_id`: already run (a resend after a lost answer, or the
+   same request at two gateways at once): `duplicate`, nothing runs again;
    `id > last_mutation_id + 1`: a gap: 409, nothing runs.
-3. Run the mutator with the connection, its args and the caller's claims, then
-   advance `last_mutation_id` (status `ok`) and `COMMIT`: both or neither.
+3. Run the mutator with the connection, its args and the caller's claims and
+   `COMMIT`: its writes and the advance, both or neither.
 4. A mutator that refuses (`Refused`) or raises: roll its writes back, then, in a
    transaction of its own (lock, check again, advance), record the id with status
    `refused` or `error` and the message — the client learns it and drops its
@@ -23,6 +26,7 @@ this runner's own pool (`mutations_pool_size` threads and connections).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +88,11 @@ class MutateResponse:
 
 
 class _Failed(Exception):
-    """The mutator (or the ledger write after it) raised `cause` in the transaction."""
+    """The mutator raised `__cause__` in the transaction."""
+
+
+class _DeadConnection(Exception):
+    """The connection was broken before the mutation's first statement got through."""
 
 
 class MutationRunner:
@@ -106,7 +114,6 @@ class MutationRunner:
             max_size=settings.mutations_pool_size,
             kwargs={"autocommit": True},
             configure=configure,
-            check=ConnectionPool.check_connection,
             timeout=settings.mutations_wait_s,
             open=False,
             name="pgsift-mutations",
@@ -148,24 +155,41 @@ class MutationRunner:
     def _execute(
         self, request: MutateRequest, claims: dict[str, Any], owner: str
     ) -> MutateResponse:
-        try:
-            with self.pool.connection() as conn:
-                if not request.mutations:
-                    return self._ledger_only(conn, request.client_id, owner)
-                results = []
-                last = 0
-                for mutation in request.mutations:
-                    result, last = self._run_one(conn, request.client_id, owner, mutation, claims)
-                    results.append(result)
-                return MutateResponse(request.client_id, last, tuple(results))
-        except PoolTimeout as exc:
-            raise MutationUnavailableError(
-                "every mutation connection is busy; retry the same request"
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise MutationUnavailableError(
-                "the database is unavailable; retry the same request"
-            ) from exc
+        fresh = True  # nothing of the request has reached the database yet
+        dead = 0
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    if not request.mutations:
+                        return self._ledger_only(conn, request.client_id, owner)
+                    results = []
+                    last = 0
+                    for mutation in request.mutations:
+                        result, last = self._run_one(
+                            conn, request.client_id, owner, mutation, claims
+                        )
+                        fresh = False
+                        results.append(result)
+                    return MutateResponse(request.client_id, last, tuple(results))
+            except PoolTimeout as exc:
+                raise MutationUnavailableError(
+                    "every mutation connection is busy; retry the same request"
+                ) from exc
+            except _DeadConnection as exc:
+                # Pooled connections are not checked on checkout (a round trip per
+                # request): one that died idle (a Postgres restart kills them all)
+                # fails at the first statement, before anything ran; the pool drops
+                # it and the request takes the next one.
+                dead += 1
+                if not fresh or dead > self.pool.max_size:
+                    raise MutationUnavailableError(
+                        "the database is unavailable; retry the same request"
+                    ) from exc.__cause__
+                log.info("a pooled connection was dead (%s); taking another", exc.__cause__)
+            except psycopg.OperationalError as exc:
+                raise MutationUnavailableError(
+                    "the database is unavailable; retry the same request"
+                ) from exc
 
     def _ledger_only(self, conn: ledger.Conn, client_id: str, owner: str) -> MutateResponse:
         row = ledger.read(conn, client_id)
@@ -182,6 +206,9 @@ class MutationRunner:
         claims: dict[str, Any],
     ) -> tuple[MutationResult, int]:
         mutator = self.mutators[mutation.name]
+        refusal = mutator.access.refusal(claims)
+        if refusal is not None:
+            return self._record(conn, client_id, owner, mutation, "refused", refusal)
         status: ledger.Status = "error"
         message = FAILED
         for attempt in range(ATTEMPTS):
@@ -210,17 +237,21 @@ class MutationRunner:
         mutation: Mutation,
         claims: dict[str, Any],
     ) -> tuple[MutationResult, int]:
-        with conn.transaction():
-            row = _locked(conn, client_id, owner, mutation.id)
-            if mutation.id <= row.last_mutation_id:
-                return MutationResult(mutation.id, "duplicate"), row.last_mutation_id
-            refusal = mutator.access.refusal(claims)
-            if refusal is not None:
-                ledger.advance(conn, client_id, mutation.id, "refused", refusal)
-                return MutationResult(mutation.id, "refused", refusal), mutation.id
+        with contextlib.ExitStack() as transaction:
+            try:
+                transaction.enter_context(conn.transaction())
+                claimed = ledger.claim(conn, client_id, owner, mutation.id)
+            except psycopg.OperationalError as exc:
+                if conn.broken:
+                    raise _DeadConnection() from exc
+                raise
+            if not claimed:
+                row = _locked(conn, client_id, owner, mutation.id)
+                if mutation.id <= row.last_mutation_id:
+                    return MutationResult(mutation.id, "duplicate"), row.last_mutation_id
+                ledger.advance(conn, client_id, mutation.id, "ok", None)
             try:
                 mutator.function(conn, dict(mutation.args), dict(claims))
-                ledger.advance(conn, client_id, mutation.id, "ok", None)
             except Exception as exc:
                 if conn.broken:
                     raise  # the connection, not the mutator: the caller retries the request

@@ -249,12 +249,17 @@ async def test_a_broken_connection_is_unavailable_not_an_outcome(app_database: s
     )
     await runner.start()
     try:
+        # Several pooled connections (clients at once), then all of them die idle.
+        await asyncio.gather(*(
+            runner.run(request(f"warm{i}", 1, "bump"), ALICE) for i in range(6)
+        ))
         with psycopg.connect(app_database, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        # The pool finds its idle connection dead and opens another: the request runs.
+            ).fetchone()
+        assert killed is not None and killed[0] > 1
+        # The request steps over the dead connections to a live one and runs.
         response = await runner.run(request("c1", 1, "add_note", body="x"), ALICE)
         assert response.results[0].status == "ok"
         # The connection dies inside a mutator: nothing is recorded, the client resends.
