@@ -1,12 +1,13 @@
 """Writes benchmark: mutations/s through the gateway vs the same statements sent directly.
 
-    .venv/bin/python bench/writes/run.py [--clients 16] [--seconds 10] [--batches 1,10]
-        [--pool-size 8] [--rounds 2]
+    .venv/bin/python bench/writes/run.py [--clients 16] [--seconds 10] [--batches 1,10,100]
+        [--pool-size 16] [--rounds 2]
 
 Starts a throwaway Postgres and Redis and `pgsift serve` (no capture: nothing here
 reads the feed) with one mutator, `add_task`: one INSERT. Each of `--clients`
 concurrent clients (its own client id, its own keep-alive HTTP connection) posts
-its mutations to `POST /v1/mutate`, `--batch` mutations a request, for
+its mutations to `POST /v1/mutate` (through a minimal keep-alive HTTP/1.1
+client, `KeepAlive`), N mutations a request for each N of `--batches`, for
 `--seconds`; the gateway runs each in a transaction of its own that also locks
 and advances the client's ledger row (`pgsift.clients`). The baseline, in the
 same run, on the same server: as many concurrent psycopg connections, each
@@ -70,8 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--batches", default="1,10", help="mutations per request, one row each")
-    parser.add_argument("--pool-size", type=int, default=8, help="mutations_pool_size")
+    parser.add_argument("--batches", default="1,10,100", help="mutations per request, one row each")
+    parser.add_argument(
+        "--pool-size", type=int, default=16,
+        help="mutations_pool_size (default: as many connections as the baseline uses)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
