@@ -47,6 +47,7 @@ from examples.python_client.writes import (
     MutationSender,
     WriteError,
     ledger_confirmation,
+    race,
 )
 
 log = logging.getLogger(__name__)
@@ -175,22 +176,10 @@ class SyncClient:
         if self._sender is None:
             await self._follow_forever()
             return
-        tasks = [
-            asyncio.create_task(self._follow_forever()),
-            asyncio.create_task(self._sender.run(self._stopped)),
-        ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            error = task.exception()
-            if isinstance(error, WriteError):
-                raise SyncError(str(error)) from error
-            if error is not None:
-                raise error
+            await race(self._follow_forever(), self._sender.run(self._stopped))
+        except WriteError as exc:
+            raise SyncError(str(exc)) from exc
 
     async def _follow_forever(self) -> None:
         delay = self.retry_delay
@@ -214,20 +203,7 @@ class SyncClient:
                 delay = min(delay * 2, self.max_retry_delay)
 
     async def _follow_all(self, ws: GraphQLWebSocket) -> None:
-        tasks = [
-            asyncio.create_task(self._stopped.wait()),
-            *(asyncio.create_task(self._follow(ws, name)) for name in self._names),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            error = task.exception()
-            if error is not None:
-                raise error
+        await race(self._stopped.wait(), *(self._follow(ws, name) for name in self._names))
 
     async def _follow(self, ws: GraphQLWebSocket, name: str) -> None:
         """Subscribe to one query for as long as the connection lasts."""

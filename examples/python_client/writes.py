@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -94,7 +94,7 @@ class MutationSender:
                 self._wake.clear()
                 batch = self.queue.unsent(self.max_batch)
                 if not batch:
-                    await _first(self._wake.wait(), stopped.wait())
+                    await race(self._wake.wait(), stopped.wait())
                     continue
                 body = {
                     "clientId": self.queue.client_id,
@@ -115,15 +115,20 @@ class MutationSender:
                         )
                     log.warning("the gateway is unavailable (%s); retrying in %.1f s",
                                 response.status_code, delay)
-                await _first(asyncio.sleep(delay), stopped.wait())
+                await race(asyncio.sleep(delay), stopped.wait())
                 delay = min(delay * 2, self.max_retry_delay)
 
 
-async def _first(*waits: Any) -> None:
+async def race(*waits: Awaitable[Any]) -> None:
+    """Wait for the first of `waits` to end and cancel the others; its error propagates."""
     tasks = [asyncio.ensure_future(wait) for wait in waits]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            raise error

@@ -16,10 +16,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from examples.issue_tracker import apply_schema, demo_users, issue_token, seed
+from examples.issue_tracker import issue_token
 from examples.python_client import LocalWrites, Replica, Settled, SyncClient, SyncError
 from pgsift.middleware.embedded.ports import free_port
-from tests.examples.stack import EXAMPLE_CONFIG, WAIT_S, expected_rows, gateway, key_text
+from tests.examples.stack import (
+    EXAMPLE_CONFIG,
+    WAIT_S,
+    expected_rows,
+    gateway,
+    key_text,
+    seed_app,
+)
 from tests.middleware.capture.processes import capturing
 
 OPEN = (
@@ -37,18 +44,11 @@ class Stack:
 
 @pytest.fixture
 def stack(database_url: str, redis_url: str) -> Iterator[Stack]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        apply_schema(conn)
-        seed(conn, issues=300, seed=11)
-        user = demo_users(conn, limit=1)[0]
-        other = conn.execute(
-            "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
-        ).fetchone()
-    assert other is not None
+    user, other = seed_app(database_url, issues=300, seed=11)
     with capturing(database_url, redis_url, config=EXAMPLE_CONFIG), gateway(
         database_url, redis_url
     ) as base_url:
-        yield Stack(base_url, issue_token(user), user.team_ids[0], other[0])
+        yield Stack(base_url, issue_token(user), user.team_ids[0], other)
 
 
 @asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,6 @@ import pytest
 from examples.python_client.protocol import GraphQLWebSocket, OperationError
 from pgsift.middleware.gateway.graphene_adapter import sync_field
 from pgsift.middleware.gateway.mutate_graphene import mutate_field
-from pgsift.middleware.mutations import ledger
 from pgsift.middleware.settings import Settings
 from tests.middleware.gateway.harness import Query, gateway_settings, serve, token
 from tests.middleware.mutations import app
@@ -44,14 +43,6 @@ class Mutation(graphene.ObjectType):  # type: ignore[misc]
 
 
 GRAPHENE_SCHEMA = graphene.Schema(query=Query, mutation=Mutation, subscription=Subscription)
-
-
-@pytest.fixture
-def app_database(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(app.SCHEMA)
-        conn.execute(ledger.CREATE_SQL)
-    yield database_url
 
 
 def settings_for(database_url: str, redis_url: str, **overrides: Any) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -15,7 +15,6 @@ from pgsift.middleware.errors import (
     MutationGapError,
     MutationUnavailableError,
 )
-from pgsift.middleware.mutations import ledger
 from pgsift.middleware.mutations.registry import load_mutators
 from pgsift.middleware.mutations.request import MutateRequest, Mutation
 from pgsift.middleware.mutations.runner import FAILED, MutationRunner
@@ -24,14 +23,6 @@ from tests.middleware.mutations import app
 
 ALICE = {"sub": "alice"}
 BOB = {"sub": "bob"}
-
-
-@pytest.fixture
-def app_database(database_url: str) -> Iterator[str]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(app.SCHEMA)
-        conn.execute(ledger.CREATE_SQL)
-    yield database_url
 
 
 def runner_for(database_url: str, **settings: Any) -> MutationRunner:
