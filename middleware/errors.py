@@ -42,6 +42,40 @@ class LoaderUnavailableError(LoaderError):
     """Postgres is down or slow, or the loader is full: not the caller's fault, retry later."""
 
 
+class MutationError(GatewayError):
+    """A mutate request that cannot be served; nothing of it ran. HTTP 400 unless a
+    subclass says otherwise."""
+
+
+class MutationForbiddenError(MutationError):
+    """The client id belongs to another caller, or the caller has no owner claim. HTTP 403."""
+
+
+class MutationGapError(MutationError):
+    """A mutation id past the next one the client's ledger expects. HTTP 409.
+
+    `last_mutation_id` is the ledger's: the client resends from the one after it.
+    """
+
+    def __init__(self, message: str, *, last_mutation_id: int) -> None:
+        super().__init__(message)
+        self.last_mutation_id = last_mutation_id
+
+
+class MutationUnavailableError(MutationError):
+    """Postgres is down or the mutation pool is exhausted: retry the same request later
+    (mutations that committed are acknowledged as duplicates then). HTTP 503."""
+
+
+class Refused(PgsiftError):
+    """Raised by a mutator to refuse a mutation; the message is the caller's to read.
+
+    The mutator's writes are rolled back, the client's mutation id still advances
+    (recording this message), so the client drops its optimistic change. Import it
+    as `pgsift.middleware.mutations.Refused`.
+    """
+
+
 class DumpError(PgsiftError):
     """A bootstrap dump is missing, corrupt, or of an unknown format version.
 

@@ -106,17 +106,27 @@ class Settings:
     dumps_warm_every_s: float = 300.0  # default rebuild interval of a warm shape
     dumps_warm_changes: int = 10_000  # rebuild sooner once this many changes touched its table
 
+    # Writes (`[mutations]`): the app's mutators, named in `[mutators]` (docs/writes.md).
+    mutations_max_batch: int = 100  # mutations in one request
+    mutations_max_args_bytes: int = 65_536  # JSON size of one mutation's args
+    mutations_max_request_bytes: int = 1_048_576  # body of one POST /v1/mutate
+    mutations_pool_size: int = 8  # Postgres connections (and threads) running mutators
+    mutations_wait_s: float = 10.0  # wait for a free connection; then 503
+    mutations_statement_timeout_s: float = 30.0  # Postgres statement_timeout of mutators
+    mutations_owner_claim: str = "sub"  # the claim a client id belongs to
+
     # Sections with structure of their own, kept as parsed from the file.
     policies: Mapping[str, Any] = field(default_factory=dict)
     auth: Mapping[str, Any] = field(default_factory=dict)
     warm: tuple[Mapping[str, Any], ...] = ()
+    mutators: Mapping[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied; None values are ignored (unset flags)."""
         return _build({**_as_dict(self), **{k: v for k, v in changes.items() if v is not None}})
 
 
-STRUCTURED = {"policies", "auth", "warm"}
+STRUCTURED = {"policies", "auth", "warm", "mutators"}
 
 
 def load_settings(

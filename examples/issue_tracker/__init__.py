@@ -4,7 +4,8 @@ It knows nothing about pgsift. `schema.sql` is its schema, `dataset.seed` fills
 it with a deterministic data set of any size, `workload.Writer` behaves like its
 users, and `auth` issues the demo's sign-in tokens (users with their team
 memberships). The command lines are `python -m examples.issue_tracker.seed`,
-`.writer` and `.tokens`.
+`.writer` and `.tokens`. `mutators` is the one part written for pgsift: the
+writes its clients may make through the gateway (named in `pgsift.toml`).
 """
 
 from __future__ import annotations

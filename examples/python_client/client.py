@@ -12,6 +12,20 @@
 All queries share one websocket. A restarted client resumes each query from the
 cursor stored with its copy; `mustRefetch` drops that query's copy and subscribes
 again without a cursor.
+
+With `writes=True` the client also writes through the app's mutators:
+
+    client = SyncClient(url, replica, token=jwt, writes=True)
+    mutation_id = client.mutate(
+        "set_status", {"issue_id": "42", "status": "done"},
+        optimistic=lambda w: w.patch("open_issues", {"id": "42"}, {"status": "done"}))
+    replica.rows("open_issues")                   # shows the change at once
+    outcome = await client.settled(mutation_id)   # ok, or refused with the server's message
+
+The queue lives in the replica (`pending.PendingQueue`): offline, mutations
+wait there across restarts and go out, in order and each once, when the
+gateway answers again. Confirmations come from the client's row of the
+mutation ledger, followed as the query `pgsift_ledger` (`writes.LEDGER_QUERY`).
 """
 
 from __future__ import annotations
@@ -23,8 +37,18 @@ from typing import Any
 
 import httpx
 
+from examples.python_client.overlay import Settled
+from examples.python_client.pending import Optimistic, PendingQueue
 from examples.python_client.protocol import GraphQLWebSocket, OperationError, ProtocolError
 from examples.python_client.replica import QueryState, Replica
+from examples.python_client.writes import (
+    LEDGER_NAME,
+    LEDGER_QUERY,
+    MutationSender,
+    WriteError,
+    ledger_confirmation,
+    race,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +68,7 @@ subscription Sync($query: String!, $params: JSON, $cursor: String) {
 FATAL_CLOSE_CODES = frozenset({4400, 4401, 4403, 4409, 4429})
 
 MessageHook = Callable[[str, Mapping[str, Any]], None]
+OutcomeHook = Callable[[Settled], None]
 
 
 class SyncError(Exception):
@@ -63,6 +88,8 @@ class SyncClient:
         retry_delay: float = 0.2,
         max_retry_delay: float = 5.0,
         on_message: MessageHook | None = None,
+        writes: bool = False,
+        on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.replica = replica
@@ -75,6 +102,20 @@ class SyncClient:
         self._up_to_date: dict[str, asyncio.Event] = {}
         self._stopped = asyncio.Event()
         self._http: httpx.AsyncClient | None = None
+        # Writes: the queue, its sender, and what is known of each mutation's outcome.
+        self.on_outcome = on_outcome
+        self.queue: PendingQueue | None = None
+        self._sender: MutationSender | None = None
+        self._outcomes: dict[int, Settled] = {}
+        self._outcome_known: dict[int, asyncio.Event] = {}
+        if writes:
+            self.queue = PendingQueue(replica)
+            self.add(LEDGER_NAME, LEDGER_QUERY, [self.queue.client_id])
+            self._sender = MutationSender(
+                self.base_url, self.queue, headers=lambda: self._auth_headers,
+                on_settled=self._settle, retry_delay=retry_delay,
+                max_retry_delay=max_retry_delay,
+            )
 
     @property
     def _auth_headers(self) -> dict[str, str]:
@@ -91,6 +132,38 @@ class SyncClient:
     def stop(self) -> None:
         self._stopped.set()
 
+    def mutate(
+        self, name: str, args: Mapping[str, Any], *, optimistic: Optimistic | None = None
+    ) -> int:
+        """Queue mutation `name(args)`; `optimistic(writes)` changes the replica at once.
+
+        Returns the mutation's id. It is sent (now, or when the gateway can be
+        reached) by `run()`; `settled(id)` waits for how it ended.
+        """
+        if self.queue is None or self._sender is None:
+            raise SyncError("mutate needs SyncClient(..., writes=True)")
+        mutation_id = self.queue.add(name, args, optimistic)
+        self._sender.wake()
+        return mutation_id
+
+    async def settled(self, mutation_id: int, *, timeout: float | None = None) -> Settled:
+        """Wait until mutation `mutation_id` of this process is confirmed or refused."""
+        if mutation_id not in self._outcomes:
+            known = self._outcome_known.setdefault(mutation_id, asyncio.Event())
+            async with asyncio.timeout(timeout):
+                await known.wait()
+        return self._outcomes[mutation_id]
+
+    def _settle(self, settled: list[Settled]) -> None:
+        for outcome in settled:
+            self._outcomes[outcome.id] = outcome
+            self._outcome_known.setdefault(outcome.id, asyncio.Event()).set()
+            if outcome.status != "ok":
+                log.warning("mutation %d (%s) %s: %s", outcome.id, outcome.name,
+                            outcome.status, outcome.message)
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+
     async def wait_up_to_date(self, *names: str, timeout: float | None = None) -> None:
         """Wait until each named query (default: all) has caught up with the feed."""
         async with asyncio.timeout(timeout):
@@ -98,7 +171,17 @@ class SyncClient:
                 await self._up_to_date[name].wait()
 
     async def run(self) -> None:
-        """Connect, follow every query, reconnect after failures; return after `stop()`."""
+        """Connect, follow every query, send the pending queue, reconnect after failures;
+        return after `stop()`."""
+        if self._sender is None:
+            await self._follow_forever()
+            return
+        try:
+            await race(self._follow_forever(), self._sender.run(self._stopped))
+        except WriteError as exc:
+            raise SyncError(str(exc)) from exc
+
+    async def _follow_forever(self) -> None:
         delay = self.retry_delay
         while not self._stopped.is_set():
             try:
@@ -120,20 +203,7 @@ class SyncClient:
                 delay = min(delay * 2, self.max_retry_delay)
 
     async def _follow_all(self, ws: GraphQLWebSocket) -> None:
-        tasks = [
-            asyncio.create_task(self._stopped.wait()),
-            *(asyncio.create_task(self._follow(ws, name)) for name in self._names),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            error = task.exception()
-            if error is not None:
-                raise error
+        await race(self._stopped.wait(), *(self._follow(ws, name) for name in self._names))
 
     async def _follow(self, ws: GraphQLWebSocket, name: str) -> None:
         """Subscribe to one query for as long as the connection lasts."""
@@ -155,13 +225,21 @@ class SyncClient:
                         self.replica.reset(name)
                         self._up_to_date[name].clear()
                         break
-                    self.replica.apply(
+                    changes = message.get("changes") or []
+                    confirmed = None
+                    if name == LEDGER_NAME:
+                        confirmed = ledger_confirmation(
+                            self.replica, changes, message.get("cursor")
+                        )
+                    settled = self.replica.apply(
                         name,
-                        message.get("changes") or [],
+                        changes,
                         cursor=message.get("cursor"),
                         up_to_date=bool(message.get("upToDate")),
                         types=message.get("types"),
+                        confirmed=confirmed,
                     )
+                    self._settle(settled)
                     if message.get("upToDate"):
                         self._up_to_date[name].set()
                 else:

@@ -8,6 +8,12 @@ docs/wire-values.md); `values()` decodes them into Python values by the column
 types the server sent with the first message. Every server message is applied in one SQLite
 transaction together with its cursor: after a crash the copy is exactly what it
 was at the stored cursor, and resuming from there repeats nothing and skips nothing.
+
+Local writes not yet in the server's rows (`pending.PendingQueue`) live beside
+the copy, never in it: `optimistic_rows` holds, per query, the rows the pending
+mutations' recorded writes change, recomputed (`overlay.rebase`) from the server rows
+whenever those or the queue change. `rows()`, `row()`, `values()` and
+`count()` read the copy with that layer on top; `server_rows()` the copy alone.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from examples.python_client import overlay
 from pgsift.subscriptions.wire import from_json, to_wire
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -33,7 +40,7 @@ CREATE TABLE IF NOT EXISTS sync_queries (
     cursor   TEXT,                  -- resume point; NULL: bootstrap again
     complete INTEGER NOT NULL DEFAULT 0, -- 1 once a full snapshot has been applied
     types    TEXT                   -- JSON object: column -> Postgres type name
-)
+);
 """
 
 
@@ -58,6 +65,21 @@ def key_text(key: Any) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def wire_values(types: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` (Python or wire values) in their wire form, by the columns' types.
+
+    A value that does not decode as its column's type (a temporary key such as
+    `"tmp-1"` for a bigint id) stays as given: it can equal no server value.
+    """
+    result = {}
+    for column, value in values.items():
+        if column in types:
+            with suppress(TypeError, ValueError):
+                value = to_wire(types[column], from_json(types[column], value))
+        result[column] = value
+    return result
+
+
 class Replica:
     """SQLite-backed copies of query results; `register` a query, `apply` its messages."""
 
@@ -68,7 +90,7 @@ class Replica:
         # process crash, which is what resuming from a cursor relies on.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA + overlay.SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(sync_queries)")}
         if "types" not in columns:  # a replica written before the column existed
             self._db.execute("ALTER TABLE sync_queries ADD COLUMN types TEXT")
@@ -76,8 +98,14 @@ class Replica:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The SQLite connection, for reads (writes go through `transaction()`)."""
+        return self._db
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One SQLite write transaction (the pending queue's changes go through it too)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -91,7 +119,7 @@ class Replica:
         if not NAME.match(name):
             raise ValueError(f"query name {name!r}: use letters, digits and _ (max 63)")
         params_text = json.dumps(list(params), sort_keys=True)
-        with self._transaction() as db:
+        with self.transaction() as db:
             db.execute(
                 f'CREATE TABLE IF NOT EXISTS "rows_{name}"'
                 " (key TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID"
@@ -123,11 +151,12 @@ class Replica:
     def reset(self, name: str) -> None:
         """Forget the rows and the cursor of a query: the next subscription bootstraps."""
         self.state(name)
-        with self._transaction() as db:
+        with self.transaction() as db:
             db.execute(f'DELETE FROM "rows_{name}"')
             db.execute(
                 "UPDATE sync_queries SET cursor = NULL, complete = 0 WHERE name = ?", [name]
             )
+            overlay.rebase(db, name)
 
     def apply(
         self,
@@ -137,26 +166,29 @@ class Replica:
         cursor: str | None = None,
         up_to_date: bool = False,
         types: Mapping[str, str] | None = None,
-    ) -> None:
+        confirmed: overlay.Confirmation | None = None,
+    ) -> list[overlay.Settled]:
         """Apply one message's changes (`{op, key, row}`) and its cursor, all or nothing.
 
         Changes apply by key, so a repeated one is harmless. The cursor is kept
         only once the copy is complete (after the first `upToDate`): a cursor in
-        the middle of a snapshot is no place to resume from.
+        the middle of a snapshot is no place to resume from. `confirmed` is the
+        server's word that the client's mutations up to an id have run (see
+        `overlay.Confirmation`); returned are the pending mutations it settled.
         """
         table = f'"rows_{name}"'
-        with self._transaction() as db:
+        with self.transaction() as db:
             if types is not None:
                 db.execute(
                     "UPDATE sync_queries SET types = ? WHERE name = ?", [json.dumps(types), name]
                 )
             for change in changes:
                 op = str(change["op"]).upper()
-                key = key_text(_decoded(change["key"]))
+                key = key_text(decoded(change["key"]))
                 if op == "DELETE":
                     db.execute(f"DELETE FROM {table} WHERE key = ?", [key])
                 elif op in ("INSERT", "UPDATE"):
-                    row = _decoded(change["row"])
+                    row = decoded(change["row"])
                     db.execute(
                         f"INSERT INTO {table} (key, row) VALUES (?, ?)"
                         " ON CONFLICT (key) DO UPDATE SET row = excluded.row",
@@ -170,13 +202,31 @@ class Replica:
                 " WHERE name = ?",
                 [up_to_date, up_to_date, cursor, cursor, name],
             )
+            settled = [] if confirmed is None else overlay.confirm(db, confirmed)
+            overlay.rebase(db, name)
+            overlay.prune(db)  # this cursor may be the last one a confirmed mutation waited for
+        return settled
 
     def rows(self, name: str) -> list[dict[str, Any]]:
-        """Every row of a query's copy, in key order."""
+        """Every row of a query as the app sees it (copy plus pending writes), in key order."""
+        return [json.loads(row) for _, row in self._visible(name)]
+
+    def server_rows(self, name: str) -> list[dict[str, Any]]:
+        """Every row of a query's copy as the server sent it (no pending writes), in key order."""
         return [
             json.loads(row)
             for (row,) in self._db.execute(f'SELECT row FROM "rows_{name}" ORDER BY key')
         ]
+
+    def _visible(self, name: str, key: str | None = None) -> list[tuple[str, str]]:
+        only = "" if key is None else " AND key = :key"
+        return list(self._db.execute(
+            f'SELECT key, row FROM "rows_{name}" WHERE key NOT IN'
+            f" (SELECT key FROM optimistic_rows WHERE query = :name){only}"
+            " UNION ALL SELECT key, row FROM optimistic_rows"
+            f" WHERE query = :name AND row IS NOT NULL{only} ORDER BY key",
+            {"name": name, "key": key},
+        ))
 
     def types(self, name: str) -> dict[str, str]:
         """Column -> Postgres type name of a query's rows, as the server sent them."""
@@ -195,23 +245,22 @@ class Replica:
         ]
 
     def row(self, name: str, key: Any) -> dict[str, Any] | None:
-        types = self.types(name)
+        """The row of `key` (Python or wire values) as the app sees it, or None."""
+        found = self._visible(name, self.key_of(name, key))
+        return dict(json.loads(found[0][1])) if found else None
+
+    def key_of(self, name: str, key: Any) -> str:
+        """The stored text of a key of query `name`, from Python or wire values."""
         if isinstance(key, Mapping):  # typed values or wire values alike: the wire form
-            key = {
-                c: to_wire(types[c], from_json(types[c], v)) if c in types else v
-                for c, v in key.items()
-            }
-        found = self._db.execute(
-            f'SELECT row FROM "rows_{name}" WHERE key = ?', [key_text(key)]
-        ).fetchone()
-        return None if found is None else dict(json.loads(found[0]))
+            key = wire_values(self.types(name), key)
+        return key_text(key)
 
     def count(self, name: str) -> int:
-        return int(self._db.execute(f'SELECT count(*) FROM "rows_{name}"').fetchone()[0])
+        return len(self._visible(name))
 
 
-def _decoded(value: Any) -> Any:
-    # A GraphQL JSON scalar may arrive as the object itself or as its JSON text.
+def decoded(value: Any) -> Any:
+    """A key or row as received: a GraphQL JSON scalar may arrive as its JSON text."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)

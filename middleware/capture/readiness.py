@@ -3,8 +3,9 @@
 `check(conn, target)` lists the problems that stop capture (each with the
 statement that fixes it, who may run it, and its place in the order that works:
 `Step`); `setup(conn, target)` applies the fixes that are safe to apply
-automatically (publication, slot, REPLICA IDENTITY FULL). Things only an
-administrator can change (wal_level, role attributes) stay problems.
+automatically (publication, slot, REPLICA IDENTITY FULL, and the mutation ledger
+`pgsift.clients` when the target has `ledger`: mutators are configured). Things
+only an administrator can change (wal_level, role attributes) stay problems.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pgsift.middleware.errors import CaptureError
+from pgsift.middleware.mutations import ledger as mutation_ledger
 
 PLUGIN = "pgoutput"
 Conn = psycopg.Connection[Any]
@@ -24,12 +26,14 @@ Conn = psycopg.Connection[Any]
 
 @dataclass(frozen=True)
 class CaptureTarget:
-    """What capture tracks: `tables` (names as given) or every table (`all_tables`)."""
+    """What capture tracks: `tables` (names as given) or every table (`all_tables`);
+    with `ledger`, the mutation ledger `pgsift.clients` too (created by `setup`)."""
 
     slot: str
     publication: str
     tables: tuple[str, ...] = ()
     all_tables: bool = False
+    ledger: bool = False
 
     def __post_init__(self) -> None:
         if not self.all_tables and not self.tables:
@@ -87,6 +91,9 @@ def tracked_tables(conn: Conn, target: CaptureTarget) -> list[str]:
             names.append(str(row[0]))
     if missing:
         raise CaptureError(f"table(s) not found: {', '.join(missing)}")
+    # Named even before `setup` creates it, so that the publication's fix covers it.
+    if target.ledger and mutation_ledger.QUALIFIED not in names:
+        names.append(mutation_ledger.QUALIFIED)
     return names
 
 
@@ -126,6 +133,7 @@ def check(conn: Conn, target: CaptureTarget) -> list[Problem]:
             step=Step.ROLE,
         ))
     tables = tracked_tables(conn, target)
+    problems += _ledger_problems(conn, target)
     problems += _publication_problems(conn, target, tables)
     problems += _slot_problems(conn, target)
     problems += _identity_problems(conn, tables)
@@ -227,6 +235,21 @@ def _identity_problems(
                 step=Step.TABLE,
             ))
     return problems
+
+
+def _ledger_problems(conn: Conn, target: CaptureTarget) -> list[Problem]:
+    if not target.ledger or mutation_ledger.exists(conn):
+        return []
+    database = conn.info.dbname
+    return [Problem(
+        f"table {mutation_ledger.QUALIFIED} does not exist (the mutation ledger: "
+        "[mutators] are configured)",
+        mutation_ledger.CREATE_SQL,
+        automatic=True,
+        who=f"a role with CREATE on database {database} (then the gateway's role needs "
+        f"SELECT, INSERT, UPDATE on {mutation_ledger.QUALIFIED}) or a superuser",
+        step=Step.TABLE,
+    )]
 
 
 def _tables_owner(conn: Conn, tables: list[str], *, create: bool) -> str:

@@ -59,6 +59,7 @@ def target_from(settings: Settings) -> CaptureTarget:
         publication=settings.capture_publication,
         tables=settings.capture_tables,
         all_tables=settings.capture_all,
+        ledger=bool(settings.mutators),
     )
 
 

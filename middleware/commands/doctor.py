@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         publication=settings.capture_publication,
         tables=settings.capture_tables,
         all_tables=settings.capture_all or not settings.capture_tables,
+        ledger=bool(settings.mutators),
     )
     try:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:

@@ -8,6 +8,7 @@ import psycopg
 import redis
 
 from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.mutations import ledger
 from pgsift.middleware.settings import Settings, load_settings
 
 CONNECT_TIMEOUT_S = 5
@@ -45,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reachable(settings: Settings) -> None:
-    """Fail before serving when Postgres or Redis is unreachable: inside the app's
-    startup the same failure would end as uvicorn's traceback."""
+    """Fail before serving when Postgres or Redis is unreachable (or the mutation ledger
+    missing): inside the app's startup the same failure would end as uvicorn's traceback."""
     if not settings.database_url or not settings.redis_url:
         raise ConfigError("serve needs --database-url and --redis-url (or PGSIFT_* settings)")
-    with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S):
-        pass
+    with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        if settings.mutators:
+            ledger.require(conn)
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
     try:
         client.ping()

@@ -210,6 +210,8 @@ def create_app(
     serves that schema over graphql-transport-ws instead of pgsift's own.
     `batch_loader` adds `POST /v1/rows` (a `BatchLoader` kept fresh by the
     tailer), `bootstrap` adds `GET /v1/bootstrap` (dumps, or live snapshots).
+    With `[mutators]` configured (`settings.mutators`), `POST /v1/mutate` and the
+    GraphQL `mutate` field run them (`app.state.mutations`, a `MutationRunner`).
     """
     authenticator = Authenticator.from_settings(settings)
     metrics = GatewayMetrics()
@@ -223,6 +225,12 @@ def create_app(
     else:
         view = GraphQLView(service, authenticator, settings)
     graphql = CountConnections(view, metrics)
+    mutations = None
+    if settings.mutators:
+        from pgsift.middleware.mutations.registry import load_mutators
+        from pgsift.middleware.mutations.runner import MutationRunner
+
+        mutations = MutationRunner(settings, load_mutators(settings.mutators))
 
     extra: list[BaseRoute] = list(routes)
     if batch_loader:
@@ -233,12 +241,18 @@ def create_app(
         from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 
         extra.append(bootstrap_route(BootstrapService(wired)))
+    if mutations is not None:
+        from pgsift.middleware.mutations.http import mutate_route
+
+        extra.append(mutate_route())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
         rows_loader = None
         try:
+            if mutations is not None:
+                await mutations.start()
             if batch_loader:
                 from pgsift.middleware.loader import BatchLoader
 
@@ -254,6 +268,8 @@ def create_app(
             if rows_loader is not None:
                 service.tailer.loader = loader
                 await rows_loader.close()
+            if mutations is not None:
+                await mutations.stop()
             await service.stop()
             if wiring is None:
                 wired.close()
@@ -276,4 +292,5 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.mutations = mutations
     return app

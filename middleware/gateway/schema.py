@@ -1,4 +1,4 @@
-"""The strawberry schema of the gateway: `Subscription.sync` and `Query.rows`.
+"""The strawberry schema of the gateway: `Subscription.sync`, `Query.rows`, `Mutation.mutate`.
 
 The websocket context carries the connection's verified claims and send budget
 (set by `GraphQLView.on_ws_connect`); errors a client can cause (a bad query, a
@@ -23,6 +23,7 @@ from strawberry.types import Info
 from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
+from pgsift.middleware.gateway.mutate_schema import WriteMutation
 from pgsift.middleware.gateway.rows import load_rows
 from pgsift.middleware.gateway.service import SyncService
 from pgsift.subscriptions.errors import PgsiftError, QueryError
@@ -158,7 +159,10 @@ def build_schema(*, max_tokens: int = DEFAULT_MAX_TOKENS) -> strawberry.Schema:
         return MaxTokensLimiter(max_token_count=max_tokens)
 
     return strawberry.Schema(
-        query=Query, subscription=Subscription, extensions=[limit_tokens, mask_errors]
+        query=Query,
+        mutation=WriteMutation,
+        subscription=Subscription,
+        extensions=[limit_tokens, mask_errors],
     )
 
 

@@ -20,6 +20,8 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from examples.issue_tracker import DemoUser, apply_schema, demo_users
+from examples.issue_tracker import seed as seed_data
 from pgsift.middleware.embedded.ports import free_port
 from tests.wire import described
 
@@ -73,6 +75,19 @@ def gateway(database_url: str, redis_url: str) -> Iterator[str]:
         yield base
     finally:
         _stop(process)
+
+
+def seed_app(database_url: str, *, issues: int, seed: int) -> tuple[DemoUser, int]:
+    """The issue tracker's schema and data; its first demo user and a team they are not in."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_schema(conn)
+        seed_data(conn, issues=issues, seed=seed)
+        user = demo_users(conn, limit=1)[0]
+        other = conn.execute(
+            "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
+        ).fetchone()
+    assert other is not None
+    return user, int(other[0])
 
 
 def key_text(key: Any) -> str:

@@ -24,6 +24,7 @@ from examples.issue_tracker import (
     seed,
 )
 from examples.issue_tracker.workload import DEFAULT_WEIGHTS
+from pgsift.middleware.mutations.registry import load_mutators
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions.policy import policies_from_config
 
@@ -260,7 +261,8 @@ def test_example_configs_load_and_agree() -> None:
     assert settings.policies["public.issues"]["row"] == "team_id = ANY(auth.team_ids)"
     assert set(policies_from_config(settings.policies)) == {
         f"public.{table}" for table in TABLES if table != "issue_labels"
-    }
+    } | {"pgsift.clients"}  # a client reads its own row of the mutation ledger
+    assert sorted(load_mutators(settings.mutators)) == ["create_issue", "set_status"]
     assert set(settings.capture_tables) == {f"public.{table}" for table in TABLES}
     assert settings.auth["jwt_secret"] == DEMO_SECRET
     # The cache warmer's file is the same configuration plus [[warm]] shapes:

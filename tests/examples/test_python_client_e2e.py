@@ -28,7 +28,14 @@ from examples.issue_tracker import Writer, apply_schema, demo_users, issue_token
 from examples.python_client import Replica, SyncClient
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.retention import FeedRetention
-from tests.examples.stack import ROOT, eventually, expected_rows, gateway, key_text
+from tests.examples.stack import (
+    EXAMPLE_CONFIG,
+    ROOT,
+    eventually,
+    expected_rows,
+    gateway,
+    key_text,
+)
 from tests.middleware.capture.processes import capturing
 
 QUERIES = {
@@ -102,7 +109,9 @@ def stack(database_url: str, redis_url: str) -> Iterator[tuple[str, str, int]]:
         apply_schema(conn)
         seed(conn, issues=1_500, seed=5)
         user = demo_users(conn, limit=1)[0]
-    with capturing(database_url, redis_url), gateway(database_url, redis_url) as base_url:
+    with capturing(database_url, redis_url, config=EXAMPLE_CONFIG), gateway(
+        database_url, redis_url
+    ) as base_url:
         yield base_url, issue_token(user), user.team_ids[0]
 
 

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 import redis
 
-from examples.issue_tracker import Writer, apply_schema, demo_users, seed
+from examples.issue_tracker import Writer
 from pgsift.middleware.feed import keys
 from tests.examples.browser import Chromium, find_chromium
-from tests.examples.stack import eventually, gateway
+from tests.examples.stack import EXAMPLE_CONFIG, eventually, gateway, seed_app
 from tests.middleware.capture.processes import capturing
 
 OPEN = "status NOT IN ('done', 'canceled')"
@@ -40,15 +40,10 @@ class Demo:
 
 @pytest.fixture
 def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        apply_schema(conn)
-        seed(conn, issues=800, seed=9)
-        user = demo_users(conn, limit=1)[0]
-        other = conn.execute(
-            "SELECT min(id) FROM teams WHERE id <> ALL(%s)", [list(user.team_ids)]
-        ).fetchone()
-    assert other is not None
-    with capturing(database_url, redis_url), gateway(database_url, redis_url) as url:
+    user, other = seed_app(database_url, issues=800, seed=9)
+    with capturing(database_url, redis_url, config=EXAMPLE_CONFIG), gateway(
+        database_url, redis_url
+    ) as url:
         # The app is in use: the feed holds transactions when the page first loads.
         with Writer(database_url, 1) as writer:
             writer.run(rate=None, steps=WRITER_STEPS)
@@ -56,7 +51,7 @@ def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
         eventually(lambda: feed.xlen(keys.feed_stream(keys.database_of(database_url))) > 0,
                    "the writes reached the feed")
         feed.close()
-        yield Demo(url, database_url, user.team_ids[0], other[0])
+        yield Demo(url, database_url, user.team_ids[0], other)
 
 
 @pytest.fixture

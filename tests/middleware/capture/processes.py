@@ -101,13 +101,19 @@ class CaptureProcess:
 
 
 @contextlib.contextmanager
-def capturing(database_url: str, redis_url: str, **settings: str) -> Iterator[CaptureProcess]:
+def capturing(
+    database_url: str, redis_url: str, *, config: Path | None = None, **settings: str
+) -> Iterator[CaptureProcess]:
     """`pgsift capture --all --setup` until the block ends; enters once its slot is active.
 
-    `settings` become PGSIFT_* variables of the process (`capture_max_changes_per_entry="3"`).
+    `settings` become PGSIFT_* variables of the process (`capture_max_changes_per_entry="3"`);
+    `config` is a pgsift.toml to read (with `[mutators]`, setup creates the ledger).
     """
     env = {f"PGSIFT_{k.upper()}": v for k, v in settings.items()}
-    process = CaptureProcess(database_url, redis_url, "--all", "--setup", env=env).start()
+    extra = ("--config", str(config)) if config is not None else ()
+    process = CaptureProcess(
+        database_url, redis_url, "--all", "--setup", *extra, env=env
+    ).start()
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
             def active() -> bool:

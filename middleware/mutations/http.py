@@ -1,0 +1,99 @@
+"""`POST /v1/mutate`: a client's mutations over HTTP, with the gateway's auth.
+
+    POST /v1/mutate   Authorization: Bearer <jwt>
+    {"clientId": "3f1c...", "mutations": [{"id": 7, "name": "create_issue", "args": {...}}]}
+
+    200 {"clientId": "3f1c...", "lastMutationId": 7,
+         "results": [{"id": 7, "status": "ok"}]}        # or refused / error + message,
+                                                        # or duplicate (ran before)
+    400 bad input   401 no or bad token   403 another user's client id
+    409 a gap ({"lastMutationId": n}: resend from n + 1)   413 body too big
+    503 database unavailable or busy: resend the same request
+
+On any status but 200 nothing of the request ran. `mutations: []` asks for the
+client's `lastMutationId` only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pgsift.middleware.errors import (
+    AuthError,
+    MutationError,
+    MutationForbiddenError,
+    MutationGapError,
+    MutationUnavailableError,
+)
+from pgsift.middleware.mutations.request import MutationLimits, parse_request
+from pgsift.middleware.mutations.runner import MutationRunner
+
+PATH = "/v1/mutate"
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the configured size."""
+
+
+async def mutate_endpoint(request: Request) -> JSONResponse:
+    """Run the body's mutations for the caller (`app.state.mutations`: a MutationRunner)."""
+    state = request.app.state
+    try:
+        claims = state.authenticator.claims_from_authorization(
+            request.headers.get("authorization")
+        )
+    except AuthError as exc:
+        return _error(401, str(exc))
+    runner: MutationRunner = state.mutations
+    limit = state.settings.mutations_max_request_bytes
+    try:
+        body: Any = json.loads(await read_body(request, limit))
+    except BodyTooLarge:
+        return _error(413, f"the body is larger than {limit} bytes (mutations_max_request_bytes)")
+    except (ValueError, RecursionError):
+        return _error(400, "the body must be a JSON object")
+    try:
+        parsed = parse_request(
+            body, mutators=runner.mutators, limits=MutationLimits.from_settings(state.settings)
+        )
+        response = await runner.run(parsed, claims)
+    except MutationGapError as exc:
+        return JSONResponse(
+            {"error": str(exc), "lastMutationId": exc.last_mutation_id}, status_code=409
+        )
+    except MutationForbiddenError as exc:
+        return _error(403, str(exc))
+    except MutationUnavailableError as exc:
+        return _error(503, str(exc))
+    except MutationError as exc:
+        return _error(400, str(exc))
+    return JSONResponse(response.to_json())
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or BodyTooLarge as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def mutate_route() -> Route:
+    """The route to mount in the gateway app."""
+    return Route(PATH, mutate_endpoint, methods=["POST"])
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
