@@ -9,6 +9,7 @@ import psycopg
 from examples.issue_tracker.schema import apply_schema
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.graphql.sdl import typed_sdl
+from pgsift.middleware.mutations import ledger
 from pgsift.middleware.settings import load_settings
 from pgsift.subscriptions import Catalog, policies_from_config
 
@@ -18,9 +19,11 @@ GOLDEN = ROOT / "tests" / "fixtures" / "graphql" / "issue_tracker.graphql"
 
 
 def issue_tracker_catalog(database_url: str) -> Catalog:
-    """The catalog of a fresh database holding the issue tracker's schema."""
+    """The catalog of a fresh database holding the issue tracker's schema and, as
+    `capture --setup` creates it for the example's [mutators], the ledger."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         apply_schema(conn)  # type: ignore[arg-type]
+        conn.execute(ledger.CREATE_SQL)
         return load_catalog(conn)
 
 
