@@ -162,14 +162,15 @@ def from_value(type_name: str, value: Any, enums: Mapping[str, tuple[str, ...]])
         return _enum_label(type_name, labels, value)
     if type_name not in SCALAR_TYPES:
         raise CoercionError(f"constants of type {type_name} are not supported")
-    if type_name in ("json", "jsonb"):
-        _check_json_depth(type_name, value)
     if isinstance(value, str) and (type_name in INT_TYPES or type_name == "date"):
         return from_text(type_name, value, enums)
     try:
         typed = wire.from_json(type_name, value)
     except (TypeError, ValueError) as exc:
         raise CoercionError(str(exc)) from None
+    if type_name in ("json", "jsonb"):
+        # After parsing: a JSON text (json's wire form) nests as deep as a JSON value.
+        _check_json_depth(type_name, typed)
     if type_name in FLOAT_TYPES:
         return _float_in_range(type_name, typed)
     if type_name == "numeric" and isinstance(typed, Decimal) and typed.is_snan():
