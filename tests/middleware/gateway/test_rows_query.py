@@ -91,4 +91,4 @@ async def test_a_subscription_over_http_says_to_use_a_websocket(
         both = f"{sync} query Rows {{ rows(table: \"issues\", keys: [1], columns: [\"id\"]) }}"
         rows = await http.post(http_url, json={"query": both, "operationName": "Rows"},
                                headers=headers)
-        assert rows.status_code == 200 and rows.json() == {"data": {"rows": [{"id": 1}]}}
+        assert rows.status_code == 200 and rows.json() == {"data": {"rows": [{"id": "1"}]}}
