@@ -17,7 +17,6 @@ app must have `app.state.authenticator` (`claims_from_authorization`).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -42,6 +41,8 @@ from pgsift.middleware.dumps.store import DumpInfo, DumpStore
 from pgsift.middleware.errors import AuthError, ConfigError, GatewayError
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import JsonLimits
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import PolicyError, QueryError
@@ -79,6 +80,7 @@ class BootstrapService:
         self.policies = policies if policies is not None else policies_from_config(
             settings.policies
         )
+        self.json_limits = JsonLimits.from_settings(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BootstrapService:
@@ -93,7 +95,7 @@ class BootstrapService:
         except AuthError as exc:
             return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
         try:
-            query, params = _query_and_params(request)
+            query, params = _query_and_params(request, self.json_limits)
             shape, layout, claims = await run_in_threadpool(self._shape, query, params, claims)
         except PolicyError as exc:
             return _error(403, str(exc))
@@ -211,15 +213,12 @@ class CachedCatalog:
             return self._catalog
 
 
-def _query_and_params(request: Request) -> tuple[str, list[Any]]:
+def _query_and_params(request: Request, limits: JsonLimits) -> tuple[str, list[Any]]:
     query = request.query_params.get("query")
     if not query:
         raise GatewayError("missing the `query` parameter (a SELECT of one table)")
     raw = request.query_params.get("params") or "[]"
-    try:
-        params = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise GatewayError(f"`params` is not JSON: {exc}") from exc
+    params = client_json.load(raw, limits, "`params`")  # a ClientJSONError is a GatewayError
     if not isinstance(params, list):
         raise GatewayError("`params` must be a JSON array")
     return query, params

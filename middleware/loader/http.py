@@ -1,8 +1,8 @@
-"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth."""
+"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth; its JSON is
+read by `client_json`."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -15,13 +15,15 @@ from pgsift.middleware.errors import (
     LoaderForbiddenError,
     LoaderUnavailableError,
 )
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
 from pgsift.subscriptions.wire import RowWire
 
 MAX_KEYS = 10_000
 PATH = "/v1/rows"
 
 
-async def rows_endpoint(request: Request) -> JSONResponse:
+async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
     """`{"table", "keys", "columns"?}` -> `{"rows": [...], "types": {...}}`, one row per key.
 
     Uses `request.app.state.authenticator` (claims from the Authorization
@@ -38,9 +40,9 @@ async def rows_endpoint(request: Request) -> JSONResponse:
     except AuthError as exc:
         return _error(401, str(exc))
     try:
-        body: Any = json.loads(await request.body())
-    except ValueError:
-        return _error(400, "the body must be a JSON object")
+        body: Any = client_json.load(await request.body(), limits, "the body")
+    except ClientJSONError as exc:
+        return _error(400, str(exc))
     problem = _check_body(body)
     if problem:
         return _error(400, problem)
@@ -60,9 +62,13 @@ async def rows_endpoint(request: Request) -> JSONResponse:
     return JSONResponse({"rows": [row_json(row, wire) for row in rows], "types": types})
 
 
-def rows_route() -> Route:
-    """The route to mount in the gateway app."""
-    return Route(PATH, rows_endpoint, methods=["POST"])
+def rows_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
+    """The route to mount in the gateway app, reading bodies within `limits`."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return await rows_endpoint(request, limits)
+
+    return Route(PATH, endpoint, methods=["POST"])
 
 
 def _check_body(body: Any) -> str | None:
