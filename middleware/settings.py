@@ -59,6 +59,7 @@ class Settings:
     gateway_max_query_bytes: int = 16_384  # largest SQL `query` of a `sync`
     gateway_max_params: int = 100  # most `params` of a `sync`
     gateway_max_graphql_tokens: int = 2000  # most tokens in a GraphQL document
+    gateway_max_body_bytes: int = 1_048_576  # largest HTTP request body (bigger: 413, unread)
     gateway_max_json_depth: int = 64  # deepest nesting of any JSON a client sends
 
     # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.

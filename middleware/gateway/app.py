@@ -21,6 +21,7 @@ from typing import Any
 from cross_web import HTTPException
 from graphql import GraphQLError, parse
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -45,6 +46,7 @@ from strawberry.utils.operation import get_operation_type
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.gateway.body_limit import BodyLimit
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.fanout import FeedObserver
 from pgsift.middleware.gateway.health import healthz
@@ -235,6 +237,7 @@ def create_app(
     serves that schema over graphql-transport-ws instead of pgsift's own.
     `batch_loader` adds `POST /v1/rows` (a `BatchLoader` kept fresh by the
     tailer), `bootstrap` adds `GET /v1/bootstrap` (dumps, or live snapshots).
+    Every HTTP route is behind `BodyLimit` (`gateway_max_body_bytes`).
     """
     authenticator = Authenticator.from_settings(settings)
     metrics = GatewayMetrics()
@@ -291,6 +294,7 @@ def create_app(
             *extra,
         ],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=settings.gateway_max_body_bytes)],
     )
     app.state.service = service
     app.state.authenticator = authenticator

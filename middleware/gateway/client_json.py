@@ -10,8 +10,9 @@ close code), and one nested just short of that breaks recursive code further
 on (encoders, comparisons). A document nested past `gateway_max_json_depth` is
 refused as a whole: `ClientJSONError`, answered as HTTP 400 or close 4400.
 
-The size of websocket frames is bounded before they get here, by the server
-(`gateway_max_frame_bytes`).
+The size of what is parsed is bounded before it gets here: HTTP bodies by
+`body_limit.BodyLimit` (`gateway_max_body_bytes`), websocket frames by the
+server (`gateway_max_frame_bytes`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth; its JSON is
-read by `client_json`."""
+"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth.
+
+The body's size is bounded by the gateway's `BodyLimit`, its JSON by
+`client_json`.
+"""
 
 from __future__ import annotations
 

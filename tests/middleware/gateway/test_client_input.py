@@ -6,7 +6,10 @@ connection dropped without a close code, and the gateway serves the next client 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -152,3 +155,85 @@ async def test_json_depth_is_a_setting(issues: str, redis_url: str) -> None:
         assert deep.json() == {
             "error": "the body nests deeper than 3 levels (gateway_max_json_depth)"
         }
+
+
+# -- body size: 413 without reading the body, or reading only up to the limit -------------
+
+LIMIT = 65_536
+
+
+def raw_head(path: str, extra: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: {TEAM_1}\r\n"
+        f"Content-Type: application/json\r\n{extra}\r\n"
+    ).encode()
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(url: str) -> Any:
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize("path", ["/v1/rows", "/graphql"])
+async def test_a_declared_body_past_the_limit_is_413_before_it_is_sent(
+    issues: str, redis_url: str, path: str
+) -> None:
+    settings = gateway_settings(issues, redis_url, gateway_max_body_bytes=LIMIT)
+    async with serve(settings) as url, raw_connection(url) as (reader, writer):
+        # 300 MB announced, none of it sent: the answer must not wait for it.
+        writer.write(raw_head(path, "Content-Length: 300000000\r\n"))
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):  # a hang guard: it used to wait for the body
+            status = await reader.readline()
+            answer = await reader.read()  # the server closes the connection after it
+        assert status.startswith(b"HTTP/1.1 413"), status
+        assert b"larger than 65536 bytes (gateway_max_body_bytes)" in answer
+
+
+@pytest.mark.parametrize("path", ["/v1/rows", "/graphql"])
+async def test_a_chunked_body_is_read_only_up_to_the_limit(
+    issues: str, redis_url: str, path: str
+) -> None:
+    total = 64 * 1024 * 1024
+    chunk = b" " * 65_536  # JSON whitespace: the body is never complete JSON anyway
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    settings = gateway_settings(issues, redis_url, gateway_max_body_bytes=LIMIT)
+    async with serve(settings) as url, raw_connection(url) as (reader, writer):
+        writer.write(raw_head(path, "Transfer-Encoding: chunked\r\n"))
+        answer = asyncio.create_task(reader.readline())
+        sent = 0
+        status: bytes | None = None
+        async with asyncio.timeout(WAIT_S):  # a hang guard
+            with contextlib.suppress(ConnectionError):
+                while sent < total and not answer.done():
+                    writer.write(framed)
+                    await writer.drain()
+                    sent += len(chunk)
+                if sent == total:
+                    writer.write(b"0\r\n\r\n")
+            with contextlib.suppress(ConnectionError):  # the answer may be lost to the reset
+                status = await answer
+        # The server stopped reading near the limit; what was sent past it sat in socket
+        # buffers (a few MB at most), never in the gateway.
+        assert sent < total // 2, f"the gateway read {sent} bytes"
+        assert not status or status.startswith(b"HTTP/1.1 413"), status
+
+
+async def test_bodies_within_the_limit_are_served(issues: str, redis_url: str) -> None:
+    settings = gateway_settings(issues, redis_url, gateway_max_body_bytes=LIMIT)
+    async with serve(settings) as url, httpx.AsyncClient(
+        base_url=http_base(url), headers={"Authorization": TEAM_1}
+    ) as http:
+        keys = [1] + [999] * 9000  # ~36 KB
+        response = await http.post("/v1/rows", json={"table": "issues", "keys": keys})
+        assert response.status_code == 200 and response.json()["rows"][0]["id"] == "1"
+        query = {"query": "{ __typename }", "variables": {"pad": "x" * 60_000}}
+        response = await http.post("/graphql", json=query)
+        assert response.status_code == 200 and response.json()["data"] == {"__typename": "Query"}
