@@ -69,12 +69,15 @@ class Settings:
 
     # Batch loader (`[loader]` in the file): a batch closes window_ms after its first key or
     # at max_batch keys; callers wait at most timeout_s; past max_pending keys it refuses.
+    # One request (a POST /v1/rows, or all `rows` fields of a GraphQL document) asks for at
+    # most max_keys keys.
     loader_window_ms: float = 1.0
     loader_max_batch: int = 500
     loader_cache_rows: int = 10_000
     loader_timeout_s: float = 5.0
     loader_pool_size: int = 4
     loader_max_pending: int = 50_000
+    loader_max_keys: int = 10_000
 
     # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
     dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis

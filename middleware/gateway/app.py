@@ -126,7 +126,10 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         self, service: SyncService, authenticator: Authenticator, settings: Settings
     ) -> None:
         super().__init__(
-            build_schema(max_tokens=settings.gateway_max_graphql_tokens),
+            build_schema(
+                max_tokens=settings.gateway_max_graphql_tokens,
+                max_keys=settings.loader_max_keys,
+            ),
             graphql_ide=None,
             # The legacy `graphql-ws` subprotocol is left out: only this one makes
             # `connection_init` (and so authentication) mandatory before `subscribe`.

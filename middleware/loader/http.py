@@ -1,11 +1,12 @@
 """`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth.
 
 The body's size is bounded by the gateway's `BodyLimit`, its JSON by
-`client_json`.
+`client_json`, its number of keys by the loader (`loader_max_keys`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -20,9 +21,9 @@ from pgsift.middleware.errors import (
 )
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
+from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.wire import RowWire
 
-MAX_KEYS = 10_000
 PATH = "/v1/rows"
 
 
@@ -60,9 +61,11 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
     except LoaderError as exc:
         return _error(400, str(exc))
     wire = request.app.state.loader.row_wire(body["table"])
-    returned = {column for row in rows if row is not None for column in row}
+    # Every row found has the same columns: those asked for, or all the caller may read.
+    returned: Collection[str] = next((row.keys() for row in rows if row is not None), ())
     types = {c: t for c, t in wire.type_names().items() if c in returned}
-    return JSONResponse({"rows": [row_json(row, wire) for row in rows], "types": types})
+    encoded = await sliced(rows, lambda _, row: row_json(row, wire))
+    return JSONResponse({"rows": encoded, "types": types})
 
 
 def rows_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
@@ -85,8 +88,6 @@ def _check_body(body: Any) -> str | None:
     keys = body.get("keys")
     if not isinstance(keys, list):
         return '"keys" must be a list'
-    if len(keys) > MAX_KEYS:
-        return f'"keys" may hold at most {MAX_KEYS} keys'
     columns = body.get("columns")
     if columns is not None and not (
         isinstance(columns, list) and all(isinstance(c, str) for c in columns)

@@ -14,6 +14,7 @@ from typing import Any
 import graphene  # type: ignore[import-untyped]
 import jwt
 import uvicorn
+from starlette.applications import Starlette
 
 from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.graphene_adapter import sync_field
@@ -81,7 +82,14 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Set
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
     """The gateway under uvicorn on a free port; yields its ws://.../graphql URL."""
-    app = create_app(settings, **app_options)
+    async with serve_app(create_app(settings, **app_options), settings) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Starlette, settings: Settings) -> AsyncIterator[str]:
+    """`app` (from `create_app(settings)`) under uvicorn, as `serve`; the test keeps the app
+    to look at its state (`app.state.loader`, ...) once started."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
