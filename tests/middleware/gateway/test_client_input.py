@@ -226,6 +226,26 @@ async def test_a_chunked_body_is_read_only_up_to_the_limit(
         assert not status or status.startswith(b"HTTP/1.1 413"), status
 
 
+@pytest.mark.parametrize("path", ["/v1/rows", "/graphql"])
+async def test_a_client_that_sends_its_whole_body_first_reads_the_413(
+    issues: str, redis_url: str, path: str
+) -> None:
+    # httpx, like most clients, writes the whole body before it reads: closing the
+    # connection on the unread rest would reset it, and the client would see no answer.
+    settings = gateway_settings(issues, redis_url, gateway_max_body_bytes=LIMIT)
+    async with serve(settings) as url, httpx.AsyncClient(
+        base_url=http_base(url), headers={"Authorization": TEAM_1}, timeout=WAIT_S
+    ) as http:
+        for size in (4 * LIMIT, 3 * 2**20) * 3:
+            # A request answered before, so the refused one comes on a kept-alive connection.
+            assert (await http.post(path, content=b"[]")).status_code in (200, 400)
+            response = await http.post(path, content=b" " * size)
+            assert response.status_code == 413, (size, response.text)
+            assert response.json() == {
+                "error": f"the request body is larger than {LIMIT} bytes (gateway_max_body_bytes)"
+            }
+
+
 async def test_bodies_within_the_limit_are_served(issues: str, redis_url: str) -> None:
     settings = gateway_settings(issues, redis_url, gateway_max_body_bytes=LIMIT)
     async with serve(settings) as url, httpx.AsyncClient(
