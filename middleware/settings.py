@@ -114,7 +114,6 @@ class Settings:
     # Writes (`[mutations]`): the app's mutators, named in `[mutators]` (docs/writes.md).
     mutations_max_batch: int = 100  # mutations in one request
     mutations_max_args_bytes: int = 65_536  # JSON size of one mutation's args
-    mutations_max_request_bytes: int = 1_048_576  # body of one POST /v1/mutate
     mutations_pool_size: int = 8  # Postgres connections (and threads) running mutators
     mutations_wait_s: float = 10.0  # wait for a free connection; then 503
     mutations_statement_timeout_s: float = 30.0  # Postgres statement_timeout of mutators

@@ -285,7 +285,7 @@ def create_app(
     if mutations is not None:
         from pgsift.middleware.mutations.http import mutate_route
 
-        extra.append(mutate_route())
+        extra.append(mutate_route(JsonLimits.from_settings(settings)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
