@@ -38,6 +38,11 @@ class LoaderForbiddenError(LoaderError):
     (when policies are configured), or a column it may not read. HTTP 403."""
 
 
+class TooManyKeysError(LoaderError):
+    """One request asks for more keys than a limit allows (`loader_max_keys`): refused
+    before any of them is looked up. Not worth retrying as is; HTTP 400."""
+
+
 class LoaderUnavailableError(LoaderError):
     """Postgres is down or slow, or the loader is full: not the caller's fault, retry later."""
 

@@ -82,6 +82,8 @@ class Settings:
     gateway_max_params: int = 100  # most `params` of a `sync`
     gateway_max_graphql_tokens: int = 2000  # most tokens in a GraphQL document
     gateway_max_feed_lag_s: float = 10.0  # tailer behind the feed head longer: /healthz 503
+    gateway_max_body_bytes: int = 1_048_576  # largest HTTP request body (bigger: 413, unread)
+    gateway_max_json_depth: int = 64  # deepest nesting of any JSON a client sends
 
     # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.
     auth_jwt_secret: str | None = None
@@ -90,12 +92,15 @@ class Settings:
 
     # Batch loader (`[loader]` in the file): a batch closes window_ms after its first key or
     # at max_batch keys; callers wait at most timeout_s; past max_pending keys it refuses.
+    # One request (a POST /v1/rows, or all `rows` fields of a GraphQL document) asks for at
+    # most max_keys keys.
     loader_window_ms: float = 1.0
     loader_max_batch: int = 500
     loader_cache_rows: int = 10_000
     loader_timeout_s: float = 5.0
     loader_pool_size: int = 4
     loader_max_pending: int = 50_000
+    loader_max_keys: int = 10_000
 
     # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
     dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis
@@ -109,7 +114,6 @@ class Settings:
     # Writes (`[mutations]`): the app's mutators, named in `[mutators]` (docs/writes.md).
     mutations_max_batch: int = 100  # mutations in one request
     mutations_max_args_bytes: int = 65_536  # JSON size of one mutation's args
-    mutations_max_request_bytes: int = 1_048_576  # body of one POST /v1/mutate
     mutations_pool_size: int = 8  # Postgres connections (and threads) running mutators
     mutations_wait_s: float = 10.0  # wait for a free connection; then 503
     mutations_statement_timeout_s: float = 30.0  # Postgres statement_timeout of mutators

@@ -25,6 +25,7 @@ from typing import Any
 
 from pgsift.subscriptions import pgtext, typenames, wire
 from pgsift.subscriptions.domains import FLOAT_TYPES, INT_TYPES, TEXT_TYPES
+from pgsift.subscriptions.jsonvalues import nested_deeper_than
 
 INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 # Postgres's MAXDIM; deeper client arrays are refused rather than recursed into.
@@ -161,14 +162,15 @@ def from_value(type_name: str, value: Any, enums: Mapping[str, tuple[str, ...]])
         return _enum_label(type_name, labels, value)
     if type_name not in SCALAR_TYPES:
         raise CoercionError(f"constants of type {type_name} are not supported")
-    if type_name in ("json", "jsonb"):
-        _check_json_depth(type_name, value)
     if isinstance(value, str) and (type_name in INT_TYPES or type_name == "date"):
         return from_text(type_name, value, enums)
     try:
         typed = wire.from_json(type_name, value)
     except (TypeError, ValueError) as exc:
         raise CoercionError(str(exc)) from None
+    if type_name in ("json", "jsonb"):
+        # After parsing: a JSON text (json's wire form) nests as deep as a JSON value.
+        _check_json_depth(type_name, typed)
     if type_name in FLOAT_TYPES:
         return _float_in_range(type_name, typed)
     if type_name == "numeric" and isinstance(typed, Decimal) and typed.is_snan():
@@ -283,19 +285,9 @@ def _flatten(items: list[Any] | tuple[Any, ...], type_name: str, depth: int = 1)
 
 
 def _check_json_depth(type_name: str, value: Any) -> None:
-    """Refuse a json constant nested deeper than `MAX_JSON_DEPTH` (walked without recursion)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise CoercionError(f"{type_name} constant nested deeper than {MAX_JSON_DEPTH} levels")
-        pending.extend((child, depth + 1) for child in children)
+    """Refuse a json constant nested deeper than `MAX_JSON_DEPTH`."""
+    if nested_deeper_than(value, MAX_JSON_DEPTH):
+        raise CoercionError(f"{type_name} constant nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _short(value: object) -> str:

@@ -61,6 +61,28 @@ def _not_json(token: str) -> Any:
     raise ValueError(f"{token} is not a JSON value")
 
 
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists / dicts (JSON arrays / objects) more than `limit` deep.
+
+    `1` has depth 0, `[]` and `{}` depth 1, `[{"a": []}]` depth 3. Walked
+    without recursion, since a value too deep to recurse into is the case to
+    catch; it stops at the first container past the limit.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def dump_json(value: Any) -> str:
     """The JSON text of a json / jsonb value (compact; `JSON_NULL` is `null`)."""
     return "null" if value is JSON_NULL else _dumps(value)

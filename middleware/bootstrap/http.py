@@ -17,7 +17,6 @@ app must have `app.state.authenticator` (`claims_from_authorization`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -34,6 +33,8 @@ from pgsift.middleware.catalog import require_replica_identity
 from pgsift.middleware.dumps.encoding import Encoding, negotiate
 from pgsift.middleware.dumps.enqueue import ClaimsUsed, bump_popularity, enqueue_build
 from pgsift.middleware.errors import AuthError, GatewayError
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import JsonLimits
 from pgsift.middleware.settings import Settings
 from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
@@ -61,6 +62,7 @@ class BootstrapService:
         self.finder = wiring.dump_finder()
         self.policies = wiring.policies
         self._catalogs = wiring.catalog_source
+        self.json_limits = JsonLimits.from_settings(wiring.settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BootstrapService:
@@ -78,7 +80,7 @@ class BootstrapService:
         except AuthError as exc:
             return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
         try:
-            query, params = _query_and_params(request)
+            query, params = _query_and_params(request, self.json_limits)
             shape, layout, claims = await run_in_threadpool(self._shape, query, params, claims)
         except PolicyError as exc:
             return _error(403, str(exc))
@@ -159,15 +161,12 @@ def bootstrap_route(service: BootstrapService) -> Route:
     return Route(PATH, service.handle, methods=["GET"], name="bootstrap")
 
 
-def _query_and_params(request: Request) -> tuple[str, list[Any]]:
+def _query_and_params(request: Request, limits: JsonLimits) -> tuple[str, list[Any]]:
     query = request.query_params.get("query")
     if not query:
         raise GatewayError("missing the `query` parameter (a SELECT of one table)")
     raw = request.query_params.get("params") or "[]"
-    try:
-        params = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise GatewayError(f"`params` is not JSON: {exc}") from exc
+    params = client_json.load(raw, limits, "`params`")  # a ClientJSONError is a GatewayError
     if not isinstance(params, list):
         raise GatewayError("`params` must be a JSON array")
     return query, params

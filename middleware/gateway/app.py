@@ -16,8 +16,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+# The exception strawberry's views answer as an HTTP error (cross-web is a dependency of
+# the pinned strawberry; its HTTP layer).
+from cross_web import HTTPException
 from graphql import GraphQLError, parse
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -31,14 +35,20 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 from strawberry.utils.operation import get_operation_type
 
 from pgsift.middleware.errors import AuthError
+from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.gateway.body_limit import BodyLimit
+from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.fanout import FeedObserver
 from pgsift.middleware.gateway.health import gateway_checks, healthz
 from pgsift.middleware.gateway.metrics import GatewayMetrics
@@ -52,9 +62,23 @@ TOKEN_EXPIRED = 4403
 
 class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
     """strawberry's graphql-transport-ws handler, closing the connection with 4403
-    when the token it was opened with expires (`context["exp"]`, unix seconds)."""
+    when the token it was opened with expires (`context["exp"]`, unix seconds), and
+    with 4400 on a message that is not a usable JSON object (`client_json`)."""
 
     expiry: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        except ClientJSONError as exc:  # from GraphQLView.decode_json, reading a frame
+            await self.handle_invalid_message(str(exc))
+
+    async def handle_message(self, message: Message) -> None:
+        problem = client_json.frame_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -100,7 +124,8 @@ def is_subscription(query: str | None, operation_name: str | None, max_tokens: i
 
 
 class GraphQLView(GraphQL[dict[str, Any], None]):
-    """strawberry's ASGI view with pgsift's context: service, claims, send budget."""
+    """strawberry's ASGI view with pgsift's context: service, claims, send budget; client
+    JSON (bodies, GET variables, websocket frames) read through `client_json`."""
 
     graphql_transport_ws_handler_class = ExpiringHandler
 
@@ -108,7 +133,10 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         self, service: SyncService, authenticator: Authenticator, settings: Settings
     ) -> None:
         super().__init__(
-            build_schema(max_tokens=settings.gateway_max_graphql_tokens),
+            build_schema(
+                max_tokens=settings.gateway_max_graphql_tokens,
+                max_keys=settings.loader_max_keys,
+            ),
             graphql_ide=None,
             # The legacy `graphql-ws` subprotocol is left out: only this one makes
             # `connection_init` (and so authentication) mandatory before `subscribe`.
@@ -121,6 +149,18 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         self.service = service
         self.authenticator = authenticator
         self.max_tokens = settings.gateway_max_graphql_tokens
+        self.json_limits = JsonLimits.from_settings(settings)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A websocket frame's JSON (strawberry reads frames with this)."""
+        return client_json.load(data, self.json_limits, "the message")
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """An HTTP body's or GET `variables`' JSON; a 400 saying what is wrong with it."""
+        try:
+            return client_json.load(data, self.json_limits, "the request's JSON")
+        except ClientJSONError as exc:
+            raise HTTPException(400, str(exc)) from exc
 
     async def execute_single(
         self,
@@ -212,6 +252,7 @@ def create_app(
     tailer), `bootstrap` adds `GET /v1/bootstrap` (dumps, or live snapshots).
     With `[mutators]` configured (`settings.mutators`), `POST /v1/mutate` and the
     GraphQL `mutate` field run them (`app.state.mutations`, a `MutationRunner`).
+    Every HTTP route is behind `BodyLimit` (`gateway_max_body_bytes`).
     """
     authenticator = Authenticator.from_settings(settings)
     metrics = GatewayMetrics()
@@ -236,7 +277,7 @@ def create_app(
     if batch_loader:
         from pgsift.middleware.loader import rows_route
 
-        extra.append(rows_route())
+        extra.append(rows_route(JsonLimits.from_settings(settings)))
     if bootstrap:
         from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 
@@ -244,7 +285,7 @@ def create_app(
     if mutations is not None:
         from pgsift.middleware.mutations.http import mutate_route
 
-        extra.append(mutate_route())
+        extra.append(mutate_route(JsonLimits.from_settings(settings)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -286,6 +327,7 @@ def create_app(
             *extra,
         ],
         lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, max_bytes=settings.gateway_max_body_bytes)],
     )
     app.state.service = service
     app.state.health_checks = gateway_checks(service)

@@ -22,6 +22,7 @@ from graphql import GraphQLResolveInfo, ValueNode, value_from_ast_untyped
 from starlette.websockets import WebSocket
 
 from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.gateway.client_json import JsonLimits
 from pgsift.middleware.gateway.schema import open_sync
 from pgsift.middleware.gateway.service import SyncService
 from pgsift.middleware.gateway.transport_ws import GraphQLTransportWS
@@ -124,4 +125,5 @@ def graphene_websocket_app(
         init_timeout_s=settings.gateway_connection_init_timeout_s,
         max_operations=settings.gateway_max_subscriptions_per_connection,
         max_tokens=settings.gateway_max_graphql_tokens,
+        json_limits=JsonLimits.from_settings(settings),
     )

@@ -4,16 +4,41 @@
 JSON form, or null for a key that does not exist or that the caller's policy
 does not allow (indistinguishable on purpose). The same `BatchLoader` as
 `POST /v1/rows` serves it, so GraphQL and HTTP callers share batches.
+
+A document may hold many `rows` fields (aliases, fragments): `RowKeysLimit`
+counts the keys of all of them together before anything is executed, and
+refuses the document past `loader_max_keys` (`TooManyKeysError`), as
+`POST /v1/rows` is refused for one list of keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    ListValueNode,
+    NullValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_operation_ast,
+)
+from strawberry.extensions import SchemaExtension
 
 from pgsift.middleware.loader.http import row_json
+from pgsift.middleware.loader.request import check_key_count
+from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.errors import PgsiftError
+
+FIELD = "rows"
 
 
 async def load_rows(
@@ -31,6 +56,88 @@ async def load_rows(
     try:
         rows = await loader.load_many(table, keys, claims, columns)
     except PgsiftError as exc:
-        raise GraphQLError(str(exc), extensions={"code": type(exc).__name__}) from exc
+        raise _graphql_error(exc) from exc
     wire = loader.row_wire(table)
-    return [row_json(row, wire) for row in rows]
+    return await sliced(rows, lambda _, row: row_json(row, wire))
+
+
+def requested_keys(
+    document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
+) -> int:
+    """How many keys the `rows` fields of the operation ask for, all together.
+
+    Counted on the document and the variables as sent, before they are
+    coerced: a list literal counts its items, a variable the length of its
+    list (a single value is a list of one, as GraphQL coerces it). Fields of
+    the same response name are merged by GraphQL into one, so they count once.
+    """
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return 0
+    by_name: dict[str, int] = {}
+    for field in _root_fields(document, operation):
+        if field.name.value != FIELD:
+            continue
+        name = field.alias.value if field.alias else field.name.value
+        count = next(
+            (_count(arg.value, variables) for arg in field.arguments if arg.name.value == "keys"),
+            0,
+        )
+        by_name[name] = max(by_name.get(name, 0), count)
+    return sum(by_name.values())
+
+
+class RowKeysLimit(SchemaExtension):
+    """Refuses a document whose `rows` fields ask for more than `max_keys` keys in all,
+    before execution (and so before the variables are coerced)."""
+
+    def __init__(self, *, max_keys: int) -> None:
+        self.max_keys = max_keys
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.result is None:
+            count = requested_keys(document, context.operation_name, context.variables or {})
+            try:
+                check_key_count(count, self.max_keys)
+            except PgsiftError as exc:
+                context.result = ExecutionResult(data=None, errors=[_graphql_error(exc)])
+        yield
+
+
+def _root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> Iterator[FieldNode]:
+    """The fields of the operation's top level, through fragments (each fragment once)."""
+    fragments = {
+        definition.name.value: definition.selection_set
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    seen: set[str] = set()
+    pending: list[SelectionSetNode] = [operation.selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FieldNode):
+                yield selection
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in seen and name in fragments:
+                    seen.add(name)
+                    pending.append(fragments[name])
+
+
+def _count(value: Any, variables: Mapping[str, Any]) -> int:
+    if isinstance(value, ListValueNode):
+        return len(value.values)
+    if isinstance(value, NullValueNode):
+        return 0
+    if isinstance(value, VariableNode):
+        sent = variables.get(value.name.value)
+        return len(sent) if isinstance(sent, list) else int(sent is not None)
+    return 1
+
+
+def _graphql_error(exc: PgsiftError) -> GraphQLError:
+    return GraphQLError(str(exc), extensions={"code": type(exc).__name__})

@@ -4,8 +4,10 @@ The websocket context carries the connection's verified claims and send budget
 (set by `GraphQLView.on_ws_connect`); errors a client can cause (a bad query, a
 forbidden column, a bad cursor) become GraphQL errors of that one operation,
 with `extensions.position/line/column` for query errors. Other exceptions are
-masked (`pgsift.middleware.gateway.error_masking`), and documents are parsed with a
-token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`).
+masked (`pgsift.middleware.gateway.error_masking`), documents are parsed with a
+token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`), and
+the `rows` fields of one document ask for at most `max_keys` keys together
+(`loader_max_keys`, `rows.RowKeysLimit`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
 from pgsift.middleware.gateway.mutate_schema import WriteMutation
-from pgsift.middleware.gateway.rows import load_rows
+from pgsift.middleware.gateway.rows import RowKeysLimit, load_rows
 from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.errors import PgsiftError, QueryError
 
 
@@ -147,10 +150,14 @@ def _change(change: WireChange) -> Change:
 
 
 DEFAULT_MAX_TOKENS = 2000
+DEFAULT_MAX_KEYS = Settings.loader_max_keys
 
 
-def build_schema(*, max_tokens: int = DEFAULT_MAX_TOKENS) -> strawberry.Schema:
-    """The gateway's schema: errors masked, documents of at most `max_tokens` tokens."""
+def build_schema(
+    *, max_tokens: int = DEFAULT_MAX_TOKENS, max_keys: int = DEFAULT_MAX_KEYS
+) -> strawberry.Schema:
+    """The gateway's schema: errors masked, documents of at most `max_tokens` tokens whose
+    `rows` fields ask for at most `max_keys` keys in all."""
 
     def mask_errors() -> SchemaExtension:
         return MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
@@ -158,11 +165,14 @@ def build_schema(*, max_tokens: int = DEFAULT_MAX_TOKENS) -> strawberry.Schema:
     def limit_tokens() -> SchemaExtension:
         return MaxTokensLimiter(max_token_count=max_tokens)
 
+    def limit_keys() -> SchemaExtension:
+        return RowKeysLimit(max_keys=max_keys)
+
     return strawberry.Schema(
         query=Query,
         mutation=WriteMutation,
         subscription=Subscription,
-        extensions=[limit_tokens, mask_errors],
+        extensions=[limit_tokens, limit_keys, mask_errors],
     )
 
 

@@ -3,7 +3,8 @@
 The same protocol rules as strawberry's handler, checked by the same tests:
 4408 without `connection_init` in time, 4429 on a second init, 4401 on
 `subscribe` before the ack, 4409 on a duplicate id, 4400 on an invalid message
-or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
+(`client_json.read_frame`: not a JSON object, nested too deeply, fields of the
+wrong type) or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
 a cap on operations per connection answered with an `error` message. Errors
 reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
@@ -35,6 +36,8 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from pgsift.middleware.errors import AuthError
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.error_masking import masked
 
 PROTOCOL = "graphql-transport-ws"
@@ -61,9 +64,11 @@ class GraphQLTransportWS:
         init_timeout_s: float,
         max_operations: int | None,
         max_tokens: int | None = None,
+        json_limits: JsonLimits = client_json.DEFAULT_LIMITS,
     ) -> None:
         self.schema = schema
         self.max_tokens = max_tokens
+        self.json_limits = json_limits
         self.context = context
         self.init_timeout_s = init_timeout_s
         self.max_operations = max_operations
@@ -138,11 +143,11 @@ class _Connection:
 
     async def _handle(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
-            await self.close(4400, "WebSocket message must be valid JSON")
+            message = client_json.read_frame(text, self.app.json_limits)
+        except ClientJSONError as exc:
+            await self.close(4400, str(exc))
             return
-        kind = message.get("type") if isinstance(message, dict) else None
+        kind = message.get("type")
         if kind == "connection_init":
             await self._connection_init(message)
         elif kind == "ping":
@@ -181,14 +186,9 @@ class _Connection:
         if self.context is None:
             await self.close(4401, "Unauthorized")
             return
-        op_id, payload = message.get("id"), message.get("payload")
-        if not isinstance(op_id, str) or not isinstance(payload, dict):
-            await self.close(4400, "Invalid subscribe message")
-            return
-        query, variables = payload.get("query"), payload.get("variables") or {}
-        if not isinstance(query, str) or not isinstance(variables, dict):
-            await self.close(4400, "Invalid subscribe payload")
-            return
+        # read_frame checked the types: a string id, an object payload with a string query.
+        op_id, payload = message["id"], message["payload"]
+        query, variables = payload["query"], payload.get("variables") or {}
         if op_id in self.operations:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return

@@ -7,7 +7,8 @@ arrive on different turns) share a batch when they come within `window_s`, or
 as soon as `max_batch_size` keys are queued; and the future map holds only
 loads in flight, so that a finished load is never served again from it - the
 cache with feed invalidation lives in `cache.py`, per-caller filtering in
-`loader.py`, neither of which DataLoader can do.
+`loader.py`, neither of which DataLoader can do. `all_done` is how a caller
+waits for its share of those futures without disturbing anyone else's.
 """
 
 from __future__ import annotations
@@ -99,3 +100,23 @@ class WindowedDataLoader(DataLoader[K, V]):
         for entry in queue:
             if not entry.future.done():
                 entry.future.set_exception(error)
+
+
+def all_done(futures: set[asyncio.Future[Any]]) -> asyncio.Future[None]:
+    """A future of our own, done when all `futures` are.
+
+    Cancelling it (on a timeout) leaves the futures other callers share
+    untouched, as asyncio.wait would, at a fraction of its cost per call.
+    """
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    remaining = len(futures)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not remaining and not done.done():
+            done.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return done

@@ -1,8 +1,12 @@
-"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth."""
+"""`POST /v1/rows`: the batch loader over HTTP, with the gateway's auth.
+
+The body's size is bounded by the gateway's `BodyLimit`, its JSON by
+`client_json`, its number of keys by the loader (`loader_max_keys`).
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -15,13 +19,15 @@ from pgsift.middleware.errors import (
     LoaderForbiddenError,
     LoaderUnavailableError,
 )
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
+from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.wire import RowWire
 
-MAX_KEYS = 10_000
 PATH = "/v1/rows"
 
 
-async def rows_endpoint(request: Request) -> JSONResponse:
+async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
     """`{"table", "keys", "columns"?}` -> `{"rows": [...], "types": {...}}`, one row per key.
 
     Uses `request.app.state.authenticator` (claims from the Authorization
@@ -38,9 +44,9 @@ async def rows_endpoint(request: Request) -> JSONResponse:
     except AuthError as exc:
         return _error(401, str(exc))
     try:
-        body: Any = json.loads(await request.body())
-    except ValueError:
-        return _error(400, "the body must be a JSON object")
+        body: Any = client_json.load(await request.body(), limits, "the body")
+    except ClientJSONError as exc:
+        return _error(400, str(exc))
     problem = _check_body(body)
     if problem:
         return _error(400, problem)
@@ -55,14 +61,20 @@ async def rows_endpoint(request: Request) -> JSONResponse:
     except LoaderError as exc:
         return _error(400, str(exc))
     wire = request.app.state.loader.row_wire(body["table"])
-    returned = {column for row in rows if row is not None for column in row}
+    # Every row found has the same columns: those asked for, or all the caller may read.
+    returned: Collection[str] = next((row.keys() for row in rows if row is not None), ())
     types = {c: t for c, t in wire.type_names().items() if c in returned}
-    return JSONResponse({"rows": [row_json(row, wire) for row in rows], "types": types})
+    encoded = await sliced(rows, lambda _, row: row_json(row, wire))
+    return JSONResponse({"rows": encoded, "types": types})
 
 
-def rows_route() -> Route:
-    """The route to mount in the gateway app."""
-    return Route(PATH, rows_endpoint, methods=["POST"])
+def rows_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
+    """The route to mount in the gateway app, reading bodies within `limits`."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        return await rows_endpoint(request, limits)
+
+    return Route(PATH, endpoint, methods=["POST"])
 
 
 def _check_body(body: Any) -> str | None:
@@ -76,8 +88,6 @@ def _check_body(body: Any) -> str | None:
     keys = body.get("keys")
     if not isinstance(keys, list):
         return '"keys" must be a list'
-    if len(keys) > MAX_KEYS:
-        return f'"keys" may hold at most {MAX_KEYS} keys'
     columns = body.get("columns")
     if columns is not None and not (
         isinstance(columns, list) and all(isinstance(c, str) for c in columns)

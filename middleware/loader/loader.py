@@ -28,10 +28,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pgsift.middleware.catalog import CatalogSource
 from pgsift.middleware.errors import ConfigError, LoaderError, LoaderUnavailableError
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.loader.batch import WindowedDataLoader
+from pgsift.middleware.loader.batch import WindowedDataLoader, all_done
 from pgsift.middleware.loader.cache import Row, RowCache, RowKey
 from pgsift.middleware.loader.fetch import fetch_rows
-from pgsift.middleware.loader.request import PolicyBinder, prepare, row_key
+from pgsift.middleware.loader.request import PolicyBinder, check_key_count, prepare, row_key
+from pgsift.middleware.loader.slices import sliced
 from pgsift.middleware.pgpool import LivePool
 from pgsift.middleware.pgtypes import configure_async
 from pgsift.middleware.settings import Settings
@@ -74,12 +75,14 @@ class BatchLoader:
         cache_rows: int = 10_000,
         timeout_s: float = 5.0,
         max_pending: int = 50_000,
+        max_keys: int = 10_000,
         owns_pool: bool = False,
     ) -> None:
         for name, value in (("window_s", window_s), ("timeout_s", timeout_s)):
             if value < 0:
                 raise ConfigError(f"loader: {name} must be >= 0, got {value}")
-        for name, count in (("max_batch", max_batch), ("max_pending", max_pending)):
+        counts = (("max_batch", max_batch), ("max_pending", max_pending), ("max_keys", max_keys))
+        for name, count in counts:
             if count < 1:
                 raise ConfigError(f"loader: {name} must be >= 1, got {count}")
         if cache_rows < 0:
@@ -92,6 +95,8 @@ class BatchLoader:
         self._max_batch = max_batch
         self._timeout_s = timeout_s
         self._max_pending = max_pending
+        self._reserved = 0  # keys allowed in, not yet queued
+        self.max_keys = max_keys  # per call; GraphQL's `rows` also bounds a document's total
         self._cache = RowCache(max_rows=cache_rows)
         self._loaders: dict[str, WindowedDataLoader[RowKey, Row | None]] = {}
         self._closed = False
@@ -163,6 +168,7 @@ class BatchLoader:
             max_batch=settings.loader_max_batch,
             cache_rows=settings.loader_cache_rows,
             max_pending=settings.loader_max_pending,
+            max_keys=settings.loader_max_keys,
         )
 
     async def load(
@@ -185,46 +191,61 @@ class BatchLoader:
         """Rows for `keys` in order, projected to `columns` (default: all readable).
 
         Keys are primary-key values as JSON or Python values; an object
-        `{column: value}` for a composite key. Raises LoaderError for a bad
-        request, LoaderUnavailableError when Postgres is down, slow or the
-        loader is full.
+        `{column: value}` for a composite key; at most `max_keys` of them
+        (TooManyKeysError, before any is looked at). Raises LoaderError for a
+        bad request, LoaderUnavailableError when Postgres is down, slow or the
+        loader is full. Many keys are handled a slice at a time (`slices`), so
+        that other callers are served meanwhile.
         """
         if self._closed:
             raise LoaderUnavailableError("the loader is closed")
-        request = prepare(self._catalog, self._binder, table, keys, claims, columns)
+        check_key_count(len(keys), self.max_keys)
+        request = prepare(self._catalog, self._binder, table, claims, columns)
+        typed = await sliced(keys, request.typed_key)
         name = request.table.name
-        rows: list[Row | None] = [None] * len(request.keys)
-        misses: list[int] = []
+        rows: list[Row | None]
         if self.freshness is not None and not self.freshness.fresh():
-            misses = list(range(len(request.keys)))
+            rows = [None] * len(typed)
+            misses = list(range(len(typed)))
             self.stats.cache_bypasses += 1
         else:
-            for index, key in enumerate(request.keys):
-                cached = self._cache.get(name, key)
-                if cached is None:
-                    misses.append(index)
-                else:
-                    rows[index] = cached.row
+            cached = await sliced(typed, lambda _, key: self._cache.get(name, key))
+            rows = [None if hit is None else hit.row for hit in cached]
+            misses = [index for index, hit in enumerate(cached) if hit is None]
         self.stats.keys_requested += len(rows)
         self.stats.cache_hits += len(rows) - len(misses)
         if misses:
             loader = self._table_loader(request.table)
-            new = {request.keys[i] for i in misses if request.keys[i] not in loader.inflight}
-            if new and self._pending() + len(new) > self._max_pending:
-                raise LoaderUnavailableError(
-                    f"the loader has {self._pending()} keys pending; try again shortly"
-                )
-            waits = [(i, loader.load(request.keys[i])) for i in misses]
+            new = {typed[i] for i in misses if typed[i] not in loader.inflight}
+            self._make_room(len(new))
+            # Held until the keys are queued (and so counted in flight), a slice at a time.
+            self._reserved += len(new)
+            try:
+                waits = await sliced(misses, lambda _, index: loader.load(typed[index]))
+            finally:
+                self._reserved -= len(new)
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    await _all_done({future for _, future in waits})
+                    await all_done(set(waits))
             except TimeoutError:
                 raise LoaderUnavailableError(
                     f"no rows from Postgres within {self._timeout_s:g} s (down or slow)"
                 ) from None
-            for index, future in waits:
-                rows[index] = future.result()
-        return [request.visible(row) for row in rows]
+            loaded = await sliced(waits, lambda _, future: future.result())
+            for index, row in zip(misses, loaded, strict=True):
+                rows[index] = row
+        return await sliced(rows, lambda _, row: request.visible(row))
+
+    def _make_room(self, new: int) -> None:
+        """Refuse `new` keys past `max_pending` in flight: for good when they could never
+        fit, for now when other callers' keys fill the loader."""
+        check_key_count(new, self._max_pending, "loader_max_pending")
+        pending = self._pending()
+        if pending + new > self._max_pending:
+            raise LoaderUnavailableError(
+                f"the loader is full ({pending} keys pending, {new} more asked, "
+                f"loader_max_pending is {self._max_pending}); try again shortly"
+            )
 
     def observe(self, entry: FeedEntry) -> None:
         """Forget the rows `entry` changes; call before routing the entry to clients."""
@@ -286,7 +307,8 @@ class BatchLoader:
         return len(self._cache)
 
     def _pending(self) -> int:
-        return sum(len(loader.inflight) for loader in self._loaders.values())
+        inflight = sum(len(loader.inflight) for loader in self._loaders.values())
+        return inflight + self._reserved
 
     def _table_loader(self, table: Table) -> WindowedDataLoader[RowKey, Row | None]:
         loader = self._loaders.get(table.name)
@@ -358,26 +380,6 @@ class BatchLoader:
 
 class _RejectedValue(LoaderError):
     """Postgres refused a key value of the statement (SQLSTATE class 22)."""
-
-
-def _all_done(futures: set[asyncio.Future[Any]]) -> asyncio.Future[None]:
-    """A future of our own, done when all `futures` are.
-
-    Cancelling it (on a timeout) leaves the futures other callers share
-    untouched, as asyncio.wait would, at a fraction of its cost per call.
-    """
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    remaining = len(futures)
-
-    def one_done(_: asyncio.Future[Any]) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if not remaining and not done.done():
-            done.set_result(None)
-
-    for future in futures:
-        future.add_done_callback(one_done)
-    return done
 
 
 def _changed_keys(table: Table, change: Change) -> Iterator[RowKey]:

@@ -12,7 +12,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pgsift.middleware.errors import LoaderError, LoaderForbiddenError
+from pgsift.middleware.errors import LoaderError, LoaderForbiddenError, TooManyKeysError
 from pgsift.middleware.loader.cache import Row, RowKey
 from pgsift.subscriptions import wire
 from pgsift.subscriptions.catalog import Catalog, Table
@@ -23,12 +23,16 @@ from pgsift.subscriptions.policy import BoundPolicy, Policy, policy_for
 
 @dataclass(frozen=True, slots=True)
 class LoadRequest:
-    """One caller's load, checked: typed keys, the columns it gets, its bound policy."""
+    """One caller's load, checked: the table, the columns it gets, its bound policy."""
 
     table: Table
-    keys: tuple[RowKey, ...]
     columns: tuple[str, ...]
     policy: BoundPolicy | None  # None: no policies configured, every row is readable
+    catalog: Catalog
+
+    def typed_key(self, index: int, key: Any) -> RowKey:
+        """Key #`index` of the caller's keys, typed (`type_key`); LoaderError if it does not fit."""
+        return type_key(self.table, key, index, self.catalog)
 
     def visible(self, row: Row | None) -> Row | None:
         """The row as this caller may see it: projected, or None if not allowed."""
@@ -73,15 +77,21 @@ class PolicyBinder:
         return bound
 
 
+def check_key_count(count: int, limit: int, setting: str = "loader_max_keys") -> None:
+    """TooManyKeysError when one request asks for more than `limit` keys."""
+    if count > limit:
+        raise TooManyKeysError(f"too many keys: {count} > {limit} ({setting})")
+
+
 def prepare(
     catalog: Catalog,
     binder: PolicyBinder,
     table_name: str,
-    keys: Sequence[Any],
     claims: Mapping[str, Any],
     columns: Sequence[str] | None,
 ) -> LoadRequest:
-    """Check a caller's load; LoaderError names what is wrong."""
+    """Check a caller's table and columns against catalog and policy; LoaderError names
+    what is wrong. Its keys are typed with `LoadRequest.typed_key`."""
     if not isinstance(table_name, str):
         raise LoaderError(f"table must be a string, not {type(table_name).__name__}")
     table = catalog.find(table_name)
@@ -98,8 +108,7 @@ def prepare(
                 raise LoaderError(f"{table.name} has no column {column!r}")
             if column not in allowed:
                 raise LoaderForbiddenError(f"column {column!r} of {table.name} is not readable")
-    typed = tuple(type_key(table, key, index, catalog) for index, key in enumerate(keys))
-    return LoadRequest(table=table, keys=typed, columns=chosen, policy=policy)
+    return LoadRequest(table=table, columns=chosen, policy=policy, catalog=catalog)
 
 
 def type_key(table: Table, key: Any, index: int = 0, catalog: Catalog | None = None) -> RowKey:

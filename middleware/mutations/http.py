@@ -11,12 +11,13 @@
     503 database unavailable or busy: resend the same request
 
 On any status but 200 nothing of the request ran. `mutations: []` asks for the
-client's `lastMutationId` only.
+client's `lastMutationId` only. The body is bounded as every gateway body is: its
+size by `BodyLimit` (`gateway_max_body_bytes`, 413), its JSON by `client_json`
+(`gateway_max_json_depth`, 400).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -30,17 +31,15 @@ from pgsift.middleware.errors import (
     MutationGapError,
     MutationUnavailableError,
 )
+from pgsift.middleware.gateway import client_json
+from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
 from pgsift.middleware.mutations.request import MutationLimits, parse_request
 from pgsift.middleware.mutations.runner import MutationRunner
 
 PATH = "/v1/mutate"
 
 
-class BodyTooLarge(Exception):
-    """The request body passed the configured size."""
-
-
-async def mutate_endpoint(request: Request) -> JSONResponse:
+async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
     """Run the body's mutations for the caller (`app.state.mutations`: a MutationRunner)."""
     state = request.app.state
     try:
@@ -50,13 +49,10 @@ async def mutate_endpoint(request: Request) -> JSONResponse:
     except AuthError as exc:
         return _error(401, str(exc))
     runner: MutationRunner = state.mutations
-    limit = state.settings.mutations_max_request_bytes
     try:
-        body: Any = json.loads(await read_body(request, limit))
-    except BodyTooLarge:
-        return _error(413, f"the body is larger than {limit} bytes (mutations_max_request_bytes)")
-    except (ValueError, RecursionError):
-        return _error(400, "the body must be a JSON object")
+        body: Any = client_json.load(await request.body(), limits, "the body")
+    except ClientJSONError as exc:
+        return _error(400, str(exc))
     try:
         parsed = parse_request(
             body, mutators=runner.mutators, limits=MutationLimits.from_settings(state.settings)
@@ -75,24 +71,13 @@ async def mutate_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(response.to_json())
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or BodyTooLarge as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+def mutate_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
+    """The route to mount in the gateway app, reading bodies within `limits`."""
 
+    async def endpoint(request: Request) -> JSONResponse:
+        return await mutate_endpoint(request, limits)
 
-def mutate_route() -> Route:
-    """The route to mount in the gateway app."""
-    return Route(PATH, mutate_endpoint, methods=["POST"])
+    return Route(PATH, endpoint, methods=["POST"])
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pgsift.middleware.errors import MutationError
 from pgsift.middleware.settings import Settings
+from pgsift.subscriptions.jsonvalues import nested_deeper_than
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 MAX_ID = 2**63 - 1  # the ledger's bigint
@@ -118,7 +119,7 @@ def _mutation(
     args = item.get("args", {})
     if not isinstance(args, dict):
         raise MutationError(f"{where}.args must be a JSON object")
-    if _depth(args) > MAX_ARGS_DEPTH:
+    if nested_deeper_than(args, MAX_ARGS_DEPTH):
         raise MutationError(f"{where}.args is nested deeper than {MAX_ARGS_DEPTH} levels")
     size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode())
     if size > limits.max_args_bytes:
@@ -128,18 +129,3 @@ def _mutation(
         )
     return Mutation(mutation_id, name, args)
 
-
-def _depth(value: Any) -> int:
-    """Nesting depth of a JSON value, without recursion (a hostile value is deep)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            if depth > MAX_ARGS_DEPTH:
-                return depth
-            stack.extend((child, depth + 1) for child in item)
-    return deepest

@@ -161,6 +161,14 @@ def test_deep_json_parameters_are_refused() -> None:
         parse(WHERE + "payload IS NOT DISTINCT FROM $1", [deep])
 
 
+def test_deep_json_text_parameters_are_refused_like_json_values() -> None:
+    # The same value sent as its JSON text (the wire form of json / jsonb) gets the same bound.
+    text = "[" * 101 + "]" * 101
+    with pytest.raises(QueryError, match="nested deeper than 100 levels"):
+        parse(WHERE + "$1::jsonb IS NULL", [text])
+    assert parse(WHERE + "$1::jsonb IS NULL", ["[" * 100 + "]" * 100]) is not None
+
+
 # -- garbage in, QueryError out -----------------------------------------------------
 
 TOKENS = [

@@ -20,7 +20,7 @@ from pgsift.subscriptions import Catalog, Shape
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, classify, same_value
 from pgsift.subscriptions.durations import format_duration, parse_duration
-from pgsift.subscriptions.jsonvalues import JSON_NULL, JsonNull
+from pgsift.subscriptions.jsonvalues import JSON_NULL, JsonNull, nested_deeper_than
 from pgsift.subscriptions.pgtext import UnrepresentableValue, parse_text
 from pgsift.subscriptions.typenames import element_type, is_known_type
 from pgsift.subscriptions.wire import RowWire, encoder_for, from_json, to_wire, untyped_json
@@ -278,6 +278,23 @@ def test_unrepresentable_values_raise(
         _fetch(oracle, expr)
     with pytest.raises(UnrepresentableValue, match=r"24:00:00|BC|10000|20000"):
         parse_text(type_name, _text(oracle, expr))
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [(1, 0), ("[[", 0), ([], 1), ({}, 1), ([1, {"a": []}], 3), ({"a": [{"b": 2}]}, 3),
+     ((1, (2,)), 2)],
+)
+def test_nesting_depth(value: Any, depth: int) -> None:
+    assert not nested_deeper_than(value, depth)
+    assert depth == 0 or nested_deeper_than(value, depth - 1)
+
+
+def test_nesting_far_past_the_recursion_limit() -> None:
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert nested_deeper_than(deep, 64) and not nested_deeper_than(deep, 100_001)
 
 
 def test_unknown_type_is_text() -> None:

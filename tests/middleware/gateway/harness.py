@@ -88,7 +88,8 @@ async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def serving(app: Starlette, settings: Settings) -> AsyncIterator[str]:
-    """`app` (made by `create_app(settings)`) under uvicorn; yields its ws://.../graphql URL."""
+    """`app` (made by `create_app(settings)`) under uvicorn; yields its ws://.../graphql URL.
+    The test keeps the app to look at its state (`app.state.loader`, ...) once started."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

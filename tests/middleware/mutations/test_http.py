@@ -48,7 +48,7 @@ GRAPHENE_SCHEMA = graphene.Schema(query=Query, mutation=Mutation, subscription=S
 def settings_for(database_url: str, redis_url: str, **overrides: Any) -> Settings:
     return gateway_settings(
         database_url, redis_url, mutators=app.MUTATORS, mutations_max_batch=5,
-        mutations_max_args_bytes=1000, mutations_max_request_bytes=20_000, **overrides
+        mutations_max_args_bytes=1000, gateway_max_body_bytes=20_000, **overrides
     )
 
 
@@ -106,12 +106,15 @@ async def test_mutate_over_http(app_database: str, redis_url: str) -> None:
 
 
 HOSTILE: list[tuple[str, Any, int, str]] = [
-    ("bad JSON", b"{nope", 400, "JSON object"),
+    ("bad JSON", b"{nope", 400, "the body is not valid JSON"),
     ("a JSON array", [note(1)], 400, "JSON object"),
     ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, 413, "larger than"),
-    ("nested past the recursion limit", b"[" * 5000 + b"]" * 5000, 400, "JSON object"),
+    ("nested past the recursion limit", b"[" * 5000 + b"]" * 5000, 400,
+     "the body nests deeper than 64 levels (gateway_max_json_depth)"),
+    ("nested past the JSON depth limit", b'{"a":' * 65 + b"1" + b"}" * 65, 400,
+     "the body nests deeper than 64 levels (gateway_max_json_depth)"),
     ("a body over the limit", {"clientId": "c1", "mutations": [note(1, "x" * 30_000)]},
-     413, "mutations_max_request_bytes"),
+     413, "larger than 20000 bytes (gateway_max_body_bytes)"),
     ("args over the limit", {"clientId": "c1", "mutations": [note(1, "x" * 2000)]},
      400, "mutations_max_args_bytes"),
     ("args nested too deep",
