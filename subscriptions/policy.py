@@ -17,14 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlglot import exp
-
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
 from pgsift.subscriptions.errors import PolicyError
 from pgsift.subscriptions.ir import Expr
-from pgsift.subscriptions.parse import parse_statements
+from pgsift.subscriptions.parse import parse_condition
 from pgsift.subscriptions.render import psycopg_placeholder, render
 
 _KEYS = frozenset({"columns", "row"})
@@ -57,7 +55,7 @@ class Policy:
         if row is not None:
             if not isinstance(row, str):
                 raise PolicyError(f"policy for {qualified}: row must be a SQL condition string")
-            _parse_rule(row)
+            parse_condition(row, error=PolicyError)
         policy = cls(qualified, tuple(columns) if columns is not None else None, row, catalog)
         if catalog is not None:
             policy.check(catalog)
@@ -95,7 +93,7 @@ class Policy:
             claims=claims,
             error=PolicyError,
         )
-        return analyzer.where(_parse_rule(self.row))
+        return analyzer.where(parse_condition(self.row, error=PolicyError))
 
     def bind(self, claims: Mapping[str, Any], *, catalog: Catalog | None = None) -> BoundPolicy:
         """The policy for one caller: row filter and readable columns (for batch loads)."""
@@ -170,10 +168,3 @@ def policies_from_config(
         policy = Policy.from_config(table, spec, catalog=catalog)
         policies[policy.table] = policy
     return policies
-
-
-def _parse_rule(text: str) -> exp.Expression:
-    (statement,) = parse_statements(text, error=PolicyError)
-    if isinstance(statement, exp.Query) or not isinstance(statement, exp.Condition):
-        raise PolicyError("a policy row rule must be a condition, not a statement", sql=text)
-    return statement
