@@ -9,69 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pgsift.subscriptions import values
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
-from pgsift.subscriptions.compile import Fn, compile_expr
 from pgsift.subscriptions.errors import PolicyError, QueryError
 from pgsift.subscriptions.ir import Expr, Logic
 from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
-from pgsift.subscriptions.render import render_select
-from pgsift.subscriptions.terms import IndexTerms, Recipe, index_terms, like_terms, term_recipe
-
-_MAX_TEMPLATES = 10_000
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Template:
-    """Everything shapes with equal structure share: SQL, compiled predicate, term recipe."""
-
-    table: str
-    columns: tuple[str, ...]
-    primary_key: tuple[str, ...]
-    predicate: Fn | None
-    sql: str  # psycopg 3, `%s` placeholders
-    normalized: str  # for people and for the key, `$n::type` placeholders
-    recipe: Recipe
-
-
-_templates: dict[tuple[str, tuple[str, ...], tuple[str, ...], Expr | None], Template] = {}
-# Shapes are parsed on the event loop and in worker threads alike.
-_templates_lock = threading.Lock()
-
-
-def template_for(
-    table: str, columns: tuple[str, ...], primary_key: tuple[str, ...], where: Expr | None
-) -> Template:
-    """The shared template for this structure, compiled on first use (thread-safe)."""
-    cache_key = (table, columns, primary_key, where)
-    with _templates_lock:
-        template = _templates.get(cache_key)
-    if template is None:
-        # Compiled outside the lock; two threads racing on one structure build equal
-        # templates and the first one stored wins.
-        built = Template(
-            table=table,
-            columns=columns,
-            primary_key=primary_key,
-            predicate=compile_expr(where) if where is not None else None,
-            sql=render_select(table, columns, where, psycopg=True),
-            normalized=render_select(table, columns, where, psycopg=False),
-            recipe=term_recipe(where),
-        )
-        with _templates_lock:
-            template = _templates.get(cache_key)
-            if template is None:
-                while len(_templates) >= _MAX_TEMPLATES:
-                    _templates.pop(next(iter(_templates)), None)
-                _templates[cache_key] = template = built
-    return template
+from pgsift.subscriptions.template import Template, template_for
+from pgsift.subscriptions.terms import IndexTerms, index_terms, like_terms
 
 
 class Shape:
