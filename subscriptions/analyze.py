@@ -24,9 +24,9 @@ from pgsift.subscriptions.ir import (
     type_of,
 )
 from pgsift.subscriptions.like import LikePatternError, like_pattern
-from pgsift.subscriptions.lists import ListAnalyzer
 from pgsift.subscriptions.operands import Operand, Pending, Slots, Typed, operand_type
 from pgsift.subscriptions.parse import describe, position_of
+from pgsift.subscriptions.subqueries import SubqueryAnalyzer
 
 __all__ = ["Analyzer", "Slots"]
 
@@ -39,9 +39,10 @@ _COMPARISONS: dict[type[exp.Expression], str] = {
     exp.GT: ">",
     exp.GTE: ">=",
 }
+_QUERIES = (exp.Subquery, exp.Query)
 
 
-class Analyzer(ListAnalyzer):
+class Analyzer(SubqueryAnalyzer):
     """Types one WHERE clause (a query's or a policy's) against one table."""
 
     # -- entry point ----------------------------------------------------------
@@ -87,7 +88,11 @@ class Analyzer(ListAnalyzer):
         if isinstance(node, exp.Between):
             return self.between(node)
         if isinstance(node, exp.In):
+            if node.args.get("query") is not None:
+                return self.in_select(node)
             return self.in_list(node)
+        if isinstance(node, exp.Exists):
+            return self.exists(node)
         if isinstance(node, exp.Like | exp.ILike):
             return self.like(node)
         if isinstance(node, exp.Column):
@@ -112,8 +117,10 @@ class Analyzer(ListAnalyzer):
             raise self.fail("only plain '...' string constants are supported", node)
         if isinstance(node, exp.Placeholder):
             raise self.fail("use $1, $2, ... for parameters", node)
-        if isinstance(node, exp.Subquery | exp.Select | exp.Exists):
-            raise self.fail("subqueries are not supported", node)
+        if isinstance(node, _QUERIES):
+            raise self.fail(
+                "scalar subqueries are not supported (use x IN (SELECT ...) or EXISTS)", node
+            )
         if isinstance(node, exp.Window):
             raise self.fail("window functions are not supported", node)
         if isinstance(node, exp.AggFunc):
@@ -179,6 +186,11 @@ class Analyzer(ListAnalyzer):
 
     def comparison(self, node: exp.Expression, op: str) -> Expr:
         right = node.expression
+        if isinstance(right, exp.Any | exp.All) and isinstance(right.this, _QUERIES):
+            word = "ANY" if isinstance(right, exp.Any) else "ALL"
+            raise self.fail(
+                f"op {word} (SELECT ...) is not supported (use x [NOT] IN (SELECT ...))", right
+            )
         if isinstance(right, exp.Any):
             return self.quantified(op, node.this, right.this, node, all_=False)
         if isinstance(right, exp.All | exp.Anonymous) and _is_all(right):

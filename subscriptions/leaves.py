@@ -29,6 +29,7 @@ from pgsift.subscriptions.operands import (
     operand_type,
 )
 from pgsift.subscriptions.parse import identifier_name, position_of
+from pgsift.subscriptions.scope import Scope
 
 
 class LeafAnalyzer:
@@ -46,6 +47,7 @@ class LeafAnalyzer:
         qualifiers: frozenset[str] = frozenset(),
         allowed_columns: frozenset[str] | None = None,
         error: type[QueryError] = QueryError,
+        scope: Scope,
     ) -> None:
         self.sql = sql
         self.table = table
@@ -56,6 +58,7 @@ class LeafAnalyzer:
         self.qualifiers = qualifiers | {table.relname}
         self.allowed_columns = allowed_columns
         self.error = error
+        self.scope = scope
         self.param_types: dict[int, str] = {}
         self.param_values: dict[int, Typed] = {}
 
@@ -95,9 +98,13 @@ class LeafAnalyzer:
             if qualified == "auth" and self.claims is not None:
                 return self.claim(name, node)
             if qualified not in self.qualifiers:
+                if self.scope.encloses(qualified, name):
+                    raise self.correlated(f"{qualified}.{name}", node)
                 raise self.fail(f"unknown table {qualified!r}", node)
         type_name = self.table.columns.get(name)
         if type_name is None:
+            if qualifier is None and self.scope.encloses(None, name):
+                raise self.correlated(name, node)
             raise self.fail(f"column {name!r} does not exist in {self.table.name}", node)
         if self.allowed_columns is not None and name not in self.allowed_columns:
             raise PolicyError(
@@ -106,6 +113,13 @@ class LeafAnalyzer:
                 position=position_of(node),
             )
         return Col(name, coerce.canonical_type(type_name))
+
+    def correlated(self, name: str, node: exp.Expression) -> QueryError:
+        return self.fail(
+            f"correlated subqueries are not supported ({name} is a column of an enclosing "
+            f"query, not of {self.table.name})",
+            node,
+        )
 
     def claim(self, name: str, node: exp.Expression) -> Pending:
         if self.claims is None or name not in self.claims:

@@ -29,8 +29,6 @@ class ListAnalyzer(LeafAnalyzer):
     """Types IN lists and ANY / ALL comparisons."""
 
     def in_list(self, node: exp.In) -> Expr:
-        if node.args.get("query") is not None:
-            raise self.fail("subqueries are not supported", node.args["query"])
         if not node.expressions:
             raise self.fail("IN needs a list of constants", node)
         arg = self.operand(node.this)

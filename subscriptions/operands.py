@@ -57,15 +57,29 @@ Operand = Expr | Pending | Typed
 
 @dataclass
 class Slots:
-    """The constants of one shape: typed values (SQL parameters) and runtime values."""
+    """The constants of one statement: typed values (SQL parameters) and runtime values,
+    and the inner sets its `InSet` nodes read, by position."""
 
     params: list[Any] = field(default_factory=list)
     runtime: list[Any] = field(default_factory=list)
+    sets: list[Any] = field(default_factory=list)  # InnerSet
 
     def add(self, value: Any, type_name: str, runtime: Any) -> Slot:
         self.params.append(value)
         self.runtime.append(runtime)
         return Slot(len(self.params) - 1, type_name)
+
+    def embed(self, inner: Slots) -> int:
+        """Append an inner select's constants; returns where they start (its `offset`)."""
+        offset = len(self.params)
+        self.params.extend(inner.params)
+        self.runtime.extend(inner.runtime)
+        return offset
+
+    def add_set(self, inner_set: Any) -> int:
+        """File an inner set; returns its position."""
+        self.sets.append(inner_set)
+        return len(self.sets) - 1
 
 
 def operand_type(operand: Operand) -> str:

@@ -149,6 +149,8 @@ def select_outline(statement: exp.Select, sql: str, *, constants: bool = False) 
         if value:
             node = value[0] if isinstance(value, list) else value
             position = position_of(node) if isinstance(node, exp.Expression) else None
+            if position is None:  # DISTINCT has no position of its own: where the list starts
+                position = position_of(statement)
             raise QueryError(f"{label} not supported", sql=sql, position=position)
     source = statement.args.get("from_")
     if source is None:

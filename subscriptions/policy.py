@@ -21,9 +21,12 @@ from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
 from pgsift.subscriptions.errors import PolicyError
+from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Expr
 from pgsift.subscriptions.parse import parse_condition
 from pgsift.subscriptions.render import psycopg_placeholder, render
+from pgsift.subscriptions.scope import Scope
+from pgsift.subscriptions.sets import SetProvider, bind_states
 
 _KEYS = frozenset({"columns", "row"})
 
@@ -92,6 +95,8 @@ class Policy:
             slots=slots,
             claims=claims,
             error=PolicyError,
+            # The operator's rule: its inner selects read their tables without a policy.
+            scope=Scope(catalog, claims).trusted(),
         )
         return analyzer.where(parse_condition(self.row, error=PolicyError))
 
@@ -112,6 +117,7 @@ class Policy:
             consts=tuple(slots.runtime),
             sql=render(rule, psycopg_placeholder, psycopg=True) if rule is not None else "TRUE",
             params=tuple(slots.params),
+            inner_sets=tuple(slots.sets),
         )
 
 
@@ -125,10 +131,18 @@ class BoundPolicy:
     consts: tuple[Any, ...]
     sql: str
     params: tuple[Any, ...]
+    # The sets the rule's `IN (SELECT ...)` read, by position (see `Shape.inner_sets`).
+    inner_sets: tuple[InnerSet, ...] = ()
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """True when the caller may see `row` (Postgres semantics: NULL is no)."""
-        return self.predicate is None or self.predicate(row, self.consts) is True  # type: ignore[arg-type]
+    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
+        """True when the caller may see `row` (Postgres semantics: NULL is no); a rule
+        with inner sets reads their states from `sets`."""
+        if self.predicate is None:
+            return True
+        consts = self.consts
+        if self.inner_sets:
+            consts = bind_states(consts, [inner.key for inner in self.inner_sets], sets)
+        return self.predicate(row, consts) is True  # type: ignore[arg-type]
 
     def to_sql_where(self) -> tuple[str, list[Any]]:
         """`(fragment, params)` to AND into a WHERE clause; `%s` placeholders."""

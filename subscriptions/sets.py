@@ -1,0 +1,162 @@
+"""What a predicate reads of an inner set when it runs: `SetState`, `SetProvider`, views.
+
+A shape with `x IN (SELECT ...)` does not hold the inner rows: its predicate
+reads each inner set's current state from a provider passed at evaluation time
+(`Shape.matches(row, sets=...)`), keyed by `InnerSet.key`. The provider of a
+gateway is its `SetRegistry` (`materialized`); tests build one from Postgres.
+
+A state holds the set's values *keyed for comparison* (`domains`): a scalar per
+value for a one-column select, a tuple for several columns. The rows of the
+compiled predicate see `(*constants, states)`: the states of the statement's
+inner sets, by position, as the last constant (`bind_states`).
+
+`BeforeView` shows the states as they were before some deltas: within one
+transaction, an outer row's old image is judged with the sets before the
+transaction's inner changes, its new image with the sets after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pgsift.subscriptions.errors import PgsiftError
+
+
+class SetError(PgsiftError):
+    """An inner set the caller did not provide (not materialized)."""
+
+
+class SetState(Protocol):
+    """An inner set's values at one point of the feed."""
+
+    @property
+    def members(self) -> Collection[Any]:
+        """Keyed values without a NULL: scalars (one column) or tuples (several)."""
+
+    @property
+    def partial(self) -> Collection[tuple[Any, ...]]:
+        """Keyed tuples with a NULL component (one column: `(None,)` when NULL is in the set)."""
+
+    @property
+    def empty(self) -> bool:
+        """No row at all (`x IN` an empty set is false even for a NULL `x`)."""
+
+
+class SetProvider(Protocol):
+    """Inner set states by `InnerSet.key`."""
+
+    def state(self, key: str) -> SetState:
+        """The state of set `key`; SetError when it is not materialized."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenSet:
+    """A `SetState` held as plain values (tests, small sets, before-views)."""
+
+    members: frozenset[Any] = frozenset()
+    partial: frozenset[tuple[Any, ...]] = frozenset()
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
+
+
+def bind_states(
+    consts: tuple[Any, ...], keys: Sequence[str], sets: SetProvider | None
+) -> tuple[Any, ...]:
+    """The constants a compiled predicate with inner sets reads: `(*consts, states)`."""
+    if sets is None:
+        raise SetError("this statement reads inner sets (IN (SELECT ...)): pass sets=")
+    return (*consts, tuple(sets.state(key) for key in keys))
+
+
+@dataclass(frozen=True, slots=True)
+class SetDelta:
+    """How one inner set changed: values that entered and left, as keyed values.
+
+    `raw_added` / `raw_removed` hold the same values as typed Python values of
+    the select's columns (one tuple per value), for binding in SQL (move-ins).
+    `was_empty` / `is_empty` and `had_partial` / `has_partial` tell whether the
+    set's emptiness and its NULL-holding elements changed.
+    """
+
+    key: str
+    added: frozenset[Any]
+    removed: frozenset[Any]
+    raw_added: tuple[tuple[Any, ...], ...]
+    raw_removed: tuple[tuple[Any, ...], ...]
+    partial_added: frozenset[tuple[Any, ...]] = frozenset()
+    partial_removed: frozenset[tuple[Any, ...]] = frozenset()
+    was_empty: bool = False
+    is_empty: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.added
+            or self.removed
+            or self.partial_added
+            or self.partial_removed
+            or self.was_empty != self.is_empty
+        )
+
+
+class _Before:
+    """One set's state with a delta undone."""
+
+    __slots__ = ("_delta", "_state")
+
+    def __init__(self, state: SetState, delta: SetDelta) -> None:
+        self._state = state
+        self._delta = delta
+
+    @property
+    def members(self) -> Collection[Any]:
+        return _Members(self._state.members, self._delta)
+
+    @property
+    def partial(self) -> Collection[tuple[Any, ...]]:
+        delta = self._delta
+        now = frozenset(self._state.partial)
+        return (now - delta.partial_added) | delta.partial_removed
+
+    @property
+    def empty(self) -> bool:
+        return self._delta.was_empty
+
+
+class _Members(Collection[Any]):
+    """`members` before a delta: current ones minus the added, plus the removed."""
+
+    __slots__ = ("_delta", "_now")
+
+    def __init__(self, now: Collection[Any], delta: SetDelta) -> None:
+        self._now = now
+        self._delta = delta
+
+    def __contains__(self, value: object) -> bool:
+        if value in self._delta.removed:
+            return True
+        return value in self._now and value not in self._delta.added
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from (v for v in self._now if v not in self._delta.added)
+        yield from self._delta.removed
+
+    def __len__(self) -> int:
+        return len(self._now) - len(self._delta.added) + len(self._delta.removed)
+
+
+class BeforeView:
+    """A provider showing `sets` as they were before `deltas` (one per changed set)."""
+
+    def __init__(self, sets: SetProvider, deltas: Sequence[SetDelta]) -> None:
+        self._sets = sets
+        self._deltas = {delta.key: delta for delta in deltas}
+
+    def state(self, key: str) -> SetState:
+        state = self._sets.state(key)
+        delta = self._deltas.get(key)
+        return state if delta is None else _Before(state, delta)
