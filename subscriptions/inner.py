@@ -115,6 +115,12 @@ class InnerSet:
         """This set and those it depends on, each once, the deepest first."""
         return walk_sets((self,))
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InnerSet) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
     def __repr__(self) -> str:
         return f"InnerSet({self._template.normalized!r}, params={self.params!r})"
 
