@@ -18,11 +18,8 @@ running is registered after it and first sees the next change. Events a `route`
 call returned may still be delivered after the listener was removed: the caller
 must drop them.
 
-Bucket keys follow Postgres equality, not Python's, where the two differ in the
-direction that would lose events: NaN equals NaN (float and numeric), a
-`bpchar` value equals itself without trailing blanks. Buckets may be coarser
-than Postgres (`'a '` and `'a'`, jsonb `true` and `1` share one): the full
-predicate runs on every candidate anyway.
+Bucket keys follow Postgres equality (`buckets`); buckets may be coarser than
+Postgres, since the full predicate runs on every candidate anyway.
 """
 
 from __future__ import annotations
@@ -30,42 +27,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from pgsift.subscriptions.buckets import bucket_key
 from pgsift.subscriptions.casefold import pg_lower
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import PreparedChange, RoutableShape, classify
-from pgsift.subscriptions.domains import NAN
 from pgsift.subscriptions.events import TRUNCATE, Event
 from pgsift.subscriptions.patterns import FragmentIndex, pattern_grams, pattern_terms
 
 L = TypeVar("L", bound=Hashable)
-
-
-# Postgres finds `'NaN' = 'NaN'` true: every NaN, float or numeric, has this one
-# key -- the very object shapes key NaN constants with.
-NAN_KEY = NAN
-
-
-def bucket_key(value: Any) -> Hashable:
-    """The hash-bucket key of a non-NULL column value; TypeError if it has none."""
-    kind = type(value)
-    if kind is int or kind is bool:
-        return value  # type: ignore[no-any-return]
-    if kind is str:
-        # bpchar compares without trailing blanks; for text this is only coarser.
-        return value.rstrip(" ")  # type: ignore[no-any-return]
-    if kind is float:
-        return NAN_KEY if value != value else value
-    if kind is Decimal:
-        return NAN_KEY if value.is_nan() else value
-    if kind is list:
-        return ("[]", tuple(map(bucket_key, value)))
-    if kind is dict:
-        return ("{}", frozenset((k, bucket_key(v)) for k, v in value.items()))
-    hash(value)  # the TypeError of an unhashable value
-    return value  # type: ignore[no-any-return]
 
 
 class _Entry(Generic[L]):

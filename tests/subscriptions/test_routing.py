@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from pgsift.subscriptions.buckets import NAN_KEY, bucket_key
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import RoutableShape, same_value
 from pgsift.subscriptions.events import Event
-from pgsift.subscriptions.routing import NAN_KEY, RoutingIndex, RoutingStats, bucket_key
+from pgsift.subscriptions.routing import RoutingIndex, RoutingStats
 from tests.subscriptions.routing_shapes import ISSUES, Cond, Spec, build
 
 SELECTED = ("id", "title", "status")
