@@ -76,6 +76,16 @@ class InnerSet:
         return self._template.primary_key
 
     @property
+    def fetched(self) -> tuple[str, ...]:
+        """The columns `to_sql` reads: the primary key, then the selected columns."""
+        return self._template.columns
+
+    @property
+    def inner_sets(self) -> tuple[InnerSet, ...]:
+        """The sets the select's own `IN (SELECT ...)` read, by position."""
+        return self.dependencies
+
+    @property
     def where(self) -> Expr | None:
         """The select's condition (its policy ANDed in), slots numbered from 0."""
         return self.select.where

@@ -21,6 +21,7 @@ from typing import Any
 
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.inner import InnerSet
+from pgsift.subscriptions.moves import IN_SHAPE
 from pgsift.subscriptions.sets import SetDelta, SetProvider
 
 RowKey = tuple[Any, ...]
@@ -99,6 +100,19 @@ class MaterializedSet:
             new = change.new
             if change.op != "delete" and new is not None and inner.matches(new, sets):
                 self._put(tuple(new[c] for c in inner.primary_key), new)
+        return tracker.delta()
+
+    def apply_move(self, rows: Iterable[Mapping[str, Any]], *, flagged: bool) -> SetDelta:
+        """Apply the rows of a move of this set's own select (`moves.plan_move` over
+        `inner`): rows in the select are put, flagged rows outside it dropped."""
+        tracker = _Tracker(self)
+        primary_key = self.inner.primary_key
+        for row in rows:
+            key = tuple(row[c] for c in primary_key)
+            if not flagged or row[IN_SHAPE]:
+                self._put(key, row)
+            else:
+                self._drop(key)
         return tracker.delta()
 
     def _put(self, key: RowKey, row: Mapping[str, Any]) -> None:

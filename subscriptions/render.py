@@ -102,6 +102,17 @@ def render_inner(
     return sql
 
 
+def render_keyed(expr: Expr, key: KeySpec, placeholder: Placeholder, *, psycopg: bool) -> str:
+    """An operand as a comparison keyed by `key` reads it (zoned casts made explicit)."""
+    text = render(expr, placeholder, psycopg=psycopg)
+    return _zoned(text if isinstance(expr, Col | Slot | Call) else f"({text})", key)
+
+
+def is_zoned(key: KeySpec) -> bool:
+    """Whether `key` converts a timestamp or date to timestamptz (in UTC)."""
+    return key.kind in _ZONED
+
+
 def _zoned(text: str, key: KeySpec) -> str:
     zoned = _ZONED.get(key.kind)
     return text if zoned is None else f"({zoned.format(text)})"

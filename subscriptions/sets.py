@@ -102,6 +102,28 @@ class SetDelta:
             or self.was_empty != self.is_empty
         )
 
+    def then(self, later: SetDelta) -> SetDelta:
+        """This delta followed by `later` (of the same set), as one."""
+        added = (self.added - later.removed) | (later.added - self.removed)
+        removed = (self.removed - later.added) | (later.removed - self.added)
+        raw = dict(zip(self.added, self.raw_added, strict=True))
+        raw.update(zip(later.added, later.raw_added, strict=True))
+        gone = dict(zip(self.removed, self.raw_removed, strict=True))
+        gone.update(zip(later.removed, later.raw_removed, strict=True))
+        return SetDelta(
+            key=self.key,
+            added=added,
+            removed=removed,
+            raw_added=tuple(raw[v] for v in added),
+            raw_removed=tuple(gone[v] for v in removed),
+            partial_added=(self.partial_added - later.partial_removed)
+            | (later.partial_added - self.partial_removed),
+            partial_removed=(self.partial_removed - later.partial_added)
+            | (later.partial_removed - self.partial_added),
+            was_empty=self.was_empty,
+            is_empty=later.is_empty,
+        )
+
 
 class _Before:
     """One set's state with a delta undone."""

@@ -27,13 +27,14 @@ from pgsift.subscriptions.policy import Policy, policy_for
 from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope
 from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.template import Template, template_for
-from pgsift.subscriptions.terms import IndexTerms, index_terms, like_terms
+from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
 
 
 class Shape:
     """The rows of one table a subscriber may see and asked for, and the columns."""
 
-    __slots__ = ("_consts", "_params", "_set_keys", "_template", "index_terms", "inner_sets", "key")
+    __slots__ = ("_consts", "_params", "_set_keys", "_template", "index_terms", "inner_sets",
+                 "key", "set_terms")  # fmt: skip
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class Shape:
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
         self.index_terms: IndexTerms = index_terms(template.recipe, params, consts)
+        self.set_terms: SetTerms = set_terms(template.recipe, self._set_keys)
 
     @classmethod
     def parse(
@@ -142,6 +144,11 @@ class Shape:
     def like_terms(self) -> tuple[tuple[str, str, bool], ...]:
         """(column, pattern, insensitive) of top-level `col [I]LIKE constant` conjuncts."""
         return like_terms(self._template.recipe, self._params)
+
+    @property
+    def consts(self) -> tuple[Any, ...]:
+        """The constants as the predicate reads them (keyed), by slot."""
+        return self._consts
 
     @property
     def where(self) -> Expr | None:
