@@ -130,12 +130,14 @@ class PreparedChange:
 
     __slots__ = ("_delete", "change", "changed", "key_changed", "new_key", "old_key", "old_known")
 
-    def __init__(self, change: Change, primary_key: tuple[str, ...]) -> None:
+    def __init__(
+        self, change: Change, primary_key: tuple[str, ...], *, old_known: bool = True
+    ) -> None:
         self.change = change
         old, new = change.old, change.new
         # An old image holding only key columns (REPLICA IDENTITY DEFAULT with a
         # changed key) says nothing about membership.
-        self.old_known = old is not None and any(c not in primary_key for c in old)
+        self.old_known = old_known and old is not None and any(c not in primary_key for c in old)
         self.new_key = None if new is None else {c: new[c] for c in primary_key}
         if old is not None and all(c in old for c in primary_key):
             self.old_key: Row | None = {c: old[c] for c in primary_key}
@@ -166,13 +168,19 @@ def classify(
     prepared: PreparedChange,
     sets: SetProvider | None = None,
     before: SetProvider | None = None,
+    *,
+    assume_held: bool = False,
 ) -> tuple[Event, ...]:
     """The events one change means for one shape, in the order to apply them.
 
     A shape with inner sets judges the new row with `sets` and the old row with
     `before` (the sets before the change's transaction; `sets` by default).
+    `assume_held`: the subscriber may hold the old row whatever it looks like
+    (it is in the region of a move under way): judged as without the old row.
     """
     old_sets = sets if before is None else before
+    if assume_held and prepared.old_known:
+        prepared = PreparedChange(prepared.change, shape.primary_key, old_known=False)
     change = prepared.change
     op = change.op
     if op == "truncate":

@@ -86,6 +86,11 @@ def compile_expr(expr: Expr) -> Fn:
     raise TypeError(f"cannot compile {expr!r}")
 
 
+def compile_keyed(expr: Expr, spec: KeySpec) -> Fn:
+    """The evaluator of an operand as a comparison keyed by `spec` reads it."""
+    return _keyed(expr, spec)
+
+
 def _keyed(expr: Expr, spec: KeySpec) -> Fn:
     """The operand's value through its comparison key; slots hold keyed values already."""
     fn = compile_expr(expr)

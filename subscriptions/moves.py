@@ -32,11 +32,11 @@ IS the set becoming (non-)empty also moves the rows whose argument is NULL
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pgsift.subscriptions.compile import compile_expr
+from pgsift.subscriptions.compile import compile_expr, compile_keyed
 from pgsift.subscriptions.domains import key_function
 from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Col, Expr, InSet, Logic, Slot, children
@@ -81,6 +81,8 @@ class Move:
     `sql` / `params` (psycopg 3) read them at a snapshot: with `inserts_only`
     the rows to insert; otherwise every region row and its `IN_SHAPE` flag.
     `refetch`: no region; the statement must be read again whole.
+    `in_region(row)` tells whether a row (an old image in the feed) is in the
+    region: while the move is under way its holders treat such a row as held.
     """
 
     key: str
@@ -88,6 +90,11 @@ class Move:
     inserts_only: bool = False
     sql: str = ""
     params: tuple[Any, ...] = ()
+    region: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
+
+    def in_region(self, row: Mapping[str, Any]) -> bool:
+        """Whether `row` is in the region (every row, for a refetch)."""
+        return self.region is None or self.region(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +223,29 @@ def _query(
             f"SELECT {select}, ({condition_sql}) IS TRUE AS {flag} FROM {table} WHERE {region_sql}"
         )
         params = (*condition.bound, *region.bound)
-    return Move(delta.key, refetch=False, inserts_only=inserts_only, sql=sql, params=params)
+    test = _region_test(statement.consts, regions, delta.added | delta.removed)
+    return Move(delta.key, False, inserts_only, sql, params, test)
+
+
+def _region_test(
+    consts: tuple[Any, ...], regions: list[tuple[InSet, bool]], values: frozenset[Any]
+) -> Callable[[Mapping[str, Any]], bool]:
+    """`in_region` in Python: the row's keyed argument is one of the keyed `values`."""
+    tests = [
+        ([compile_keyed(a, k) for a, k in zip(node.args, node.arg_keys, strict=True)], nulls)
+        for node, nulls in regions
+    ]
+
+    def in_region(row: Mapping[str, Any]) -> bool:
+        for args, nulls in tests:
+            parts = [arg(row, consts) for arg in args]  # type: ignore[arg-type]
+            if nulls and parts[0] is None:
+                return True
+            if (parts[0] if len(parts) == 1 else tuple(parts)) in values:
+                return True
+        return False
+
+    return in_region
 
 
 def _region(

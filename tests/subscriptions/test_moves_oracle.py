@@ -159,7 +159,12 @@ def apply_move(db: Database, shape: Shape, move: Move, copy: dict[Any, dict[str,
         copy.clear()
         copy.update(snapshot(db, shape))
         return
-    for row in db.rows(move.sql, move.params):
+    rows = db.rows(move.sql, move.params)
+    # `in_region` (Python) agrees with the region the query read (SQL).
+    region = {r["id"] for r in db.rows("SELECT * FROM issues") if move.in_region(r)}
+    moved = {r["id"] for r in rows}
+    assert moved <= region if move.inserts_only else moved == region, (move, region)
+    for row in rows:
         key = (row["id"],)
         if move.inserts_only or row.pop(IN_SHAPE):
             copy[key] = {c: row[c] for c in shape.columns}

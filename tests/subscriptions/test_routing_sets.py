@@ -201,3 +201,19 @@ def test_shapes_need_their_sets_materialized_and_leave_with_them() -> None:
     evicted = index.evict_set(inner.key)
     assert [(s.key, listeners) for s, listeners in evicted] == [(shape.key, ("a", "b"))]
     assert index.stats().shapes == 0 and index.stats().buckets == 0
+
+
+def test_rows_in_a_moving_region_are_judged_as_held() -> None:
+    gateway = Gateway([(1, "a")])
+    shape = gateway.subscribe(MINE, "a")
+    (delta,) = gateway.registry.apply([member(1, "a", "delete")])
+    ((move, _),) = gateway.index.moves(delta)
+    # Team 1 left: until the move is applied the client may still hold issue 1, which a
+    # later transaction moves to team 3. Judged exactly (old row out of the set now), that
+    # is nothing; in the region it is judged as held: a delete.
+    old, new = issue(1, 1), issue(1, 3)
+    assert move.in_region(old) and not move.in_region(new)
+    prepared = PreparedChange(update(old, new), ("id",))
+    assert classify(shape, prepared, gateway.registry) == ()
+    held = classify(shape, prepared, gateway.registry, assume_held=True)
+    assert held == (Event("delete", {"id": 1}, None),)
