@@ -36,7 +36,8 @@ def _size(values: tuple[Any, ...]) -> int:
 class MaterializedSet:
     """One inner set's rows as `primary key -> value`, and its values counted."""
 
-    __slots__ = ("_counts", "_partial", "_raw", "_rows", "_tracker", "approx_bytes", "inner")
+    __slots__ = ("_counts", "_partial", "_raw", "_rows", "_tracker", "approx_bytes", "inner",
+                 "members", "partial")  # fmt: skip
 
     def __init__(self, inner: InnerSet) -> None:
         self.inner = inner
@@ -45,20 +46,15 @@ class MaterializedSet:
         # values with one (tuples), each with how many rows hold it.
         self._counts: dict[Any, int] = {}
         self._partial: dict[tuple[Any, ...], int] = {}
+        # The `SetState` views: live views of the counts (read on every evaluation).
+        self.members = self._counts.keys()
+        self.partial = self._partial.keys()
         # One typed value per member, for binding in SQL.
         self._raw: dict[Any, tuple[Any, ...]] = {}
         self._tracker: _Tracker | None = None
         self.approx_bytes = 0
 
     # -- SetState ---------------------------------------------------------------
-
-    @property
-    def members(self) -> Any:
-        return self._counts.keys()
-
-    @property
-    def partial(self) -> Any:
-        return self._partial.keys()
 
     @property
     def empty(self) -> bool:
@@ -68,6 +64,14 @@ class MaterializedSet:
     def rows(self) -> int:
         """How many inner rows the set holds."""
         return len(self._rows)
+
+    def holds(self, key: RowKey) -> bool:
+        """Whether the set holds the row with primary key `key`."""
+        return key in self._rows
+
+    def row_keys(self) -> Iterable[RowKey]:
+        """The primary keys of the rows the set holds."""
+        return self._rows.keys()
 
     # -- maintenance --------------------------------------------------------------
 
@@ -94,7 +98,7 @@ class MaterializedSet:
                 for key in list(self._rows):
                     self._drop(key)
                 continue
-            old_key = _old_key(change, inner.primary_key)
+            old_key = old_row_key(change, inner.primary_key)
             if old_key is not None:
                 self._drop(old_key)
             new = change.new
@@ -163,7 +167,7 @@ def _decrement(counts: dict[Any, int], value: Any) -> int:
     return left
 
 
-def _old_key(change: Change, primary_key: tuple[str, ...]) -> RowKey | None:
+def old_row_key(change: Change, primary_key: tuple[str, ...]) -> RowKey | None:
     """The key the row had before the change (None for an insert)."""
     if change.op == "insert":
         return None

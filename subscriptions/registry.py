@@ -25,7 +25,8 @@ from typing import Any
 
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.inner import InnerSet, walk_sets
-from pgsift.subscriptions.materialized import MaterializedSet
+from pgsift.subscriptions.materialized import MaterializedSet, RowKey, old_row_key
+from pgsift.subscriptions.set_filing import SetFiling
 from pgsift.subscriptions.sets import SetDelta, SetError, SetState
 
 # 256 MiB of materialized sets per process unless the settings say otherwise.
@@ -51,9 +52,11 @@ class SetRegistry:
         self._inner: dict[str, InnerSet] = {}
         self._holders: dict[str, int] = {}
         self._states: dict[str, MaterializedSet] = {}
-        # Held sets by inner table, and how deep each nests (0: reads no other set).
-        self._by_table: dict[str, dict[str, None]] = {}
+        # Held sets filed by inner table; how deep each nests (0: reads no other set);
+        # the sets that read each set.
+        self._filing = SetFiling()
         self._depth: dict[str, int] = {}
+        self._readers: dict[str, dict[str, None]] = {}
         self._bytes = 0
         self.over_bound: list[str] = []
 
@@ -76,10 +79,12 @@ class SetRegistry:
         for inner in walk_sets(tuple(sets)):
             if inner.key not in self._inner:
                 self._inner[inner.key] = inner
-                self._by_table.setdefault(inner.table, {})[inner.key] = None
+                self._filing.add(inner)
                 self._depth[inner.key] = 1 + max(
                     (self._depth[d.key] for d in inner.dependencies), default=-1
                 )
+                for dependency in inner.dependencies:
+                    self._readers.setdefault(dependency.key, {})[inner.key] = None
             self._holders[inner.key] = self._holders.get(inner.key, 0) + 1
             if inner.key not in self._states:
                 needed.append(inner)
@@ -95,12 +100,14 @@ class SetRegistry:
             self._holders.pop(inner.key, None)
             if self._inner.pop(inner.key, None) is None:
                 continue
-            keys = self._by_table[inner.table]
-            del keys[inner.key]
-            if not keys:
-                del self._by_table[inner.table]
-            del self._depth[inner.key]
             self._drop(inner.key)
+            self._filing.remove(inner)
+            del self._depth[inner.key]
+            for dependency in inner.dependencies:
+                readers = self._readers[dependency.key]
+                del readers[inner.key]
+                if not readers:
+                    del self._readers[dependency.key]
 
     # -- contents -----------------------------------------------------------------
 
@@ -120,22 +127,35 @@ class SetRegistry:
         self._drop(inner.key)
         self._states[inner.key] = state
         self._bytes += state.approx_bytes
+        for key in state.row_keys():
+            self._filing.held(inner.table, inner.key, key, holds=True)
         return True
 
     def apply(self, changes: Iterable[Change]) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`."""
-        by_table: dict[str, list[Change]] = {}
+        # Each set gets the changes that may touch it (`SetFiling`), in their order.
+        touched: dict[str, list[Change]] = {}
+        keys: dict[int, RowKey | None] = {}
+        # Sets given a change of a row earlier in the batch may hold it by now.
+        given: dict[tuple[str, RowKey], dict[str, None]] = {}
+        tables = set(self._filing.tables())
         for change in changes:
-            if change.table in self._by_table:
-                by_table.setdefault(change.table, []).append(change)
-        # Only the sets of the tables changed, the deepest (fewest dependencies) first.
-        keys = sorted(
-            (key for table in by_table for key in self._by_table[table]),
-            key=self._depth.__getitem__,
-        )
+            if change.table not in tables:
+                continue
+            primary_key = self._filing.primary_key(change.table)
+            keys[id(change)] = old = old_row_key(change, primary_key)
+            candidates = dict.fromkeys(self._filing.candidates(change, old))
+            if old is not None:
+                candidates.update(given.get((change.table, old), {}))
+            if change.new is not None:
+                new = tuple(change.new.get(c) for c in primary_key)
+                given.setdefault((change.table, new), {}).update(candidates)
+            for key in candidates:
+                touched.setdefault(key, []).append(change)
         deltas = []
-        for key in keys:
+        # The deepest (fewest dependencies) first.
+        for key in sorted(touched, key=self._depth.__getitem__):
             state = self._states.get(key)
             if state is None:
                 continue
@@ -144,8 +164,11 @@ class SetRegistry:
                 self.over_bound.append(key)
                 continue
             before = state.approx_bytes
-            delta = state.apply(by_table[state.inner.table], self)
+            # A truncate empties the set: every row it held is recorded again.
+            held = list(state.row_keys()) if any(c.op == "truncate" for c in touched[key]) else ()
+            delta = state.apply(touched[key], self)
             self._bytes += state.approx_bytes - before
+            self._record(state, touched[key], keys, held)
             if self._bytes > self.max_bytes:
                 self._drop(key)
                 self.over_bound.append(key)
@@ -154,16 +177,51 @@ class SetRegistry:
                 deltas.append(delta)
         return deltas
 
+    def apply_move(self, key: str, rows: Iterable[Mapping[str, Any]], *, flagged: bool) -> SetDelta:
+        """Apply the rows of a move of held set `key`'s own select (a nested set: see
+        `MaterializedSet.apply_move`); its delta."""
+        state = self._states.get(key)
+        if state is None:
+            raise SetError(f"inner set {key[:12]} is not materialized")
+        moved = list(rows)
+        before = state.approx_bytes
+        delta = state.apply_move(moved, flagged=flagged)
+        self._bytes += state.approx_bytes - before
+        inner = state.inner
+        for row in moved:
+            held = tuple(row[c] for c in inner.primary_key)
+            self._filing.held(inner.table, key, held, holds=state.holds(held))
+        return delta
+
+    def _record(
+        self,
+        state: MaterializedSet,
+        changes: list[Change],
+        keys: dict[int, RowKey | None],
+        held: Iterable[RowKey],
+    ) -> None:
+        """Tell the filing which of the changed rows the set holds now."""
+        inner = state.inner
+        rows = list(held)
+        for change in changes:
+            old = keys[id(change)]
+            if old is not None:
+                rows.append(old)
+            if change.new is not None:
+                rows.append(tuple(change.new.get(c) for c in inner.primary_key))
+        for row in rows:
+            self._filing.held(inner.table, inner.key, row, holds=state.holds(row))
+
     def _drop(self, key: str) -> None:
         state = self._states.pop(key, None)
         if state is not None:
             self._bytes -= state.approx_bytes
+            for row in state.row_keys():
+                self._filing.held(state.inner.table, key, row, holds=False)
 
     def dependents(self, key: str) -> tuple[InnerSet, ...]:
         """The held sets that read set `key` directly (nested selects)."""
-        return tuple(
-            inner for inner in self._inner.values() if any(d.key == key for d in inner.dependencies)
-        )
+        return tuple(self._inner[reader] for reader in self._readers.get(key, ()))
 
     @property
     def approx_bytes(self) -> int:

@@ -150,3 +150,24 @@ def test_registry_shares_releases_and_bounds() -> None:
     registry.apply([insert(member(i, "a")) for i in range(2, 100)])
     assert not registry.materialized(needed.key) and registry.over_bound == [needed.key]
     assert registry.approx_bytes == 0
+
+
+def test_a_change_reaches_only_the_sets_it_touches() -> None:
+    registry = SetRegistry()
+    sql = "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM members WHERE user_id = $1)"
+    keys = {}
+    for n in range(500):
+        (inner,) = registry.acquire(Shape.parse(sql, [f"u{n}"], catalog=CATALOG).inner_sets)
+        registry.load(inner, [member(1, f"u{n}")])
+        keys[f"u{n}"] = inner.key
+    filing = registry._filing
+    assert list(filing.candidates(insert(member(2, "u7")), None)) == [keys["u7"]]
+    # u7's membership becomes u8's: the holder of the old row is found by its key alone
+    # (no old image), the set the new row enters by its value.
+    moved = update(member(1, "u7"), member(3, "u8"))
+    assert set(filing.candidates(moved, (1, "u7"))) == {keys["u7"], keys["u8"]}
+    deltas = {d.key: d for d in registry.apply([moved])}
+    assert deltas[keys["u7"]].removed == frozenset({1})
+    assert deltas[keys["u8"]].added == frozenset({3})
+    assert set(filing.candidates(Change("public.members", "delete", {"team_id": 3,
+               "user_id": "u8"}, None, None), (3, "u8"))) == {keys["u8"]}  # fmt: skip

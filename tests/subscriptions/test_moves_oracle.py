@@ -31,7 +31,6 @@ from pgsift.middleware.catalog import load_catalog
 from pgsift.subscriptions import Catalog, Shape
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.events import Event
-from pgsift.subscriptions.materialized import MaterializedSet
 from pgsift.subscriptions.moves import IN_SHAPE, Move, plan_move
 from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
@@ -184,9 +183,9 @@ def settle_sets(db: Database, registry: SetRegistry, changes: list[Change]) -> l
             move = plan_move(dependent, dependent.fetched, delta, registry)
             if move is None:
                 continue
-            state = registry.state(dependent.key)
-            assert isinstance(state, MaterializedSet) and not move.refetch
-            moved = state.apply_move(db.rows(move.sql, move.params), flagged=not move.inserts_only)
+            assert not move.refetch
+            rows = db.rows(move.sql, move.params)
+            moved = registry.apply_move(dependent.key, rows, flagged=not move.inserts_only)
             if moved:
                 pending.append(moved)
     return list(merged.values())
