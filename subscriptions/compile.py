@@ -240,13 +240,13 @@ def _in_set(expr: InSet) -> Fn:
 
         def in_set(row: Row, c: Consts) -> Any:
             state = c[-1][position]
+            value = arg(row, c)
+            if value is not None and value in state.members:
+                return True  # the common case first: a member (so the set is not empty)
             if state.empty:
                 return False
-            value = arg(row, c)
             if value is None:
                 return None
-            if value in state.members:
-                return True
             return None if state.partial else False
 
         return in_set

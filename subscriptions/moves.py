@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from pgsift.subscriptions.compile import compile_expr, compile_keyed
@@ -208,21 +209,20 @@ def _query(
     assert where is not None  # it holds the InSet nodes
     select = ", ".join(quote_identifier(c, psycopg=True) for c in columns)
     table = quote_table(statement.table, psycopg=True)
-    condition = _Collected(statement.params)
+    condition_sql, slots = _condition(where)
+    condition = tuple(statement.params[index] for index in slots)
     region = _Collected(statement.params)
     if inserts_only:
         region_sql = _region(regions, values, region)
-        condition_sql = render(where, condition, psycopg=True)
         sql = f"SELECT {select} FROM {table} WHERE ({region_sql}) AND ({condition_sql})"
-        params = (*region.bound, *condition.bound)
+        params = (*region.bound, *condition)
     else:
-        condition_sql = render(where, condition, psycopg=True)
         region_sql = _region(regions, values, region)
         flag = quote_identifier(IN_SHAPE, psycopg=True)
         sql = (
             f"SELECT {select}, ({condition_sql}) IS TRUE AS {flag} FROM {table} WHERE {region_sql}"
         )
-        params = (*condition.bound, *region.bound)
+        params = (*condition, *region.bound)
     test = _region_test(statement.consts, regions, delta.added | delta.removed)
     return Move(delta.key, False, inserts_only, sql, params, test)
 
@@ -246,6 +246,19 @@ def _region_test(
         return False
 
     return in_region
+
+
+@lru_cache(maxsize=1024)
+def _condition(where: Expr) -> tuple[str, tuple[int, ...]]:
+    """A statement's condition for psycopg, and the slots it binds in text order (shared
+    by every statement with the same structure)."""
+    slots: list[int] = []
+
+    def placeholder(slot: Slot) -> str:
+        slots.append(slot.index)
+        return psycopg_placeholder(slot)
+
+    return render(where, placeholder, psycopg=True), tuple(slots)
 
 
 def _region(

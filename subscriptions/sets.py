@@ -64,13 +64,28 @@ class FrozenSet:
         return self.rows == 0
 
 
+class _States:
+    """A statement's set states by position, looked up when the predicate reads one."""
+
+    __slots__ = ("_keys", "_state")
+
+    def __init__(self, keys: Sequence[str], sets: SetProvider) -> None:
+        self._keys = keys
+        self._state = sets.state
+
+    def __getitem__(self, position: int) -> SetState:
+        return self._state(self._keys[position])
+
+
 def bind_states(
     consts: tuple[Any, ...], keys: Sequence[str], sets: SetProvider | None
 ) -> tuple[Any, ...]:
-    """The constants a compiled predicate with inner sets reads: `(*consts, states)`."""
+    """The constants a compiled predicate with inner sets reads: `(*consts, states)`,
+    `states[position]` being the state of the set at that position (read lazily: a
+    predicate that decides early reads none)."""
     if sets is None:
         raise SetError("this statement reads inner sets (IN (SELECT ...)): pass sets=")
-    return (*consts, tuple(sets.state(key) for key in keys))
+    return (*consts, _States(keys, sets))
 
 
 @dataclass(frozen=True, slots=True)
