@@ -29,7 +29,7 @@ from pgsift.subscriptions.operands import (
     operand_type,
 )
 from pgsift.subscriptions.parse import identifier_name, position_of
-from pgsift.subscriptions.scope import Scope
+from pgsift.subscriptions.scope import Scope, readable_column
 
 
 class LeafAnalyzer:
@@ -101,17 +101,16 @@ class LeafAnalyzer:
                 if self.scope.encloses(qualified, name):
                     raise self.correlated(f"{qualified}.{name}", node)
                 raise self.fail(f"unknown table {qualified!r}", node)
-        type_name = self.table.columns.get(name)
-        if type_name is None:
-            if qualifier is None and self.scope.encloses(None, name):
-                raise self.correlated(name, node)
-            raise self.fail(f"column {name!r} does not exist in {self.table.name}", node)
-        if self.allowed_columns is not None and name not in self.allowed_columns:
-            raise PolicyError(
-                f"column {name!r} of {self.table.name} is not allowed by its policy",
-                sql=self.sql,
-                position=position_of(node),
-            )
+        if name not in self.table.columns and qualifier is None and self.scope.encloses(None, name):
+            raise self.correlated(name, node)
+        type_name = readable_column(
+            self.table,
+            name,
+            self.allowed_columns,
+            sql=self.sql,
+            position=position_of(node),
+            error=self.error,
+        )
         return Col(name, coerce.canonical_type(type_name))
 
     def correlated(self, name: str, node: exp.Expression) -> QueryError:

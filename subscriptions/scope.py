@@ -9,11 +9,12 @@ scope is `trusted()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pgsift.subscriptions.catalog import Catalog, Table
+from pgsift.subscriptions.errors import PolicyError, QueryError
 from pgsift.subscriptions.ir import Expr
 from pgsift.subscriptions.operands import Slots
 
@@ -66,3 +67,26 @@ class Scope:
             if qualifier is not None and qualifier in qualifiers:
                 return True
         return False
+
+
+def readable_column(
+    table: Table,
+    name: str,
+    allowed: Collection[str] | None,
+    *,
+    sql: str,
+    position: int | None,
+    error: type[QueryError] = QueryError,
+) -> str:
+    """The type of column `name` of `table`, which the reader's policy lets it read (its
+    `allowed` columns; None: all). QueryError / PolicyError at `position` otherwise."""
+    type_name = table.columns.get(name)
+    if type_name is None:
+        raise error(f"column {name!r} does not exist in {table.name}", sql=sql, position=position)
+    if allowed is not None and name not in allowed:
+        raise PolicyError(
+            f"column {name!r} of {table.name} is not allowed by its policy",
+            sql=sql,
+            position=position,
+        )
+    return type_name

@@ -19,12 +19,12 @@ from typing import Any
 from pgsift.subscriptions import values
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
-from pgsift.subscriptions.errors import PolicyError, QueryError
+from pgsift.subscriptions.errors import QueryError
 from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Expr, Logic
 from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
-from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope
+from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope, readable_column
 from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.template import Template, template_for
 from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
@@ -226,18 +226,7 @@ def _columns(
         if item.name is None:
             names = list(allowed if allowed is not None else table.columns)
         else:
-            if item.name not in table.columns:
-                raise QueryError(
-                    f"column {item.name!r} does not exist in {table.name}",
-                    sql=parsed.sql,
-                    position=item.position,
-                )
-            if allowed is not None and item.name not in allowed:
-                raise PolicyError(
-                    f"column {item.name!r} of {table.name} is not allowed by its policy",
-                    sql=parsed.sql,
-                    position=item.position,
-                )
+            readable_column(table, item.name, allowed, sql=parsed.sql, position=item.position)
             names = [item.name]
         selected.extend(n for n in names if n not in selected)
     missing = [column for column in table.primary_key if column not in selected]

@@ -25,12 +25,13 @@ from sqlglot import exp
 from pgsift.subscriptions import coerce
 from pgsift.subscriptions.catalog import Table
 from pgsift.subscriptions.domains import KeySpec, comparison_keys
-from pgsift.subscriptions.errors import PolicyError, QueryError
+from pgsift.subscriptions.errors import QueryError
 from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Col, Expr, InSet, Logic, Not, Select
 from pgsift.subscriptions.lists import ListAnalyzer
 from pgsift.subscriptions.operands import Pending, Slots, operand_type
 from pgsift.subscriptions.parse import ParsedSelect, select_outline
+from pgsift.subscriptions.scope import readable_column
 
 
 class SubqueryAnalyzer(ListAnalyzer):
@@ -160,19 +161,9 @@ class SubqueryAnalyzer(ListAnalyzer):
                         position=item.position,
                     )
                 continue
-            type_name = table.columns.get(item.name)
-            if type_name is None:
-                raise self.error(
-                    f"column {item.name!r} does not exist in {table.name}",
-                    sql=self.sql,
-                    position=item.position,
-                )
-            if allowed is not None and item.name not in allowed:
-                raise PolicyError(
-                    f"column {item.name!r} of {table.name} is not allowed by its policy",
-                    sql=self.sql,
-                    position=item.position,
-                )
+            type_name = readable_column(
+                table, item.name, allowed, sql=self.sql, position=item.position, error=self.error
+            )
             columns.append(Col(item.name, coerce.canonical_type(type_name)))
         if not count:
             return ()

@@ -35,6 +35,7 @@ from pgsift.subscriptions.moves import IN_SHAPE, Move, plan_move
 from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.sets import BeforeView, SetDelta
+from tests.subscriptions.databases import scratch_database
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200")) // 4
 DDL = """
@@ -193,20 +194,12 @@ def settle_sets(db: Database, registry: SetRegistry, changes: list[Change]) -> l
 
 @pytest.fixture(scope="module")
 def db(postgres_server: Any) -> Iterator[Database]:
-    name = "pgsift_moves_oracle"
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = postgres_server.url_for(name)
+    with scratch_database(postgres_server, "pgsift_moves_oracle") as url:
         with psycopg.connect(url, autocommit=True) as plain:
             plain.execute(DDL)
             catalog = load_catalog(plain)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             yield Database(conn, catalog)
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @settings(

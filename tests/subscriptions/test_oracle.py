@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from pgsift.middleware.catalog import load_catalog
 from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
 from pgsift.subscriptions.registry import SetRegistry
+from tests.subscriptions.databases import scratch_database
 from tests.subscriptions.oracle_clauses import (
     COLUMNS,
     TABLE_DDL,
@@ -151,18 +152,13 @@ def _explain(
 
 @pytest.fixture(scope="module")
 def oracle(postgres_server: Any) -> Iterator[Oracle]:
-    name = "pgsift_oracle"
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(postgres_server.url_for(name), autocommit=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute(TABLE_DDL)
-            yield Oracle(conn, load_catalog(conn))
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        scratch_database(postgres_server, "pgsift_oracle") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute(TABLE_DDL)
+        yield Oracle(conn, load_catalog(conn))
 
 
 _SETTINGS = settings(
