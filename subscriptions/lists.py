@@ -139,7 +139,10 @@ class ListAnalyzer(LeafAnalyzer):
         keys = comparison_keys(arg_type, common, self.enums)
         if keys is None:
             raise self.fail(f"operator does not exist: {arg_type} {word} {common}", node)
-        converted = [Typed(convert(t, common), common, t.label, t.position) for t in typed]
+        try:
+            converted = [Typed(convert(t, common), common, t.label, t.position) for t in typed]
+        except coerce.CoercionError as exc:  # e.g. a numeric past the double range
+            raise self.fail(str(exc), node) from None
         return self.as_expr(arg, keys[0]), keys[0], converted, common
 
     def set_slot(self, typed: list[Typed], element: str, key: KeySpec) -> Slot:

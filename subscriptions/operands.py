@@ -106,6 +106,8 @@ def convert(typed: Typed, common: str) -> Any:
     value = typed.value
     if value is None or typed.type == common:
         return value
+    if common in FLOAT_TYPES and typed.type in FLOAT_TYPES:
+        return float(value)  # a real widened to double: already a double, infinities too
     if common in FLOAT_TYPES and typed.type in NUMBER_RANK:
         return coerce.cast_number(value, common)
     if common == "numeric" and typed.type in INT_TYPES:
