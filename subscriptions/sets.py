@@ -3,12 +3,12 @@
 A shape with `x IN (SELECT ...)` does not hold the inner rows: its predicate
 reads each inner set's current state from a provider passed at evaluation time
 (`Shape.matches(row, sets=...)`), keyed by `InnerSet.key`. The provider of a
-gateway is its `SetRegistry` (`materialized`); tests build one from Postgres.
+gateway is its `SetRegistry` (`registry`); tests build one from Postgres.
 
 A state holds the set's values *keyed for comparison* (`domains`): a scalar per
-value for a one-column select, a tuple for several columns. The rows of the
-compiled predicate see `(*constants, states)`: the states of the statement's
-inner sets, by position, as the last constant (`bind_states`).
+value for a one-column select, a tuple for several columns. A compiled
+predicate reads `(*constants, states)`: the states of the statement's inner
+sets, by position, as the last constant (`bind_states`).
 
 `BeforeView` shows the states as they were before some deltas: within one
 transaction, an outer row's old image is judged with the sets before the
@@ -49,19 +49,6 @@ class SetProvider(Protocol):
 
     def state(self, key: str) -> SetState:
         """The state of set `key`; SetError when it is not materialized."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrozenSet:
-    """A `SetState` held as plain values (tests, small sets, before-views)."""
-
-    members: frozenset[Any] = frozenset()
-    partial: frozenset[tuple[Any, ...]] = frozenset()
-    rows: int = 0
-
-    @property
-    def empty(self) -> bool:
-        return self.rows == 0
 
 
 class _States:

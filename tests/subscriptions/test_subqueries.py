@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from pgsift.subscriptions import Catalog, PolicyError, QueryError, Shape, policies_from_config
-from pgsift.subscriptions.sets import FrozenSet, SetError, SetState
+from pgsift.subscriptions.sets import SetError, SetState
 
 CATALOG = Catalog.from_dict(
     {
@@ -26,6 +27,19 @@ POLICIES = policies_from_config(
     },
     catalog=CATALOG,
 )
+
+
+@dataclass(frozen=True)
+class FrozenSet:
+    """A set state held as plain values."""
+
+    members: frozenset[Any] = frozenset()
+    partial: frozenset[tuple[Any, ...]] = frozenset()
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
 
 
 class Sets:
