@@ -4,6 +4,11 @@ Clauses are type-correct by construction and cover the whole supported subset;
 each parameter is kept in two forms: Postgres text (bound untyped, so Postgres
 infers its type from the context exactly as for a client's `$n`) and the JSON
 value a client would send to pgsift.
+
+Subqueries read the inner tables `u` and `w`, which have the columns of `t`, so
+an inner WHERE is drawn by the same builder (its names resolve to the inner
+table, as in Postgres): `x [NOT] IN (SELECT y ...)`, `(x, y) [NOT] IN (SELECT
+...)`, `[NOT] EXISTS (...)`, a constant `IN (SELECT ...)`, nested.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ CREATE TABLE t (
     d date, ts timestamp, tz timestamptz, u uuid, e mood,
     ai int4[], at text[], j jsonb
 );
+CREATE TABLE u (LIKE t INCLUDING ALL);
+CREATE TABLE w (LIKE t INCLUDING ALL);
 """
+INNER_TABLES = ("u", "w")
 COLUMNS = (
     "i2",
     "i4",
@@ -151,12 +159,18 @@ def row_values(index: int) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def rows() -> st.SearchStrategy[list[dict[str, Any]]]:
+def rows(least: int = 1, most: int = 14) -> st.SearchStrategy[list[dict[str, Any]]]:
     return (
-        st.integers(1, 14)
+        st.integers(least, most)
         .flatmap(lambda n: st.tuples(*(row_values(i) for i in range(n))))
         .map(list)
     )
+
+
+def inner_rows() -> st.SearchStrategy[dict[str, list[dict[str, Any]]]]:
+    """Rows of the inner tables; small pools of values make duplicates common, and a
+    table may be empty."""
+    return st.fixed_dictionaries({table: rows(0, 8) for table in INNER_TABLES})
 
 
 def quote(text: str) -> str:
@@ -390,14 +404,39 @@ class ClauseBuilder:
         )
         return f"{self.text_operand()} {word} {rendered}"
 
+    def subquery(self, depth: int) -> str:
+        """A subquery predicate; its WHERE (over `u` / `w`) nests at most `depth` more."""
+        table = self.pick(INNER_TABLES)
+        where = f" WHERE {self.predicate(depth)}" if self.draw(st.booleans()) else ""
+        kind = self.pick(["in", "in", "in", "row", "exists", "constant"])
+        negated = self.pick(["", "", "NOT "])
+        if kind == "exists":
+            return f"{negated}EXISTS (SELECT 1 FROM {table}{where})"
+        group = self.pick([NUMBER_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS, ("e",), ("u",), ("b",)])
+        if kind == "row":
+            other = self.pick([NUMBER_COLUMNS, TEXT_COLUMNS, ("e",)])
+            left = f"({self.pick(group)}, {self.pick(other)})"
+            inner = f"{self.pick(group)}, {self.pick(other)}"
+        else:
+            left, inner = self.pick(group), self.pick(group)
+            if group is TEXT_COLUMNS and self.draw(st.booleans()):
+                left = f"{self.pick(['lower', 'upper'])}({left})"
+        if kind == "constant":
+            left = self.number(inner) if group is NUMBER_COLUMNS else self.text()
+            if group not in (NUMBER_COLUMNS, TEXT_COLUMNS):
+                return f"{negated}EXISTS (SELECT 1 FROM {table}{where})"
+        return f"{left} {negated}IN (SELECT {inner} FROM {table}{where})"
+
     def null_test(self) -> str:
         return f"{self.pick(COLUMNS)} IS {self.pick(['', 'NOT '])}NULL"
 
     def predicate(self, depth: int) -> str:
         kind = self.pick(
             ["cmp", "cmp", "cmp", "in", "like", "null", "bool", "array"]
-            + (["and", "or", "not", "is"] * 2 if depth > 0 else [])
+            + (["and", "or", "not", "is"] * 2 + ["sub"] * 3 if depth > 0 else [])
         )
+        if kind == "sub":
+            return self.subquery(depth - 1)
         if kind == "cmp":
             return self.comparison()
         if kind == "in":

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgsift.subscriptions import Catalog, PolicyError, QueryError, Shape, policies_from_config
-from pgsift.subscriptions import shape as shape_module
+from pgsift.subscriptions import template as template_module
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, same_value
 from pgsift.subscriptions.parse import MAX_NESTING, MAX_SQL_LENGTH
@@ -254,8 +254,8 @@ def test_json_too_deep_for_python_is_one_values_error(type_name: str) -> None:
 
 
 def test_template_cache_is_safe_under_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shape_module, "_MAX_TEMPLATES", 3)
-    monkeypatch.setattr(shape_module, "_templates", {})
+    monkeypatch.setattr(template_module, "_MAX_TEMPLATES", 3)
+    monkeypatch.setattr(template_module, "_templates", {})
     errors: list[BaseException] = []
     columns = ["id", "title", "team_id", "score", "status", "due"]
 
@@ -278,7 +278,7 @@ def test_template_cache_is_safe_under_threads(monkeypatch: pytest.MonkeyPatch) -
     finally:
         sys.setswitchinterval(previous)
     assert errors == []
-    assert len(shape_module._templates) <= 3
+    assert len(template_module._templates) <= 3
 
 
 def test_from_json_arrays_nest_at_most_six_levels() -> None:
