@@ -24,6 +24,7 @@ from uuid import UUID
 from hypothesis import strategies as st
 
 from pgsift.subscriptions.jsonvalues import JSON_NULL
+from tests.subscriptions.databases import jsonb_param
 
 ENUM_LABELS = ("sad", "ok", "happy")
 TABLE_DDL = """
@@ -171,6 +172,14 @@ def inner_rows() -> st.SearchStrategy[dict[str, list[dict[str, Any]]]]:
     """Rows of the inner tables; small pools of values make duplicates common, and a
     table may be empty."""
     return st.fixed_dictionaries({table: rows(0, 8) for table in INNER_TABLES})
+
+
+def bound_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as psycopg parameters (jsonb values wrapped, JSON null included)."""
+    return {
+        name: jsonb_param(value) if COLUMN_TYPES.get(name) == "jsonb" else value
+        for name, value in row.items()
+    }
 
 
 def quote(text: str) -> str:

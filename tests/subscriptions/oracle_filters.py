@@ -6,7 +6,8 @@ drawn together with its meaning written here by hand, independently of
 `filters.py`, from the documented semantics: `IN (...)` / `NOT IN (...)` for
 `_in` / `_nin` (an empty list FALSE / TRUE), `TRUE` for `{}` and `_and: []`,
 `FALSE` for `_or: []`. Values are bound untyped, so Postgres types them from
-the column; pgsift gets them in their JSON form.
+the column; pgsift gets them in their JSON form. Arrays and the jsonb column
+(`doc`, JSON null among its values) take `_isNull` alone.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ RENAMED = {
     "i2": "small_int", "i4": "plain_int", "i8": "big_int", "n": "exact_num",
     "f4": "single_float", "f8": "double_float", "t": "body_text", "v": "short_text",
     "c": "fixed_text", "b": "is_done", "d": "due_day", "ts": "local_at", "tz": "zoned_at",
-    "u": "owner_uuid", "e": "mood", "ai": "int_list", "at": "text_list",
+    "u": "owner_uuid", "e": "mood", "ai": "int_list", "at": "text_list", "j": "doc",
 }  # fmt: skip
 _SQL_TYPES = {"f4": "real", "c": "char(4)"}
 TABLE_DDL = (
@@ -49,7 +50,7 @@ TABLE_DDL = (
     + ", ".join(f"{new} {_SQL_TYPES.get(old, COLUMN_TYPES[old])}" for old, new in RENAMED.items())
     + ");"
 )
-NULL_ONLY = ("ai", "at")
+NULL_ONLY = ("ai", "at", "j")
 COMPARE = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
 
 

@@ -26,12 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
-from pgsift.subscriptions.jsonvalues import JSON_NULL
 from pgsift.subscriptions.pgtext import parse_text
 from pgsift.subscriptions.registry import SetRegistry
 from tests.subscriptions.databases import scratch_database
@@ -40,6 +38,7 @@ from tests.subscriptions.oracle_clauses import (
     TABLE_DDL,
     Clause,
     array_text,
+    bound_row,
     clauses,
     inner_rows,
     rows,
@@ -70,7 +69,7 @@ class Oracle:
                 marks = ", ".join(["%s"] * len(names))
                 cur.executemany(
                     f"INSERT INTO {name} ({', '.join(names)}) VALUES ({marks})",
-                    [[_bound(column, row[column]) for column in names] for row in content],
+                    [[bound[column] for column in names] for bound in map(bound_row, content)],
                 )
             # Judge rows exactly as pgsift's connections read them (float4 rounding,
             # char(n) padding, JSON null), and as capture decodes their text.
@@ -146,13 +145,6 @@ class Oracle:
             from_snapshot = {r[0] for r in cur.execute(snapshot_sql, snapshot_params).fetchall()}
         assert from_snapshot == got, _explain(snapshot_sql, clause, from_snapshot, got, self.rows)
         self.cases += 1
-
-
-def _bound(column: str, value: Any) -> Any:
-    """A row value as a psycopg parameter: json values wrapped, JSON null included."""
-    if column != "j" or value is None:
-        return value
-    return Jsonb(None if value is JSON_NULL else value)
 
 
 def _explain(
