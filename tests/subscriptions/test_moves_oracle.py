@@ -3,14 +3,15 @@
 Random inner tables (memberships with NULLs and duplicates, projects read through
 a nested select) and outer rows; shapes with `IN (SELECT ...)` under AND, OR,
 NOT, IS, row comparisons, EXISTS, a constant compared with a set, one set at two
-places, and nesting. Each example loads the tables, materializes every inner set
-from Postgres, takes each shape's rows as a client's copy (checking every
-verdict of `matches` against the copy), then runs random transactions that
-change inner and outer tables together. After each commit, as a gateway would:
-the registry applies the changes (nested sets move by their own region query),
-the index routes the outer changes (old rows with the sets before the
-transaction), and each shape's moves are read from Postgres and applied. Every
-copy must then equal what Postgres returns for the shape.
+places, and nesting; jsonb columns hold JSON null beside SQL NULL, in inner
+sets' conditions and in the rows that move. Each example loads the tables,
+materializes every inner set from Postgres, takes each shape's rows as a
+client's copy (checking every verdict of `matches` against the copy), then runs
+random transactions that change inner and outer tables together. After each
+commit, as a gateway would: the registry applies the changes (nested sets move
+by their own region query), the index routes the outer changes (old rows with
+the sets before the transaction), and each shape's moves are read from Postgres
+and applied. Every copy must then equal what Postgres returns for the shape.
 PGSIFT_ORACLE_EXAMPLES raises the number of examples.
 """
 
@@ -28,19 +29,23 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Shape
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.events import Event
+from pgsift.subscriptions.jsonvalues import JSON_NULL
 from pgsift.subscriptions.moves import IN_SHAPE, Move, plan_move
 from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.sets import BeforeView, SetDelta
-from tests.subscriptions.databases import scratch_database
+from tests.subscriptions.databases import jsonb_param, scratch_database
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200")) // 4
 DDL = """
-CREATE TABLE issues (id int8 PRIMARY KEY, team_id int4, status text, prio int4, owner text);
-CREATE TABLE members (id int8 PRIMARY KEY, team_id int4, user_id text, role text);
+CREATE TABLE issues (
+    id int8 PRIMARY KEY, team_id int4, status text, prio int4, owner text, data jsonb
+);
+CREATE TABLE members (id int8 PRIMARY KEY, team_id int4, user_id text, role text, meta jsonb);
 CREATE TABLE projects (id int8 PRIMARY KEY, team_id int4, lead text, archived bool);
 """
 TEAMS = "SELECT team_id FROM members WHERE user_id = $1"
@@ -62,11 +67,18 @@ SHAPES = [
     "SELECT id, prio FROM issues WHERE team_id IN (SELECT team_id FROM projects WHERE "
     "archived IS NOT TRUE AND lead IN (SELECT user_id FROM members WHERE team_id = 1 "
     "OR role = $1))",
+    "SELECT id, data FROM issues WHERE team_id IN (SELECT team_id FROM members WHERE "
+    "meta IS NOT NULL OR role = $1) AND data IS NOT NULL",
+    "SELECT id FROM issues WHERE data IS NULL OR owner NOT IN "
+    "(SELECT user_id FROM members WHERE meta IS NULL AND role = $1)",
 ]
 PARAMS = {"$1": ["a", "b", "c", "dev", "admin"]}
 TEAM = [None, 1, 2, 3, 4]
 USERS = [None, "a", "b", "c"]
 ROLES = [None, "dev", "admin", "ops"]
+# JSON null (JSON_NULL) is a value, not SQL NULL (None): `IS NULL` tells them apart.
+JSONS = [None, JSON_NULL, {}, "null", [None]]
+JSONB_COLUMNS = ("data", "meta")
 
 
 def pick(rng: random.Random, options: list[Any]) -> Any:
@@ -74,7 +86,12 @@ def pick(rng: random.Random, options: list[Any]) -> Any:
 
 
 def member(rng: random.Random) -> dict[str, Any]:
-    return {"team_id": pick(rng, TEAM), "user_id": pick(rng, USERS), "role": pick(rng, ROLES)}
+    return {
+        "team_id": pick(rng, TEAM),
+        "user_id": pick(rng, USERS),
+        "role": pick(rng, ROLES),
+        "meta": pick(rng, JSONS),
+    }
 
 
 def issue(rng: random.Random) -> dict[str, Any]:
@@ -83,6 +100,7 @@ def issue(rng: random.Random) -> dict[str, Any]:
         "status": pick(rng, [None, "open", "done"]),
         "prio": pick(rng, [None, 0, 1, 2]),
         "owner": pick(rng, USERS),
+        "data": pick(rng, JSONS),
     }
 
 
@@ -116,7 +134,7 @@ class Database:
         names = ", ".join(row)
         marks = ", ".join(["%s"] * len(row))
         sql = f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING *"
-        return self.rows(sql, list(row.values()))[0]
+        return self.rows(sql, [_param(column, value) for column, value in row.items()])[0]
 
     def change(self, rng: random.Random) -> Change | None:
         """One random change, made in the open transaction."""
@@ -134,8 +152,12 @@ class Database:
         fields = MAKERS[table](rng)
         column = pick(rng, list(fields))
         sql = f"UPDATE {table} SET {column} = %s WHERE id = %s RETURNING *"
-        new = self.rows(sql, [fields[column], old["id"]])[0]
+        new = self.rows(sql, [_param(column, fields[column]), old["id"]])[0]
         return Change(f"public.{table}", "update", {"id": old["id"]}, new, old)
+
+
+def _param(column: str, value: Any) -> Any:
+    return jsonb_param(value) if column in JSONB_COLUMNS else value
 
 
 def apply_events(copy: dict[Any, dict[str, Any]], events: list[Event]) -> None:
@@ -199,6 +221,7 @@ def db(postgres_server: Any) -> Iterator[Database]:
             plain.execute(DDL)
             catalog = load_catalog(plain)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            configure(conn)  # JSON null read as JSON_NULL, as the gateway reads it
             yield Database(conn, catalog)
 
 
