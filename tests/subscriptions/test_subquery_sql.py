@@ -5,7 +5,9 @@ their `secret`, subscribes to items by a condition on projects. Whatever it
 writes, the items that arrive depend only on projects it may read: the inner
 select carries the projects policy into the SQL Postgres runs, and a condition
 on `secret` is refused. A policy's own inner select (items by grants) reads its
-table without a policy.
+table without a policy. Inside an inner select, a jsonb column holding JSON
+null and a jsonb constant `null` are values, not SQL NULL, in the SQL sent to
+Postgres and in the set pgsift keeps.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import PolicyError, Shape, policies_from_config
 from pgsift.subscriptions.registry import SetRegistry
 
@@ -92,3 +96,46 @@ def test_policy_subqueries_read_without_a_policy(database_url: str) -> None:
                 "SELECT id FROM items WHERE project_id IN (SELECT project_id FROM grants)",
                 catalog=catalog, policies=policies, claims=CLAIMS,
             )  # fmt: skip
+
+
+JSON_SCHEMA = """
+CREATE TABLE docs (id int8 PRIMARY KEY, body jsonb);
+CREATE TABLE notes (id int8 PRIMARY KEY, doc_id int8);
+INSERT INTO docs VALUES (1, 'null'), (2, NULL), (3, '{"a": null}');
+INSERT INTO notes VALUES (10, 1), (20, 2), (30, 3);
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "params", "expected"),
+    [
+        ("body IS NOT NULL", [], {10, 30}),
+        ("body IS NULL", [], {20}),
+        ("body IS NOT NULL AND $1::jsonb IS NOT NULL", ["null"], {10, 30}),
+        ("body IS NOT NULL AND $1::jsonb IS NOT NULL", [None], set()),
+        ("'null'::jsonb IS NOT NULL AND body IS NOT NULL", [], {10, 30}),
+    ],
+)
+def test_json_null_inside_an_inner_select_is_a_value(
+    database_url: str, where: str, params: list[Any], expected: set[int]
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(JSON_SCHEMA)
+        configure(conn)  # JSON null read as JSON_NULL, as pgsift reads it
+        catalog = load_catalog(conn)
+        shape = Shape.parse(
+            f"SELECT id FROM notes WHERE doc_id IN (SELECT id FROM docs WHERE {where})",
+            params, catalog=catalog,
+        )
+        assert ids(conn, shape) == expected
+        registry = SetRegistry()
+        (inner,) = registry.acquire(shape.inner_sets)
+        sql, inner_params = inner.to_sql()
+        with conn.cursor(row_factory=dict_row) as cur:
+            selected = cur.execute(sql, inner_params).fetchall()
+            docs = cur.execute("SELECT * FROM docs").fetchall()
+        assert registry.load(inner, selected)
+        # pgsift's own verdict on each doc is the one Postgres gave.
+        assert {d["id"] for d in docs if inner.matches(d)} == {r["id"] for r in selected}
+        notes = [{"id": i, "doc_id": d} for i, d in conn.execute("SELECT * FROM notes")]
+        assert {n["id"] for n in notes if shape.matches(n, registry)} == expected
