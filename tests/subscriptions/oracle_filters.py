@@ -1,6 +1,6 @@
 """Random `where` inputs, each with the Postgres condition it means, for the filter oracle.
 
-The table is `oracle_clauses`' (the same random rows full of edge values), with
+The table is `oracle_rows`' (the same random rows full of edge values), with
 snake_case column names so that the inputs use camelCase fields. Each input is
 drawn together with its meaning written here by hand, independently of
 `filters.py`, from the documented semantics: `IN (...)` / `NOT IN (...)` for
@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pgsift.subscriptions.naming import camel
-from tests.subscriptions.oracle_clauses import (
+from tests.subscriptions.oracle_rows import (
     BIG_INTS,
     CHARS,
     COLUMN_TYPES,
@@ -36,7 +36,7 @@ from tests.subscriptions.oracle_clauses import (
     timestamps,
 )
 
-# oracle_clauses' column -> this table's column.
+# oracle_rows' column -> this table's column.
 RENAMED = {
     "i2": "small_int", "i4": "plain_int", "i8": "big_int", "n": "exact_num",
     "f4": "single_float", "f8": "double_float", "t": "body_text", "v": "short_text",
@@ -199,7 +199,7 @@ def filter_cases(draw: Any) -> FilterCase:
 
 
 def renamed_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An `oracle_clauses` row with this table's column names."""
+    """An `oracle_rows` row with this table's column names."""
     return {RENAMED.get(name, name): value for name, value in row.items()}
 
 

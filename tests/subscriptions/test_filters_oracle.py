@@ -27,8 +27,9 @@ from pgsift.subscriptions.filters import compile_filter
 from pgsift.subscriptions.typed_schema import typed_schema
 from pgsift.subscriptions.typemodel import TypedTable
 from tests.subscriptions.databases import scratch_database
-from tests.subscriptions.oracle_clauses import array_text, bound_row, rows
+from tests.subscriptions.oracle_clauses import array_text
 from tests.subscriptions.oracle_filters import TABLE_DDL, FilterCase, filter_cases, renamed_row
+from tests.subscriptions.oracle_rows import bound_row, rows
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200")) // 2
 FILTERS_PER_TABLE = 20

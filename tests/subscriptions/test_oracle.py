@@ -33,16 +33,8 @@ from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
 from pgsift.subscriptions.pgtext import parse_text
 from pgsift.subscriptions.registry import SetRegistry
 from tests.subscriptions.databases import scratch_database
-from tests.subscriptions.oracle_clauses import (
-    COLUMNS,
-    TABLE_DDL,
-    Clause,
-    array_text,
-    bound_row,
-    clauses,
-    inner_rows,
-    rows,
-)
+from tests.subscriptions.oracle_clauses import Clause, array_text, clauses
+from tests.subscriptions.oracle_rows import COLUMNS, TABLE_DDL, bound_row, inner_rows, rows
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200"))
 # w's row policy: an inner select of w reads only these rows.
