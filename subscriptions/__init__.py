@@ -12,18 +12,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pgsift.subscriptions.catalog import Catalog, Table
     from pgsift.subscriptions.errors import PgsiftError, PolicyError, QueryError
+    from pgsift.subscriptions.inner import InnerSet
     from pgsift.subscriptions.policy import BoundPolicy, Policy, policies_from_config
+    from pgsift.subscriptions.registry import SetRegistry
     from pgsift.subscriptions.routing import RoutingIndex
     from pgsift.subscriptions.shape import Shape
 
 _EXPORTS: dict[str, str] = {
     "BoundPolicy": "policy",
     "Catalog": "catalog",
+    "InnerSet": "inner",
     "PgsiftError": "errors",
     "Policy": "policy",
     "PolicyError": "errors",
     "QueryError": "errors",
     "RoutingIndex": "routing",
+    "SetRegistry": "registry",
     "Shape": "shape",
     "Table": "catalog",
     "policies_from_config": "policy",
@@ -32,11 +36,13 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "BoundPolicy",
     "Catalog",
+    "InnerSet",
     "PgsiftError",
     "Policy",
     "PolicyError",
     "QueryError",
     "RoutingIndex",
+    "SetRegistry",
     "Shape",
     "Table",
     "policies_from_config",

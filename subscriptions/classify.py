@@ -31,6 +31,9 @@ from typing import Any, Protocol
 
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.events import TRUNCATE, Event
+from pgsift.subscriptions.inner import InnerSet
+from pgsift.subscriptions.ir import Expr
+from pgsift.subscriptions.sets import SetProvider
 
 
 class RoutableShape(Protocol):
@@ -57,7 +60,19 @@ class RoutableShape(Protocol):
     @property
     def params(self) -> tuple[Any, ...]: ...
 
-    def matches(self, row: Row) -> bool: ...
+    @property
+    def consts(self) -> tuple[Any, ...]: ...
+
+    @property
+    def where(self) -> Expr | None: ...
+
+    @property
+    def inner_sets(self) -> tuple[InnerSet, ...]: ...
+
+    @property
+    def set_terms(self) -> tuple[tuple[str, str], ...]: ...
+
+    def matches(self, row: Row, sets: SetProvider | None = None) -> bool: ...
 
     def project(self, row: Row) -> Row: ...
 
@@ -115,12 +130,14 @@ class PreparedChange:
 
     __slots__ = ("_delete", "change", "changed", "key_changed", "new_key", "old_key", "old_known")
 
-    def __init__(self, change: Change, primary_key: tuple[str, ...]) -> None:
+    def __init__(
+        self, change: Change, primary_key: tuple[str, ...], *, old_known: bool = True
+    ) -> None:
         self.change = change
         old, new = change.old, change.new
         # An old image holding only key columns (REPLICA IDENTITY DEFAULT with a
         # changed key) says nothing about membership.
-        self.old_known = old is not None and any(c not in primary_key for c in old)
+        self.old_known = old_known and old is not None and any(c not in primary_key for c in old)
         self.new_key = None if new is None else {c: new[c] for c in primary_key}
         if old is not None and all(c in old for c in primary_key):
             self.old_key: Row | None = {c: old[c] for c in primary_key}
@@ -146,30 +163,46 @@ class PreparedChange:
         return self._delete
 
 
-def classify(shape: RoutableShape, prepared: PreparedChange) -> tuple[Event, ...]:
-    """The events one change means for one shape, in the order to apply them."""
+def classify(
+    shape: RoutableShape,
+    prepared: PreparedChange,
+    sets: SetProvider | None = None,
+    before: SetProvider | None = None,
+    *,
+    assume_held: bool = False,
+) -> tuple[Event, ...]:
+    """The events one change means for one shape, in the order to apply them.
+
+    A shape with inner sets judges the new row with `sets` and the old row with
+    `before` (the sets before the change's transaction; `sets` by default).
+    `assume_held`: the subscriber may hold the old row whatever it looks like
+    (it is in the region of a move under way): judged as without the old row.
+    """
+    old_sets = sets if before is None else before
+    if assume_held and prepared.old_known:
+        prepared = PreparedChange(prepared.change, shape.primary_key, old_known=False)
     change = prepared.change
     op = change.op
     if op == "truncate":
         return (TRUNCATE,)
     new, old = change.new, change.old
     if op == "insert":
-        if new is not None and shape.matches(new):
+        if new is not None and shape.matches(new, sets):
             return (Event("insert", prepared.new_key, shape.project(new)),)
         return ()
     if op == "delete":
-        if prepared.old_known and old is not None and not shape.matches(old):
+        if prepared.old_known and old is not None and not shape.matches(old, old_sets):
             return ()
         return (prepared.delete_event(),)
     if new is None:
         return ()
-    in_new = shape.matches(new)
+    in_new = shape.matches(new, sets)
     if not prepared.old_known or old is None:
         if in_new:
             insert = Event("insert", prepared.new_key, shape.project(new))
             return (prepared.delete_event(), insert) if prepared.key_changed else (insert,)
         return (prepared.delete_event(),)
-    in_old = shape.matches(old)
+    in_old = shape.matches(old, old_sets)
     if in_old and in_new:
         if prepared.key_changed:
             return (prepared.delete_event(), Event("insert", prepared.new_key, shape.project(new)))

@@ -2,7 +2,8 @@
 
 Every compiled function returns True, False or None (SQL NULL). Constants are
 read from the shape's runtime tuple, so one compiled tree serves every shape
-that differs only in constants.
+that differs only in constants. A tree with inner sets reads their states from
+the last constant (`sets.bind_states`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pgsift.subscriptions.ir import (
     Distinct,
     Expr,
     InList,
+    InSet,
     IsBool,
     IsNull,
     Like,
@@ -69,6 +71,8 @@ def compile_expr(expr: Expr) -> Fn:
             return lambda row, c: inner(row, c) is None
         case IsBool():
             return _is_bool(expr)
+        case InSet():
+            return _in_set(expr)
         case Not(arg=arg):
             inner = compile_expr(arg)
 
@@ -80,6 +84,11 @@ def compile_expr(expr: Expr) -> Fn:
         case Logic():
             return _logic(expr)
     raise TypeError(f"cannot compile {expr!r}")
+
+
+def compile_keyed(expr: Expr, spec: KeySpec) -> Fn:
+    """The evaluator of an operand as a comparison keyed by `spec` reads it."""
+    return _keyed(expr, spec)
 
 
 def _keyed(expr: Expr, spec: KeySpec) -> Fn:
@@ -217,6 +226,49 @@ def _flat(elements: Any) -> Any:
             yield from _flat(element)
         else:
             yield element
+
+
+def _in_set(expr: InSet) -> Fn:
+    """`x IN (SELECT ...)` as Postgres: false on an empty set (even for NULL `x`), NULL
+    when `x` is NULL or only a NULL-holding element might equal it; EXISTS: non-empty."""
+    position = expr.position
+    args = tuple(_keyed(arg, key) for arg, key in zip(expr.args, expr.arg_keys, strict=True))
+    if not args:
+        return lambda row, c: not c[-1][position].empty
+    if len(args) == 1:
+        (arg,) = args
+
+        def in_set(row: Row, c: Consts) -> Any:
+            state = c[-1][position]
+            value = arg(row, c)
+            if value is not None and value in state.members:
+                return True  # the common case first: a member (so the set is not empty)
+            if state.empty:
+                return False
+            if value is None:
+                return None
+            return None if state.partial else False
+
+        return in_set
+
+    def in_rows(row: Row, c: Consts) -> Any:
+        state = c[-1][position]
+        if state.empty:
+            return False
+        values = tuple(arg(row, c) for arg in args)
+        if None not in values:
+            if values in state.members:
+                return True
+            elements: Any = state.partial
+        else:
+            # A row with a NULL is never equal; it is NULL where nothing differs.
+            elements = (*state.members, *state.partial)
+        for element in elements:
+            if all(a is None or b is None or a == b for a, b in zip(values, element, strict=True)):
+                return None
+        return False
+
+    return in_rows
 
 
 def _like(expr: Like) -> Fn:

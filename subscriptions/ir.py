@@ -2,6 +2,8 @@
 
 Constants are `Slot`s: their values live outside the tree (in the shape), so
 shapes that differ only in constants share one tree and one compiled predicate.
+An inner select (`x IN (SELECT ...)`) is an `InSet` node: the predicate reads
+the select's rows as a materialized set, given at evaluation time.
 """
 
 from __future__ import annotations
@@ -105,6 +107,34 @@ class IsBool:
 
 
 @dataclass(frozen=True, slots=True)
+class Select:
+    """An inner `SELECT columns FROM table [WHERE where]`; its slots are numbered from 0."""
+
+    table: str
+    columns: tuple[Col, ...]  # empty for EXISTS
+    where: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class InSet:
+    """`(args) IN (select)`, or `EXISTS (select)` when `args` is empty.
+
+    `position` says which inner set of the enclosing statement the predicate
+    reads (`Shape.inner_sets[position]`); `offset` is where the select's slots
+    start among the enclosing statement's (its constants are bound there in
+    `to_sql`). `arg_keys[i]` / `element_keys[i]` key the i-th argument and
+    selected column for comparison, as for `=`.
+    """
+
+    args: tuple[Expr, ...]
+    arg_keys: tuple[KeySpec, ...]
+    element_keys: tuple[KeySpec, ...]
+    select: Select
+    position: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     arg: Expr
 
@@ -126,10 +156,11 @@ Expr = (
     | Like
     | IsNull
     | IsBool
+    | InSet
     | Not
     | Logic
 )
-PREDICATES = (Compare, Distinct, InList, Quantified, Like, IsNull, IsBool, Not, Logic)
+PREDICATES = (Compare, Distinct, InList, Quantified, Like, IsNull, IsBool, InSet, Not, Logic)
 
 
 def type_of(expr: Expr) -> str:
@@ -146,3 +177,33 @@ def conjuncts(expr: Expr) -> tuple[Expr, ...]:
     if isinstance(expr, Logic) and expr.op == "and":
         return tuple(term for item in expr.items for term in conjuncts(item))
     return (expr,)
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of a node in the enclosing statement (an InSet's select is not)."""
+    match expr:
+        case Call(arg=arg) | InList(arg=arg) | Like(arg=arg) | IsNull(arg=arg) | IsBool(arg=arg):
+            return (arg,)
+        case Not(arg=arg):
+            return (arg,)
+        case Compare(left=left, right=right) | Distinct(left=left, right=right):
+            return (left, right)
+        case Quantified(left=left, array=array):
+            return (left, array)
+        case InSet(args=args):
+            return args
+        case Logic(items=items):
+            return items
+    return ()
+
+
+def in_sets(expr: Expr | None) -> tuple[InSet, ...]:
+    """The `InSet` nodes of `expr` (not those inside their selects), in tree order."""
+    found: list[InSet] = []
+    pending: list[Expr] = [] if expr is None else [expr]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, InSet):
+            found.append(node)
+        pending.extend(reversed(children(node)))
+    return tuple(found)

@@ -57,10 +57,12 @@ Operand = Expr | Pending | Typed
 
 @dataclass
 class Slots:
-    """The constants of one shape: typed values (SQL parameters) and runtime values."""
+    """The constants of one statement: typed values (SQL parameters) and runtime values,
+    and the inner sets its `InSet` nodes read, by position."""
 
     params: list[Any] = field(default_factory=list)
     runtime: list[Any] = field(default_factory=list)
+    sets: list[Any] = field(default_factory=list)  # InnerSet
 
     def add(self, value: Any, type_name: str, runtime: Any) -> Slot:
         if type_name.removesuffix("[]") in ("json", "jsonb"):
@@ -70,6 +72,18 @@ class Slots:
         self.params.append(value)
         self.runtime.append(runtime)
         return Slot(len(self.params) - 1, type_name)
+
+    def embed(self, inner: Slots) -> int:
+        """Append an inner select's constants; returns where they start (its `offset`)."""
+        offset = len(self.params)
+        self.params.extend(inner.params)
+        self.runtime.extend(inner.runtime)
+        return offset
+
+    def add_set(self, inner_set: Any) -> int:
+        """File an inner set; returns its position."""
+        self.sets.append(inner_set)
+        return len(self.sets) - 1
 
 
 def operand_type(operand: Operand) -> str:
@@ -96,6 +110,8 @@ def convert(typed: Typed, common: str) -> Any:
     value = typed.value
     if value is None or typed.type == common:
         return value
+    if common in FLOAT_TYPES and typed.type in FLOAT_TYPES:
+        return float(value)  # a real widened to double: already a double, infinities too
     if common in FLOAT_TYPES and typed.type in NUMBER_RANK:
         return coerce.cast_number(value, common)
     if common == "numeric" and typed.type in INT_TYPES:

@@ -47,10 +47,11 @@ _CLAUSES = {
 
 @dataclass(frozen=True, slots=True)
 class SelectItem:
-    """A selected column (`name`), or `*` when `name` is None."""
+    """A selected column (`name`), or `*` when `name` is None (a constant: `constant`)."""
 
     name: str | None
     position: int | None
+    constant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +136,27 @@ def parse_select(sql: str) -> ParsedSelect:
         raise QueryError(
             f"only SELECT is supported, not {kind}", sql=sql, position=position_of(statement)
         )
+    return select_outline(statement, sql)
+
+
+def select_outline(statement: exp.Select, sql: str, *, constants: bool = False) -> ParsedSelect:
+    """Check one `SELECT columns FROM table [WHERE ...]` (a query's or an inner select's).
+
+    `constants`: the column list may hold constants too (`EXISTS (SELECT 1 ...)`).
+    """
     for arg, label in _CLAUSES.items():
         value = statement.args.get(arg)
         if value:
             node = value[0] if isinstance(value, list) else value
             position = position_of(node) if isinstance(node, exp.Expression) else None
+            if position is None:  # DISTINCT has no position of its own: where the list starts
+                position = position_of(statement)
             raise QueryError(f"{label} not supported", sql=sql, position=position)
     source = statement.args.get("from_")
     if source is None:
-        raise QueryError("a FROM clause naming one table is required", sql=sql, position=0)
+        # A statement's own SELECT keyword has no node: 0 for the query, its first item inside.
+        position = position_of(statement) if statement.parent is not None else 0
+        raise QueryError("a FROM clause naming one table is required", sql=sql, position=position)
     table = source.this
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
         what = "subqueries" if isinstance(table, exp.Subquery) else "this FROM clause"
@@ -162,7 +175,9 @@ def parse_select(sql: str) -> ParsedSelect:
     name = identifier_name(table.this)
     alias = table.args.get("alias")
     qualifiers = {name} | ({identifier_name(alias.this)} if alias is not None else set())
-    items = tuple(_select_item(sql, node, frozenset(qualifiers)) for node in statement.expressions)
+    items = tuple(
+        _select_item(sql, node, frozenset(qualifiers), constants) for node in statement.expressions
+    )
     where = statement.args.get("where")
     return ParsedSelect(
         sql=sql,
@@ -175,10 +190,22 @@ def parse_select(sql: str) -> ParsedSelect:
     )
 
 
-def _select_item(sql: str, node: exp.Expression, qualifiers: frozenset[str]) -> SelectItem:
+def parse_condition(text: str, *, error: type[QueryError] = QueryError) -> exp.Expression:
+    """A bare SQL condition (a policy's row rule), not a statement."""
+    (statement,) = parse_statements(text, error=error)
+    if isinstance(statement, exp.Query) or not isinstance(statement, exp.Condition):
+        raise error("a policy row rule must be a condition, not a statement", sql=text)
+    return statement
+
+
+def _select_item(
+    sql: str, node: exp.Expression, qualifiers: frozenset[str], constants: bool
+) -> SelectItem:
     position = position_of(node)
     if isinstance(node, exp.Star):
         return SelectItem(None, position)
+    if constants and isinstance(node, exp.Literal | exp.Boolean | exp.Null):
+        return SelectItem(None, position, constant=True)
     if isinstance(node, exp.Column):
         qualifier = node.args.get("table")
         if qualifier is not None and identifier_name(qualifier) not in qualifiers:

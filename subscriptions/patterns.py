@@ -11,9 +11,9 @@ shapes; the full predicate still decides on every candidate.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlglot
 from sqlglot import exp
@@ -142,3 +142,21 @@ class FragmentIndex(Generic[E]):
                 hit = by_gram.get(gram)
                 if hit is not None:
                     yield from hit
+
+
+def choose_pattern(
+    patterns: Mapping[tuple[str, bool], FragmentIndex[Any]], shape: RoutableShape
+) -> tuple[str, bool, str] | None:
+    """Where to file a shape by a LIKE / ILIKE conjunct, or None for the scan list.
+
+    Longer grams hit fewer values; among equally long ones the least loaded
+    spreads shapes with similar patterns (`%x123%`, `%x124%`) over buckets.
+    """
+    best, best_rank = None, (0, 0)
+    for column, pattern, insensitive in pattern_terms(shape):
+        fragments = patterns.get((column, insensitive))
+        for gram in pattern_grams(pattern, insensitive=insensitive):
+            rank = (-len(gram), fragments.load(gram) if fragments is not None else 0)
+            if best is None or rank < best_rank:
+                best, best_rank = (column, insensitive, gram), rank
+    return best

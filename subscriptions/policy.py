@@ -17,15 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlglot import exp
-
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
 from pgsift.subscriptions.compile import Fn, compile_expr
 from pgsift.subscriptions.errors import PolicyError
+from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Expr
-from pgsift.subscriptions.parse import parse_statements
+from pgsift.subscriptions.parse import parse_condition
 from pgsift.subscriptions.render import psycopg_placeholder, render
+from pgsift.subscriptions.scope import Scope
+from pgsift.subscriptions.sets import SetProvider, bind_states
 
 _KEYS = frozenset({"columns", "row"})
 
@@ -57,7 +58,7 @@ class Policy:
         if row is not None:
             if not isinstance(row, str):
                 raise PolicyError(f"policy for {qualified}: row must be a SQL condition string")
-            _parse_rule(row)
+            parse_condition(row, error=PolicyError)
         policy = cls(qualified, tuple(columns) if columns is not None else None, row, catalog)
         if catalog is not None:
             policy.check(catalog)
@@ -94,8 +95,10 @@ class Policy:
             slots=slots,
             claims=claims,
             error=PolicyError,
+            # The operator's rule: its inner selects read their tables without a policy.
+            scope=Scope(catalog, claims).trusted(),
         )
-        return analyzer.where(_parse_rule(self.row))
+        return analyzer.where(parse_condition(self.row, error=PolicyError))
 
     def bind(self, claims: Mapping[str, Any], *, catalog: Catalog | None = None) -> BoundPolicy:
         """The policy for one caller: row filter and readable columns (for batch loads)."""
@@ -114,6 +117,7 @@ class Policy:
             consts=tuple(slots.runtime),
             sql=render(rule, psycopg_placeholder, psycopg=True) if rule is not None else "TRUE",
             params=tuple(slots.params),
+            inner_sets=tuple(slots.sets),
         )
 
 
@@ -127,10 +131,18 @@ class BoundPolicy:
     consts: tuple[Any, ...]
     sql: str
     params: tuple[Any, ...]
+    # The sets the rule's `IN (SELECT ...)` read, by position (see `Shape.inner_sets`).
+    inner_sets: tuple[InnerSet, ...] = ()
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """True when the caller may see `row` (Postgres semantics: NULL is no)."""
-        return self.predicate is None or self.predicate(row, self.consts) is True  # type: ignore[arg-type]
+    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
+        """True when the caller may see `row` (Postgres semantics: NULL is no); a rule
+        with inner sets reads their states from `sets`."""
+        if self.predicate is None:
+            return True
+        consts = self.consts
+        if self.inner_sets:
+            consts = bind_states(consts, [inner.key for inner in self.inner_sets], sets)
+        return self.predicate(row, consts) is True  # type: ignore[arg-type]
 
     def to_sql_where(self) -> tuple[str, list[Any]]:
         """`(fragment, params)` to AND into a WHERE clause; `%s` placeholders."""
@@ -170,10 +182,3 @@ def policies_from_config(
         policy = Policy.from_config(table, spec, catalog=catalog)
         policies[policy.table] = policy
     return policies
-
-
-def _parse_rule(text: str) -> exp.Expression:
-    (statement,) = parse_statements(text, error=PolicyError)
-    if isinstance(statement, exp.Query) or not isinstance(statement, exp.Condition):
-        raise PolicyError("a policy row rule must be a condition, not a statement", sql=text)
-    return statement

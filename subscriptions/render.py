@@ -24,12 +24,14 @@ from pgsift.subscriptions.ir import (
     Distinct,
     Expr,
     InList,
+    InSet,
     IsBool,
     IsNull,
     Like,
     Logic,
     Not,
     Quantified,
+    Select,
     Slot,
     type_of,
 )
@@ -86,6 +88,43 @@ def render_select(
     return sql
 
 
+def render_inner(
+    select: Select, keys: tuple[KeySpec, ...], placeholder: Placeholder, psycopg: bool
+) -> str:
+    """An inner select as `IN` compares it: its columns keyed like `keys`; `SELECT 1` for EXISTS."""
+    items = [
+        _zoned(quote_identifier(column.name, psycopg=psycopg), key)
+        for column, key in zip(select.columns, keys, strict=True)
+    ]
+    sql = f"SELECT {', '.join(items) or '1'} FROM {quote_table(select.table, psycopg=psycopg)}"
+    if select.where is not None:
+        sql += " WHERE " + render(select.where, placeholder, psycopg=psycopg)
+    return sql
+
+
+def render_keyed(expr: Expr, key: KeySpec, placeholder: Placeholder, *, psycopg: bool) -> str:
+    """An operand as a comparison keyed by `key` reads it (zoned casts made explicit)."""
+    text = render(expr, placeholder, psycopg=psycopg)
+    return _zoned(text if isinstance(expr, Col | Slot | Call) else f"({text})", key)
+
+
+def is_zoned(key: KeySpec) -> bool:
+    """Whether `key` converts a timestamp or date to timestamptz (in UTC)."""
+    return key.kind in _ZONED
+
+
+def _zoned(text: str, key: KeySpec) -> str:
+    zoned = _ZONED.get(key.kind)
+    return text if zoned is None else f"({zoned.format(text)})"
+
+
+def _shifted(placeholder: Placeholder, offset: int) -> Placeholder:
+    """The placeholders of an inner select, numbered among the enclosing statement's."""
+    if offset == 0:
+        return placeholder
+    return lambda slot: placeholder(Slot(slot.index + offset, slot.type))
+
+
 def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
     """The SQL text of `expr` (top level, without outer parentheses)."""
 
@@ -95,8 +134,7 @@ def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
 
     def keyed(child: Expr, key: KeySpec) -> str:
         """An operand as the comparison sees it: zoned casts made explicit."""
-        zoned = _ZONED.get(key.kind)
-        return sub(child) if zoned is None else f"({zoned.format(sub(child))})"
+        return _zoned(sub(child), key)
 
     def ordered(child: Expr, key: KeySpec, op: str) -> str:
         """The left operand of a comparison: text ordering pinned to code-point order."""
@@ -129,6 +167,14 @@ def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
             return f"{sub(arg)} IS {'NOT ' if negated else ''}NULL"
         case IsBool(arg=arg, value=value, negated=negated):
             return f"{sub(arg)} IS {'NOT ' if negated else ''}{'TRUE' if value else 'FALSE'}"
+        case InSet(args=args, arg_keys=arg_keys, select=select, offset=offset):
+            inner = render_inner(select, expr.element_keys, _shifted(placeholder, offset), psycopg)
+            if not args:
+                return f"EXISTS ({inner})"
+            if len(args) == 1:
+                return f"{keyed(args[0], arg_keys[0])} IN ({inner})"
+            row = ", ".join(keyed(arg, key) for arg, key in zip(args, arg_keys, strict=True))
+            return f"({row}) IN ({inner})"
         case Not(arg=arg):
             return f"NOT {sub(arg)}"
         case Logic(op=op, items=items):

@@ -10,6 +10,14 @@ the full predicate (`classify`) only on those candidates and the scan list. So
 the cost of a change grows with the shapes it can touch and the scan list, not
 with the shapes registered.
 
+A shape reading inner sets (`x IN (SELECT ...)`) is judged against the states
+of a `SetProvider` given at construction; one whose top-level conjunct is
+`col IN (SELECT ...)` is filed under that set (`set_index`), which files the
+set's values once for all shapes reading it. The caller tells the index about
+every delta of those sets: `widen` before routing the transaction's changes,
+`narrow` after (old rows may hold values that left, new rows values that
+entered), and asks which shapes a delta moves rows of (`moves`).
+
 Equal shapes (same `shape.key`) are one entry with many listeners. Listeners
 are compared by equality: adding the same (shape, listener) twice registers it
 once. `add`, `remove` and `route` hold one lock, so a change is always routed
@@ -18,11 +26,8 @@ running is registered after it and first sees the next change. Events a `route`
 call returned may still be delivered after the listener was removed: the caller
 must drop them.
 
-Bucket keys follow Postgres equality, not Python's, where the two differ in the
-direction that would lose events: NaN equals NaN (float and numeric), a
-`bpchar` value equals itself without trailing blanks. Buckets may be coarser
-than Postgres (`'a '` and `'a'`, jsonb `true` and `1` share one): the full
-predicate runs on every candidate anyway.
+Bucket keys follow Postgres equality (`buckets`); buckets may be coarser than
+Postgres, since the full predicate runs on every candidate anyway.
 """
 
 from __future__ import annotations
@@ -30,68 +35,49 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from pgsift.subscriptions.buckets import bucket_key
 from pgsift.subscriptions.casefold import pg_lower
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import PreparedChange, RoutableShape, classify
-from pgsift.subscriptions.domains import NAN
 from pgsift.subscriptions.events import TRUNCATE, Event
-from pgsift.subscriptions.patterns import FragmentIndex, pattern_grams, pattern_terms
+from pgsift.subscriptions.moves import Move, plan_move
+from pgsift.subscriptions.patterns import FragmentIndex, choose_pattern
+from pgsift.subscriptions.set_index import SetColumn, choose_set_term
+from pgsift.subscriptions.sets import SetDelta, SetError, SetProvider
 
 L = TypeVar("L", bound=Hashable)
-
-
-# Postgres finds `'NaN' = 'NaN'` true: every NaN, float or numeric, has this one
-# key -- the very object shapes key NaN constants with.
-NAN_KEY = NAN
-
-
-def bucket_key(value: Any) -> Hashable:
-    """The hash-bucket key of a non-NULL column value; TypeError if it has none."""
-    kind = type(value)
-    if kind is int or kind is bool:
-        return value  # type: ignore[no-any-return]
-    if kind is str:
-        # bpchar compares without trailing blanks; for text this is only coarser.
-        return value.rstrip(" ")  # type: ignore[no-any-return]
-    if kind is float:
-        return NAN_KEY if value != value else value
-    if kind is Decimal:
-        return NAN_KEY if value.is_nan() else value
-    if kind is list:
-        return ("[]", tuple(map(bucket_key, value)))
-    if kind is dict:
-        return ("{}", frozenset((k, bucket_key(v)) for k, v in value.items()))
-    hash(value)  # the TypeError of an unhashable value
-    return value  # type: ignore[no-any-return]
 
 
 class _Entry(Generic[L]):
     """One distinct shape, its listeners and the index term it is filed under."""
 
-    __slots__ = ("listeners", "pattern", "shape", "term")
+    __slots__ = ("listeners", "pattern", "set_term", "shape", "term")
 
     def __init__(self, shape: RoutableShape, term: int) -> None:
         self.shape = shape
-        # Index into shape.index_terms; -1 when filed by pattern or on the scan list.
+        # Index into shape.index_terms; -1 when filed otherwise or on the scan list.
         self.term = term
         # (column, insensitive, gram) when filed in the pattern index.
         self.pattern: tuple[str, bool, str] | None = None
+        # (column, inner set key) when filed under an inner set.
+        self.set_term: tuple[str, str] | None = None
         self.listeners: dict[L, None] = {}
 
 
 class _Table(Generic[L]):
     """The shapes of one table."""
 
-    __slots__ = ("buckets", "entries", "patterns", "primary_key", "scan")
+    __slots__ = ("buckets", "entries", "patterns", "primary_key", "scan", "sets")
 
     def __init__(self, primary_key: tuple[str, ...]) -> None:
         self.primary_key = primary_key
         self.entries: dict[str, _Entry[L]] = {}
         # column -> bucket key -> shape key -> entry
         self.buckets: dict[str, dict[Hashable, dict[str, _Entry[L]]]] = {}
+        # column -> shapes filed under inner sets compared with it
+        self.sets: dict[str, SetColumn[_Entry[L]]] = {}
         # (column, insensitive) -> entries by a gram of their LIKE / ILIKE pattern
         self.patterns: dict[tuple[str, bool], FragmentIndex[_Entry[L]]] = {}
         self.scan: dict[str, _Entry[L]] = {}
@@ -104,9 +90,10 @@ class RoutingStats:
     shapes: int
     listeners: int
     indexed: int  # filed in hash buckets (equality / IN terms)
+    set_filed: int  # filed under an inner set (IN (SELECT ...) terms)
     patterned: int  # filed in a pattern index (LIKE / ILIKE terms)
     scanned: int  # on a scan list: evaluated for every change of their table
-    buckets: int
+    buckets: int  # hash buckets: values of index terms, and of inner sets filed under
 
 
 def _term_keys(values: Iterable[Any]) -> frozenset[Hashable]:
@@ -117,12 +104,25 @@ def _term_keys(values: Iterable[Any]) -> frozenset[Hashable]:
 class RoutingIndex(Generic[L]):
     """Registered shapes and their listeners, indexed for routing changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, sets: SetProvider | None = None) -> None:
         self._tables: dict[str, _Table[L]] = {}
+        self._sets = sets
+        # inner set key -> shape key -> entry, for every shape reading the set
+        self._readers: dict[str, dict[str, _Entry[L]]] = {}
+        # inner set key -> the set columns it is filed in
+        self._filed: dict[str, dict[tuple[str, str], SetColumn[_Entry[L]]]] = {}
         self._lock = threading.Lock()
 
     def add(self, shape: RoutableShape, listener: L) -> None:
-        """Register `listener` for the events of `shape`."""
+        """Register `listener` for the events of `shape`.
+
+        A shape reading inner sets needs them materialized in the index's
+        provider (SetError otherwise).
+        """
+        for inner in shape.inner_sets:
+            if self._sets is None:
+                raise SetError("this index has no inner sets: RoutingIndex(sets=...)")
+            self._sets.state(inner.key)
         with self._lock:
             table = self._tables.get(shape.table)
             if table is None:
@@ -146,12 +146,14 @@ class RoutingIndex(Generic[L]):
                     del self._tables[shape.table]
             return True
 
-    def route(self, change: Change) -> list[tuple[L, Event]]:
+    def route(self, change: Change, *, before: SetProvider | None = None) -> list[tuple[L, Event]]:
         """The events `change` means for each listener whose shape it touches.
 
         The events of one listener come in the order to apply them (a key
         change is a delete, then an insert); across listeners the order is
-        unspecified.
+        unspecified. `before`: the inner sets as they were before the change's
+        transaction, for its old row (`sets.BeforeView`; the first change of a
+        row in the transaction); by default the index's sets judge both rows.
         """
         with self._lock:
             table = self._tables.get(change.table)
@@ -164,12 +166,15 @@ class RoutingIndex(Generic[L]):
                 return out
             prepared = PreparedChange(change, table.primary_key)
             candidates = self._candidates(table, change, prepared)
+            sets, old_sets = self._sets, before or self._sets
             for entry in candidates:
                 shape = entry.shape
-                if shape.primary_key == table.primary_key:
-                    events = classify(shape, prepared)
+                if shape.primary_key != table.primary_key:
+                    events = classify(
+                        shape, PreparedChange(change, shape.primary_key), sets, old_sets
+                    )
                 else:
-                    events = classify(shape, PreparedChange(change, shape.primary_key))
+                    events = classify(shape, prepared, sets, old_sets)
                 if events:
                     for listener in entry.listeners:
                         out.extend((listener, event) for event in events)
@@ -190,9 +195,11 @@ class RoutingIndex(Generic[L]):
                 shapes=len(entries),
                 listeners=sum(len(e.listeners) for e in entries),
                 indexed=sum(e.term >= 0 for e in entries),
+                set_filed=sum(e.set_term is not None for e in entries),
                 patterned=sum(e.pattern is not None for e in entries),
                 scanned=sum(len(t.scan) for t in self._tables.values()),
-                buckets=sum(len(b) for t in self._tables.values() for b in t.buckets.values()),
+                buckets=sum(len(b) for t in self._tables.values() for b in t.buckets.values())
+                + sum(len(c.by_value) for t in self._tables.values() for c in t.sets.values()),
             )
 
     def _candidates(
@@ -223,6 +230,8 @@ class RoutingIndex(Generic[L]):
                 if bucket is not None and bucket is not seen:
                     candidates.update(dict.fromkeys(bucket.values()))
                     seen = bucket
+        for column, filed in table.sets.items():
+            candidates.update(dict.fromkeys(filed.candidates(column, rows)))
         for (column, insensitive), fragments in table.patterns.items():
             looked_up = None
             for row in rows:
@@ -234,12 +243,63 @@ class RoutingIndex(Generic[L]):
         candidates.update(dict.fromkeys(table.scan.values()))
         return candidates
 
+    def widen(self, delta: SetDelta) -> None:
+        """File the values that entered inner set `delta.key`: before routing the
+        changes of the delta's transaction, whose new rows may hold them."""
+        with self._lock:
+            for filed in self._filed.get(delta.key, {}).values():
+                filed.apply(delta.key, delta.added, ())
+
+    def narrow(self, delta: SetDelta) -> None:
+        """Unfile the values that left the set: after routing the transaction's
+        changes, whose old rows may hold them."""
+        with self._lock:
+            for filed in self._filed.get(delta.key, {}).values():
+                filed.apply(delta.key, (), delta.removed)
+
+    def moves(self, delta: SetDelta) -> list[tuple[Move, tuple[L, ...]]]:
+        """The move `delta` means for each shape reading the set, with its listeners."""
+        sets = self._sets
+        out: list[tuple[Move, tuple[L, ...]]] = []
+        if sets is None:
+            return out
+        with self._lock:
+            for entry in self._readers.get(delta.key, {}).values():
+                shape = entry.shape
+                move = plan_move(shape, shape.columns, delta, sets)
+                if move is not None:
+                    out.append((move, tuple(entry.listeners)))
+            return out
+
+    def evict_set(self, key: str) -> list[tuple[RoutableShape, tuple[L, ...]]]:
+        """Unregister every shape reading inner set `key` (no longer materialized)."""
+        with self._lock:
+            out = []
+            for entry in list(self._readers.get(key, {}).values()):
+                out.append((entry.shape, tuple(entry.listeners)))
+                table = self._tables[entry.shape.table]
+                self._unfile(table, entry)
+                if not table.entries:
+                    del self._tables[entry.shape.table]
+            return out
+
     def _file(self, table: _Table[L], shape: RoutableShape) -> _Entry[L]:
-        term, keys = self._choose_term(table, shape)
+        term, keys, rank = self._choose_term(table, shape)
         entry: _Entry[L] = _Entry(shape, term)
         table.entries[shape.key] = entry
+        for inner in shape.inner_sets:
+            self._readers.setdefault(inner.key, {})[shape.key] = entry
+        set_term = choose_set_term(table.sets, shape, self._sets, rank)
+        if set_term is not None:
+            entry.term, entry.set_term = -1, set_term
+            column, set_key = set_term
+            filed = table.sets.setdefault(column, SetColumn())
+            assert self._sets is not None  # add checked it
+            filed.file(set_key, shape.key, entry, self._sets.state(set_key).members)
+            self._filed.setdefault(set_key, {})[shape.table, column] = filed
+            return entry
         if term < 0:
-            entry.pattern = _choose_pattern(table, shape)
+            entry.pattern = choose_pattern(table.patterns, shape)
             if entry.pattern is None:
                 table.scan[shape.key] = entry
             else:
@@ -254,6 +314,23 @@ class RoutingIndex(Generic[L]):
     def _unfile(self, table: _Table[L], entry: _Entry[L]) -> None:
         shape = entry.shape
         del table.entries[shape.key]
+        for inner in shape.inner_sets:
+            readers = self._readers[inner.key]
+            readers.pop(shape.key, None)
+            if not readers:
+                del self._readers[inner.key]
+        if entry.set_term is not None:
+            column, set_key = entry.set_term
+            filed = table.sets[column]
+            filed.unfile(set_key, shape.key)
+            if set_key not in filed.by_set:
+                columns = self._filed[set_key]
+                del columns[shape.table, column]
+                if not columns:
+                    del self._filed[set_key]
+            if not filed:
+                del table.sets[column]
+            return
         if entry.pattern is not None:
             column, insensitive, gram = entry.pattern
             fragments = table.patterns[column, insensitive]
@@ -275,7 +352,9 @@ class RoutingIndex(Generic[L]):
             del table.buckets[column]
 
     @staticmethod
-    def _choose_term(table: _Table[L], shape: RoutableShape) -> tuple[int, frozenset[Hashable]]:
+    def _choose_term(
+        table: _Table[L], shape: RoutableShape
+    ) -> tuple[int, frozenset[Hashable], tuple[float, int]]:
         """The most selective index term of `shape`, or -1 if it has none.
 
         A term is as selective as the fraction of changes that will hit one of
@@ -296,20 +375,4 @@ class RoutingIndex(Generic[L]):
             rank = (len(keys) / max(distinct, 1), len(keys))
             if rank < best_rank:
                 best, best_keys, best_rank = i, keys, rank
-        return best, best_keys
-
-
-def _choose_pattern(table: _Table[L], shape: RoutableShape) -> tuple[str, bool, str] | None:
-    """Where to file a shape by a LIKE / ILIKE conjunct, or None for the scan list.
-
-    Longer grams hit fewer values; among equally long ones the least loaded
-    spreads shapes with similar patterns (`%x123%`, `%x124%`) over buckets.
-    """
-    best, best_rank = None, (0, 0)
-    for column, pattern, insensitive in pattern_terms(shape):
-        fragments = table.patterns.get((column, insensitive))
-        for gram in pattern_grams(pattern, insensitive=insensitive):
-            rank = (-len(gram), fragments.load(gram) if fragments is not None else 0)
-            if best is None or rank < best_rank:
-                best, best_rank = (column, insensitive, gram), rank
-    return best
+        return best, best_keys, best_rank

@@ -3,99 +3,57 @@
 A shape is a compiled `Template` (the statement with its constants taken out:
 shared by every shape that differs only in constants) plus its own constants.
 No sqlglot tree is kept, so a registered shape costs well under a kilobyte.
+
+A shape with `x IN (SELECT ...)` (its own, or its policy's) reads inner sets:
+`inner_sets` lists them by position, and `matches` takes their current states
+from a provider (`sets=`; see `pgsift.subscriptions.sets`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pgsift.subscriptions.analyze import Analyzer, Slots
 from pgsift.subscriptions.catalog import Catalog, Table
-from pgsift.subscriptions.compile import Fn, compile_expr
-from pgsift.subscriptions.errors import PolicyError, QueryError
+from pgsift.subscriptions.errors import QueryError
+from pgsift.subscriptions.inner import InnerSet
 from pgsift.subscriptions.ir import Expr, Logic
 from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
-from pgsift.subscriptions.render import render_select
-from pgsift.subscriptions.terms import IndexTerms, Recipe, index_terms, like_terms, term_recipe
+from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope, readable_column
+from pgsift.subscriptions.sets import SetProvider, bind_states
+from pgsift.subscriptions.template import Template, template_for
+from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
 from pgsift.subscriptions.wire import RowWire, untyped_json
-
-_MAX_TEMPLATES = 10_000
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Template:
-    """Everything shapes with equal structure share: SQL, compiled predicate, term recipe."""
-
-    table: str
-    columns: tuple[str, ...]
-    primary_key: tuple[str, ...]
-    wire: RowWire  # the columns' encoders to the wire form, by their types
-    predicate: Fn | None
-    sql: str  # psycopg 3, `%s` placeholders
-    normalized: str  # for people and for the key, `$n::type` placeholders
-    recipe: Recipe
-
-
-_templates: dict[
-    tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], Expr | None], Template
-] = {}
-# Shapes are parsed on the event loop and in worker threads alike.
-_templates_lock = threading.Lock()
-
-
-def template_for(
-    table: str,
-    columns: tuple[str, ...],
-    primary_key: tuple[str, ...],
-    where: Expr | None,
-    types: tuple[str, ...],
-) -> Template:
-    """The shared template for this structure, compiled on first use (thread-safe);
-    `types` are the columns' types, which give their wire form."""
-    cache_key = (table, columns, primary_key, types, where)
-    with _templates_lock:
-        template = _templates.get(cache_key)
-    if template is None:
-        # Compiled outside the lock; two threads racing on one structure build equal
-        # templates and the first one stored wins.
-        built = Template(
-            table=table,
-            columns=columns,
-            primary_key=primary_key,
-            wire=RowWire(columns, types),
-            predicate=compile_expr(where) if where is not None else None,
-            sql=render_select(table, columns, where, psycopg=True),
-            normalized=render_select(table, columns, where, psycopg=False),
-            recipe=term_recipe(where),
-        )
-        with _templates_lock:
-            template = _templates.get(cache_key)
-            if template is None:
-                while len(_templates) >= _MAX_TEMPLATES:
-                    _templates.pop(next(iter(_templates)), None)
-                _templates[cache_key] = template = built
-    return template
 
 
 class Shape:
     """The rows of one table a subscriber may see and asked for, and the columns."""
 
-    __slots__ = ("_consts", "_params", "_template", "index_terms", "key")
+    __slots__ = ("_consts", "_params", "_set_keys", "_template", "index_terms", "inner_sets",
+                 "key", "set_terms")  # fmt: skip
 
-    def __init__(self, template: Template, params: tuple[Any, ...], consts: tuple[Any, ...]):
+    def __init__(
+        self,
+        template: Template,
+        params: tuple[Any, ...],
+        consts: tuple[Any, ...],
+        inner_sets: tuple[InnerSet, ...] = (),
+    ):
         self._template = template
         self._params = params
         self._consts = consts
+        # The sets the predicate reads, by position (`InSet.position`).
+        self.inner_sets = inner_sets
+        self._set_keys = tuple(inner.key for inner in inner_sets)
         document = json.dumps([untyped_json(p) for p in params], sort_keys=True)
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
         self.index_terms: IndexTerms = index_terms(template.recipe, params, consts)
+        self.set_terms: SetTerms = set_terms(template.recipe, self._set_keys)
 
     @classmethod
     def parse(
@@ -106,10 +64,21 @@ class Shape:
         catalog: Catalog,
         claims: Mapping[str, Any] | None = None,
         policies: Mapping[str, Policy] | None = None,
+        max_subquery_depth: int = DEFAULT_SUBQUERY_DEPTH,
     ) -> Shape:
-        """Validate `sql` against `catalog` (and the table's policy); QueryError / PolicyError."""
+        """Validate `sql` against `catalog` (and the table's policy); QueryError / PolicyError.
+
+        Inner selects nest at most `max_subquery_depth` deep (the query's own;
+        policies' inner selects have a budget of their own).
+        """
         try:
-            return cls._parse(sql, params or (), catalog, claims, policies)
+            scope = Scope(
+                catalog,
+                claims or {},
+                policy_of=lambda name, position: _policy(policies, name, catalog, sql, position),
+                max_depth=max_subquery_depth,
+            )
+            return cls._parse(sql, params or (), scope, policies)
         except RecursionError:  # the caller's stack was already deep; parse bounds nesting
             raise QueryError("query nested too deeply", sql=sql) from None
 
@@ -118,15 +87,13 @@ class Shape:
         cls,
         sql: str,
         params: Sequence[Any],
-        catalog: Catalog,
-        claims: Mapping[str, Any] | None,
+        scope: Scope,
         policies: Mapping[str, Policy] | None,
     ) -> Shape:
+        catalog = scope.catalog
         parsed = parse_select(sql)
         table = _resolve_table(parsed, catalog)
-        policy = policy_for(policies, table.name, sql=sql, position=parsed.table_position)
-        if policy is not None:
-            policy.check(catalog)
+        policy = _policy(policies, table.name, catalog, sql, parsed.table_position)
         allowed = policy.allowed_columns(table) if policy is not None else None
         columns = _columns(parsed, table, allowed)
         slots = Slots()
@@ -140,16 +107,17 @@ class Shape:
                 params=params,
                 qualifiers=parsed.qualifiers,
                 allowed_columns=frozenset(allowed) if allowed is not None else None,
+                scope=scope,
             ).where(parsed.where)
         elif params:
             raise QueryError(f"the query uses no parameters but {len(params)} were given", sql=sql)
         if policy is not None:
-            rule = policy.analyze(table, catalog, claims or {}, slots)
+            rule = policy.analyze(table, catalog, scope.claims, slots)
             if rule is not None:
                 where = rule if where is None else _and(where, rule)
         types = tuple(table.columns[c] for c in columns)
         template = template_for(table.name, columns, table.primary_key, where, types)
-        return cls(template, tuple(slots.params), tuple(slots.runtime))
+        return cls(template, tuple(slots.params), tuple(slots.runtime), tuple(slots.sets))
 
     @property
     def table(self) -> str:
@@ -183,10 +151,28 @@ class Shape:
         """(column, pattern, insensitive) of top-level `col [I]LIKE constant` conjuncts."""
         return like_terms(self._template.recipe, self._params)
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """True exactly when Postgres's `SELECT ... WHERE` would return `row`."""
+    @property
+    def consts(self) -> tuple[Any, ...]:
+        """The constants as the predicate reads them (keyed), by slot."""
+        return self._consts
+
+    @property
+    def where(self) -> Expr | None:
+        """The typed condition (the policy ANDed in); slots index `params`."""
+        return self._template.where
+
+    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
+        """True exactly when Postgres's `SELECT ... WHERE` would return `row`.
+
+        A shape with inner sets reads their states from `sets` (SetError without).
+        """
         predicate = self._template.predicate
-        return predicate is None or predicate(row, self._consts) is True  # type: ignore[arg-type]
+        if predicate is None:
+            return True
+        consts = self._consts
+        if self._set_keys:
+            consts = bind_states(consts, self._set_keys, sets)
+        return predicate(row, consts) is True  # type: ignore[arg-type]
 
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """`row` cut down to the selected columns."""
@@ -214,6 +200,20 @@ def _and(left: Expr, right: Expr) -> Expr:
     return Logic("and", tuple(items))
 
 
+def _policy(
+    policies: Mapping[str, Policy] | None,
+    table: str,
+    catalog: Catalog,
+    sql: str,
+    position: int | None,
+) -> Policy | None:
+    """The policy a reader of `table` is held to, checked against the catalog."""
+    policy = policy_for(policies, table, sql=sql, position=position)
+    if policy is not None:
+        policy.check(catalog)
+    return policy
+
+
 def _resolve_table(parsed: ParsedSelect, catalog: Catalog) -> Table:
     name = f"{parsed.schema}.{parsed.table}" if parsed.schema else parsed.table
     table = catalog.find(name)
@@ -232,18 +232,7 @@ def _columns(
         if item.name is None:
             names = list(allowed if allowed is not None else table.columns)
         else:
-            if item.name not in table.columns:
-                raise QueryError(
-                    f"column {item.name!r} does not exist in {table.name}",
-                    sql=parsed.sql,
-                    position=item.position,
-                )
-            if allowed is not None and item.name not in allowed:
-                raise PolicyError(
-                    f"column {item.name!r} of {table.name} is not allowed by its policy",
-                    sql=parsed.sql,
-                    position=item.position,
-                )
+            readable_column(table, item.name, allowed, sql=parsed.sql, position=item.position)
             names = [item.name]
         selected.extend(n for n in names if n not in selected)
     missing = [column for column in table.primary_key if column not in selected]

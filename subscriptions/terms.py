@@ -5,6 +5,9 @@ A term `(column, values)` promises: the shape can only match a row whose
 `col = const`, `col IN (...)` and `col = ANY(array)` when the comparison key of
 the column is the identity on its values (so not for bpchar, cross-type time
 comparisons or NaN), and for a bare boolean column.
+
+A top-level `col IN (SELECT ...)` is a *set term* `(column, set key)`: the
+same promise, with the values the inner set holds at the time (`set_index`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from pgsift.subscriptions.domains import INT_TYPES, NAN, KeySpec
-from pgsift.subscriptions.ir import Col, Compare, Expr, InList, IsBool, Like, Not, Slot, conjuncts
+from pgsift.subscriptions.ir import (
+    Col,
+    Compare,
+    Expr,
+    InList,
+    InSet,
+    IsBool,
+    Like,
+    Not,
+    Slot,
+    conjuncts,
+)
 
 # (column, slot index or -1, mode): mode is one of scalar, label, set, labels, true, false,
-# and like / ilike for pattern conjuncts (not index terms; see `like_terms`).
+# like / ilike for pattern conjuncts (not index terms; see `like_terms`), and inset for
+# `col IN (SELECT ...)` (the index is the inner set's position; see `set_terms`).
 Recipe = tuple[tuple[str, int, str], ...]
 IndexTerms = tuple[tuple[str, frozenset[Any]], ...]
+SetTerms = tuple[tuple[str, str], ...]
 
 
 def _natural(column: Col, key: KeySpec) -> str | None:
@@ -55,6 +71,9 @@ def term_recipe(where: Expr | None) -> Recipe:
                 _add(recipe, col, slot, key, "set")
             case Like(arg=Col(name=name), pattern=slot, insensitive=insensitive, negated=False):
                 recipe.append((name, slot.index, "ilike" if insensitive else "like"))
+            case InSet(args=(Col() as col,), arg_keys=(key,), position=position):
+                if _natural(col, key) == "keyed":
+                    recipe.append((col.name, position, "inset"))
     return tuple(recipe)
 
 
@@ -70,7 +89,7 @@ def index_terms(recipe: Recipe, params: Sequence[Any], consts: Sequence[Any]) ->
     terms: list[tuple[str, frozenset[Any]]] = []
     for column, index, mode in recipe:
         values: frozenset[Any]
-        if mode in ("like", "ilike"):
+        if mode in ("like", "ilike", "inset"):
             continue
         if mode == "true":
             values = _TRUE
@@ -114,3 +133,8 @@ def like_terms(recipe: Recipe, params: Sequence[Any]) -> tuple[tuple[str, str, b
         for column, index, mode in recipe
         if mode in ("like", "ilike") and params[index] is not None
     )
+
+
+def set_terms(recipe: Recipe, set_keys: Sequence[str]) -> SetTerms:
+    """(column, inner set key) of the top-level `col IN (SELECT ...)` conjuncts."""
+    return tuple((column, set_keys[index]) for column, index, mode in recipe if mode == "inset")

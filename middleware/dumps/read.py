@@ -39,6 +39,6 @@ class DumpSnapshot:
         return decompressed_body(self.store.body(self.info), self.info.trailer)
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """Each row with values in JSON form (`values.to_json`), as clients get them."""
+        """Each row with values in their wire form (`wire.RowWire`), as clients get them."""
         return body_rows(self.store.body(self.info), self.info.trailer)
 

@@ -215,6 +215,14 @@ class SyncService:
             query, params=params, catalog=self.catalog, claims=dict(claims), policies=self.policies
         )
         require_replica_identity(shape, self.catalog, self.policies)
+        if shape.inner_sets:
+            # Rows moving in and out as inner sets change are the next step (docs/relational.md).
+            raise QueryError(
+                "subscriptions that read an inner select (IN (SELECT ...) or EXISTS, in the "
+                "query or in its table's policy) are not served live yet; GET /v1/bootstrap "
+                "reads them",
+                sql=query,
+            )
         return shape
 
     async def sync(

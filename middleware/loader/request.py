@@ -69,6 +69,12 @@ class PolicyBinder:
                 bound = policy.bind(claims, catalog=self._catalog)
             except PgsiftError as exc:
                 raise LoaderError(f"policy of {table}: {exc}") from exc
+            if bound.inner_sets:
+                # Judging rows needs the rule's inner sets (docs/relational.md, next step).
+                raise LoaderError(
+                    f"the policy of {table} reads an inner select (IN (SELECT ...)): "
+                    "batch loads of it are not supported yet"
+                )
             self._bound[cache_key] = bound
             if len(self._bound) > self._size:
                 self._bound.popitem(last=False)

@@ -1,162 +1,36 @@
-"""Random rows and random WHERE clauses for the differential test against Postgres.
+"""Random WHERE clauses over `oracle_rows`' tables for the differential test against Postgres.
 
 Clauses are type-correct by construction and cover the whole supported subset;
 each parameter is kept in two forms: Postgres text (bound untyped, so Postgres
 infers its type from the context exactly as for a client's `$n`) and the JSON
 value a client would send to pgsift.
+
+Subqueries read the inner tables `u` and `w`, which have the columns of `t`, so
+an inner WHERE is drawn by the same builder (its names resolve to the inner
+table, as in Postgres): `x [NOT] IN (SELECT y ...)`, `(x, y) [NOT] IN (SELECT
+...)`, `[NOT] EXISTS (...)`, a constant `IN (SELECT ...)`, nested.
 """
 
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from hypothesis import strategies as st
 
-from pgsift.subscriptions.jsonvalues import JSON_NULL
-
-ENUM_LABELS = ("sad", "ok", "happy")
-TABLE_DDL = """
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TABLE t (
-    id int8 PRIMARY KEY,
-    i2 int2, i4 int4, i8 int8, n numeric, f4 real, f8 float8,
-    t text, v varchar, c char(4), b bool,
-    d date, ts timestamp, tz timestamptz, u uuid, e mood,
-    ai int4[], at text[], j jsonb
-);
-"""
-COLUMNS = (
-    "i2",
-    "i4",
-    "i8",
-    "n",
-    "f4",
-    "f8",
-    "t",
-    "v",
-    "c",
-    "b",
-    "d",
-    "ts",
-    "tz",
-    "u",
-    "e",
-    "ai",
-    "at",
-    "j",
+from tests.subscriptions.oracle_rows import (
+    COLUMN_TYPES,
+    COLUMNS,
+    ENUM_LABELS,
+    INNER_TABLES,
+    NUMBER_COLUMNS,
+    TEXT_COLUMNS,
+    TEXTS,
+    TIME_COLUMNS,
+    UUIDS,
+    ZONES,
+    timestamps,
 )
-NUMBER_COLUMNS = ("i2", "i4", "i8", "n", "f4", "f8")
-TEXT_COLUMNS = ("t", "v", "c")
-TIME_COLUMNS = ("d", "ts", "tz")
-COLUMN_TYPES = {
-    "i2": "int2", "i4": "int4", "i8": "int8", "n": "numeric", "f4": "float4", "f8": "float8",
-    "t": "text", "v": "varchar", "c": "bpchar", "b": "bool", "d": "date", "ts": "timestamp",
-    "tz": "timestamptz", "u": "uuid", "e": "mood", "ai": "int4[]", "at": "text[]",
-    "j": "jsonb",
-}  # fmt: skip
-
-# Characters where case folding, LIKE or collation are easy to get wrong.
-CHARS = "aAzZ0 %_\\'\"éÉßẞİiıIΣσςǅᾳᾼﬀÅÅ\u212a\u00b5Ωω😀\u0130\u03c2"  # noqa: RUF001
-TEXTS = st.text(alphabet=CHARS, max_size=4)
-UUIDS = [
-    UUID(int=0),
-    UUID(int=1),
-    UUID("123e4567-e89b-12d3-a456-426614174000"),
-    UUID(int=2**128 - 1),
-]
-DST = [
-    datetime(2026, 3, 29, 0, 30), datetime(2026, 3, 29, 1, 0), datetime(2026, 3, 29, 1, 30),
-    datetime(2026, 3, 29, 2, 30), datetime(2026, 10, 25, 0, 59, 59), datetime(2026, 10, 25, 1, 0),
-    datetime(2026, 10, 25, 1, 0, 0, 1), datetime(2026, 1, 1), datetime(1999, 12, 31, 23, 59, 59),
-]  # fmt: skip
-ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30)),
-         timezone(timedelta(hours=14))]  # fmt: skip
-INTS = st.one_of(
-    st.sampled_from([0, 1, -1, 2, 7, 42, 127, 255, 32767, -32768]),
-    st.integers(-3, 3),
-)
-BIG_INTS = st.one_of(
-    INTS,
-    st.sampled_from([2**31 - 1, -(2**31), 2**53 + 1, 2**53, 2**63 - 1, -(2**63), 10**15 + 1]),
-)
-DECIMALS = st.one_of(
-    st.sampled_from(
-        ["0", "-0", "1", "1.0", "1.50", "-2.5", "0.1", "42", "1e20", "9007199254740993",
-         "123456789012345678901234567890.123456789", "NaN", "Infinity", "-Infinity",
-         "0.30000000000000004", "3.4028235e38", "2147483647.5"]
-    ).map(Decimal),
-    st.decimals(min_value=-1000, max_value=1000, places=3, allow_nan=False),
-)  # fmt: skip
-FLOATS = st.one_of(
-    st.sampled_from([0.0, -0.0, 1.0, 1.5, -2.5, 0.1, 42.0, 1e20, 2.0**53, 9007199254740993.0,
-                     float("nan"), float("inf"), float("-inf"), 1e308, 5e-324, 0.3]),
-    st.floats(-1000, 1000, width=32),
-)  # fmt: skip
-
-
-# jsonb values where JSON `null` and SQL NULL are easy to confuse (None is SQL NULL).
-JSONB = st.sampled_from([JSON_NULL, {}, [], "null", {"a": None}, [None], 0, False, ""])
-
-
-def float4(value: float) -> float:
-    """`value` as a real column stores it (out-of-range values become infinities)."""
-    if value != value or abs(value) >= 3.4e38:
-        return value if value != value else math.copysign(math.inf, value)
-    return float(struct.unpack("f", struct.pack("f", value))[0])
-
-
-def timestamps() -> st.SearchStrategy[datetime]:
-    return st.one_of(
-        st.sampled_from(DST),
-        st.datetimes(datetime(2026, 3, 28), datetime(2026, 3, 30)).map(
-            lambda d: d.replace(microsecond=0)
-        ),
-    )
-
-
-def row_values(index: int) -> st.SearchStrategy[dict[str, Any]]:
-    def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-        return st.one_of(st.none(), strategy, strategy)
-
-    return st.fixed_dictionaries(
-        {
-            "id": st.just(index),
-            "i2": maybe(INTS),
-            "i4": maybe(st.one_of(INTS, st.sampled_from([2**31 - 1, -(2**31)]))),
-            "i8": maybe(BIG_INTS),
-            "n": maybe(DECIMALS),
-            "f4": maybe(FLOATS.map(float4)),
-            "f8": maybe(FLOATS),
-            "t": maybe(TEXTS),
-            "v": maybe(TEXTS),
-            "c": maybe(st.text(alphabet="aA %_\\ß", max_size=4)),
-            "b": maybe(st.booleans()),
-            "d": maybe(st.sampled_from([date(2026, 3, 29), date(2026, 3, 28), date(2026, 10, 25)])),
-            "ts": maybe(timestamps()),
-            "tz": maybe(
-                st.builds(lambda d, z: d.replace(tzinfo=z), timestamps(), st.sampled_from(ZONES))
-            ),
-            "u": maybe(st.sampled_from(UUIDS)),
-            "e": maybe(st.sampled_from(ENUM_LABELS)),
-            "ai": maybe(st.lists(st.one_of(st.none(), INTS), max_size=3)),
-            "at": maybe(st.lists(st.one_of(st.none(), TEXTS), max_size=3)),
-            "j": maybe(JSONB),
-        }
-    )
-
-
-def rows() -> st.SearchStrategy[list[dict[str, Any]]]:
-    return (
-        st.integers(1, 14)
-        .flatmap(lambda n: st.tuples(*(row_values(i) for i in range(n))))
-        .map(list)
-    )
 
 
 def quote(text: str) -> str:
@@ -390,14 +264,39 @@ class ClauseBuilder:
         )
         return f"{self.text_operand()} {word} {rendered}"
 
+    def subquery(self, depth: int) -> str:
+        """A subquery predicate; its WHERE (over `u` / `w`) nests at most `depth` more."""
+        table = self.pick(INNER_TABLES)
+        where = f" WHERE {self.predicate(depth)}" if self.draw(st.booleans()) else ""
+        kind = self.pick(["in", "in", "in", "row", "exists", "constant"])
+        negated = self.pick(["", "", "NOT "])
+        if kind == "exists":
+            return f"{negated}EXISTS (SELECT 1 FROM {table}{where})"
+        group = self.pick([NUMBER_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS, ("e",), ("u",), ("b",)])
+        if kind == "row":
+            other = self.pick([NUMBER_COLUMNS, TEXT_COLUMNS, ("e",)])
+            left = f"({self.pick(group)}, {self.pick(other)})"
+            inner = f"{self.pick(group)}, {self.pick(other)}"
+        else:
+            left, inner = self.pick(group), self.pick(group)
+            if group is TEXT_COLUMNS and self.draw(st.booleans()):
+                left = f"{self.pick(['lower', 'upper'])}({left})"
+        if kind == "constant":
+            left = self.number(inner) if group is NUMBER_COLUMNS else self.text()
+            if group not in (NUMBER_COLUMNS, TEXT_COLUMNS):
+                return f"{negated}EXISTS (SELECT 1 FROM {table}{where})"
+        return f"{left} {negated}IN (SELECT {inner} FROM {table}{where})"
+
     def null_test(self) -> str:
         return f"{self.pick(COLUMNS)} IS {self.pick(['', 'NOT '])}NULL"
 
     def predicate(self, depth: int) -> str:
         kind = self.pick(
             ["cmp", "cmp", "cmp", "in", "like", "null", "bool", "array"]
-            + (["and", "or", "not", "is"] * 2 if depth > 0 else [])
+            + (["and", "or", "not", "is"] * 2 + ["sub"] * 3 if depth > 0 else [])
         )
+        if kind == "sub":
+            return self.subquery(depth - 1)
         if kind == "cmp":
             return self.comparison()
         if kind == "in":

@@ -1,12 +1,13 @@
 """Random `where` inputs, each with the Postgres condition it means, for the filter oracle.
 
-The table is `oracle_clauses`' (the same random rows full of edge values), with
+The table is `oracle_rows`' (the same random rows full of edge values), with
 snake_case column names so that the inputs use camelCase fields. Each input is
 drawn together with its meaning written here by hand, independently of
 `filters.py`, from the documented semantics: `IN (...)` / `NOT IN (...)` for
 `_in` / `_nin` (an empty list FALSE / TRUE), `TRUE` for `{}` and `_and: []`,
 `FALSE` for `_or: []`. Values are bound untyped, so Postgres types them from
-the column; pgsift gets them in their JSON form.
+the column; pgsift gets them in their JSON form. Arrays and the jsonb column
+(`doc`, JSON null among its values) take `_isNull` alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pgsift.subscriptions.naming import camel
-from tests.subscriptions.oracle_clauses import (
+from tests.subscriptions.oracle_rows import (
     BIG_INTS,
     CHARS,
     COLUMN_TYPES,
@@ -35,22 +36,21 @@ from tests.subscriptions.oracle_clauses import (
     timestamps,
 )
 
-# oracle_clauses' column -> this table's column.
+# oracle_rows' column -> this table's column.
 RENAMED = {
     "i2": "small_int", "i4": "plain_int", "i8": "big_int", "n": "exact_num",
     "f4": "single_float", "f8": "double_float", "t": "body_text", "v": "short_text",
     "c": "fixed_text", "b": "is_done", "d": "due_day", "ts": "local_at", "tz": "zoned_at",
-    "u": "owner_uuid", "e": "mood", "ai": "int_list", "at": "text_list",
+    "u": "owner_uuid", "e": "mood", "ai": "int_list", "at": "text_list", "j": "doc",
 }  # fmt: skip
 _SQL_TYPES = {"f4": "real", "c": "char(4)"}
-_KEPT = {"id", *RENAMED}
 TABLE_DDL = (
     f"CREATE TYPE mood AS ENUM ({', '.join(repr(label) for label in ENUM_LABELS)});\n"
     "CREATE TABLE filtered (id int8 PRIMARY KEY, "
     + ", ".join(f"{new} {_SQL_TYPES.get(old, COLUMN_TYPES[old])}" for old, new in RENAMED.items())
     + ");"
 )
-NULL_ONLY = ("ai", "at")
+NULL_ONLY = ("ai", "at", "j")
 COMPARE = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
 
 
@@ -199,9 +199,8 @@ def filter_cases(draw: Any) -> FilterCase:
 
 
 def renamed_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An `oracle_clauses` row with this table's column names; columns this table
-    does not have (the jsonb `j`, which no filter here compares) are left out."""
-    return {RENAMED.get(name, name): value for name, value in row.items() if name in _KEPT}
+    """An `oracle_rows` row with this table's column names."""
+    return {RENAMED.get(name, name): value for name, value in row.items()}
 
 
 __all__ = ["CHARS", "TABLE_DDL", "FilterCase", "filter_cases", "renamed_row"]

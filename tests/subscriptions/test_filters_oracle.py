@@ -21,12 +21,15 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from pgsift.middleware.catalog import load_catalog
+from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Policy, QueryError
 from pgsift.subscriptions.filters import compile_filter
 from pgsift.subscriptions.typed_schema import typed_schema
 from pgsift.subscriptions.typemodel import TypedTable
-from tests.subscriptions.oracle_clauses import array_text, rows
+from tests.subscriptions.databases import scratch_database
+from tests.subscriptions.oracle_clauses import array_text
 from tests.subscriptions.oracle_filters import TABLE_DDL, FilterCase, filter_cases, renamed_row
+from tests.subscriptions.oracle_rows import bound_row, rows
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200")) // 2
 FILTERS_PER_TABLE = 20
@@ -47,7 +50,7 @@ class FilterOracle:
 
     def load(self, table: list[dict[str, Any]]) -> None:
         self.conn.execute("TRUNCATE filtered")
-        renamed = [renamed_row(row) for row in table]
+        renamed = [renamed_row(bound_row(row)) for row in table]
         names = list(renamed[0])
         with self.conn.cursor() as cur:
             cur.executemany(
@@ -108,18 +111,13 @@ def _explain(
 
 @pytest.fixture(scope="module")
 def oracle(postgres_server: Any) -> Iterator[FilterOracle]:
-    name = "pgsift_filter_oracle"
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(postgres_server.url_for(name), autocommit=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute(TABLE_DDL)
-            yield FilterOracle(conn, load_catalog(conn))
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        scratch_database(postgres_server, "pgsift_filter_oracle") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        conn.execute(TABLE_DDL)
+        configure(conn)  # TimeZone UTC, values (JSON null, the enum) as pgsift reads them
+        yield FilterOracle(conn, load_catalog(conn))
 
 
 _SUPPRESSED = [

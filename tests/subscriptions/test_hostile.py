@@ -20,8 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgsift.subscriptions import Catalog, PolicyError, QueryError, Shape, policies_from_config
-from pgsift.subscriptions import shape as shape_module
+from pgsift.subscriptions import (
+    Catalog,
+    Policy,
+    PolicyError,
+    QueryError,
+    Shape,
+    policies_from_config,
+)
+from pgsift.subscriptions import template as template_module
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, same_value
 from pgsift.subscriptions.parse import MAX_NESTING, MAX_SQL_LENGTH
@@ -262,8 +269,8 @@ def test_json_too_deep_for_python_is_one_values_error(type_name: str) -> None:
 
 
 def test_template_cache_is_safe_under_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shape_module, "_MAX_TEMPLATES", 3)
-    monkeypatch.setattr(shape_module, "_templates", {})
+    monkeypatch.setattr(template_module, "_MAX_TEMPLATES", 3)
+    monkeypatch.setattr(template_module, "_templates", {})
     errors: list[BaseException] = []
     columns = ["id", "title", "team_id", "score", "status", "due"]
 
@@ -286,7 +293,7 @@ def test_template_cache_is_safe_under_threads(monkeypatch: pytest.MonkeyPatch) -
     finally:
         sys.setswitchinterval(previous)
     assert errors == []
-    assert len(shape_module._templates) <= 3
+    assert len(template_module._templates) <= 3
 
 
 def test_from_json_arrays_nest_at_most_six_levels() -> None:
@@ -317,6 +324,16 @@ REFUSED = [
     ("score = 1e999999", [], "out of range for type numeric"),
     ("$1::jsonb IS NULL", ['{"k": "\\u0000"}'], "U+0000"),
     ("$1::jsonb IS NULL", [{SURROGATE: 1}], "lone surrogate"),
+    # Inside subqueries, nested ones included: the same checks on the same constants.
+    ("team_id IN (SELECT id FROM teams WHERE org = $1)", [NUL], "U+0000"),
+    (f"team_id IN (SELECT id FROM teams WHERE org = '{SURROGATE}')", [], "lone surrogate"),
+    ("EXISTS (SELECT 1 FROM projects WHERE name LIKE $1)", [f"%{NUL}"], "U+0000"),
+    ("team_id IN (SELECT team_id FROM projects WHERE team_id IN "
+     "(SELECT team_id FROM app.members WHERE role = ANY($1)))", [["x", NUL]], "U+0000"),
+    ("$1 IN (SELECT title FROM issues)", [SURROGATE], "lone surrogate"),
+    ("EXISTS (SELECT 1 FROM issues WHERE estimate = 1e999999)", [], "out of range"),
+    ("EXISTS (SELECT 1 FROM issues WHERE estimate = -1e131072::numeric)", [], "out of range"),
+    ("EXISTS (SELECT 1 FROM issues WHERE $1::jsonb IS NULL)", ['{"\\u0000": 1}'], "U+0000"),
 ]
 
 
@@ -343,3 +360,38 @@ def test_a_refused_claim_is_a_policy_error() -> None:
             "SELECT team_id, user_id FROM app.members", catalog=CATALOG,
             claims={"sub": NUL}, policies=POLICIES,
         )
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"sub": NUL, "team_ids": [1]}, "U+0000"),
+        ({"sub": "u1", "team_ids": None}, "claim 'team_ids' is null"),
+        ({"sub": None, "team_ids": [1]}, "claim 'sub' is null"),
+    ],
+)
+def test_claims_inside_subqueries_are_checked_like_any_claim(
+    claims: dict[str, Any], message: str
+) -> None:
+    """comments' rule reads auth.sub and auth.team_ids only inside its subqueries."""
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Shape.parse("SELECT id FROM comments", catalog=CATALOG, claims=claims, policies=POLICIES)
+
+
+@pytest.mark.parametrize(("sub", "message"), [(NUL, "U+0000"), (None, "claim 'sub' is null")])
+def test_a_client_inner_select_checks_the_claims_of_its_tables_policy(
+    sub: Any, message: str
+) -> None:
+    """teams' (empty) policy reads no claim; app.members' rule, ANDed into the inner
+    select, reads auth.sub."""
+    policies = {"public.teams": Policy("public.teams"), "app.members": POLICIES["app.members"]}
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Shape.parse(
+            "SELECT id FROM teams WHERE id IN (SELECT team_id FROM app.members)",
+            catalog=CATALOG, claims={"sub": sub}, policies=policies,
+        )
+    shape = Shape.parse(
+        "SELECT id FROM teams WHERE id IN (SELECT team_id FROM app.members)",
+        catalog=CATALOG, claims={"sub": "u1"}, policies=policies,
+    )
+    assert shape.inner_sets[0].params == ("u1",)

@@ -3,9 +3,14 @@
 One table load per example, one query per clause: for each clause, Postgres runs
 `SELECT id FROM t WHERE <clause>` with the parameters bound untyped, and runs
 the shape's own `to_sql()`; both id sets must equal the rows `matches` accepts.
+A clause with subqueries is judged with its inner sets as Postgres computes them
+(each `InnerSet.to_sql()`), and each inner set's own predicate is checked
+against those rows too (nested sets included).
 Under a policy, the first query is `WHERE (<clause>) AND (<rule>)` with the rule
 written here by hand and its claims bound as further untyped parameters, so
-pgsift's own rendering of the policy is checked against Postgres too.
+pgsift's own rendering of the policy is checked against Postgres too; an inner
+select of `w` reads `w` through its policy's rule (`FROM (SELECT * FROM w WHERE
+<rule>) AS w` for Postgres).
 PGSIFT_ORACLE_EXAMPLES raises the number of examples (tables); each has
 CLAUSES_PER_TABLE clauses.
 """
@@ -21,23 +26,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Policy, QueryError, Shape
-from pgsift.subscriptions.jsonvalues import JSON_NULL
 from pgsift.subscriptions.pgtext import parse_text
-from tests.subscriptions.oracle_clauses import (
-    COLUMNS,
-    TABLE_DDL,
-    Clause,
-    array_text,
-    clauses,
-    rows,
-)
+from pgsift.subscriptions.registry import SetRegistry
+from tests.subscriptions.databases import scratch_database
+from tests.subscriptions.oracle_clauses import Clause, array_text, clauses
+from tests.subscriptions.oracle_rows import COLUMNS, TABLE_DDL, bound_row, inner_rows, rows
 
 EXAMPLES = int(os.environ.get("PGSIFT_ORACLE_EXAMPLES", "200"))
+# w's row policy: an inner select of w reads only these rows.
+W_RULE = "b"
 CLAUSES_PER_TABLE = 20
 
 
@@ -49,21 +50,40 @@ class Oracle:
         self.cases = 0
         self.both_refused = 0
 
-    def load(self, table: list[dict[str, Any]]) -> None:
-        self.conn.execute("TRUNCATE t")
+    def load(
+        self, table: list[dict[str, Any]], inner: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
         names = ("id", *COLUMNS)
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
-                [[_bound(name, row[name]) for name in names] for row in table],
-            )
-        # Judge the rows exactly as pgsift's connections read them (float4 rounding,
-        # char(n) padding, JSON null), and as capture decodes their text.
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            self.rows = cur.execute("SELECT * FROM t ORDER BY id").fetchall()
-            texts = cur.execute("SELECT id, j::text FROM t ORDER BY id").fetchall()
-        decoded = [None if r["j"] is None else parse_text("jsonb", r["j"]) for r in texts]
-        assert decoded == [row["j"] for row in self.rows]
+        self.inner_rows: dict[str, list[dict[str, Any]]] = {}
+        for name, content in {"t": table, **(inner or {})}.items():
+            self.conn.execute(f"TRUNCATE {name}")
+            with self.conn.cursor() as cur:
+                marks = ", ".join(["%s"] * len(names))
+                cur.executemany(
+                    f"INSERT INTO {name} ({', '.join(names)}) VALUES ({marks})",
+                    [[bound[column] for column in names] for bound in map(bound_row, content)],
+                )
+            # Judge rows exactly as pgsift's connections read them (float4 rounding,
+            # char(n) padding, JSON null), and as capture decodes their text.
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                loaded = cur.execute(f"SELECT * FROM {name} ORDER BY id").fetchall()
+                texts = cur.execute(f"SELECT id, j::text FROM {name} ORDER BY id").fetchall()
+            decoded = [None if r["j"] is None else parse_text("jsonb", r["j"]) for r in texts]
+            assert decoded == [row["j"] for row in loaded]
+            self.inner_rows[f"public.{name}"] = loaded
+        self.rows = self.inner_rows.pop("public.t")
+
+    def inner_sets(self, shape: Shape) -> SetRegistry:
+        """The shape's inner sets as Postgres computes them; each set's own verdicts checked."""
+        registry = SetRegistry()
+        for inner in registry.acquire(shape.inner_sets):
+            sql, params = inner.to_sql()
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                selected = cur.execute(sql, params).fetchall()
+            assert registry.load(inner, selected)
+            ours = {r["id"] for r in self.inner_rows[inner.table] if inner.matches(r, registry)}
+            assert ours == {r["id"] for r in selected}, f"{inner}: {ours}"
+        return registry
 
     def postgres_ids(self, sql: str, params: list[Any]) -> set[int] | str:
         encoded = [None if p is None else p.encode() for p in params]
@@ -87,8 +107,10 @@ class Oracle:
             template, claim_texts = rule
             first = len(clause.pg_params) + 1
             placeholders = [f"${first + i}" for i in range(len(claim_texts))]
+            # An inner select reads w under w's policy: only the rows its rule allows.
+            where = clause.sql.replace("FROM w", f"FROM (SELECT * FROM w WHERE {W_RULE}) AS w")
             expected = self.postgres_ids(
-                f"SELECT id FROM t WHERE ({clause.sql}) AND ({template.format(*placeholders)})",
+                f"SELECT id FROM t WHERE ({where}) AND ({template.format(*placeholders)})",
                 [*clause.pg_params, *claim_texts],
             )
         try:
@@ -106,7 +128,8 @@ class Oracle:
         assert not isinstance(expected, str), (
             f"Postgres refused what pgsift took: {sql}\n{expected}"
         )
-        got = {row["id"] for row in self.rows if shape.matches(row)}
+        sets = self.inner_sets(shape)
+        got = {row["id"] for row in self.rows if shape.matches(row, sets)}
         if policies is None or rule is not None:
             assert got == expected, _explain(sql, clause, expected, got, self.rows)
         snapshot_sql, snapshot_params = shape.to_sql()
@@ -114,13 +137,6 @@ class Oracle:
             from_snapshot = {r[0] for r in cur.execute(snapshot_sql, snapshot_params).fetchall()}
         assert from_snapshot == got, _explain(snapshot_sql, clause, from_snapshot, got, self.rows)
         self.cases += 1
-
-
-def _bound(column: str, value: Any) -> Any:
-    """A row value as a psycopg parameter: json values wrapped, JSON null included."""
-    if column != "j" or value is None:
-        return value
-    return Jsonb(None if value is JSON_NULL else value)
 
 
 def _explain(
@@ -135,18 +151,13 @@ def _explain(
 
 @pytest.fixture(scope="module")
 def oracle(postgres_server: Any) -> Iterator[Oracle]:
-    name = "pgsift_oracle"
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(postgres_server.url_for(name), autocommit=True) as conn:
-            configure(conn)  # TimeZone UTC, values as pgsift reads them
-            conn.execute(TABLE_DDL)
-            yield Oracle(conn, load_catalog(conn))
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with (
+        scratch_database(postgres_server, "pgsift_oracle") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        configure(conn)  # TimeZone UTC, values as pgsift reads them
+        conn.execute(TABLE_DDL)
+        yield Oracle(conn, load_catalog(conn))
 
 
 _SETTINGS = settings(
@@ -163,12 +174,17 @@ _SETTINGS = settings(
 
 @_SETTINGS
 @given(
-    table=rows(), batch=st.lists(clauses(), min_size=CLAUSES_PER_TABLE, max_size=CLAUSES_PER_TABLE)
+    table=rows(),
+    inner=inner_rows(),
+    batch=st.lists(clauses(), min_size=CLAUSES_PER_TABLE, max_size=CLAUSES_PER_TABLE),
 )
 def test_matches_agrees_with_postgres(
-    oracle: Oracle, table: list[dict[str, Any]], batch: list[Clause]
+    oracle: Oracle,
+    table: list[dict[str, Any]],
+    inner: dict[str, list[dict[str, Any]]],
+    batch: list[Clause],
 ) -> None:
-    oracle.load(table)
+    oracle.load(table, inner)
     compared = oracle.cases
     for clause in batch:
         oracle.check(clause)
@@ -184,17 +200,24 @@ def test_matches_agrees_with_postgres(
 )
 @given(
     table=rows(),
+    inner=inner_rows(),
     batch=st.lists(clauses(), min_size=5, max_size=5),
     ids=st.lists(st.one_of(st.none(), st.integers(-1, 3)), max_size=3),
 )
 def test_policy_is_anded_into_matches_and_to_sql(
-    oracle: Oracle, table: list[dict[str, Any]], batch: list[Clause], ids: list[int | None]
+    oracle: Oracle,
+    table: list[dict[str, Any]],
+    inner: dict[str, list[dict[str, Any]]],
+    batch: list[Clause],
+    ids: list[int | None],
 ) -> None:
-    oracle.load(table)
-    policy = Policy.from_config("t", {"row": "i4 = ANY(auth.ids) OR (b AND t <> auth.sub)"})
-    # The same rule for Postgres, by hand: claims as untyped parameters, not pgsift's SQL.
+    oracle.load(table, inner)
+    policies = {
+        "public.t": Policy.from_config("t", {"row": "i4 = ANY(auth.ids) OR (b AND t <> auth.sub)"}),
+        "public.u": Policy.from_config("u", {}),
+        "public.w": Policy.from_config("w", {"row": W_RULE}),
+    }
+    # The same rules for Postgres, by hand: claims as untyped parameters, not pgsift's SQL.
     rule = ("i4 = ANY({}) OR (b AND t <> {})", [array_text(ids), "a"])
     for clause in batch:
-        oracle.check(
-            clause, policies={"public.t": policy}, claims={"ids": ids, "sub": "a"}, rule=rule
-        )
+        oracle.check(clause, policies=policies, claims={"ids": ids, "sub": "a"}, rule=rule)

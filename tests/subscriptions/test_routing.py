@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from pgsift.subscriptions.buckets import NAN_KEY, bucket_key
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import RoutableShape, same_value
 from pgsift.subscriptions.events import Event
-from pgsift.subscriptions.routing import NAN_KEY, RoutingIndex, RoutingStats, bucket_key
+from pgsift.subscriptions.routing import RoutingIndex, RoutingStats
+from pgsift.subscriptions.sets import SetProvider
 from tests.subscriptions.routing_shapes import ISSUES, Cond, Spec, build
 
 SELECTED = ("id", "title", "status")
@@ -197,7 +199,7 @@ def test_identical_shapes_are_one_entry_with_many_listeners() -> None:
     assert routed(index, insert(row)) == {name: [ins_event(row)] for name in "ac"}
     index.remove(shape(team(1), statuses("open")), "a")
     index.remove(shape(team(1), statuses("open")), "c")
-    assert index.stats() == RoutingStats(0, 0, 0, 0, 0, 0)
+    assert index.stats() == RoutingStats(0, 0, 0, 0, 0, 0, 0)
     assert routed(index, insert(row)) == {}
 
 
@@ -227,11 +229,13 @@ class _Gated:
         self.table, self.key, self.columns = inner.table, inner.key, inner.columns
         self.primary_key, self.index_terms = inner.primary_key, inner.index_terms
         self.normalized, self.params = inner.normalized, inner.params
+        self.consts, self.where = inner.consts, inner.where
+        self.inner_sets, self.set_terms = inner.inner_sets, inner.set_terms
 
-    def matches(self, row: Row) -> bool:
+    def matches(self, row: Row, sets: SetProvider | None = None) -> bool:
         self.entered.set()
         assert self.gate.wait(10)
-        return self.inner.matches(row)
+        return self.inner.matches(row, sets)
 
     def project(self, row: Row) -> Row:
         return self.inner.project(row)

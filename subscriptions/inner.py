@@ -1,0 +1,155 @@
+"""One distinct inner select (`x IN (SELECT y FROM t WHERE ...)`): an `InnerSet`.
+
+An inner set is identified by its `key`: the select as pgsift normalized it
+(the inner table's policy ANDed in), its typed constants (parameters and the
+caller's claims it reads) and how its values are keyed for comparison. Every
+shape whose subquery has the same key reads one materialized set.
+
+The I/O layer materializes a set with `to_sql()` (primary key and selected
+columns of every matching row) and keeps it current from the feed: a change
+of `table` enters the set when `matches(row)` (given the states of the set's
+own inner sets, `dependencies`, for nested selects), with the value
+`element(row)`. `walk()` lists a set and everything it depends on, the deepest
+first: the order to materialize them in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pgsift.subscriptions.catalog import Table
+from pgsift.subscriptions.domains import KeySpec, key_function
+from pgsift.subscriptions.ir import Expr, Select
+from pgsift.subscriptions.sets import SetProvider, bind_states
+from pgsift.subscriptions.template import Template, template_for
+from pgsift.subscriptions.wire import untyped_json
+
+
+class InnerSet:
+    """The values `(args) IN (SELECT columns FROM table WHERE ...)` compares with."""
+
+    __slots__ = ("_keys", "_template", "consts", "dependencies", "element_keys", "key", "params",
+                 "select")  # fmt: skip
+
+    def __init__(
+        self,
+        select: Select,
+        element_keys: tuple[KeySpec, ...],
+        source: Table,
+        params: tuple[Any, ...],
+        consts: tuple[Any, ...],
+        dependencies: tuple[InnerSet, ...],
+    ) -> None:
+        self.select = select
+        self.element_keys = element_keys
+        self.params = params
+        self.consts = consts
+        self.dependencies = dependencies
+        names = tuple(column.name for column in select.columns)
+        primary_key = source.primary_key
+        fetched = primary_key + tuple(n for n in names if n not in primary_key)
+        types = tuple(source.columns[n] for n in fetched)
+        self._template: Template = template_for(
+            select.table, fetched, primary_key, select.where, types
+        )
+        self._keys = tuple(key_function(spec) for spec in element_keys)
+        identity = json.dumps(
+            [
+                self._template.normalized,
+                [untyped_json(p) for p in params],
+                [[spec.kind, *spec.labels] for spec in element_keys],
+                names,
+            ],
+            sort_keys=True,
+        )
+        self.key: str = hashlib.sha256(identity.encode()).hexdigest()
+
+    @property
+    def table(self) -> str:
+        return self.select.table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The selected columns, whose values form the set (none for EXISTS)."""
+        return tuple(column.name for column in self.select.columns)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self._template.primary_key
+
+    @property
+    def fetched(self) -> tuple[str, ...]:
+        """The columns `to_sql` reads: the primary key, then the selected columns."""
+        return self._template.columns
+
+    @property
+    def inner_sets(self) -> tuple[InnerSet, ...]:
+        """The sets the select's own `IN (SELECT ...)` read, by position."""
+        return self.dependencies
+
+    @property
+    def where(self) -> Expr | None:
+        """The select's condition (its policy ANDed in), slots numbered from 0."""
+        return self.select.where
+
+    @property
+    def normalized(self) -> str:
+        """The materializing statement as pgsift understood it, with typed `$n`."""
+        return self._template.normalized
+
+    def to_sql(self) -> tuple[str, list[Any]]:
+        """`SELECT <primary key>, <columns> FROM table WHERE ...` for psycopg 3."""
+        return self._template.sql, list(self.params)
+
+    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
+        """Whether `row` of `table` is in the select (nested sets read from `sets`)."""
+        predicate = self._template.predicate
+        if predicate is None:
+            return True
+        consts = self.consts
+        if self.dependencies:
+            consts = bind_states(consts, [d.key for d in self.dependencies], sets)
+        return predicate(row, consts) is True  # type: ignore[arg-type]
+
+    def element(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The row's value in the set, keyed for comparison (None for NULL components)."""
+        out = []
+        for name, key in zip(self.columns, self._keys, strict=True):
+            value = row.get(name)
+            out.append(value if value is None or key is None else key(value))
+        return tuple(out)
+
+    def raw(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The row's value in the set as typed Python values (for binding in SQL)."""
+        return tuple(row.get(name) for name in self.columns)
+
+    def walk(self) -> tuple[InnerSet, ...]:
+        """This set and those it depends on, each once, the deepest first."""
+        return walk_sets((self,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InnerSet) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"InnerSet({self._template.normalized!r}, params={self.params!r})"
+
+
+def walk_sets(sets: tuple[InnerSet, ...]) -> tuple[InnerSet, ...]:
+    """`sets` and everything they depend on, each once (by key), dependencies first."""
+    seen: dict[str, InnerSet] = {}
+
+    def visit(inner: InnerSet) -> Iterator[InnerSet]:
+        for dependency in inner.dependencies:
+            yield from visit(dependency)
+        yield inner
+
+    for inner in sets:
+        for found in visit(inner):
+            seen.setdefault(found.key, found)
+    return tuple(seen.values())

@@ -1,0 +1,238 @@
+"""The materialized inner sets of one process, shared by key and bounded: `SetRegistry`.
+
+Every shape (and bound policy) that reads an inner set holds it: `acquire`
+counts the holders of a set and of everything it depends on and says which of
+them still need loading (deepest first); `release` drops the sets nobody
+holds. The I/O layer loads a set with one query (`InnerSet.to_sql()`) and
+hands the rows to `load`; then, for every transaction of the feed, it passes
+the transaction's changes to `apply` *before* routing the transaction's outer
+changes, and gets one `SetDelta` per set that changed, deepest sets first (a
+nested set's rows are judged with the sets it depends on as they are after the
+transaction).
+
+Memory is bounded by `max_bytes` over all sets (`MaterializedSet.approx_bytes`):
+`load` refuses a set that would pass it, and a set that grows past it while it
+is held is dropped by `apply` (`over_bound` lists it). A shape whose set is not
+materialized takes the slower path described in docs/relational.md, never a
+wrong one: the registry never answers for a set it does not hold (SetError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.inner import InnerSet, walk_sets
+from pgsift.subscriptions.materialized import MaterializedSet, RowKey, old_row_key
+from pgsift.subscriptions.set_filing import SetFiling
+from pgsift.subscriptions.sets import SetDelta, SetError, SetState
+
+# 256 MiB of materialized sets per process unless the settings say otherwise.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStats:
+    """The registry's size, for /metrics and the benchmark."""
+
+    sets: int
+    materialized: int
+    rows: int
+    approx_bytes: int
+    max_bytes: int
+
+
+class SetRegistry:
+    """Inner sets by key: holders counted, states materialized within a memory bound."""
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._inner: dict[str, InnerSet] = {}
+        self._holders: dict[str, int] = {}
+        self._states: dict[str, MaterializedSet] = {}
+        # Held sets filed by inner table; how deep each nests (0: reads no other set);
+        # the sets that read each set.
+        self._filing = SetFiling()
+        self._depth: dict[str, int] = {}
+        self._readers: dict[str, dict[str, None]] = {}
+        self._bytes = 0
+        self.over_bound: list[str] = []
+
+    # -- SetProvider ------------------------------------------------------------
+
+    def state(self, key: str) -> SetState:
+        state = self._states.get(key)
+        if state is None:
+            raise SetError(f"inner set {key[:12]} is not materialized")
+        return state
+
+    def materialized(self, key: str) -> bool:
+        return key in self._states
+
+    # -- holders ------------------------------------------------------------------
+
+    def acquire(self, sets: Iterable[InnerSet]) -> tuple[InnerSet, ...]:
+        """Hold `sets` and their dependencies; those not loaded yet, deepest first."""
+        needed = []
+        for inner in walk_sets(tuple(sets)):
+            if inner.key not in self._inner:
+                self._inner[inner.key] = inner
+                self._filing.add(inner)
+                self._depth[inner.key] = 1 + max(
+                    (self._depth[d.key] for d in inner.dependencies), default=-1
+                )
+                for dependency in inner.dependencies:
+                    self._readers.setdefault(dependency.key, {})[inner.key] = None
+            self._holders[inner.key] = self._holders.get(inner.key, 0) + 1
+            if inner.key not in self._states:
+                needed.append(inner)
+        return tuple(needed)
+
+    def release(self, sets: Iterable[InnerSet]) -> None:
+        """Stop holding `sets` and their dependencies; unheld sets are forgotten."""
+        for inner in walk_sets(tuple(sets)):
+            left = self._holders.get(inner.key, 0) - 1
+            if left > 0:
+                self._holders[inner.key] = left
+                continue
+            self._holders.pop(inner.key, None)
+            if self._inner.pop(inner.key, None) is None:
+                continue
+            self._drop(inner.key)
+            self._filing.remove(inner)
+            del self._depth[inner.key]
+            for dependency in inner.dependencies:
+                readers = self._readers[dependency.key]
+                del readers[inner.key]
+                if not readers:
+                    del self._readers[dependency.key]
+
+    # -- contents -----------------------------------------------------------------
+
+    def load(self, inner: InnerSet, rows: Iterable[Mapping[str, Any]]) -> bool:
+        """Materialize a held set from its query's rows; False (not materialized) when it
+        would pass the memory bound or its dependencies are not materialized."""
+        if inner.key not in self._holders:
+            return False
+        if any(d.key not in self._states for d in inner.dependencies):
+            return False
+        state = MaterializedSet(inner)
+        budget = self.max_bytes - self._bytes
+        for row in rows:
+            state.load((row,))
+            if state.approx_bytes > budget:
+                return False
+        self._drop(inner.key)
+        self._states[inner.key] = state
+        self._bytes += state.approx_bytes
+        for key in state.row_keys():
+            self._filing.held(inner.table, inner.key, key, holds=True)
+        return True
+
+    def apply(self, changes: Iterable[Change]) -> list[SetDelta]:
+        """Apply one transaction's changes; the deltas of the sets that changed, deepest
+        first. Sets that pass the bound are dropped and listed in `over_bound`."""
+        # Each set gets the changes that may touch it (`SetFiling`), in their order.
+        touched: dict[str, list[Change]] = {}
+        keys: dict[int, RowKey | None] = {}
+        # Sets given a change of a row earlier in the batch may hold it by now.
+        given: dict[tuple[str, RowKey], dict[str, None]] = {}
+        tables = set(self._filing.tables())
+        for change in changes:
+            if change.table not in tables:
+                continue
+            primary_key = self._filing.primary_key(change.table)
+            keys[id(change)] = old = old_row_key(change, primary_key)
+            candidates = dict.fromkeys(self._filing.candidates(change, old))
+            if old is not None:
+                candidates.update(given.get((change.table, old), {}))
+            if change.new is not None:
+                new = tuple(change.new.get(c) for c in primary_key)
+                given.setdefault((change.table, new), {}).update(candidates)
+            for key in candidates:
+                touched.setdefault(key, []).append(change)
+        deltas = []
+        # The deepest (fewest dependencies) first.
+        for key in sorted(touched, key=self._depth.__getitem__):
+            state = self._states.get(key)
+            if state is None:
+                continue
+            if any(d.key not in self._states for d in state.inner.dependencies):
+                self._drop(key)  # a set it reads was dropped: it cannot be kept exact
+                self.over_bound.append(key)
+                continue
+            before = state.approx_bytes
+            # A truncate empties the set: every row it held is recorded again.
+            held = list(state.row_keys()) if any(c.op == "truncate" for c in touched[key]) else ()
+            delta = state.apply(touched[key], self)
+            self._bytes += state.approx_bytes - before
+            self._record(state, touched[key], keys, held)
+            if self._bytes > self.max_bytes:
+                self._drop(key)
+                self.over_bound.append(key)
+                continue
+            if delta:
+                deltas.append(delta)
+        return deltas
+
+    def apply_move(self, key: str, rows: Iterable[Mapping[str, Any]], *, flagged: bool) -> SetDelta:
+        """Apply the rows of a move of held set `key`'s own select (a nested set: see
+        `MaterializedSet.apply_move`); its delta."""
+        state = self._states.get(key)
+        if state is None:
+            raise SetError(f"inner set {key[:12]} is not materialized")
+        moved = list(rows)
+        before = state.approx_bytes
+        delta = state.apply_move(moved, flagged=flagged)
+        self._bytes += state.approx_bytes - before
+        inner = state.inner
+        for row in moved:
+            held = tuple(row[c] for c in inner.primary_key)
+            self._filing.held(inner.table, key, held, holds=state.holds(held))
+        return delta
+
+    def _record(
+        self,
+        state: MaterializedSet,
+        changes: list[Change],
+        keys: dict[int, RowKey | None],
+        held: Iterable[RowKey],
+    ) -> None:
+        """Tell the filing which of the changed rows the set holds now."""
+        inner = state.inner
+        rows = list(held)
+        for change in changes:
+            old = keys[id(change)]
+            if old is not None:
+                rows.append(old)
+            if change.new is not None:
+                rows.append(tuple(change.new.get(c) for c in inner.primary_key))
+        for row in rows:
+            self._filing.held(inner.table, inner.key, row, holds=state.holds(row))
+
+    def _drop(self, key: str) -> None:
+        state = self._states.pop(key, None)
+        if state is not None:
+            self._bytes -= state.approx_bytes
+            for row in state.row_keys():
+                self._filing.held(state.inner.table, key, row, holds=False)
+
+    def dependents(self, key: str) -> tuple[InnerSet, ...]:
+        """The held sets that read set `key` directly (nested selects)."""
+        return tuple(self._inner[reader] for reader in self._readers.get(key, ()))
+
+    @property
+    def approx_bytes(self) -> int:
+        """The measured size of every materialized set."""
+        return self._bytes
+
+    def stats(self) -> RegistryStats:
+        return RegistryStats(
+            sets=len(self._inner),
+            materialized=len(self._states),
+            rows=sum(state.rows for state in self._states.values()),
+            approx_bytes=self.approx_bytes,
+            max_bytes=self.max_bytes,
+        )
