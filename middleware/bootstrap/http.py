@@ -58,6 +58,7 @@ class BootstrapService:
         self.database_url = wiring.database_url
         self.database = wiring.database
         self.client = wiring.client
+        self.jobs = wiring.jobs_client
         self.feed = wiring.feed_reader()
         self.finder = wiring.dump_finder()
         self.policies = wiring.policies
@@ -138,6 +139,7 @@ class BootstrapService:
         enqueue_build(
             self.client,
             self.database,
+            jobs=self.jobs,
             shape_key=layout.shape_key,
             query=query,
             params=params,

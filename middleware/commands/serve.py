@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 import psycopg
-import redis
 
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.mutations import ledger
+from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings, load_settings
 
 CONNECT_TIMEOUT_S = 5
@@ -53,7 +53,7 @@ def _reachable(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         if settings.mutators:
             ledger.require(conn)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    client = sync_redis(settings.redis_url)
     try:
         client.ping()
     finally:

@@ -1,9 +1,10 @@
 """Several `pgsift serve` on one Postgres and Redis; one is killed, its clients move on.
 
-Three gateways tail the same feed; six official graphql-ws clients are spread
-across them. Random transactions are committed before and after one gateway
-is killed with SIGKILL; its clients reconnect to another gateway with their
-last cursor. Every client's copy must end equal to Postgres's answer to its
+Three gateways tail the same feed, on a plain Redis and on a three-master
+Redis Cluster (`redis+cluster://`, RQ's queues on the plain Redis); six
+official graphql-ws clients are spread across them. Random transactions are
+committed before and after one gateway is killed with SIGKILL; its clients
+reconnect to another gateway with their last cursor. Every client's copy must end equal to Postgres's answer to its
 query, with no transaction twice and no change out of place on the way
 (`tests.e2e.resuming`).
 """
@@ -12,6 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pgsift.middleware.feed import keys
+from pgsift.middleware.redis_clients import sync_redis
 from tests.e2e.gateways import gateways
 from tests.e2e.resuming import IssueWriter, ResumingClient
 from tests.middleware.capture.processes import capturing
@@ -23,6 +28,14 @@ TEAMS = 3
 GATEWAYS = 3
 CLIENTS = 6
 AUTHORIZATION = token({"sub": "e2e", "team_ids": list(range(1, TEAMS + 1))})
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def feed_redis(request: pytest.FixtureRequest, redis_url: str) -> tuple[str, dict[str, str]]:
+    """The Redis URL of the feed, and the settings the gateways need besides it."""
+    if request.param == "redis":
+        return redis_url, {}
+    return request.getfixturevalue("redis_cluster_url"), {"jobs_redis_url": redis_url}
 
 
 async def clients_converge(
@@ -38,8 +51,9 @@ async def clients_converge(
 
 
 async def test_clients_of_a_killed_gateway_resume_on_another(
-    database_url: str, redis_url: str, tmp_path: Path
+    database_url: str, feed_redis: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
+    redis_url, settings = feed_redis
     await execute(
         database_url,
         ISSUES_SCHEMA,
@@ -49,7 +63,7 @@ async def test_clients_of_a_killed_gateway_resume_on_another(
     writer = IssueWriter(database_url, teams=TEAMS, seed=11, first_id=30)
     writer.ids = list(range(1, 31))
     with capturing(database_url, redis_url), gateways(
-        GATEWAYS, database_url, redis_url, tmp_path
+        GATEWAYS, database_url, redis_url, tmp_path, **settings
     ) as servers:
         urls = [server.url for server in servers]
         teams = [1 + i % TEAMS for i in range(CLIENTS)]
@@ -77,6 +91,9 @@ async def test_clients_of_a_killed_gateway_resume_on_another(
                     assert later[-1][0] != urls[0]
                 else:
                     assert later == [], f"client {index} lost a live gateway: {later}"
+            feed = sync_redis(redis_url)
+            assert feed.xlen(keys.feed_stream(keys.database_of(database_url))) >= writer.committed
+            feed.close()
         finally:
             for client in clients:
                 await client.stop()
