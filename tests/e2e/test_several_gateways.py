@@ -4,9 +4,9 @@ Three gateways tail the same feed, on a plain Redis and on a three-master
 Redis Cluster (`redis+cluster://`, RQ's queues on the plain Redis); six
 official graphql-ws clients are spread across them. Random transactions are
 committed before and after one gateway is killed with SIGKILL; its clients
-reconnect to another gateway with their last cursor. Every client's copy must end equal to Postgres's answer to its
-query, with no transaction twice and no change out of place on the way
-(`tests.e2e.resuming`).
+reconnect to another gateway with their last cursor. Every client's copy must
+end equal to Postgres's answer to its query, with no transaction twice and no
+change out of place on the way (`tests.e2e.resuming`).
 """
 
 from __future__ import annotations
