@@ -12,6 +12,9 @@ which finds the others. It is handed out as a `redis.Redis` because it answers
 the same commands for keys of one hash slot, and every key pgsift keeps for a
 database carries the database as a hash tag (`pgsift.middleware.feed.keys`):
 its scripts, MULTI and reads across several keys stay within one slot.
+The cluster client's own failures that are no `redis.RedisError` (no node
+reachable, a slot no node serves) come out as `redis.ConnectionError`, so
+every caller retries them as it retries an unreachable Redis.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.exceptions import RedisClusterException
 
 CONNECT_TIMEOUT_S = 5.0
 # Longest wait for one reply; the feed is read with XREAD BLOCK of about a second.
@@ -76,18 +80,34 @@ def sync_redis(url: str) -> redis.Redis[bytes]:
     }
     node = node_url(url)
     if node is not None:
-        cluster: redis.cluster.RedisCluster[bytes] = redis.cluster.RedisCluster.from_url(
-            node, **options
-        )
+        try:
+            cluster = _Cluster.from_url(node, **options)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
         return cast("redis.Redis[bytes]", cluster)
     client: redis.Redis[bytes] = redis.Redis.from_url(url, **options)
     return client
 
 
+def _unreachable(exc: RedisClusterException) -> redis.ConnectionError:
+    return redis.ConnectionError(f"Redis Cluster: {exc}")
+
+
+class _Cluster(redis.cluster.RedisCluster):  # type: ignore[type-arg]
+    """redis-py's cluster client, failing with `redis.RedisError`s only."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc
+
+
 class _BoundedCluster(redis.asyncio.cluster.RedisCluster):  # type: ignore[type-arg]
     """redis-py's asyncio cluster client, its commands waiting at most `POOL_WAIT_S` for
-    one of `connections`, as `BlockingConnectionPool` does: the cluster client's own
-    bound (per node) fails at once instead of waiting."""
+    one of `connections`, as `BlockingConnectionPool` does (the cluster client's own
+    bound, per node, fails at once instead of waiting), and failing with
+    `redis.RedisError`s only."""
 
     def __init__(self, *, connections: int | None = None, **options: Any) -> None:
         if connections is not None:
@@ -97,7 +117,7 @@ class _BoundedCluster(redis.asyncio.cluster.RedisCluster):  # type: ignore[type-
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._free is None:
-            return await super().execute_command(*args, **kwargs)
+            return await self._execute(*args, **kwargs)
         try:
             async with asyncio.timeout(POOL_WAIT_S):
                 await self._free.acquire()
@@ -106,6 +126,12 @@ class _BoundedCluster(redis.asyncio.cluster.RedisCluster):  # type: ignore[type-
                 f"no Redis Cluster connection came free within {POOL_WAIT_S:g} s"
             ) from None
         try:
-            return await super().execute_command(*args, **kwargs)
+            return await self._execute(*args, **kwargs)
         finally:
             self._free.release()
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unreachable(exc) from exc

@@ -35,9 +35,6 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return (f"cannot reach Redis: {text}; check redis_url (--redis-url, PGSIFT_REDIS_URL) "
                 "and that Redis is running")
-    if isinstance(exc, redis.exceptions.RedisClusterException):
-        return (f"cannot use the Redis Cluster: {text}; check redis_url "
-                "(redis+cluster://host:port of one of its nodes) and that the cluster is up")
     if isinstance(exc, redis.ResponseError) and "when used memory > " in text:
         return (f"Redis is out of memory ({text}): raise its maxmemory or free memory "
                 "(`pgsift worker` trims the feed)")

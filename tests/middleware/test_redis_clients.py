@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis
 
+from pgsift.middleware.embedded.ports import free_port
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.reader import AsyncFeedReader, FeedReader
 from pgsift.middleware.redis_clients import async_redis, node_url, sync_redis
@@ -53,5 +55,18 @@ async def test_the_asyncio_cluster_client_reads_the_feed(
     try:
         assert await reader.last_id() is None
         assert (await reader.bounds()).trimmed is None
+    finally:
+        await reader.close()
+
+
+async def test_no_reachable_node_is_a_connection_error() -> None:
+    """As an unreachable plain Redis: what every caller already retries."""
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    with pytest.raises(redis.ConnectionError, match="Redis Cluster"):
+        sync_redis(url)
+    reader = AsyncFeedReader(async_redis(url, connections=2), "appdb")
+    try:
+        with pytest.raises(redis.ConnectionError, match="Redis Cluster"):
+            await reader.last_id()
     finally:
         await reader.close()
