@@ -42,12 +42,12 @@ class GatewayProcess:
     """One `pgsift serve` subprocess on a free port; its log goes to a temp file."""
 
     def __init__(
-        self, database_url: str, redis_url: str, config: Path, **settings: str
+        self, database_url: str, redis_url: str, config: Path, *args: str, **settings: str
     ) -> None:
         self.port = free_port()
         self.argv = [
             PGSIFT, "serve", "--database-url", database_url, "--redis-url", redis_url,
-            "--port", str(self.port), "--config", str(config),
+            "--port", str(self.port), "--config", str(config), *args,
         ]
         self.env = {**os.environ, **{f"PGSIFT_{k.upper()}": v for k, v in settings.items()}}
         self.log_path = Path(tempfile.mkstemp(prefix="pgsift-serve-", suffix=".log")[1])
@@ -82,6 +82,19 @@ class GatewayProcess:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"pgsift serve never became ready:\n{self.log}")
                 time.sleep(0.05)
+
+    def children(self) -> set[int]:
+        """The pids of this process's children (`serve --workers`' gateway processes)."""
+        if self.process is None:
+            return set()
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after ")".
+                fields = stat.read_text().rpartition(")")[2].split()
+                if int(fields[1]) == self.process.pid:
+                    found.add(int(stat.parent.name))
+        return found
 
     def kill(self) -> None:
         """SIGKILL: no shutdown at all, as when a machine dies."""
