@@ -54,7 +54,7 @@ async def test_killed_workers_are_replaced_and_their_clients_resume(
                     os.kill(worker, signal.SIGKILL)
                     await writer.run(30)
 
-                    def replaced() -> bool:
+                    def replaced(worker: int = worker) -> bool:
                         now = server.children()
                         return len(now) == 2 and worker not in now
 
