@@ -19,7 +19,9 @@ from rq import Queue
 from starlette.applications import Starlette
 
 from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
+from pgsift.middleware.dumps import keys as dump_keys
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
+from pgsift.middleware.dumps.leases import claim_for_drop, lease, leased_ids
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
@@ -98,6 +100,16 @@ def test_a_dump_built_and_served_on_a_cluster(
     plain = redis.Redis.from_url(redis_url)
     assert [k for k in plain.scan_iter() if not k.startswith(b"rq:")] == []
     plain.close()
+
+
+def test_dump_leases_hold_off_a_drop_on_a_cluster(cluster_context: JobContext) -> None:
+    """The lease and the claim to drop (WATCH + MULTI) on the cluster's one slot."""
+    client, database = cluster_context.client, cluster_context.database
+    lease(client, database, "served")
+    assert leased_ids(client, database) == {"served"}
+    assert not claim_for_drop(client, database, "served")
+    assert claim_for_drop(client, database, "unleased")
+    assert client.exists(dump_keys.dump_dropping(database, "unleased"))
 
 
 def test_rq_on_a_cluster_is_refused_with_what_to_set(
