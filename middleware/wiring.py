@@ -63,7 +63,6 @@ class Wiring:
                 "PGSIFT_REDIS_URL, pgsift.toml or --database-url / --redis-url)"
             )
         database = keys.database_of(settings.database_url)
-        client = client if client is not None else sync_redis(settings.redis_url)
         jobs_url = settings.jobs_redis_url or settings.redis_url
         if is_cluster(jobs_url):
             raise ConfigError(
@@ -71,6 +70,7 @@ class Wiring:
                 "warming, trimming) needs a plain Redis: name one in jobs_redis_url "
                 "(PGSIFT_JOBS_REDIS_URL, or redis_url in [jobs] of pgsift.toml)"
             )
+        client = client if client is not None else sync_redis(settings.redis_url)
         jobs_client = client if jobs_url == settings.redis_url else sync_redis(jobs_url)
         policies = policies_from_config(settings.policies)
         return cls(
