@@ -8,6 +8,7 @@ port with their last cursor, converge to Postgres with no transaction twice
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -51,8 +52,11 @@ async def test_killed_workers_are_replaced_and_their_clients_resume(
                 await clients_converge(clients, teams, database_url)
                 seen = set(first)
                 for worker in sorted(first):
+                    writing = asyncio.create_task(writer.run(30))
+                    target = writer.committed + 15
+                    await eventually(lambda t=target: writer.committed >= t, "15 transactions")
                     os.kill(worker, signal.SIGKILL)
-                    await writer.run(30)
+                    await writing
 
                     def replaced(worker: int = worker) -> bool:
                         now = server.children()

@@ -11,6 +11,7 @@ change out of place on the way (`tests.e2e.resuming`).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -76,9 +77,11 @@ async def test_clients_of_a_killed_gateway_resume_on_another(
         ]
         try:
             await clients_converge(clients, teams, database_url)
-            await writer.run(40)
+            # Killed while transactions are being committed, half of them before.
+            writing = asyncio.create_task(writer.run(80))
+            await eventually(lambda: writer.committed >= 40, "40 transactions committed")
             servers[0].kill()
-            await writer.run(40)
+            await writing
             await clients_converge(clients, teams, database_url)
 
             for index, client in enumerate(clients):
