@@ -11,8 +11,10 @@ snapshot transaction is `gateway_snapshot_connections`, whatever clients do:
     connections.problem()          # /healthz: None, or why every connection is busy
 
 A subscription waits up to `gateway_snapshot_wait_s` for one (a websocket
-client waits anyway); a bootstrap waits `bootstrap_wait_s`, then gets a 503
-with `Retry-After`. The connections carry `statement_timeout` and
+client waits anyway); a bootstrap waits `bootstrap_wait_s` while every
+connection is lent out, then gets a 503 with `Retry-After` (while the pool is
+only opening a connection it waits for that, as a subscription would). The
+connections carry `statement_timeout` and
 `idle_in_transaction_session_timeout` (`snapshot_pool`), a last resort behind
 the bootstrap's write timeout. Every connection lent out is counted here, so
 `/healthz` can tell when all of them have been busy for longer than
@@ -21,13 +23,14 @@ the bootstrap's write timeout. Every connection lent out is counted here, so
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.settings import Settings
@@ -54,8 +57,9 @@ class SnapshotConnections:
         self.size = pool.max_size
         self.busy_after_s = busy_after_s
         self.in_use = 0
+        self._growing = 0  # callers waiting for a connection the pool is still opening
         self._busy_since: float | None = None  # monotonic; set while all are lent out
-        self._opened = False
+        self._opening: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, database_url: str, settings: Settings) -> SnapshotConnections:
@@ -73,29 +77,49 @@ class SnapshotConnections:
         return float(self.pool.timeout)
 
     async def open(self) -> None:
-        """Open the pool (again after `close`, idempotent while open)."""
-        if not self._opened:
-            self._opened = True
-            await self.pool.open()
+        """Open the pool; idempotent, and callers that come while it opens wait for it."""
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self.pool.open())
+        await asyncio.shield(self._opening)
 
     async def close(self) -> None:
-        if self._opened:
-            self._opened = False
+        if self._opening is not None:
+            self._opening = None
             await self.pool.close()
 
     @asynccontextmanager
     async def connection(
         self, timeout: float | None = None
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A connection for one snapshot, waiting at most `timeout` (default: the pool's);
-        `psycopg_pool.PoolTimeout` when none came free. Back to the pool on exit (a
-        transaction left open is rolled back there)."""
-        async with self.pool.connection(timeout=timeout) as conn:
-            self._lend(+1)
-            try:
-                yield conn
-            finally:
-                self._lend(-1)
+        """A connection for one snapshot, waiting at most `timeout` (default: the pool's)
+        while every connection is lent out; `psycopg_pool.PoolTimeout` when none came
+        free. Back to the pool on exit (a transaction left open is rolled back there)."""
+        conn = await self._checkout(timeout)
+        self._lend(+1)
+        try:
+            yield conn
+        finally:
+            self._lend(-1)
+            await self.pool.putconn(conn)
+
+    async def _checkout(self, timeout: float | None) -> psycopg.AsyncConnection[Any]:
+        conn: psycopg.AsyncConnection[Any]
+        try:
+            conn = await self.pool.getconn(timeout)
+            return conn
+        except PoolTimeout:
+            # Not every connection is lent out: the pool is still opening the one this
+            # caller waits for (slow on a busy host), so it is not busy, only growing.
+            # Such a caller waits as long as any snapshot would; only as many of them as
+            # there are connections left to open.
+            if self.in_use + self._growing >= self.size:
+                raise
+        self._growing += 1
+        try:
+            conn = await self.pool.getconn(self.timeout)
+            return conn
+        finally:
+            self._growing -= 1
 
     @property
     def exhausted(self) -> bool:
