@@ -14,6 +14,11 @@ connection is lost to every other client. `SourceResponse` instead
   own that no cancellation reaches - the snapshot transaction ends and its
   connection goes back to the pool, a dump's lease is released - and calls
   `on_end` with how it ended.
+
+A response cut short leaves the HTTP response incomplete, on purpose: the
+server closes the connection (uvicorn logs one line, "ASGI callable returned
+without completing response"), and the client sees no end line, so it knows
+its copy is incomplete.
 """
 
 from __future__ import annotations
