@@ -80,6 +80,7 @@ class Settings:
     gateway_snapshot_wait_s: float = 30.0  # wait for a free snapshot connection; then an error
     gateway_snapshot_statement_timeout_s: float = 60.0  # Postgres statement_timeout of snapshots
     gateway_snapshot_idle_timeout_s: float = 60.0  # idle_in_transaction_session_timeout of them
+    gateway_snapshot_busy_s: float = 10.0  # every snapshot connection busy longer: /healthz 503
     gateway_max_tx_changes: int = 10_000  # changes held per subscription and transaction
     gateway_max_frame_bytes: int = 1_048_576  # largest websocket frame a client may send
     gateway_max_query_bytes: int = 16_384  # largest SQL `query` of a `sync`
@@ -105,6 +106,14 @@ class Settings:
     loader_pool_size: int = 4
     loader_max_pending: int = 50_000
     loader_max_keys: int = 10_000
+
+    # `GET /v1/bootstrap` (`[bootstrap]`): a live one takes a snapshot connection of the
+    # gateway's pool (gateway_snapshot_connections), waiting at most wait_s (then 503); a
+    # caller (token subject) has at most max_per_caller in flight per process (then 429); a
+    # client that takes no bytes for write_timeout_s is dropped (0: never).
+    bootstrap_wait_s: float = 2.0
+    bootstrap_max_per_caller: int = 4
+    bootstrap_write_timeout_s: float = 30.0
 
     # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
     dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis
