@@ -7,7 +7,7 @@ route that mounts such an endpoint with its limits.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -19,10 +19,18 @@ from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 
 Endpoint = Callable[[Request, JsonLimits], Awaitable[JSONResponse]]
+# An endpoint's errors and their HTTP statuses, the most specific class first.
+Statuses = Sequence[tuple[type[Exception], int]]
 
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def refusal(exc: Exception, statuses: Statuses) -> JSONResponse:
+    """`exc` answered with the status of the first class in `statuses` it is an instance of."""
+    status = next(status for kind, status in statuses if isinstance(exc, kind))
+    return error_response(status, str(exc))
 
 
 async def claims_and_body(

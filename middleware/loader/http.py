@@ -15,11 +15,17 @@ from starlette.routing import Route
 
 from pgsift.middleware.errors import LoaderError, LoaderForbiddenError, LoaderUnavailableError
 from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
-from pgsift.middleware.gateway.json_post import claims_and_body, error_response, post_route
+from pgsift.middleware.gateway.json_post import (
+    claims_and_body,
+    error_response,
+    post_route,
+    refusal,
+)
 from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.wire import RowWire
 
 PATH = "/v1/rows"
+_STATUSES = ((LoaderUnavailableError, 503), (LoaderForbiddenError, 403), (LoaderError, 400))
 
 
 async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
@@ -43,12 +49,8 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
         rows = await request.app.state.loader.load_many(
             body["table"], body["keys"], claims, body.get("columns")
         )
-    except LoaderUnavailableError as exc:
-        return error_response(503, str(exc))
-    except LoaderForbiddenError as exc:
-        return error_response(403, str(exc))
     except LoaderError as exc:
-        return error_response(400, str(exc))
+        return refusal(exc, _STATUSES)
     wire = request.app.state.loader.row_wire(body["table"])
     # Every row found has the same columns: those asked for, or all the caller may read.
     returned: Collection[str] = next((row.keys() for row in rows if row is not None), ())

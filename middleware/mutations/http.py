@@ -29,11 +29,12 @@ from pgsift.middleware.errors import (
     MutationUnavailableError,
 )
 from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
-from pgsift.middleware.gateway.json_post import claims_and_body, error_response, post_route
+from pgsift.middleware.gateway.json_post import claims_and_body, post_route, refusal
 from pgsift.middleware.mutations.request import MutationLimits, parse_request
 from pgsift.middleware.mutations.runner import MutationRunner
 
 PATH = "/v1/mutate"
+_STATUSES = ((MutationForbiddenError, 403), (MutationUnavailableError, 503), (MutationError, 400))
 
 
 async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
@@ -53,12 +54,8 @@ async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS)
         return JSONResponse(
             {"error": str(exc), "lastMutationId": exc.last_mutation_id}, status_code=409
         )
-    except MutationForbiddenError as exc:
-        return error_response(403, str(exc))
-    except MutationUnavailableError as exc:
-        return error_response(503, str(exc))
     except MutationError as exc:
-        return error_response(400, str(exc))
+        return refusal(exc, _STATUSES)
     return JSONResponse(response.to_json())
 
 
