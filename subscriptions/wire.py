@@ -256,16 +256,24 @@ def _float_from_json(type_name: str, value: object) -> float:
     raise _wrong(type_name, value, "a number")
 
 
-def _bool_from_json(type_name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _wrong(type_name, value, "true or false")
+def _typed_or_text(
+    python_type: type, parse: Callable[[str], Any] | None, expected: str
+) -> Converter:
+    """A converter taking the typed value itself, or (with `parse`) its text form."""
+
+    def convert(type_name: str, value: object) -> Any:
+        if isinstance(value, python_type):
+            return value
+        if parse is not None and isinstance(value, str):
+            return _from_text(type_name, value, parse, "value")
+        raise _wrong(type_name, value, expected)
+
+    return convert
 
 
-def _str_from_json(type_name: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise _wrong(type_name, value, "a string")
+_bool_from_json = _typed_or_text(bool, None, "true or false")
+_str_from_json = _typed_or_text(str, None, "a string")
+_uuid_from_json = _typed_or_text(UUID, UUID, "a UUID string")
 
 
 def _same(value: Any) -> Any:
@@ -307,14 +315,6 @@ def _interval_from_text(text: str) -> timedelta:
     if "P" in text:
         return parse_duration(text)
     return parse_interval(text)
-
-
-def _uuid_from_json(type_name: str, value: object) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        return _from_text(type_name, value, UUID, "value")
-    raise _wrong(type_name, value, "a UUID string")
 
 
 def _bytea_from_json(type_name: str, value: object) -> bytes:
