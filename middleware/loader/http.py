@@ -14,13 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pgsift.middleware.errors import LoaderError, LoaderForbiddenError, LoaderUnavailableError
+from pgsift.middleware.gateway import json_post
 from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
-from pgsift.middleware.gateway.json_post import (
-    claims_and_body,
-    error_response,
-    post_route,
-    refusal,
-)
 from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.wire import RowWire
 
@@ -38,19 +33,19 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
     (docs/wire-values.md): only those, so that a policy's hidden columns stay
     unnamed.
     """
-    read = await claims_and_body(request, limits)
+    read = await json_post.claims_and_body(request, limits)
     if isinstance(read, JSONResponse):
         return read
     claims, body = read
     problem = _check_body(body)
     if problem:
-        return error_response(400, problem)
+        return json_post.error_response(400, problem)
     try:
         rows = await request.app.state.loader.load_many(
             body["table"], body["keys"], claims, body.get("columns")
         )
     except LoaderError as exc:
-        return refusal(exc, _STATUSES)
+        return json_post.refusal(exc, _STATUSES)
     wire = request.app.state.loader.row_wire(body["table"])
     # Every row found has the same columns: those asked for, or all the caller may read.
     returned: Collection[str] = next((row.keys() for row in rows if row is not None), ())
@@ -61,7 +56,7 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
 
 def rows_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
     """The route to mount in the gateway app, reading bodies within `limits`."""
-    return post_route(PATH, rows_endpoint, limits)
+    return json_post.post_route(PATH, rows_endpoint, limits)
 
 
 def _check_body(body: Any) -> str | None:

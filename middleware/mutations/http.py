@@ -28,8 +28,8 @@ from pgsift.middleware.errors import (
     MutationGapError,
     MutationUnavailableError,
 )
+from pgsift.middleware.gateway import json_post
 from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
-from pgsift.middleware.gateway.json_post import claims_and_body, post_route, refusal
 from pgsift.middleware.mutations.request import MutationLimits, parse_request
 from pgsift.middleware.mutations.runner import MutationRunner
 
@@ -40,7 +40,7 @@ _STATUSES = ((MutationForbiddenError, 403), (MutationUnavailableError, 503), (Mu
 async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
     """Run the body's mutations for the caller (`app.state.mutations`: a MutationRunner)."""
     state = request.app.state
-    read = await claims_and_body(request, limits)
+    read = await json_post.claims_and_body(request, limits)
     if isinstance(read, JSONResponse):
         return read
     claims, body = read
@@ -55,10 +55,10 @@ async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS)
             {"error": str(exc), "lastMutationId": exc.last_mutation_id}, status_code=409
         )
     except MutationError as exc:
-        return refusal(exc, _STATUSES)
+        return json_post.refusal(exc, _STATUSES)
     return JSONResponse(response.to_json())
 
 
 def mutate_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
     """The route to mount in the gateway app, reading bodies within `limits`."""
-    return post_route(PATH, mutate_endpoint, limits)
+    return json_post.post_route(PATH, mutate_endpoint, limits)
