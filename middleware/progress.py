@@ -14,6 +14,7 @@ a log shows that long work is alive without filling up with bars.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -54,21 +55,33 @@ def count_text(task: Task) -> str:
     return f"{done}/{approx}{int(task.total):,} {unit}".rstrip()
 
 
+def speed(task: Task) -> float | None:
+    """Units per second: rich's, over its recent updates; before it has two, the
+    average since the bar was added (from the `completed` it was added with), so
+    that work reported in a few big steps has a rate and an ETA from its first step."""
+    recent = task.finished_speed or task.speed
+    if recent is not None:
+        return recent
+    done = task.completed - task.fields.get("done_before", 0.0)
+    elapsed = task.elapsed
+    return done / elapsed if done > 0 and elapsed else None
+
+
 def rate_text(task: Task) -> str:
-    """`3,400 rows/s`, or nothing before two samples."""
-    speed = task.finished_speed or task.speed
-    if speed is None:
+    """`3,400 rows/s`, or nothing before the first step."""
+    per_s = speed(task)
+    if per_s is None:
         return ""
     unit = task.fields.get("unit", "")
-    return f"{speed:,.0f} {unit}/s" if unit else f"{speed:,.0f}/s"
+    return f"{per_s:,.0f} {unit}/s" if unit else f"{per_s:,.0f}/s"
 
 
 def eta_text(task: Task) -> str:
     """`ETA 1m05s`, or nothing while unknown (no rate yet, or no total)."""
-    if task.finished or task.total is None:
+    per_s = speed(task)
+    if task.finished or task.total is None or not per_s:
         return ""
-    remaining = task.time_remaining
-    return "" if remaining is None else f"ETA {format_duration(remaining)}"
+    return f"ETA {format_duration(math.ceil((task.total - task.completed) / per_s))}"
 
 
 def progress_text(task: Task) -> str:
@@ -128,9 +141,11 @@ class ProgressDisplay:
         self._progress.stop()
 
     def add(self, description: str, *, total: float | None, unit: str,
-            estimated: bool = False) -> TaskID:
-        """A new bar; `estimated`: `total` is a guess (shown with `~`)."""
-        task = self._progress.add_task(description, total=total, unit=unit, estimated=estimated)
+            estimated: bool = False, completed: int = 0) -> TaskID:
+        """A new bar; `estimated`: `total` is a guess (shown with `~`); `completed`: done
+        before the bar was added (work already under way), left out of its rate."""
+        task = self._progress.add_task(description, total=total, completed=completed,
+                                       unit=unit, estimated=estimated, done_before=completed)
         self._plain_due[task] = self._clock() + self._plain_every_s
         return task
 

@@ -99,9 +99,10 @@ def show(followed: FollowedJob, display: ProgressDisplay) -> None:
             display.print(job_line(status.value, followed.shape_key, text))
     if status == JobStatus.STARTED and build.rows is not None:
         if followed.task is None:
+            # Rows built before this look are not rows per second since it.
             followed.task = display.add(followed.shape_key[:KEY_CHARS],
                                         total=build.estimate or None, unit="rows",
-                                        estimated=True)
+                                        estimated=True, completed=build.rows)
         display.update(followed.task, build.rows, total=build.estimate or None)
     elif status != JobStatus.STARTED:
         _drop_bar(followed, display)

@@ -154,6 +154,10 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
 
     assert code == 0, demo.output()
     assert "stopped" in demo.lines[-1]
+    # Not on a terminal: the seed's progress is no bar (no escape codes), only lines.
+    assert "\x1b" not in demo.output()
+    assert all(re.fullmatch(r"seed: [\d,]+/2,000 issues, .*", line)
+               for line in demo.lines if re.match(r"seed: \d", line))
     assert_cleaned_up(demo.servers())
     assert not accepts_connections(port)
 
