@@ -177,10 +177,9 @@ def test_a_taken_port_fails_before_anything_starts() -> None:
     assert code == 2, demo.output()
     # The one line it printed: no server was started, nothing was seeded.
     [line] = demo.lines
-    assert line.startswith(f"pgsift: error: cannot listen on 127.0.0.1:{port}: "
-                           "address already in use")
-    assert line.endswith(f'pick another port: --port {port + 1} '
-                         f'(make demo ARGS="--port {port + 1}")')
+    assert line == (f"pgsift: error: cannot listen on 127.0.0.1:{port}: address already in use;"
+                    f" stop what uses it or pick another port: --port {port + 1}"
+                    f' (make demo ARGS="--port {port + 1}")')
 
 
 def gateway_pids(port: int) -> list[int]:
