@@ -85,7 +85,9 @@ def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, 
             "--redis-url", redis_url]
     key = context.shape(CONFIGURED, [2])[1].shape_key[:12]
     assert main([*args, "--burst"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out  # not a terminal: no bars
+    lines = out.splitlines()
     # One line per job and change, its status a word; the shape's params shown.
     assert lines[0] == f"queued    {key}  no dump  {CONFIGURED}  params [2]"
     assert re.fullmatch(rf"finished  {key}  built 100 rows, 0\.0 MB in \S+s", lines[-1])
