@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rq import Queue, SimpleWorker
 from rq.job import JobStatus
 
@@ -103,3 +105,21 @@ def test_the_reason_reaches_the_meta_through_a_forking_worker(
     status = BuildStatus.of(job)
     assert (status.attempt, status.failed_attempt) == (1, 1)
     assert status.error is not None and "no_such_table" in status.error
+
+
+def test_the_worker_logs_a_long_build_every_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    """For operators who watch workers rather than `pgsift warm`: rows, rate, ETA."""
+    now = [0.0]
+    reporter = BuildReporter(None, "d" * 64, log_every_s=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="pgsift.workers.build_status"):
+        for second in range(1, 26):
+            now[0] = float(second)
+            reporter(BuildProgress(rows=2_000 * second, estimate=100_000, elapsed_s=second))
+        # Past the planner's estimate: no total, no ETA, rather than "60,000/~50,000".
+        now[0] = 40.0
+        reporter(BuildProgress(rows=60_000, estimate=50_000, elapsed_s=30.0))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"shape {'d' * 64}: 20,000/~100,000 rows, 2,000 rows/s, ETA 40s",
+        f"shape {'d' * 64}: 40,000/~100,000 rows, 2,000 rows/s, ETA 30s",
+        f"shape {'d' * 64}: 60,000 rows, 2,000 rows/s",
+    ]
