@@ -3,17 +3,19 @@
 Executed like a query, a subscription field has no value to return, and the
 caller would get an internal error ("Unexpected error.") or a null it cannot
 act on. Every HTTP view of /graphql (pgsift's strawberry view, a graphene app's)
-asks `is_subscription` before executing and answers `subscription_over_http()`
-(an error for strawberry's result) or `refusal()` (the whole HTTP response).
+asks `is_subscription` (or `names_subscription`, of a document it parsed already)
+before executing, and answers `subscription_over_http()` (an error for
+strawberry's result) or `refusal()` (the whole HTTP response).
 """
 
 from __future__ import annotations
 
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from graphql import DocumentNode, GraphQLError, OperationType, get_operation_ast, parse
 from starlette.responses import JSONResponse
 
 __all__ = [
-    "CODE", "SUBSCRIPTION_OVER_HTTP", "is_subscription", "refusal", "subscription_over_http",
+    "CODE", "SUBSCRIPTION_OVER_HTTP", "is_subscription", "names_subscription", "refusal",
+    "subscription_over_http",
 ]
 
 SUBSCRIPTION_OVER_HTTP = (
@@ -32,6 +34,11 @@ def is_subscription(query: str | None, operation_name: str | None, max_tokens: i
         document = parse(query, max_tokens=max_tokens)
     except GraphQLError:
         return False
+    return names_subscription(document, operation_name)
+
+
+def names_subscription(document: DocumentNode, operation_name: str | None) -> bool:
+    """`is_subscription` for a view that parsed the document already."""
     operation = get_operation_ast(document, operation_name)
     return operation is not None and operation.operation == OperationType.SUBSCRIPTION
 
