@@ -111,7 +111,9 @@ def show(followed: FollowedJob, display: ProgressDisplay) -> None:
 def describe(job: Job, status: JobStatus, build: BuildStatus) -> str | None:
     """What goes after the status word; None when a line of its own said it already."""
     if status == JobStatus.STARTED:
-        return f"attempt {build.attempt} of {build.attempts}"
+        # From RQ's count, as the build records it: the meta's `attempt` is the last
+        # attempt's until the worker's build has started (0 before the first).
+        return f"attempt {build.attempts - (job.retries_left or 0)} of {build.attempts}"
     if status == JobStatus.FINISHED:
         return _result(job.return_value())
     if status == JobStatus.SCHEDULED:

@@ -63,6 +63,30 @@ def test_a_retried_build_says_why_each_attempt_failed(context: JobContext) -> No
     assert (status.attempt, status.attempts, status.failed_attempt) == (4, 4, 4)
 
 
+def test_a_started_line_names_the_attempt_before_the_build_records_it(
+    context: JobContext,
+) -> None:
+    """A look can fall between a worker taking the job and its build writing the meta."""
+    job = enqueue_build(context.client, context.database, shape_key="e" * 64, query=MISSING,
+                        params=[])
+    assert job is not None
+    queue = Queue(DUMPS_QUEUE, connection=context.client)
+    out = io.StringIO()
+    followed = [FollowedJob(job, "e" * 64)]
+    with ProgressDisplay(file=out) as display:
+        job.set_status(JobStatus.STARTED)  # taken; the meta has no attempt yet
+        look(followed, display)
+        SimpleWorker([queue], connection=context.client).work(burst=True)  # attempt 1 fails
+        look(followed, display)
+        job.set_status(JobStatus.STARTED)  # the retry taken; the meta still says attempt 1
+        look(followed, display)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "started   eeeeeeeeeeee  attempt 1 of 4"
+    assert lines[1].startswith("failed    eeeeeeeeeeee  attempt 1 of 4: QueryError: ")
+    assert lines[2].startswith("scheduled eeeeeeeeeeee  attempt 2 of 4 in ")
+    assert lines[3:] == ["started   eeeeeeeeeeee  attempt 2 of 4"]
+
+
 def test_a_running_build_is_a_bar_with_rows_rate_and_eta(context: JobContext) -> None:
     job = enqueue_build(context.client, context.database, shape_key="b" * 64,
                         query="SELECT 1", params=[])
