@@ -68,8 +68,8 @@ def test_a_started_line_names_the_attempt_before_the_build_records_it(
     context: JobContext,
 ) -> None:
     """A look can fall between a worker taking the job and its build writing the meta."""
-    job = enqueue_build(context.client, context.database, shape_key="e" * 64, query=MISSING,
-                        params=[])
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key="e" * 64, query=MISSING, params=[])
     assert job is not None
     queue = Queue(DUMPS_QUEUE, connection=context.client)
     out = io.StringIO()
