@@ -195,11 +195,11 @@ async def test_a_random_mix_of_clients_and_direct_writes_converges_on_postgres(
     writer = threading.Thread(target=app_writes)
     writer.start()
     try:
-        client_ids = await asyncio.gather(*(one_client(n) for n in range(3)))
-    finally:
-        stop_writer.set()
-        await asyncio.to_thread(writer.join)
-    try:
+        try:
+            client_ids = await asyncio.gather(*(one_client(n) for n in range(3)))
+        finally:
+            stop_writer.set()
+            await asyncio.to_thread(writer.join)
         # Every client's copy equals Postgres once the app's writes are in (nothing pending).
         for n in range(3):
             async with running(killable, tmp_path / f"client{n}.sqlite") as client:
