@@ -34,7 +34,7 @@ class WireChange:
 class SyncMessage:
     """One `sync` message; `types` (column -> type name) only on a subscription's first;
     `confirmed`: the connection's client's mutations that ran in the transaction that
-    ends at `cursor` (or, on a snapshot's first message, that the snapshot holds)."""
+    ends at `cursor` (or, after a snapshot's rows, that the snapshot holds)."""
 
     changes: tuple[WireChange, ...]
     cursor: str | None

@@ -73,8 +73,9 @@ class SyncMessage:
     confirmed: Confirmed | None = strawberry.field(
         default=None,
         description="On a connection whose connection_init named a clientId: the client's "
-        "mutations that ran in the transaction this message's cursor ends (on a snapshot's "
-        "first message: that the snapshot holds); null when it confirms nothing.",
+        "mutations that ran in the transaction this message's cursor ends (on the first "
+        "message with a cursor after a snapshot: that the snapshot holds); null when it "
+        "confirms nothing.",
     )
 
 

@@ -37,8 +37,8 @@ routed to this shape), then sent as one message, or as several of at most
 
 On a connection bound to a client (`clientId`), the transactions that ran its
 mutations come with `confirmed`, at their own cursor, changes or not; a start
-from a snapshot puts the ledger version it holds on the first message
-(docs/writes.md section 5).
+from a snapshot puts the ledger version it holds on the first message with a
+cursor (docs/writes.md section 5).
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import replace
-from typing import Any
 
 import psycopg
 import redis.exceptions
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
@@ -138,7 +138,7 @@ class SyncSession:
         reader: FeedSource,
         retention: AsyncFeedRetention,
         tailer: FeedTailer,
-        pool: AsyncConnectionPool[Any],
+        pool: SnapshotPool,
         budget: SendBudget,
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,
@@ -237,12 +237,12 @@ class SyncSession:
             self._tailer.unsubscribe(inbox)
 
     def _first(self, message: SyncMessage) -> SyncMessage:
-        """`message`, with the snapshot's confirmation if it is the first (one it already
-        carries is later: it wins)."""
-        initial, self._initial = self._initial, None
-        if initial is None or message.confirmed is not None:
+        """`message`, with the snapshot's confirmation if it is the first with a cursor
+        (the snapshot's rows are all out by then; one it already carries is later: wins)."""
+        if self._initial is None or message.cursor is None:
             return message
-        return replace(message, confirmed=initial)
+        initial, self._initial = self._initial, None
+        return message if message.confirmed is not None else replace(message, confirmed=initial)
 
     async def _snapshot_confirmed(self, source: RowSource | None) -> Confirmed | None:
         """The client's ledger version the starting snapshot holds (see `read_confirmed`)."""

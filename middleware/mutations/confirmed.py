@@ -11,7 +11,7 @@ messages of the client's connections (`confirmed`, docs/writes.md section 5):
   client (the tailer and a subscription's catch-up call it on every entry that
   has a change of the ledger table, nothing else);
 * `read_confirmed(conn, binding, stamp)` — the version a snapshot holds, for a
-  subscription's first message; `None` when the snapshot does not see it (the
+  subscription's first message with a cursor; `None` when the snapshot does not see it (the
   feed brings it after the snapshot's position, at its own cursor);
 * `ClientBinding` — which client a connection speaks for (its `clientId` in
   `connection_init`), and whose it must be (the caller's owner claim): a version

@@ -175,11 +175,14 @@ async def test_every_subscription_of_the_client_gets_each_outcome_at_its_cursor(
             resumed = Stream(ws, NOTES, cursor=resume_at)
             await resumed.until(lambda s: s.last_confirmed() == 4, "caught up")
             assert [c["lastMutationId"] for c in resumed.confirmed()] == [2, 3, 4]
-            # A fresh snapshot carries the ledger version it holds on its first message.
+            # A fresh snapshot carries the ledger version it holds on its first message
+            # with a cursor (after its rows).
             fresh = Stream(ws, COUNTERS)
             await fresh.until(Stream.up_to_date, "the snapshot")
-            assert fresh.messages[0]["confirmed"]["lastMutationId"] == 4
-            assert fresh.confirmed() == [fresh.messages[0]["confirmed"]]
+            first = next(m for m in fresh.messages if m["cursor"] is not None)
+            assert first["confirmed"]["lastMutationId"] == 4
+            assert fresh.confirmed() == [first["confirmed"]]
+            assert all(m["confirmed"] is None for m in fresh.messages if m["cursor"] is None)
             await post(base, "c1", [note(5, "after")])
             for stream in (resumed, fresh):
                 await stream.until(lambda s: s.last_confirmed() == 5, "live again")
