@@ -1,6 +1,6 @@
 """Exactly once, end to end: the Python client writing through real gateways that get
 killed (SIGKILL) between a commit and its answer, clients that reconnect and restart,
-duplicate submits, refused and raising mutators, and a random mix of optimistic
+duplicate submits, a capture failover, refused and raising mutators, and a random mix of optimistic
 mutations from several clients with the app writing directly to Postgres meanwhile —
 after which every client's replica, with nothing pending, equals Postgres.
 
@@ -23,6 +23,7 @@ import pytest
 
 from examples.issue_tracker import Writer, issue_token
 from examples.python_client import Settled, SyncClient
+from pgsift.middleware.mutations import ledger as ledger_sql
 from tests.examples.stack import EXAMPLE_CONFIG, WAIT_S, seed_app
 from tests.examples.test_writes_client import (
     Stack,
@@ -34,6 +35,7 @@ from tests.examples.test_writes_client import (
 )
 from tests.examples.writes_stack import GatewayProcess, Proxy, config_with_explode
 from tests.middleware.capture.processes import capturing
+from tests.middleware.gateway.test_failover_soak import Captures
 
 
 class Killable(Stack):
@@ -241,3 +243,41 @@ def random_mutation(
     key = {"id": issue["id"]}
     return "set_status", {"issue_id": issue["id"], "status": status}, (
         lambda w: w.patch("open", key, {"status": status}))
+
+
+async def test_capture_failover_while_mutations_are_in_flight(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The leading capture is killed (SIGKILL) between two bursts of mutations; the
+    standby takes over: every mutation is confirmed in the stream once, the copy
+    converges, each ran once."""
+    user, other = seed_app(database_url, issues=200, seed=17)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(ledger_sql.CREATE_SQL)
+    captures = Captures(database_url, redis_url)
+    gateway: GatewayProcess | None = None
+    try:
+        await asyncio.to_thread(captures.start)
+        gateway = GatewayProcess(database_url, redis_url)
+        stack = Stack(f"http://127.0.0.1:{gateway.port}", issue_token(user),
+                      user.team_ids[0], other)
+        reported: list[Settled] = []
+        async with running(stack, tmp_path / "r.sqlite", on_outcome=reported.append) as client:
+            await client.wait_up_to_date(timeout=WAIT_S)
+            ids = []
+            for burst in range(2):
+                for i in range(5):
+                    args, optimistic = create(f"Failover {burst}-{i}", stack.team)
+                    ids.append(client.mutate("create_issue", args, optimistic=optimistic))
+                if burst == 0:
+                    assert "killed" in await asyncio.to_thread(captures.kill_leader)
+            for mutation_id in ids:
+                assert (await client.settled(mutation_id, timeout=WAIT_S)).status == "ok"
+            await until(lambda: converged(client, database_url, stack.team), "converged")
+        assert sorted(r.id for r in reported) == ids  # each reported once
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        captures.cleanup()
+    assert title_counts(database_url, "Failover %") == {
+        f"Failover {b}-{i}": 1 for b in range(2) for i in range(5)}
