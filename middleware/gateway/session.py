@@ -148,7 +148,7 @@ class SyncSession:
         self.shape = shape
         self._dump = dump
         self._client = client
-        # The client's ledger version the starting snapshot holds: on the first message.
+        # The ledger version the starting snapshot holds: on the first message with a cursor.
         self._initial: Confirmed | None = None
         # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
         # STAMP_HORIZON_XIDS.
