@@ -21,7 +21,8 @@ round of each. Every mutation sent is checked to have run exactly once.
 Then `pgsift capture` starts and, for each of `--rates` (mutations/s in all),
 rate / `--client-rate` clients each hold a websocket bound to their client id
 (`clientId` in `connection_init`) with a `sync` subscription of their own tasks,
-and post single mutations, paced open-loop. Latency is from the row's
+and make mutations paced open-loop, posted one request at a time with all those
+made since the last (as the Python client sends its queue). Latency is from the row's
 `clock_timestamp()` (the mutator's last statement, just before the commit) to
 the arrival at the client of the `sync` message that carries the row and
 `confirmed` for that mutation (one host: one clock). Every mutation must be
