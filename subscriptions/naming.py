@@ -37,7 +37,8 @@ RESERVED_TYPES: Mapping[str, str] = {
     **{name: f"GraphQL's built-in scalar {name}" for name in ("Int", "Float", "String",
                                                                 "Boolean", "ID")},
     **{name: f"the root type {name}" for name in ("Query", "Mutation", "Subscription")},
-    **{name: f"pgsift's type {name}" for name in ("Change", "SyncMessage", "Op", "JSON")},
+    **{name: f"pgsift's type {name}" for name in ("Change", "SyncMessage", "Op", "JSON",
+                                                    "Confirmed", "MutationStatus")},
 }  # fmt: skip
 RESERVED_FIELDS: Mapping[str, str] = {
     "sync": "pgsift's root field sync",

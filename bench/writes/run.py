@@ -1,19 +1,32 @@
-"""Writes benchmark: mutations/s through the gateway vs the same statements sent directly.
+"""Writes benchmark: mutations/s through the gateway vs the same statements sent directly,
+and commit-to-confirmation latency at the client.
 
     .venv/bin/python bench/writes/run.py [--clients 16] [--seconds 10] [--batches 1,10,100]
-        [--pool-size 16] [--rounds 2]
+        [--pool-size 16] [--rounds 2] [--rates 100,1000] [--client-rate 20]
 
-Starts a throwaway Postgres and Redis and `pgsift serve` (no capture: nothing here
-reads the feed) with one mutator, `add_task`: one INSERT. Each of `--clients`
-concurrent clients (its own client id, its own keep-alive HTTP connection) posts
-its mutations to `POST /v1/mutate` (through a minimal keep-alive HTTP/1.1
-client, `KeepAlive`), N mutations a request for each N of `--batches`, for
-`--seconds`; the gateway runs each in a transaction of its own that also locks
-and advances the client's ledger row (`pgsift.clients`). The baseline, in the
+Starts a throwaway Postgres (synchronous_commit on, as in production: the
+embedded server's default, off, hands WAL to capture only at the WAL writer's
+next round) and Redis and `pgsift serve` with one mutator, `add_task`: one
+INSERT. Each of `--clients` concurrent clients (its own client id, its own
+keep-alive HTTP connection) posts its mutations to `POST /v1/mutate` (through a
+minimal keep-alive HTTP/1.1 client, `keepalive.KeepAlive`), N mutations a
+request for each N of `--batches`, for `--seconds`; the gateway runs each in a
+transaction of its own that also locks and advances the client's ledger row
+(`pgsift.clients`). The baseline, in the
 same run, on the same server: as many concurrent psycopg connections, each
 running the same INSERT in a transaction of its own (BEGIN; INSERT; COMMIT), as
 an app writing directly does. Ways alternate per round; the table shows the best
 round of each. Every mutation sent is checked to have run exactly once.
+
+Then `pgsift capture` starts and, for each of `--rates` (mutations/s in all),
+rate / `--client-rate` clients each hold a websocket bound to their client id
+(`clientId` in `connection_init`) with a `sync` subscription of their own tasks,
+and make mutations paced open-loop, posted one request at a time with all those
+made since the last (as the Python client sends its queue). Latency is from the row's
+`clock_timestamp()` (the mutator's last statement, just before the commit) to
+the arrival at the client of the `sync` message that carries the row and
+`confirmed` for that mutation (one host: one clock). Every mutation must be
+confirmed, in order.
 """
 
 from __future__ import annotations
@@ -21,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import subprocess
@@ -31,18 +43,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import confirm  # bench/writes/confirm.py: the latency half
 import httpx
 import jwt
 import psycopg
+from keepalive import KeepAlive
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
 from pgsift.middleware.mutations import ledger
 
 PGSIFT = Path(sys.executable).with_name("pgsift")
 SECRET = "bench-writes-secret-of-at-least-32-bytes"
-INSERT = "INSERT INTO tasks (owner, title) VALUES (%s, %s)"
+INSERT = "INSERT INTO tasks (owner, title, created_at) VALUES (%s, %s, clock_timestamp())"
 MUTATORS = f'''
 from pgsift.middleware.mutations import Refused
 
@@ -77,10 +90,19 @@ def main() -> None:
         help="mutations_pool_size (default: as many connections as the baseline uses)",
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rates", default="100,1000", help="mutations/s of the latency runs")
+    parser.add_argument("--client-rate", type=int, default=20,
+                        help="mutations/s of each latency client (a busy user)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else []
+    latencies: list[confirm.Latency] = []
     with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server, \
             tempfile.TemporaryDirectory() as app_dir:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM SET synchronous_commit = on")
+        postgres.restart()
         url = setup_database(postgres.url)
         Path(app_dir, "bench_mutators.py").write_text(MUTATORS)
         config = Path(app_dir, "pgsift.toml")
@@ -95,8 +117,22 @@ def main() -> None:
                 for batch in batches:
                     results.append(asyncio.run(through_gateway(args, base_url, batch)))
                 results.append(asyncio.run(direct(args, url)))
-        check_exactly_once(url, results)
+            check_exactly_once(url, results)
+            if rates:
+                with confirm.capture(url, redis_server.url, config):
+                    for rate in rates:
+                        clients = max(1, -(-rate // args.client_rate))
+                        latencies.append(asyncio.run(confirm.measure(
+                            base_url, token_for, rate=rate, clients=clients,
+                            seconds=args.latency_seconds)))
     print_table(args, batches, results)
+    if latencies:
+        confirm.print_table(latencies)
+
+
+def token_for(user: str) -> str:
+    return str(jwt.encode({"sub": user, "exp": int(time.time()) + 3600}, SECRET,
+                          algorithm="HS256"))
 
 
 def setup_database(admin_url: str) -> str:
@@ -108,6 +144,7 @@ def setup_database(admin_url: str) -> str:
             "CREATE TABLE tasks (id bigserial PRIMARY KEY, owner text NOT NULL,"
             " title text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
         )
+        conn.execute("ALTER TABLE tasks REPLICA IDENTITY FULL")  # subscriptions filter it
         conn.execute(ledger.CREATE_SQL)
     return url
 
@@ -135,42 +172,6 @@ def serve(url: str, redis_url: str, config: Path, app_dir: str) -> Iterator[str]
     finally:
         process.terminate()
         process.wait(10)
-
-
-class KeepAlive:
-    """A minimal HTTP/1.1 client on one keep-alive connection: POST JSON, read JSON.
-
-    The load generator shares the CPUs with the gateway and Postgres: httpx spends
-    about 3 ms of CPU a request here, more than the gateway itself, which would
-    measure the load generator instead of the gateway.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, base_url: str) -> KeepAlive:
-        host, port = base_url.removeprefix("http://").split(":")
-        return cls(*await asyncio.open_connection(host, int(port)))
-
-    async def post(self, path: str, body: object, headers: dict[str, str]) -> tuple[int, Any]:
-        data = json.dumps(body).encode()
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n{head}\r\n".encode() + data
-        )
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), json.loads(await self.reader.readexactly(length))
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
 
 
 async def through_gateway(args: argparse.Namespace, base_url: str, batch: int) -> Round:

@@ -24,8 +24,10 @@ With `writes=True` the client also writes through the app's mutators:
 
 The queue lives in the replica (`pending.PendingQueue`): offline, mutations
 wait there across restarts and go out, in order and each once, when the
-gateway answers again. Confirmations come from the client's row of the
-mutation ledger, followed as the query `pgsift_ledger` (`writes.LEDGER_QUERY`).
+gateway answers again. The websocket's `connection_init` names the client id,
+so every `sync` message of a transaction that ran one of its mutations says so
+(`confirmed`), and the `connection_ack` says how far the server got (a
+reconnecting client stops resending those).
 """
 
 from __future__ import annotations
@@ -41,14 +43,7 @@ from examples.python_client.overlay import Settled
 from examples.python_client.pending import Optimistic, PendingQueue
 from examples.python_client.protocol import GraphQLWebSocket, OperationError, ProtocolError
 from examples.python_client.replica import QueryState, Replica
-from examples.python_client.writes import (
-    LEDGER_NAME,
-    LEDGER_QUERY,
-    MutationSender,
-    WriteError,
-    ledger_confirmation,
-    race,
-)
+from examples.python_client.writes import MutationSender, WriteError, confirmation_of, race
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +55,7 @@ subscription Sync($query: String!, $params: JSON, $cursor: String) {
     upToDate
     mustRefetch
     types
+    confirmed { lastMutationId status message }
   }
 }
 """
@@ -110,7 +106,6 @@ class SyncClient:
         self._outcome_known: dict[int, asyncio.Event] = {}
         if writes:
             self.queue = PendingQueue(replica)
-            self.add(LEDGER_NAME, LEDGER_QUERY, [self.queue.client_id])
             self._sender = MutationSender(
                 self.base_url, self.queue, headers=lambda: self._auth_headers,
                 on_settled=self._settle, retry_delay=retry_delay,
@@ -120,6 +115,13 @@ class SyncClient:
     @property
     def _auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def _init_payload(self) -> dict[str, str]:
+        """`connection_init`: the token, and the client id whose confirmations we want."""
+        if self.queue is None:
+            return self._auth_headers
+        return {**self._auth_headers, "clientId": self.queue.client_id}
 
     def add(self, name: str, query: str, params: Sequence[Any] = ()) -> QueryState:
         """Follow a query into the replica table `rows_<name>` (call before `run`)."""
@@ -185,8 +187,11 @@ class SyncClient:
         delay = self.retry_delay
         while not self._stopped.is_set():
             try:
-                async with GraphQLWebSocket(self.ws_url, self._auth_headers) as ws:
+                async with GraphQLWebSocket(self.ws_url, self._init_payload) as ws:
                     delay = self.retry_delay
+                    ran = ws.ack_payload.get("lastMutationId")
+                    if self.queue is not None and isinstance(ran, int):
+                        self.queue.acknowledge_through(ran)
                     await self._follow_all(ws)
             except ProtocolError as exc:
                 if exc.code in FATAL_CLOSE_CODES:
@@ -225,19 +230,13 @@ class SyncClient:
                         self.replica.reset(name)
                         self._up_to_date[name].clear()
                         break
-                    changes = message.get("changes") or []
-                    confirmed = None
-                    if name == LEDGER_NAME:
-                        confirmed = ledger_confirmation(
-                            self.replica, changes, message.get("cursor")
-                        )
                     settled = self.replica.apply(
                         name,
-                        changes,
+                        message.get("changes") or [],
                         cursor=message.get("cursor"),
                         up_to_date=bool(message.get("upToDate")),
                         types=message.get("types"),
-                        confirmed=confirmed,
+                        confirmed=confirmation_of(message),
                     )
                     self._settle(settled)
                     if message.get("upToDate"):

@@ -37,7 +37,8 @@ class PendingMutation:
     acked: bool
     status: str | None
     message: str | None
-    confirmed_at: str | None
+    confirmed: bool  # a sync message confirmed it
+    confirmed_at: str | None  # that message's cursor
 
 
 class LocalWrites:
@@ -156,6 +157,16 @@ class PendingQueue:
             overlay.prune(db)
         return settled
 
+    def acknowledge_through(self, last_mutation_id: int) -> None:
+        """The server has run every mutation up to `last_mutation_id` (what a bound
+        connection's `connection_ack` says): never send those again. Their outcomes
+        and their writes' release come with the `sync` messages that confirm them."""
+        with self.replica.transaction() as db:
+            db.execute(
+                "UPDATE pending_mutations SET acked = 1 WHERE id <= ? AND acked = 0",
+                [last_mutation_id],
+            )
+
     def prune(self) -> None:
         """Forget what no query needs any more (after a query's cursor moved)."""
         with self.replica.transaction() as db:
@@ -163,12 +174,13 @@ class PendingQueue:
 
     def _select(self, where: str, params: list[Any]) -> list[PendingMutation]:
         rows = self.replica.db.execute(
-            "SELECT id, name, args, acked, status, message, confirmed_at"
+            "SELECT id, name, args, acked, status, message, confirmed, confirmed_at"
             f" FROM pending_mutations {where}",
             params,
         ).fetchall()
         return [
-            PendingMutation(row[0], row[1], json.loads(row[2]), bool(row[3]), *row[4:])
+            PendingMutation(row[0], row[1], json.loads(row[2]), bool(row[3]), row[4], row[5],
+                            bool(row[6]), row[7])
             for row in rows
         ]
 

@@ -97,6 +97,8 @@ class GraphQLWebSocket:
         self._operations: dict[str, _Operation] = {}
         self._ids = itertools.count(1)
         self._closed: BaseException | None = None
+        # What the server said with `connection_ack` (pgsift: a bound client's ledger).
+        self.ack_payload: dict[str, Any] = {}
 
     async def __aenter__(self) -> GraphQLWebSocket:
         self._ws = await connect(
@@ -111,6 +113,8 @@ class GraphQLWebSocket:
                 reply = json.loads(await self._ws.recv())
             if reply.get("type") != "connection_ack":
                 raise ProtocolError(f"expected connection_ack, got {reply!r}")
+            payload = reply.get("payload")
+            self.ack_payload = payload if isinstance(payload, dict) else {}
         except ConnectionClosed as exc:
             await self._ws.close()
             raise _closed_error(exc) from exc

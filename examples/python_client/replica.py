@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS sync_queries (
     params   TEXT NOT NULL,         -- JSON array
     cursor   TEXT,                  -- resume point; NULL: bootstrap again
     complete INTEGER NOT NULL DEFAULT 0, -- 1 once a full snapshot has been applied
-    types    TEXT                   -- JSON object: column -> Postgres type name
+    types    TEXT,                  -- JSON object: column -> Postgres type name
+    confirmed INTEGER NOT NULL DEFAULT 0 -- this client's mutations its stream confirmed
 );
 """
 
@@ -91,9 +92,15 @@ class Replica:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA + overlay.SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(sync_queries)")}
-        if "types" not in columns:  # a replica written before the column existed
-            self._db.execute("ALTER TABLE sync_queries ADD COLUMN types TEXT")
+        # Replicas written before a column existed get it.
+        for table, column, definition in (
+            ("sync_queries", "types", "TEXT"),
+            ("sync_queries", "confirmed", "INTEGER NOT NULL DEFAULT 0"),
+            ("pending_mutations", "confirmed", "INTEGER NOT NULL DEFAULT 0"),
+        ):
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self._db.close()
@@ -173,8 +180,9 @@ class Replica:
         Changes apply by key, so a repeated one is harmless. The cursor is kept
         only once the copy is complete (after the first `upToDate`): a cursor in
         the middle of a snapshot is no place to resume from. `confirmed` is the
-        server's word that the client's mutations up to an id have run (see
-        `overlay.Confirmation`); returned are the pending mutations it settled.
+        message's word that the client's mutations up to an id have run and are
+        in this copy (see `overlay.Confirmation`); returned are the pending
+        mutations it settled.
         """
         table = f'"rows_{name}"'
         with self.transaction() as db:
@@ -202,9 +210,9 @@ class Replica:
                 " WHERE name = ?",
                 [up_to_date, up_to_date, cursor, cursor, name],
             )
-            settled = [] if confirmed is None else overlay.confirm(db, confirmed)
+            settled = [] if confirmed is None else overlay.confirm(db, name, confirmed)
             overlay.rebase(db, name)
-            overlay.prune(db)  # this cursor may be the last one a confirmed mutation waited for
+            overlay.prune(db)  # this query may be the last one a confirmed mutation waited for
         return settled
 
     def rows(self, name: str) -> list[dict[str, Any]]:

@@ -6,34 +6,26 @@ each id once, so a resend is safe: what ran comes back `duplicate`). It stops
 the client on answers that no resend can change (a bad token, a mutation the
 server refuses as input, a gap in the ids).
 
-Confirmations, in phase A, come from the client's own row of the ledger,
-followed as an ordinary `sync` query (`LEDGER_QUERY`, readable under a policy
-such as `owner = auth.sub`): each version of the row says up to which id the
-client's mutations ran and how the last one ended, at the cursor of the
-transaction that ran it. `ledger_confirmation` turns a message of it into a
-`Confirmation`; next round every `sync` message carries one itself.
+Confirmations come in the `sync` stream itself: on a connection whose
+`connection_init` names the client id, every message of the transaction that
+ran one of the client's mutations carries `confirmed {lastMutationId status
+message}` (docs/writes.md); `confirmation_of` turns it into a `Confirmation`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
 
 from examples.python_client.overlay import Confirmation, Failure, Settled
 from examples.python_client.pending import PendingQueue
-from examples.python_client.replica import Replica, decoded
 
 log = logging.getLogger(__name__)
 
-LEDGER_NAME = "pgsift_ledger"
-LEDGER_QUERY = (
-    "SELECT client_id, last_mutation_id, last_status, last_error FROM pgsift.clients"
-    " WHERE client_id = $1"
-)
 MUTATE_PATH = "/v1/mutate"
 # Answers after which the same request may succeed: the server is down, busy or restarting.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -43,21 +35,17 @@ class WriteError(Exception):
     """The server refused the queue in a way resending cannot change."""
 
 
-def ledger_confirmation(
-    replica: Replica, changes: Sequence[Mapping[str, Any]], cursor: str | None
-) -> Confirmation | None:
-    """The confirmation a message of the ledger query carries (None: not at a cursor)."""
-    if cursor is None:
+def confirmation_of(message: Mapping[str, Any]) -> Confirmation | None:
+    """The `Confirmation` a `sync` message carries (its `confirmed` field), or None."""
+    confirmed = message.get("confirmed")
+    if not confirmed:
         return None
-    rows = [change["row"] for change in changes if change.get("row") is not None]
-    row = decoded(rows[-1]) if rows else next(iter(replica.server_rows(LEDGER_NAME)), None)
-    if row is None:
-        return None
-    last = int(row["last_mutation_id"])
+    last = int(confirmed["lastMutationId"])
+    status = str(confirmed["status"]).lower()
     failed = {}
-    if row["last_status"] != "ok":
-        failed[last] = Failure(str(row["last_status"]), str(row["last_error"] or ""))
-    return Confirmation(last, cursor, failed)
+    if status != "ok":
+        failed[last] = Failure(status, str(confirmed.get("message") or ""))
+    return Confirmation(last, message.get("cursor"), failed)
 
 
 class MutationSender:

@@ -7,10 +7,14 @@
 //   its comments          sync of `SELECT id FROM comments WHERE issue_id = $1` says which
 //                         comments exist, live; their bodies load by key through the
 //                         batch loader: lazy hydration, as a big app would do it.
+//   a new issue, a status the app's mutators through POST /v1/mutate (writes.js): the
+//                         change shows at once, marked "saving…", and gives way to the
+//                         real rows at the `sync` message that confirms it ("saved").
 
 import { GraphQLSocket } from "./graphql-ws.js";
 import { RecentChanges } from "./highlight.js";
 import { LiveQuery } from "./live-query.js";
+import { PendingWrites, STATUS_LABELS as WRITE_LABELS, clientIdFor } from "./writes.js";
 
 const OPEN_ISSUES =
   "SELECT id, team_id, number, title, status, priority, assignee_id, updated_at " +
@@ -21,6 +25,7 @@ const STATUS_LABELS = {
   backlog: "Backlog", todo: "Todo", in_progress: "In progress", in_review: "In review",
   done: "Done", canceled: "Canceled",
 };
+const CLOSED = ["done", "canceled"]; // statuses that take an issue out of the open list
 
 const $ = (selector) => document.querySelector(selector);
 const state = {
@@ -33,6 +38,7 @@ const state = {
   comments: null,    // LiveQuery of the opened issue's comment ids
   commentRows: new Map(), // comment id -> row
   recent: new RecentChanges(), // issues changed live, highlighted for a moment
+  writes: null,      // PendingWrites of this user in this browser
 };
 
 // ---- talking to pgsift --------------------------------------------------------
@@ -59,9 +65,11 @@ async function loadUsers(ids) {
 async function connect() {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/graphql`;
   const socket = new GraphQLSocket(
-    url, { authorization: `Bearer ${state.user.token}` }, () => reconnectSoon(socket),
+    url, { authorization: `Bearer ${state.user.token}`, clientId: state.writes.clientId },
+    () => reconnectSoon(socket),
   );
   await socket.connect();
+  state.writes.acknowledged(socket.ackPayload.lastMutationId ?? 0);
   state.socket = socket;
   setStatus("connected");
 }
@@ -92,6 +100,10 @@ async function signIn(user) {
   state.user = user;
   state.users.clear();
   localStorage.setItem("pgsift-demo-user", String(user.id));
+  state.writes = new PendingWrites({
+    token: user.token, clientId: clientIdFor(user.id), onUpdate: mutationChanged,
+  });
+  renderWrites();
   await connect();
   const teams = await loadRows("teams", user.team_ids, ["id", "key", "name"]);
   state.teams = new Map(teams.filter(Boolean).map((team) => [team.id, team]));
@@ -121,8 +133,52 @@ function showTeam(teamId) {
       scheduleRender();
     },
     onError: (error) => setStatus(`error: ${error.message}`),
+    onConfirmed: (confirmed) => state.writes.confirmed(confirmed),
   });
   return state.issues.start();
+}
+
+// ---- writing: a new issue, a status ------------------------------------------------
+
+function createIssue(title) {
+  const teamId = Number($("#team").value);
+  const id = `tmp-${state.writes.nextId}`; // matches no real id: gives way to the real row
+  const row = {
+    id, team_id: teamId, number: null, title, status: "backlog", priority: 0,
+    assignee_id: null, updated_at: new Date().toISOString(),
+  };
+  state.writes.mutate("create_issue", { team_id: teamId, title },
+    [{ op: "put", key: { id }, row }]);
+}
+
+function changeStatus(issueId, status) {
+  const key = { id: issueId };
+  const write = CLOSED.includes(status)
+    ? { op: "delete", key } // it leaves the list of open issues
+    : { op: "patch", key, fields: { status } };
+  state.writes.mutate("set_status", { issue_id: issueId, status }, [write]);
+}
+
+function mutationChanged(mutation) {
+  renderIssues(); // at once, not at the next frame: the change shows as it is made
+  renderWrites();
+  if (mutation.status === "refused" || mutation.status === "error") {
+    console.warn(`mutation ${mutation.id} ${mutation.status}: ${mutation.message}`);
+  }
+}
+
+function renderWrites() {
+  const recent = state.writes.mutations.slice(-5).reverse();
+  $("#writes").replaceChildren(...recent.map((mutation) => {
+    const what = mutation.name === "create_issue"
+      ? `New issue “${mutation.args.title}”`
+      : `${STATUS_LABELS[mutation.args.status] ?? mutation.args.status} for issue ${mutation.args.issue_id}`;
+    const li = element("li", `${what}: ${WRITE_LABELS[mutation.status]}` +
+      (mutation.message ? ` (${mutation.message})` : ""));
+    li.dataset.mutationId = mutation.id;
+    li.dataset.status = mutation.status;
+    return li;
+  }));
 }
 
 // ---- the list ------------------------------------------------------------------
@@ -138,7 +194,9 @@ function scheduleRender() {
 }
 
 function renderIssues() {
-  const rows = [...(state.issues?.rows.values() ?? [])].sort(
+  const { rows: visible, pendingKeys } = state.issues
+    ? state.writes.overlay(state.issues) : { rows: new Map(), pendingKeys: new Set() };
+  const rows = [...visible.values()].sort(
     (a, b) => (a.priority || 9) - (b.priority || 9) || b.updated_at.localeCompare(a.updated_at),
   );
   const team = state.teams.get(rows[0]?.team_id);
@@ -146,18 +204,36 @@ function renderIssues() {
     const tr = document.createElement("tr");
     tr.dataset.issueId = issue.id;
     tr.className = issue.id === state.openIssueId ? "selected" : "";
+    const pending = pendingKeys.has(JSON.stringify({ id: issue.id }));
+    if (pending) tr.classList.add("pending"); // an optimistic change, not confirmed yet
     state.recent.mark(tr, issue.id);
     tr.append(
-      cell(`${team ? team.key : ""}-${issue.number}`, "identifier"),
+      cell(`${team ? team.key : ""}-${issue.number ?? "…"}`, "identifier"),
       cell(issue.title, "title"),
-      cell(STATUS_LABELS[issue.status] ?? issue.status, `status ${issue.status}`),
+      statusCell(issue),
       cell(PRIORITIES[issue.priority] ?? "", "priority"),
       cell(state.users.get(issue.assignee_id)?.name ?? (issue.assignee_id ? "…" : "—"), "assignee"),
     );
-    tr.addEventListener("click", () => openIssue(issue.id));
+    if (!String(issue.id).startsWith("tmp-")) {
+      tr.addEventListener("click", () => openIssue(issue.id));
+    }
     return tr;
   }));
   $("#count").textContent = `${rows.length} open issues`;
+}
+
+function statusCell(issue) {
+  const td = cell("", `status ${issue.status}`);
+  const select = document.createElement("select");
+  select.replaceChildren(
+    ...Object.entries(STATUS_LABELS).map(([value, label]) => option(value, label)),
+  );
+  select.value = issue.status;
+  select.disabled = String(issue.id).startsWith("tmp-"); // no id to name until it exists
+  select.addEventListener("click", (event) => event.stopPropagation());
+  select.addEventListener("change", () => changeStatus(issue.id, select.value));
+  td.append(select);
+  return td;
 }
 
 // ---- one issue and its comments --------------------------------------------------
@@ -274,6 +350,11 @@ async function main() {
   const byId = new Map(users.map((user) => [user.id, user]));
   select.addEventListener("change", () => signIn(byId.get(Number(select.value))));
   $("#team").addEventListener("change", (event) => showTeam(Number(event.target.value)));
+  $("#new-issue").addEventListener("submit", (event) => {
+    event.preventDefault();
+    createIssue($("#new-title").value);
+    $("#new-title").value = "";
+  });
   $("#close").addEventListener("click", () => {
     closeIssue();
     scheduleRender();

@@ -16,6 +16,7 @@ export class GraphQLSocket {
     this.nextId = 1;
     this.sinks = new Map(); // operation id -> {next, error, complete}
     this.socket = null;
+    this.ackPayload = {}; // what connection_ack said (pgsift: where a clientId's ledger is)
   }
 
   /** Open the socket and wait for connection_ack. */
@@ -30,6 +31,7 @@ export class GraphQLSocket {
         const message = JSON.parse(event.data);
         if (message.type === "connection_ack") {
           acknowledged = true;
+          this.ackPayload = message.payload || {};
           resolve(this);
         } else if (message.type === "ping") {
           socket.send(JSON.stringify({ type: "pong" }));

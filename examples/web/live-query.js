@@ -9,6 +9,11 @@
 // as its text: docs/wire-values.md); `values(row)` decodes one into exact JavaScript
 // values (BigInt, parsed JSON with JSON_NULL, ...) by the column types that the
 // bootstrap header or the first `sync` message gave (`this.types`).
+//
+// On a socket whose connection_init named a `clientId`, a message of a transaction
+// that ran one of that client's mutations carries `confirmed` (docs/writes.md):
+// `this.confirmedId` is the highest id this query's own stream confirmed, so the
+// page knows its rows now hold that mutation's effects (`writes.js`).
 
 import { decodeRow } from "./wire-values.js";
 
@@ -19,6 +24,7 @@ export const SYNC = `subscription Sync($query: String!, $params: JSON, $cursor: 
     upToDate
     mustRefetch
     types
+    confirmed { lastMutationId status message }
   }
 }`;
 
@@ -33,11 +39,14 @@ export class LiveQuery {
    * @param {boolean} [options.bootstrap] first load through GET /v1/bootstrap (default true)
    * @param {(changes: Array, query: LiveQuery) => void} options.onChange after each applied message
    * @param {(error: Error) => void} [options.onError]
+   * @param {(confirmed: object) => void} [options.onConfirmed] a message's `confirmed`
    */
   constructor({
     socket, token, query, params, primaryKey = ["id"], bootstrap = true, onChange, onError,
+    onConfirmed = () => {},
   }) {
-    Object.assign(this, { socket, token, query, params, primaryKey, onChange });
+    Object.assign(this, { socket, token, query, params, primaryKey, onChange, onConfirmed });
+    this.confirmedId = 0; // the client's mutations this query's stream has confirmed
     this.useBootstrap = bootstrap;
     this.onError = onError || ((error) => console.error(error));
     this.rows = new Map(); // JSON text of the key (wire form) -> row (wire form)
@@ -145,6 +154,10 @@ export class LiveQuery {
     }
     if (message.cursor) this.cursor = message.cursor;
     if (message.upToDate) this.upToDate = true;
+    if (message.confirmed) {
+      this.confirmedId = Math.max(this.confirmedId, message.confirmed.lastMutationId);
+      this.onConfirmed(message.confirmed);
+    }
     this.onChange(message.changes, this);
   }
 

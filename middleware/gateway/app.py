@@ -41,7 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from pgsift.middleware.errors import AuthError
+from pgsift.middleware.errors import AuthError, MutationError
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.body_limit import BodyLimit
@@ -189,7 +189,12 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
             raise ConnectionRejectionError({"message": str(exc)}) from exc
         context["claims"] = claims
         context["exp"] = self.authenticator.expires_at(claims)
-        return await super().on_ws_connect(context)
+        try:
+            context["client"] = client = self.service.bind_client(params.get("clientId"), claims)
+        except MutationError as exc:
+            raise ConnectionRejectionError({"message": str(exc)}) from exc
+        acknowledged = await self.service.acknowledge(client)
+        return await super().on_ws_connect(context) if acknowledged is None else acknowledged
 
 
 class CountConnections:

@@ -40,6 +40,7 @@ from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.mutations.confirmed import ClientBinding
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -203,9 +204,12 @@ class FeedTailer:
         in_flight = self._router.in_flight_lsn
         return self.done_lsn if in_flight is None else in_flight
 
-    def subscribe(self, shape: Shape, budget: SendBudget) -> Inbox:
+    def subscribe(
+        self, shape: Shape, budget: SendBudget, client: ClientBinding | None = None
+    ) -> Inbox:
+        """An inbox for `shape`'s transactions (and those confirming `client`'s mutations)."""
         inbox = Inbox(shape, budget, self.position_lsn)
-        self._router.add(shape, inbox)
+        self._router.add(shape, inbox, client)
         self._shape_refs[shape.key] = self._shape_refs.get(shape.key, 0) + 1
         if self._metrics:
             self._metrics.subscriptions.inc()

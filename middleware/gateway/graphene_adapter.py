@@ -9,8 +9,8 @@ Mount the field into an existing schema and serve it over graphql-transport-ws:
     schema = graphene.Schema(query=Query, subscription=Subscription)
     app = create_app(settings, graphene_schema=schema)   # or graphene_websocket_app(...)
 
-The field's types (`SyncMessage`, `Change`, `Op`, `JSON`) match the strawberry
-schema's, so the same clients work against either.
+The field's types (`SyncMessage`, `Change`, `Op`, `Confirmed`, `MutationStatus`,
+`JSON`) match the strawberry schema's, so the same clients work against either.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import graphene  # type: ignore[import-untyped]
 from graphql import GraphQLResolveInfo, ValueNode, value_from_ast_untyped
 from starlette.websockets import WebSocket
 
+from pgsift.middleware.errors import AuthError, MutationError
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.client_json import JsonLimits
 from pgsift.middleware.gateway.schema import open_sync
@@ -57,12 +58,26 @@ class Change(graphene.ObjectType):  # type: ignore[misc]
     row = graphene.Field(JSON)
 
 
+class MutationStatus(graphene.Enum):  # type: ignore[misc]
+    OK = "ok"
+    REFUSED = "refused"
+    ERROR = "error"
+    DUPLICATE = "duplicate"
+
+
+class Confirmed(graphene.ObjectType):  # type: ignore[misc]
+    last_mutation_id = graphene.Int(required=True)
+    status = graphene.Field(MutationStatus, required=True)
+    message = graphene.String()
+
+
 class SyncMessage(graphene.ObjectType):  # type: ignore[misc]
     changes = graphene.List(graphene.NonNull(Change), required=True)
     cursor = graphene.String()
     up_to_date = graphene.Boolean(required=True)
     must_refetch = graphene.Boolean(required=True)
     types = graphene.Field(JSON)
+    confirmed = graphene.Field(Confirmed)
 
 
 async def subscribe_sync(
@@ -75,7 +90,8 @@ async def subscribe_sync(
     """The source stream: messages of `SyncService.sync` (errors raised before it starts)."""
     context = info.context
     return await open_sync(
-        context["service"], query, params, cursor, context["claims"], context["budget"]
+        context["service"], query, params, cursor, context["claims"], context["budget"],
+        context.get("client"),
     )
 
 
@@ -111,17 +127,26 @@ def graphene_websocket_app(
         if not isinstance(header, str):
             header = websocket.headers.get("authorization")
         claims = authenticator.claims_from_authorization(header)
+        try:
+            client = service.bind_client(payload.get("clientId"), claims)
+        except MutationError as exc:
+            raise AuthError(str(exc)) from exc
         return {
             "request": websocket,
             "service": service,
             "claims": claims,
             "exp": authenticator.expires_at(claims),  # the connection closes (4403) then
             "budget": service.budget(),
+            "client": client,
         }
+
+    async def acknowledge(context: dict[str, Any]) -> dict[str, object] | None:
+        return await service.acknowledge(context["client"])
 
     return GraphQLTransportWS(
         schema.graphql_schema,
         context=context,
+        acknowledge=acknowledge,
         init_timeout_s=settings.gateway_connection_init_timeout_s,
         max_operations=settings.gateway_max_subscriptions_per_connection,
         max_tokens=settings.gateway_max_graphql_tokens,

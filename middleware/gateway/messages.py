@@ -1,7 +1,7 @@
 """What a sync subscription sends, independent of the GraphQL library serving it.
 
 `SyncMessage` mirrors the GraphQL contract (`changes`, `cursor`, `upToDate`,
-`mustRefetch`); keys and rows are in their wire form (`pgsift.subscriptions.wire`:
+`mustRefetch`, `confirmed`); keys and rows are in their wire form (`pgsift.subscriptions.wire`:
 by column type, lossless). `MessageBuilder` cuts a stream of changes into messages of bounded
 approximate size, so a big snapshot or transaction never becomes one huge frame.
 """
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from pgsift.middleware.mutations.confirmed import Confirmed
 from pgsift.subscriptions.wire import RowWire
 
 WireOp = Literal["INSERT", "UPDATE", "DELETE"]
@@ -31,13 +32,16 @@ class WireChange:
 
 @dataclass(frozen=True, slots=True)
 class SyncMessage:
-    """One `sync` message; `types` (column -> type name) only on a subscription's first."""
+    """One `sync` message; `types` (column -> type name) only on a subscription's first;
+    `confirmed`: the connection's client's mutations that ran in the transaction that
+    ends at `cursor` (or, after a snapshot's rows, that the snapshot holds)."""
 
     changes: tuple[WireChange, ...]
     cursor: str | None
     up_to_date: bool
     must_refetch: bool = False
     types: Mapping[str, str] | None = None
+    confirmed: Confirmed | None = None
 
 
 REFETCH = SyncMessage(changes=(), cursor=None, up_to_date=False, must_refetch=True)
@@ -83,11 +87,13 @@ def batched(
     max_bytes: int,
     cursor: str | None,
     up_to_date: bool,
+    confirmed: Confirmed | None = None,
 ) -> Iterator[SyncMessage]:
     """Messages of at most ~max_bytes each (at least one change each); only the last
-    one carries `cursor`, because only it ends at the transaction boundary."""
+    one carries `cursor` and `confirmed`, because only it ends at the transaction
+    boundary."""
     if len(changes) <= 1:  # the common live case: nothing to cut, nothing to measure
-        yield SyncMessage(tuple(changes), cursor, up_to_date)
+        yield SyncMessage(tuple(changes), cursor, up_to_date, confirmed=confirmed)
         return
     start, size = 0, 0
     for index, change in enumerate(changes):
@@ -96,4 +102,4 @@ def batched(
             yield SyncMessage(tuple(changes[start:index]), None, up_to_date)
             start, grown = index, change_size(change)
         size = grown
-    yield SyncMessage(tuple(changes[start:]), cursor, up_to_date)
+    yield SyncMessage(tuple(changes[start:]), cursor, up_to_date, confirmed=confirmed)

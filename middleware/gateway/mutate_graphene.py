@@ -17,15 +17,8 @@ from typing import Any
 import graphene  # type: ignore[import-untyped]
 from graphql import GraphQLResolveInfo
 
-from pgsift.middleware.gateway.graphene_adapter import JSON
+from pgsift.middleware.gateway.graphene_adapter import JSON, MutationStatus
 from pgsift.middleware.gateway.mutate import resolve_mutate
-
-
-class MutationStatus(graphene.Enum):  # type: ignore[misc]
-    OK = "ok"
-    REFUSED = "refused"
-    ERROR = "error"
-    DUPLICATE = "duplicate"
 
 
 class MutationInput(graphene.InputObjectType):  # type: ignore[misc]

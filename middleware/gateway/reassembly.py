@@ -11,7 +11,10 @@ listener's changes are dropped and it gets `refetch` instead.
 
 `TxRouter` is the routing path of the gateway: the feed tailer routes every
 entry through one for all live subscriptions, and a subscription's catch-up
-routes the entries before the handoff through one of its own.
+routes the entries before the handoff through one of its own. A listener added
+with a `ClientBinding` also gets every transaction that confirms that client's
+mutations (a version of its ledger row, `pgsift.middleware.mutations.confirmed`),
+with `confirmed` set — and no changes when none of the shape's rows changed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
+from pgsift.middleware.mutations.confirmed import (
+    ClientBinding,
+    Confirmed,
+    ledger_confirmations,
+    touches_ledger,
+)
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
 
@@ -46,6 +55,8 @@ class Routed:
     changes: list[WireChange] = field(default_factory=list)
     # A TRUNCATE or a schema change of the table: the client must refetch.
     refetch: bool = False
+    # The transaction ran a mutation of the listener's client (docs/writes.md).
+    confirmed: Confirmed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class RoutedTx:
     commit_time: float  # unix seconds
     changes: tuple[WireChange, ...]
     refetch: bool
+    confirmed: Confirmed | None = None
 
 
 class TxAssembler(Generic[L]):
@@ -68,8 +80,11 @@ class TxAssembler(Generic[L]):
         index: RoutingIndex[L],
         listeners_of: Callable[[str], Iterable[L]],
         max_changes: int | None = None,
+        bound: dict[str, dict[L, str]] | None = None,
     ) -> None:
         self._index = index
+        # client id -> {listener: the owner the client's ledger row must have}
+        self._bound: dict[str, dict[L, str]] = {} if bound is None else bound
         self.max_changes = max_changes
         self._listeners_of = listeners_of
         self._lsn: int | None = None
@@ -110,10 +125,22 @@ class TxAssembler(Generic[L]):
                     routed = pending[listener] = Routed()
                 routed.refetch = True
                 routed.changes.clear()
+        if self._bound and touches_ledger(entry):
+            self._confirm(entry, pending)
         if not entry.last:
             return None
         self._pending, self._lsn = {}, None
         return pending
+
+    def _confirm(self, entry: FeedEntry, pending: dict[L, Routed]) -> None:
+        for client_id, confirmed in ledger_confirmations(entry).items():
+            for listener, owner in self._bound.get(client_id, {}).items():
+                if owner != confirmed.owner:
+                    continue  # someone else's client id: their outcomes are not ours
+                routed = pending.get(listener)
+                if routed is None:
+                    routed = pending[listener] = Routed()
+                routed.confirmed = confirmed
 
 
 class TxRouter(Generic[L]):
@@ -122,8 +149,11 @@ class TxRouter(Generic[L]):
     def __init__(self, max_changes: int | None = None) -> None:
         self._index: RoutingIndex[L] = RoutingIndex()
         self._by_table: dict[str, set[L]] = {}
+        self._bound: dict[str, dict[L, str]] = {}
+        self._clients: dict[L, ClientBinding] = {}
         self._assembler: TxAssembler[L] = TxAssembler(
-            self._index, lambda table: tuple(self._by_table.get(table, ())), max_changes
+            self._index, lambda table: tuple(self._by_table.get(table, ())), max_changes,
+            self._bound,
         )
 
     @property
@@ -140,11 +170,21 @@ class TxRouter(Generic[L]):
         """Changes routed to some listener so far."""
         return self._assembler.routed_changes
 
-    def add(self, shape: Shape, listener: L) -> None:
+    def add(self, shape: Shape, listener: L, client: ClientBinding | None = None) -> None:
+        """Route `shape`'s changes to `listener`, and `client`'s confirmations too."""
         self._index.add(shape, listener)
         self._by_table.setdefault(shape.table, set()).add(listener)
+        if client is not None:
+            self._clients[listener] = client
+            self._bound.setdefault(client.client_id, {})[listener] = client.owner
 
     def remove(self, shape: Shape, listener: L) -> None:
+        client = self._clients.pop(listener, None)
+        if client is not None:
+            bound = self._bound.get(client.client_id, {})
+            bound.pop(listener, None)
+            if not bound:
+                self._bound.pop(client.client_id, None)
         self._index.remove(shape, listener)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
@@ -160,7 +200,10 @@ class TxRouter(Generic[L]):
         tables = {change.table for change in entry.changes} | set(entry.schema_changes)
         if not tables:
             return self.listeners()
-        return {listener for table in tables for listener in self._by_table.get(table, ())}
+        found = {listener for table in tables for listener in self._by_table.get(table, ())}
+        if self._bound and touches_ledger(entry):
+            found |= set(self._clients)  # a confirmation of theirs may be in it
+        return found
 
     def reset(self) -> None:
         """Forget a transaction under way: its remaining chunks will not be routed."""
@@ -175,7 +218,7 @@ class TxRouter(Generic[L]):
         commit_time = entry.commit_time.timestamp()
         return {
             listener: RoutedTx(entry.id, entry.lsn, entry.xid, commit_time,
-                               tuple(result.changes), result.refetch)
+                               tuple(result.changes), result.refetch, result.confirmed)
             for listener, result in routed.items()
         }
 

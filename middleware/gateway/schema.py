@@ -25,9 +25,10 @@ from strawberry.types import Info
 from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
-from pgsift.middleware.gateway.mutate_schema import WriteMutation
+from pgsift.middleware.gateway.mutate_schema import MutationStatus, WriteMutation
 from pgsift.middleware.gateway.rows import RowKeysLimit, load_rows
 from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.mutations.confirmed import ClientBinding
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.errors import PgsiftError, QueryError
 
@@ -46,6 +47,18 @@ class Change:
     row: JSON | None
 
 
+@strawberry.type(
+    description="The outcome of mutation `lastMutationId` of the connection's client, every "
+    "earlier one having run (docs/writes.md)."
+)
+class Confirmed:
+    last_mutation_id: int
+    status: MutationStatus
+    message: str | None = strawberry.field(
+        default=None, description="Why: for REFUSED and ERROR."
+    )
+
+
 @strawberry.type
 class SyncMessage:
     changes: list[Change]
@@ -56,6 +69,13 @@ class SyncMessage:
         default=None,
         description="Column -> Postgres type name, on the first message of a subscription "
         "(null on the others): how to decode each value's wire form (docs/wire-values.md).",
+    )
+    confirmed: Confirmed | None = strawberry.field(
+        default=None,
+        description="On a connection whose connection_init named a clientId: the client's "
+        "mutations that ran in the transaction this message's cursor ends (on the first "
+        "message with a cursor after a snapshot: that the snapshot holds); null when it "
+        "confirms nothing.",
     )
 
 
@@ -93,7 +113,8 @@ class Subscription:
         if context["claims"] is None:
             raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
         messages = await open_sync(
-            service, query, params, cursor, context["claims"], context["budget"]
+            service, query, params, cursor, context["claims"], context["budget"],
+            context.get("client"),
         )
         async for message in messages:
             yield to_graphql(message)
@@ -106,11 +127,12 @@ async def open_sync(
     cursor: str | None,
     claims: dict[str, Any],
     budget: Any,
+    client: ClientBinding | None = None,
 ) -> Any:
     """`service.sync(...)` with client-caused errors turned into GraphQL errors, both
     before the first message and while the messages stream (e.g. "busy")."""
     try:
-        messages = await service.sync(query, params, cursor, claims, budget)
+        messages = await service.sync(query, params, cursor, claims, budget, client)
     except PgsiftError as exc:
         raise graphql_error(exc) from exc
     return _client_errors(messages)
@@ -142,6 +164,11 @@ def to_graphql(message: Message) -> SyncMessage:
         up_to_date=message.up_to_date,
         must_refetch=message.must_refetch,
         types=cast("JSON | None", None if message.types is None else dict(message.types)),
+        confirmed=None if message.confirmed is None else Confirmed(
+            last_mutation_id=message.confirmed.last_mutation_id,
+            status=MutationStatus(message.confirmed.status),
+            message=message.confirmed.message,
+        ),
     )
 
 

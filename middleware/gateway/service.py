@@ -37,6 +37,7 @@ from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
+from pgsift.middleware.mutations.confirmed import ClientBinding, read_confirmed
 from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
@@ -173,6 +174,32 @@ class SyncService:
         heartbeat (health check)."""
         return self.freshness.problem()
 
+    def bind_client(self, client_id: Any, claims: Mapping[str, Any]) -> ClientBinding | None:
+        """The client a connection speaks for (`clientId` of its `connection_init`): its
+        subscriptions get that client's confirmations. None without a `clientId` or
+        without `[mutators]` (no ledger to confirm from); MutationError when malformed."""
+        if client_id is None or not self.settings.mutators:
+            return None
+        return ClientBinding.of(client_id, claims, self.settings.mutations_owner_claim)
+
+    async def acknowledge(self, client: ClientBinding | None) -> dict[str, object] | None:
+        """The `connection_ack` payload of a bound connection: where the client's ledger
+        stands (`lastMutationId` 0 for a client whose mutations never ran)."""
+        if client is None:
+            return None
+        payload: dict[str, object] = {"clientId": client.client_id}
+        try:
+            async with self.connections.connection() as conn:
+                confirmed = await read_confirmed(conn, client, None)
+        except Exception:
+            # The stream's confirmations do not depend on it: ack without the position.
+            log.exception("reading the ledger row of client %s failed", client.client_id)
+            return payload
+        payload["lastMutationId"] = 0
+        if confirmed is not None:
+            payload.update(confirmed.to_json())
+        return payload
+
     def budget(self) -> SendBudget:
         """A send budget for one connection."""
         return SendBudget(self.settings.gateway_send_queue)
@@ -234,6 +261,7 @@ class SyncService:
         cursor: str | None,
         claims: Mapping[str, Any],
         budget: SendBudget,
+        client: ClientBinding | None = None,
     ) -> AsyncIterator[SyncMessage]:
         """The messages of one subscription; errors before the first message are the
         caller's (bad query, forbidden column, bad cursor)."""
@@ -258,6 +286,7 @@ class SyncService:
             max_message_bytes=self.settings.gateway_max_message_bytes,
             metrics=self.metrics,
             dump=dump,
+            client=client,
         )
         return with_types(session.messages(), shape.wire.type_names())
 

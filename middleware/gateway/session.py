@@ -34,6 +34,11 @@ connection's send queue overflowing. A transaction
 is delivered whole: its chunks are assembled first (holding only the events
 routed to this shape), then sent as one message, or as several of at most
 `gateway_max_message_bytes` where only the last carries the cursor.
+
+On a connection bound to a client (`clientId`), the transactions that ran its
+mutations come with `confirmed`, at their own cursor, changes or not; a start
+from a snapshot puts the ledger version it holds on the first message with a
+cursor (docs/writes.md section 5).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 
 import psycopg
 import redis.exceptions
@@ -64,6 +70,7 @@ from pgsift.middleware.gateway.messages import (
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics, SnapshotSource
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.mutations.confirmed import ClientBinding, Confirmed, read_confirmed
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -136,9 +143,13 @@ class SyncSession:
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,
         dump: RowSource | None = None,
+        client: ClientBinding | None = None,
     ) -> None:
         self.shape = shape
         self._dump = dump
+        self._client = client
+        # The ledger version the starting snapshot holds: on the first message with a cursor.
+        self._initial: Confirmed | None = None
         # Set by the snapshot (or a bootstrap's cursor or a dump); forgotten past
         # STAMP_HORIZON_XIDS.
         self._stamp: Snapshot | None = None
@@ -156,11 +167,18 @@ class SyncSession:
             started = time.monotonic()
             source = self._dump or await self._live_source()
             position, self._stamp = source.cursor.position, source.cursor.snapshot
+            try:
+                self._initial = await self._snapshot_confirmed(source)
+            except BaseException:
+                await source.close()
+                raise
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
-                    yield message
+                    yield self._first(message)
         else:
             position = self._cursor
+            if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
+                self._initial = await self._snapshot_confirmed(None)
         if self._stamp is not None:
             position = await self._replay_start(position, self._stamp)
         # A long snapshot may have outlived the feed's retention.
@@ -169,7 +187,7 @@ class SyncSession:
             yield REFETCH
             return
         done = position.lsn
-        inbox = self._tailer.subscribe(self.shape, self._budget)
+        inbox = self._tailer.subscribe(self.shape, self._budget, self._client)
         catch_up = self._catch_up(position, done, inbox.after_lsn)
         try:
             async for tx in catch_up:
@@ -177,12 +195,13 @@ class SyncSession:
                     yield REFETCH
                     return
                 position, done = tx.id, tx.lsn
-                if not tx.changes:
+                if not tx.changes and tx.confirmed is None:
                     continue
                 for message in batched(
-                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False
+                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False,
+                    confirmed=tx.confirmed,
                 ):
-                    yield message
+                    yield self._first(message)
             if inbox.after_lsn > done:
                 position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
             if self._cursor is not None:
@@ -196,7 +215,7 @@ class SyncSession:
                     "the gateway cannot read the change feed right now (is Redis reachable?); "
                     "subscribe again with the last cursor"
                 )
-            yield SyncMessage((), position, up_to_date=True)
+            yield self._first(SyncMessage((), position, up_to_date=True))
             while True:
                 live = await inbox.get()
                 if live is None:
@@ -209,12 +228,38 @@ class SyncSession:
                     yield REFETCH
                     return
                 for message in batched(
-                    live.changes, max_bytes=self._max_bytes, cursor=live.id, up_to_date=True
+                    live.changes, max_bytes=self._max_bytes, cursor=live.id, up_to_date=True,
+                    confirmed=live.confirmed,
                 ):
                     yield message
         finally:
             await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
+
+    def _first(self, message: SyncMessage) -> SyncMessage:
+        """`message`, with the snapshot's confirmation if it is the first with a cursor
+        (the snapshot's rows are all out by then; one it already carries is later: wins)."""
+        if self._initial is None or message.cursor is None:
+            return message
+        initial, self._initial = self._initial, None
+        return message if message.confirmed is not None else replace(message, confirmed=initial)
+
+    async def _snapshot_confirmed(self, source: RowSource | None) -> Confirmed | None:
+        """The client's ledger version the starting snapshot holds (see `read_confirmed`)."""
+        if self._client is None:
+            return None
+        try:
+            if isinstance(source, LiveRows):  # in the snapshot: what the rows hold
+                return await read_confirmed(source.read.conn, self._client, None)
+            async with self._pool.connection() as conn:
+                return await read_confirmed(conn, self._client, self._stamp)
+        except PoolTimeout as exc:
+            raise GatewayError(
+                "the gateway is busy: no database connection came free to read the client's "
+                "ledger; subscribe again later"
+            ) from exc
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
 
     async def before_snapshot(self, position: FeedPosition) -> None:
         """Called between recording the feed `position` and taking the snapshot.
@@ -332,7 +377,7 @@ class SyncSession:
             return
         # The tailer's routing path, for this one subscription.
         router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
-        router.add(self.shape, self)
+        router.add(self.shape, self, self._client)
         while done < through:
             try:
                 entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)

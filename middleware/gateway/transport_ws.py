@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from graphql import (
@@ -44,6 +44,8 @@ PROTOCOL = "graphql-transport-ws"
 
 # connection_init payload and the websocket -> the operation context; AuthError rejects.
 ContextFactory = Callable[[dict[str, Any], WebSocket], dict[str, Any]]
+# The context -> the connection_ack payload (None: none).
+Acknowledge = Callable[[dict[str, Any]], Awaitable[dict[str, object] | None]]
 
 # What sending to a client that went away raises: the end of its operations, not an error.
 GONE = (WebSocketDisconnect, WebSocketDisconnected)
@@ -62,6 +64,7 @@ class GraphQLTransportWS:
         *,
         context: ContextFactory,
         init_timeout_s: float,
+        acknowledge: Acknowledge | None = None,
         max_operations: int | None,
         max_tokens: int | None = None,
         json_limits: JsonLimits = client_json.DEFAULT_LIMITS,
@@ -70,6 +73,7 @@ class GraphQLTransportWS:
         self.max_tokens = max_tokens
         self.json_limits = json_limits
         self.context = context
+        self.acknowledge = acknowledge
         self.init_timeout_s = init_timeout_s
         self.max_operations = max_operations
 
@@ -180,7 +184,12 @@ class _Connection:
         exp = self.context.get("exp")
         if exp is not None:
             self.expiry = asyncio.create_task(self._expire(float(exp)))
-        await self.send({"type": "connection_ack"})
+        ack: dict[str, Any] = {"type": "connection_ack"}
+        if self.app.acknowledge is not None:
+            payload = await self.app.acknowledge(self.context)
+            if payload is not None:
+                ack["payload"] = payload
+        await self.send(ack)
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if self.context is None:

@@ -53,33 +53,36 @@ def test_an_optimistic_write_shows_at_once_and_never_touches_the_server_copy(
     assert replica.row("open", {"id": 1}) == row(1, "a", "done")
 
 
-def test_a_confirmation_releases_a_write_only_where_the_copy_holds_its_transaction(
+def test_a_confirmation_releases_a_write_only_in_the_query_whose_message_carries_it(
     replica: Replica,
 ) -> None:
     queue = PendingQueue(replica)
-    replica.register("ledger", "SELECT 1", [])
+    replica.register("other", "SELECT 1", [])
     queue.add("create_issue", {"title": "c"}, create("c"))
     queue.acknowledge([{"id": 1, "status": "ok"}])
-    # The ledger's message of the transaction (at 20-0) comes before the query's:
-    # the temporary row stays, so the issue never blinks out.
-    settled = replica.apply("ledger", [], cursor="20-0", up_to_date=True,
+    # Another query's message of the transaction (at 20-0) comes first: the mutation is
+    # settled, but the temporary row stays in `open`, so the issue never blinks out.
+    settled = replica.apply("other", [], cursor="20-0", up_to_date=True,
                             confirmed=Confirmation(1, "20-0"))
     assert [(s.id, s.status) for s in settled] == [(1, "ok")]
     assert [r["id"] for r in replica.rows("open")] == ["1", "2", "tmp-c"]
-    # The query's message of the same transaction brings the real row: now only it.
-    replica.apply("open", [upsert(3, "c", "backlog")], cursor="20-0")
+    # The query's own message of the same transaction brings the real row: now only it.
+    settled = replica.apply("open", [upsert(3, "c", "backlog")], cursor="20-0",
+                            confirmed=Confirmation(1, "20-0"))
+    assert settled == []  # reported once
     assert replica.rows("open") == [row(1, "a"), row(2, "b"), row(3, "c", "backlog")]
     assert queue.pending() == []
 
 
-def test_the_query_message_first_then_the_confirmation(replica: Replica) -> None:
+def test_a_mispredicted_write_goes_with_a_message_that_has_no_changes(
+    replica: Replica,
+) -> None:
+    """The server did something else than predicted (the issue went to another team):
+    the query's message of that transaction has no changes, only `confirmed`."""
     queue = PendingQueue(replica)
-    replica.register("ledger", "SELECT 1", [])
-    queue.add("set_status", {}, lambda w: w.patch("open", {"id": 2}, {"status": "done"}))
-    replica.apply("open", [upsert(2, "b", "done")], cursor="30-0")
-    assert replica.rows("open")[1] == row(2, "b", "done")
-    replica.apply("ledger", [], cursor="30-0", up_to_date=True,
-                  confirmed=Confirmation(1, "30-0"))
+    queue.add("create_issue", {"title": "c"}, create("c"))
+    assert [r["id"] for r in replica.rows("open")] == ["1", "2", "tmp-c"]
+    replica.apply("open", [], cursor="30-0", confirmed=Confirmation(1, "30-0"))
     assert replica.rows("open") == replica.server_rows("open")
     assert queue.pending() == []
 
@@ -99,7 +102,6 @@ def test_pending_patches_replay_onto_newer_server_rows_in_order(replica: Replica
 
 def test_a_refusal_drops_the_change_at_once_and_is_reported_once(replica: Replica) -> None:
     queue = PendingQueue(replica)
-    replica.register("ledger", "SELECT 1", [])
     queue.add("set_status", {}, lambda w: w.patch("open", {"id": 1}, {"status": "done"}))
     queue.add("set_status", {}, lambda w: w.patch("open", {"id": 2}, {"status": "done"}))
     settled = queue.acknowledge([
@@ -108,17 +110,19 @@ def test_a_refusal_drops_the_change_at_once_and_is_reported_once(replica: Replic
     assert [(s.id, s.status, s.message) for s in settled] == [(1, "refused", "not yours")]
     assert replica.row("open", {"id": 1}) == row(1, "a")
     assert replica.row("open", {"id": 2}) == row(2, "b", "done")
-    settled = replica.apply("ledger", [], cursor="50-0", up_to_date=True,
+    settled = replica.apply("open", [upsert(2, "b", "done")], cursor="50-0",
                             confirmed=Confirmation(2, "50-0"))
     assert [(s.id, s.status) for s in settled] == [(2, "ok")]
+    assert replica.rows("open") == replica.server_rows("open")
+    assert queue.pending() == []
 
 
-def test_a_refusal_learned_from_the_ledger(replica: Replica) -> None:
+def test_a_refusal_learned_from_the_stream(replica: Replica) -> None:
     queue = PendingQueue(replica)
-    replica.register("ledger", "SELECT 1", [])
+    replica.register("other", "SELECT 1", [])
     queue.add("create_issue", {"title": "c"}, create("c"))
     settled = replica.apply(
-        "ledger", [], cursor="60-0", up_to_date=True,
+        "other", [], cursor="60-0", up_to_date=True,
         confirmed=Confirmation(1, "60-0", {1: Failure("refused", "no team 9")}),
     )
     assert [(s.status, s.message) for s in settled] == [("refused", "no team 9")]
@@ -153,18 +157,23 @@ def test_writes_check_their_query_and_key(replica: Replica) -> None:
     assert queue.pending() == []
 
 
-def test_a_confirmed_write_the_copy_already_shows_is_done_without_a_message(
+def test_a_snapshot_confirms_on_its_first_message_and_a_reset_keeps_what_was_confirmed(
     replica: Replica,
 ) -> None:
-    """Setting a status to the one the row has sends the query no message: its cursor
-    stays behind the confirmation, yet nothing is left to show."""
     queue = PendingQueue(replica)
-    replica.register("ledger", "SELECT 1", [])
-    queue.add("set_status", {}, lambda w: w.patch("open", {"id": 1}, {"status": "todo"}))
     queue.add("create_issue", {"title": "c"}, create("c"))
-    queue.acknowledge([{"id": 1, "status": "ok"}, {"id": 2, "status": "ok"}])
-    replica.apply("ledger", [], cursor="70-0", up_to_date=True,
-                  confirmed=Confirmation(2, "70-0"))
-    # The created row is not in the copy yet: it waits for the query's message.
+    queue.add("set_status", {}, lambda w: w.patch("open", {"id": 2}, {"status": "done"}))
+    queue.acknowledge_through(2)  # a reconnect's connection_ack: never resent
+    assert queue.unsent(10) == []
+    replica.reset("open")  # mustRefetch: the copy loads again
+    # The snapshot's first message (no cursor yet) holds mutation 1, not 2.
+    settled = replica.apply("open", [upsert(1, "a"), upsert(5, "c", "backlog")],
+                            confirmed=Confirmation(1, None))
+    assert [(s.id, s.status) for s in settled] == [(1, "ok")]
+    assert replica.rows("open") == [row(1, "a"), row(5, "c", "backlog")]
+    replica.apply("open", [upsert(2, "b")], cursor="80-0", up_to_date=True)
+    assert replica.row("open", {"id": 2}) == row(2, "b", "done")  # 2 still pending
+    replica.reset("open")
+    replica.apply("open", [upsert(1, "a")], cursor="81-0", up_to_date=True)
+    assert [r["id"] for r in replica.rows("open")] == ["1"]  # 1 stays confirmed here
     assert [m.id for m in queue.pending()] == [2]
-    assert [r["id"] for r in replica.rows("open")] == ["1", "2", "tmp-c"]

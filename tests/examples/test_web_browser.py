@@ -163,3 +163,68 @@ def test_the_page_follows_the_database(demo: Demo, page: Chromium) -> None:
         "the page equals Postgres after the load",
     )
     assert page.console == []
+
+
+ROWS_TITLED = (
+    "[...document.querySelectorAll('#issues tbody tr')]"
+    ".filter(tr => tr.querySelector('td.title').textContent === {title!r})"
+    ".map(tr => ({{id: tr.dataset.issueId, pending: tr.classList.contains('pending'),"
+    " status: tr.querySelector('td.status select').value}}))"
+)
+WRITE_STATUS = "document.querySelector('#writes li[data-mutation-id=\"{id}\"]')?.dataset.status"
+
+
+def test_writes_from_the_page_show_at_once_and_then_their_confirmation(
+    demo: Demo, page: Chromium
+) -> None:
+    """A new issue and status changes made on the page: the change is on the page in the
+    same task as the click (before any answer can come back), marked pending; the
+    `sync` message that confirms it brings the real row and the page says "saved"."""
+    page.navigate(demo.url + "/")
+    page.wait_for("document.querySelector('#status').dataset.state === 'live'", "live")
+    title = "Made in the browser"
+    rows = page.evaluate(
+        f"document.querySelector('#new-title').value = {title!r};"
+        "document.querySelector('#new-issue').requestSubmit();"
+        + ROWS_TITLED.format(title=title)
+    )
+    assert len(rows) == 1 and rows[0]["id"].startswith("tmp-") and rows[0]["pending"]
+    assert page.evaluate(WRITE_STATUS.format(id=1)) in ("pending", "sent")
+    page.wait_for(f"{WRITE_STATUS.format(id=1)} === 'confirmed'", "the creation confirmed")
+    [row] = page.evaluate(ROWS_TITLED.format(title=title))
+    assert not row["pending"] and not row["id"].startswith("tmp-")
+    with psycopg.connect(demo.database_url) as conn:
+        assert conn.execute(
+            "SELECT id::text, team_id, status FROM issues WHERE title = %s", [title]
+        ).fetchall() == [(row["id"], demo.team, "backlog")]
+
+    # A status change shows at once, then is confirmed; Postgres has it.
+    change = (
+        "(select => {{ select.value = {status!r};"
+        " select.dispatchEvent(new Event('change')); }})"
+        f"(document.querySelector('tr[data-issue-id=\"{row['id']}\"] td.status select'));"
+    )
+    [changed] = page.evaluate(change.format(status="in_review") + ROWS_TITLED.format(title=title))
+    assert (changed["status"], changed["pending"]) == ("in_review", True)
+    page.wait_for(f"{WRITE_STATUS.format(id=2)} === 'confirmed'", "the status confirmed")
+    assert page.evaluate(ROWS_TITLED.format(title=title)) == [
+        {"id": row["id"], "pending": False, "status": "in_review"}]
+    # Done: the issue leaves the list of open issues at once.
+    assert page.evaluate(change.format(status="done") + ROWS_TITLED.format(title=title)) == []
+    page.wait_for(f"{WRITE_STATUS.format(id=3)} === 'confirmed'", "done confirmed")
+    assert page.evaluate(ROWS_TITLED.format(title=title)) == []
+    with psycopg.connect(demo.database_url) as conn:
+        assert conn.execute(
+            "SELECT status FROM issues WHERE title = %s", [title]).fetchall() == [("done",)]
+
+    # A refused one: shown at once, then gone, with the server's reason.
+    page.evaluate("document.querySelector('#new-title').value = '   ';"
+                  "document.querySelector('#new-issue').requestSubmit()")
+    page.wait_for(f"{WRITE_STATUS.format(id=4)} === 'refused'", "the refusal")
+    assert "title must be a non-empty string" in page.evaluate(
+        "document.querySelector('#writes li[data-mutation-id=\"4\"]').textContent")
+    assert page.evaluate(
+        "[...document.querySelectorAll('#issues tbody tr')]"
+        ".filter(tr => tr.dataset.issueId.startsWith('tmp-')).length") == 0
+    assert page.console == [
+        "mutation 4 refused: title must be a non-empty string of at most 200 characters"]
