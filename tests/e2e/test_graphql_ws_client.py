@@ -42,8 +42,9 @@ GOOD = token({"sub": "node", "team_ids": [1]})
 class NodeClient:
     """`node sync_client.mjs`: its events, and the copy its `next` payloads add up to."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, field: str = "sync") -> None:
         self.process = process
+        self.field = field  # the subscription field whose messages make the copy
         self.events: list[dict[str, Any]] = []
         self.copy = LocalCopy()
         self.ended = asyncio.Event()
@@ -53,13 +54,28 @@ class NodeClient:
     async def start(
         cls, url: str, authorization: str | None, query: str, **more: Any
     ) -> NodeClient:
+        """A `sync(query, ...)` subscription (`more`: params, cursor, raw)."""
+        return await cls._run({"url": url, "authorization": authorization, "query": query,
+                               **more}, "sync")  # fmt: skip
+
+    @classmethod
+    async def subscribe(
+        cls, url: str, authorization: str | None, document: str, field: str,
+        variables: dict[str, Any] | None = None,
+    ) -> NodeClient:
+        """Any subscription `document` (a typed one), following the messages of `field`."""
+        options = {"url": url, "authorization": authorization, "document": document,
+                   "variables": variables or {}}  # fmt: skip
+        return await cls._run(options, field)
+
+    @classmethod
+    async def _run(cls, options: dict[str, Any], field: str) -> NodeClient:
         if NODE is None or not (JS / "node_modules" / "graphql-ws").exists():
             pytest.fail("node and tests/e2e/js/node_modules are needed (.ci/setup runs npm ci)")
-        options = {"url": url, "authorization": authorization, "query": query, **more}
         process = await asyncio.create_subprocess_exec(
             NODE, str(JS / "sync_client.mjs"), json.dumps(options), stdout=subprocess.PIPE
         )
-        return cls(process)
+        return cls(process, field)
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
@@ -67,7 +83,7 @@ class NodeClient:
             event = json.loads(line)
             self.events.append(event)
             if event["type"] == "next" and event["payload"].get("data"):
-                self.copy.apply(event["payload"]["data"]["sync"])
+                self.copy.apply(event["payload"]["data"][self.field])
         self.ended.set()
 
     async def finished(self) -> list[dict[str, Any]]:
