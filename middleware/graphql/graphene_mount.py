@@ -29,6 +29,7 @@ from pgsift.middleware.gateway.graphene_adapter import JSON, Op, graphene_websoc
 from pgsift.middleware.gateway.mutate_graphene import mutate_field
 from pgsift.middleware.gateway.rows import load_rows
 from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.graphql.directives import for_graphql_js
 from pgsift.middleware.graphql.graphene_http import GrapheneHTTP
 from pgsift.middleware.graphql.graphene_types import GrapheneTypes, plain_input
 from pgsift.middleware.graphql.resolvers import TypedResolvers
@@ -102,7 +103,7 @@ def mount_graphene(
             )
     app = (base.query, base.mutation, base.subscription) if base is not None else (None,) * 3
     try:
-        return graphene.Schema(
+        schema = graphene.Schema(
             query=_merged("Query", app[0], {"rows": rows_field()}, typed_query),
             mutation=_merged("Mutation", app[1], {"mutate": mutate_field()}, None),
             subscription=_merged("Subscription", app[2], {"sync": sync_field()},
@@ -113,6 +114,8 @@ def mount_graphene(
             f"the app's schema and pgsift's typed schema clash: {exc}; rename the app's "
             "type, or leave the table out of [policies] (docs/graphql-schema.md)"
         ) from exc
+    for_graphql_js(schema.graphql_schema)
+    return schema
 
 
 class GrapheneGateway:

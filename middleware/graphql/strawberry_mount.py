@@ -26,6 +26,7 @@ from strawberry.tools import merge_types
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.gateway.mutate_schema import WriteMutation
 from pgsift.middleware.gateway.schema import Op, Query, Subscription, build_schema
+from pgsift.middleware.graphql.directives import for_graphql_js
 from pgsift.middleware.graphql.resolvers import TypedResolvers
 from pgsift.middleware.graphql.strawberry_types import StrawberryTypes, plain_input
 from pgsift.middleware.settings import Settings
@@ -82,7 +83,7 @@ def mount_strawberry(
     subscription = _merged("Subscription", (app_subscription, Subscription, typed_subscription))
     assert query is not None and subscription is not None  # pgsift's own are always there
     try:
-        return build_schema(
+        schema = build_schema(
             max_tokens=settings.gateway_max_graphql_tokens,
             max_keys=settings.loader_max_keys,
             query=query,
@@ -96,3 +97,5 @@ def mount_strawberry(
             f"the app's schema and pgsift's typed schema both define a type: {exc}; rename "
             "the app's type, or leave the table out of [policies] (docs/graphql-schema.md)"
         ) from exc
+    for_graphql_js(schema._schema)
+    return schema

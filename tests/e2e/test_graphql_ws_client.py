@@ -112,14 +112,18 @@ def toml_table(name: str, table: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def pgsift_serve(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """`pgsift serve` as a subprocess; its ws:// URL once /healthz says ready."""
-    config = tmp_path / "pgsift.toml"
-    config.write_text(
-        toml_table("auth", {"jwt_secret": SECRET})
-        + "".join(toml_table(f'policies."{t}"', p) for t, p in POLICIES.items()),
-        encoding="utf-8",
-    )
+def pgsift_serve(
+    database_url: str, redis_url: str, tmp_path: Path, config: Path | None = None
+) -> Iterator[str]:
+    """`pgsift serve` as a subprocess (with `config`, else the harness's secret and
+    policies); its ws:// URL once /healthz says ready."""
+    if config is None:
+        config = tmp_path / "pgsift.toml"
+        config.write_text(
+            toml_table("auth", {"jwt_secret": SECRET})
+            + "".join(toml_table(f'policies."{t}"', p) for t, p in POLICIES.items()),
+            encoding="utf-8",
+        )
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("pgsift")), "serve", "--database-url", database_url,
