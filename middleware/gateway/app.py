@@ -32,6 +32,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -69,6 +70,16 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
     with 4400 on a message that is not a usable JSON object (`client_json`)."""
 
     expiry: asyncio.Task[None] | None = None
+
+    @property
+    def schema(self) -> BaseSchema:
+        """The view's schema as it is now: rebuilt after a schema change, it serves the
+        operations of connections opened before too (strawberry keeps the one at open)."""
+        return self.view.schema
+
+    @schema.setter
+    def schema(self, _opened_with: BaseSchema) -> None:
+        pass
 
     async def handle(self) -> None:
         try:

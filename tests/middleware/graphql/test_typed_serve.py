@@ -157,3 +157,59 @@ async def test_queries_read_by_filter_and_by_key_under_the_policy(
             assert "not authenticated" in anonymous.text
             browser = await http.get(_http(url), headers={"accept": "text/html"})
             assert browser.status_code == 200 and "graphiql" in browser.text.lower()
+
+
+
+POINTS = """
+subscription { issues { changes { op row { id title points2 } } upToDate mustRefetch } }
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_schema_change_rebuilds_the_schema_and_refetches_its_subscribers(
+    issues: str, redis_url: str, transport: str
+) -> None:
+    """A column added while the gateway runs gets its field without a restart, and a
+    subscription on the changed table ends with mustRefetch."""
+    # No policies: every column of every table is readable, so a new column is typed.
+    settings = gateway_settings(issues, redis_url, policies={})
+    with capturing(issues, redis_url):
+        async with (
+            serve(settings, **app_options(transport)) as url,
+            await SyncConnection.connect(url, authorization=TEAM_1) as conn,
+        ):
+            follower = TypedFollower()
+            task = asyncio.create_task(follower.follow(conn, {}))
+            await eventually(lambda: follower.copy.up_to_date, "upToDate")
+            # Capture learns the table's columns from its first change, then sees them change.
+            await execute(issues, "UPDATE issues SET title = 'uno' WHERE id = 1")
+            await eventually(lambda: len(follower.messages) > 2, "the update")
+            with pytest.raises(OperationError, match="points2"):  # no such field yet
+                async for _ in conn.subscribe(POINTS, {}):
+                    pass
+            await execute(issues, "ALTER TABLE issues ADD COLUMN points2 int",
+                          "UPDATE issues SET points2 = 7 WHERE id = 1")  # fmt: skip
+            await eventually(lambda: follower.messages[-1]["mustRefetch"], "mustRefetch")
+            task.cancel()
+            rows: dict[str, Any] = {}
+            await eventually(_subscribed(conn, rows), "the points2 field")
+            assert rows["1"] == {"id": "1", "title": "uno", "points2": 7}
+
+
+def _subscribed(conn: SyncConnection, rows: dict[str, Any]) -> Any:
+    """A check that subscribes with `points2` until the rebuilt schema is served and the
+    snapshot arrives (its rows by id in `rows`)."""
+
+    async def check() -> bool:
+        rows.clear()
+        try:
+            async for data in conn.subscribe(POINTS, {}):
+                message = data["issues"]
+                rows.update({c["row"]["id"]: c["row"] for c in message["changes"]})
+                if message["upToDate"]:
+                    return True
+        except OperationError:
+            return False  # the schema is rebuilt once the gateway has read the new catalog
+        return False
+
+    return check
