@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from pgsift.middleware.gateway.client import LocalCopy
+from tests.e2e.node import NodeClient
+from tests.e2e.serve import pgsift_serve
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     GRAPHENE_SCHEMA,
     ISSUES_SCHEMA,
-    POLICIES,
-    SECRET,
-    WAIT_S,
     eventually,
     gateway_settings,
     serve,
@@ -32,119 +20,9 @@ from tests.middleware.gateway.harness import (
 )
 from tests.middleware.gateway.pgrows import execute, expected
 
-JS = Path(__file__).parent / "js"
-NODE = shutil.which("node")
 QUERY = "SELECT id, title, status FROM issues WHERE team_id = $1"
 ORACLE = "SELECT id, title, status FROM issues WHERE team_id = %s"
 GOOD = token({"sub": "node", "team_ids": [1]})
-
-
-class NodeClient:
-    """`node sync_client.mjs`: its events, and the copy its `next` payloads add up to."""
-
-    def __init__(self, process: asyncio.subprocess.Process, field: str = "sync") -> None:
-        self.process = process
-        self.field = field  # the subscription field whose messages make the copy
-        self.events: list[dict[str, Any]] = []
-        self.copy = LocalCopy()
-        self.ended = asyncio.Event()
-        self._task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(
-        cls, url: str, authorization: str | None, query: str, **more: Any
-    ) -> NodeClient:
-        """A `sync(query, ...)` subscription (`more`: params, cursor, raw)."""
-        return await cls._run({"url": url, "authorization": authorization, "query": query,
-                               **more}, "sync")  # fmt: skip
-
-    @classmethod
-    async def subscribe(
-        cls, url: str, authorization: str | None, document: str, field: str,
-        variables: dict[str, Any] | None = None,
-    ) -> NodeClient:
-        """Any subscription `document` (a typed one), following the messages of `field`."""
-        options = {"url": url, "authorization": authorization, "document": document,
-                   "variables": variables or {}}  # fmt: skip
-        return await cls._run(options, field)
-
-    @classmethod
-    async def _run(cls, options: dict[str, Any], field: str) -> NodeClient:
-        if NODE is None or not (JS / "node_modules" / "graphql-ws").exists():
-            pytest.fail("node and tests/e2e/js/node_modules are needed (.ci/setup runs npm ci)")
-        process = await asyncio.create_subprocess_exec(
-            NODE, str(JS / "sync_client.mjs"), json.dumps(options), stdout=subprocess.PIPE
-        )
-        return cls(process, field)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            event = json.loads(line)
-            self.events.append(event)
-            if event["type"] == "next" and event["payload"].get("data"):
-                self.copy.apply(event["payload"]["data"][self.field])
-        self.ended.set()
-
-    async def finished(self) -> list[dict[str, Any]]:
-        await asyncio.wait_for(self.ended.wait(), WAIT_S)
-        await self.process.wait()
-        return self.events
-
-    async def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        await self.process.wait()
-        self._task.cancel()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def toml_table(name: str, table: dict[str, Any]) -> str:
-    lines = [f"[{name}]"]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-@contextlib.contextmanager
-def pgsift_serve(
-    database_url: str, redis_url: str, tmp_path: Path, config: Path | None = None
-) -> Iterator[str]:
-    """`pgsift serve` as a subprocess (with `config`, else the harness's secret and
-    policies); its ws:// URL once /healthz says ready."""
-    if config is None:
-        config = tmp_path / "pgsift.toml"
-        config.write_text(
-            toml_table("auth", {"jwt_secret": SECRET})
-            + "".join(toml_table(f'policies."{t}"', p) for t, p in POLICIES.items()),
-            encoding="utf-8",
-        )
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("pgsift")), "serve", "--database-url", database_url,
-         "--redis-url", redis_url, "--port", str(port), "--config", str(config)]
-    )
-    try:
-        deadline = time.monotonic() + WAIT_S
-        with httpx.Client() as http:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"pgsift serve exited with {process.returncode}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("pgsift serve never became ready")
-                time.sleep(0.05)
-        yield f"ws://127.0.0.1:{port}/graphql"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(params=["strawberry", "graphene"])

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from examples.issue_tracker.auth import DEMO_SECRET
-from tests.e2e.test_codegen import JS, NODE, TYPED, _run
-from tests.e2e.test_graphql_ws_client import pgsift_serve
+from tests.e2e.node import JS, NODE, TYPED, run_tool
+from tests.e2e.serve import pgsift_serve
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import eventually, token
 from tests.middleware.gateway.pgrows import execute, expected
@@ -100,13 +100,13 @@ async def test_urql_follows_a_typed_subscription_of_pgsift_serve(
         codegen.write_text(text.replace("schema: schema.graphql", f"schema: {http_url}"),
                            encoding="utf-8")  # fmt: skip
         generated = await asyncio.to_thread(
-            _run, "graphql-codegen", "--config", "codegen.yml", cwd=workdir
+            run_tool, "graphql-codegen", "--config", "codegen.yml", cwd=workdir
         )
         assert generated.returncode == 0, generated.stdout + generated.stderr
         assert "export type IssuesLiveSubscription = " in (workdir / "generated.ts").read_text()
-        checked = await asyncio.to_thread(_run, "tsc", "-p", "tsconfig.json", cwd=workdir)
+        checked = await asyncio.to_thread(run_tool, "tsc", "-p", "tsconfig.json", cwd=workdir)
         assert checked.returncode == 0, checked.stdout
-        emitted = await asyncio.to_thread(_run, "tsc", "-p", "tsconfig.emit.json", cwd=workdir)
+        emitted = await asyncio.to_thread(run_tool, "tsc", "-p", "tsconfig.emit.json", cwd=workdir)
         assert emitted.returncode == 0, emitted.stdout
         assert NODE is not None
         process = await asyncio.create_subprocess_exec(

@@ -23,7 +23,7 @@ from examples.todos import CONFIG
 from examples.todos.store import apply_schema
 from examples.todos.token import token
 from pgsift.middleware.settings import load_settings
-from tests.e2e.test_graphql_ws_client import NodeClient
+from tests.e2e.node import NodeClient
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import eventually, serving
 from tests.middleware.gateway.pgrows import expected
