@@ -40,7 +40,6 @@ class LiveSchema:
         self._policies = policies
         self._tables = None if tables is None else tuple(tables)
         self.model: TypeModel | None = None
-        self.builds = 0  # schemas served so far (tests, /metrics-free checks)
 
     def start(self, catalog: Catalog) -> None:
         """Serve the schema of `catalog`; NamingError (or the app's ConfigError) stops start."""
@@ -58,5 +57,4 @@ class LiveSchema:
     def _apply(self, model: TypeModel) -> None:
         self._serve(self._build(model))
         self.model = model
-        self.builds += 1
         log.info("serving the typed GraphQL schema of %d tables", len(model.tables))
