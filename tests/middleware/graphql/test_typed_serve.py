@@ -96,6 +96,32 @@ async def test_typed_rows_arrive_and_converge_with_postgres(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_cursor_resumes_with_only_later_changes(
+    issues: str, redis_url: str, transport: str
+) -> None:
+    settings = gateway_settings(issues, redis_url)
+    with capturing(issues, redis_url):
+        async with serve(settings, **app_options(transport)) as url:
+            async with await SyncConnection.connect(url, authorization=TEAM_1) as conn:
+                first = TypedFollower()
+                task = asyncio.create_task(first.follow(conn, {}))
+                await eventually(lambda: first.copy.up_to_date, "upToDate")
+                task.cancel()
+            await execute(issues, "UPDATE issues SET title = 'later' WHERE id = 1",
+                          "INSERT INTO issues (id, team_id, title) VALUES (9, 2, 'not mine')")
+            async with await SyncConnection.connect(url, authorization=TEAM_1) as conn:
+                resumed = TypedFollower()
+                resumed.copy.rows = dict(first.copy.rows)
+                task = asyncio.create_task(
+                    resumed.follow(conn, {"cursor": first.copy.cursor})
+                )
+                await eventually(lambda: _converged(issues, resumed, ORACLE), "resumed")
+                sent = [c["op"] for m in resumed.messages for c in m["changes"]]
+                assert sent == ["UPDATE"]
+                task.cancel()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_where_filters_like_sql_and_errors_name_the_input(
     issues: str, redis_url: str, transport: str
 ) -> None:
