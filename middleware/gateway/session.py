@@ -42,12 +42,12 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
 
 import psycopg
 import redis.exceptions
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
@@ -131,7 +131,7 @@ class SyncSession:
         reader: FeedSource,
         retention: AsyncFeedRetention,
         tailer: FeedTailer,
-        pool: AsyncConnectionPool[Any],
+        pool: SnapshotPool,
         budget: SendBudget,
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,

@@ -3,7 +3,9 @@
 The rows are read through the bootstrap seam (`LiveRows`, the snapshot every
 `sync` and `/v1/bootstrap` starts from) on the gateway's snapshot pool, with
 the shape's own SQL (the caller's policy ANDed in) ordered by primary key and
-cut at the bound, so a read never holds more than `limit` rows.
+cut at the bound, so a read never holds more than `limit` rows. Its connection
+comes from the gateway's one bounded set (`SnapshotConnections`), as every
+snapshot's does.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ async def read_rows(service: SyncService, shape: Shape, limit: int) -> list[dict
     query = RowQuery(f"{sql} ORDER BY {order} LIMIT {int(limit)}", tuple(params), shape.wire)
     try:
         # A one-off read continues no feed: its position is never handed out.
-        source = await LiveRows.open(service.pool.connection(), START, query)
+        source = await LiveRows.open(service.connections.connection(), START, query)
     except PoolTimeout as exc:
         raise GatewayError(
             "the gateway is busy: no database connection for the read came free; "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.gateways import pgsift_serve
 from tests.e2e.node import NodeClient
-from tests.e2e.serve import pgsift_serve
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     GRAPHENE_SCHEMA,

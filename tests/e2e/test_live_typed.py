@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from examples.issue_tracker.auth import DEMO_SECRET
+from tests.e2e.gateways import pgsift_serve
 from tests.e2e.node import JS, NODE, TYPED, run_tool
-from tests.e2e.serve import pgsift_serve
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import eventually, token
 from tests.middleware.gateway.pgrows import execute, expected
