@@ -89,6 +89,8 @@ class Settings:
     gateway_max_feed_lag_s: float = 10.0  # tailer behind the feed head longer: /healthz 503
     gateway_max_body_bytes: int = 1_048_576  # largest HTTP request body (bigger: 413, unread)
     gateway_max_json_depth: int = 64  # deepest nesting of any JSON a client sends
+    gateway_max_query_rows: int = 1000  # most rows of one typed `Query.<table>(where)` read
+    gateway_graphiql: bool = True  # GraphiQL on GET /graphql (a browser's GET)
 
     # Auth: the `[auth]` table, or these flat ones (e.g. PGSIFT_AUTH_JWT_SECRET), which win.
     auth_jwt_secret: str | None = None

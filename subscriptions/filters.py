@@ -76,13 +76,21 @@ class FilterQuery:
                 self.sql, self.params, catalog=catalog, claims=claims, policies=policies
             )
         except QueryError as exc:
-            if exc.sql != self.sql:  # about the policy's own rule, not this input
+            refused = self.refusal(exc)
+            if refused is exc:
                 raise
-            reason = _PARAM_PREFIX.sub("", exc.reason)
-            path = self.path_at(exc.position)
-            if isinstance(exc, PolicyError):
-                raise PolicyError(f"{path}: {reason}") from None
-            raise FilterError(reason, path=path) from None
+            raise refused from None
+
+    def refusal(self, exc: QueryError) -> QueryError:
+        """`exc`, raised parsing this query, as an error about the input (naming its path);
+        `exc` itself when it is about something else (the policy's own rule)."""
+        if exc.sql != self.sql:
+            return exc
+        reason = _PARAM_PREFIX.sub("", exc.reason)
+        path = self.path_at(exc.position)
+        if isinstance(exc, PolicyError):
+            return PolicyError(f"{path}: {reason}")
+        return FilterError(reason, path=path)
 
     def path_at(self, position: int | None) -> str:
         """The input path of the innermost part of the SQL text around `position`."""

@@ -5,7 +5,8 @@ allowed columns; without: each tracked table, every column), an object type
 with one field per readable column, a key object and key input, a `where`
 input (`IssuesBoolExp`) over per-type comparison inputs, the change and
 message types of its live field, and two root fields:
-`Subscription.issues(where, cursor)` and `Query.issuesByKey(keys)`. Names follow
+`Subscription.issues(where, cursor)`, `Query.issues(where, limit)` and
+`Query.issuesByKey(keys)`. Names follow
 `naming`, types `typemap`; a clash is a `NamingError` naming both sides.
 """
 
@@ -161,6 +162,7 @@ def _model(
             comparisons.setdefault(kind.comparison, _comparison(kind))
         inputs.extend(_table_inputs(catalog.tables[name], table))
         objects.extend(_table_objects(catalog.tables[name], table))
+        query.append(_read_field(table))
         query.append(_by_key_field(table))
         subscription.append(_live_field(table))
     all_inputs = (*comparisons.values(), *inputs)
@@ -300,4 +302,19 @@ def _by_key_field(typed: TypedTable) -> Field:
         f"Rows of {names.table} by primary key: one entry per key, in order; null for a key "
         "that does not exist or that the caller may not read.",
         (Argument("keys", NonNull(ListOf(NonNull(Named(names.key_input))))),),
+    )
+
+
+def _read_field(typed: TypedTable) -> Field:
+    names = typed.names
+    return Field(
+        names.field,
+        NonNull(ListOf(NonNull(Named(names.type)))),
+        f"The rows of {names.table} that match `where` and the caller may read, read once "
+        "from a snapshot of Postgres, in primary-key order: at most `limit` of them (and at "
+        "most the gateway's bound, gateway_max_query_rows).",
+        (
+            Argument("where", Named(names.bool_exp)),
+            Argument("limit", Named("Int"), "At most this many rows (default: the bound)."),
+        ),
     )

@@ -6,10 +6,13 @@ import argparse
 
 import psycopg
 
+from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.mutations import ledger
 from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings, load_settings
+from pgsift.subscriptions import policies_from_config
+from pgsift.subscriptions.typed_schema import typed_schema
 
 CONNECT_TIMEOUT_S = 5
 
@@ -60,13 +63,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reachable(settings: Settings) -> None:
-    """Fail before serving when Postgres or Redis is unreachable (or the mutation ledger
-    missing): inside the app's startup the same failure would end as uvicorn's traceback."""
+    """Fail before serving when Postgres or Redis is unreachable, the mutation ledger
+    missing or the typed GraphQL schema cannot be named (a clash): inside the app's
+    startup the same failure would end as uvicorn's traceback."""
     if not settings.database_url or not settings.redis_url:
         raise ConfigError("serve needs --database-url and --redis-url (or PGSIFT_* settings)")
     with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         if settings.mutators:
             ledger.require(conn)
+        catalog = load_catalog(conn)
+    # NamingError naming both sides of a clash (docs/graphql-schema.md).
+    typed_schema(catalog, policies_from_config(settings.policies), settings.capture_tables or None)
     client = sync_redis(settings.redis_url)
     try:
         client.ping()

@@ -26,10 +26,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
+from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -41,7 +43,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from pgsift.middleware.errors import AuthError, MutationError
+from pgsift.middleware.errors import AuthError, ConfigError, MutationError
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.gateway.body_limit import BodyLimit
@@ -52,6 +54,8 @@ from pgsift.middleware.gateway.http_subscriptions import is_subscription, subscr
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.schema import build_schema
 from pgsift.middleware.gateway.service import SyncService
+from pgsift.middleware.graphql.live_schema import LiveSchema
+from pgsift.middleware.graphql.strawberry_mount import mount_strawberry
 from pgsift.middleware.settings import Settings
 from pgsift.middleware.wiring import Wiring
 
@@ -64,6 +68,16 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
     with 4400 on a message that is not a usable JSON object (`client_json`)."""
 
     expiry: asyncio.Task[None] | None = None
+
+    @property
+    def schema(self) -> BaseSchema:
+        """The view's schema as it is now: rebuilt after a schema change, it serves the
+        operations of connections opened before too (strawberry keeps the one at open)."""
+        return self.view.schema
+
+    @schema.setter
+    def schema(self, _opened_with: BaseSchema) -> None:
+        pass
 
     async def handle(self) -> None:
         try:
@@ -110,14 +124,19 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
     graphql_transport_ws_handler_class = ExpiringHandler
 
     def __init__(
-        self, service: SyncService, authenticator: Authenticator, settings: Settings
+        self,
+        service: SyncService,
+        authenticator: Authenticator,
+        settings: Settings,
+        schema: Schema | None = None,
     ) -> None:
         super().__init__(
-            build_schema(
+            schema
+            or build_schema(
                 max_tokens=settings.gateway_max_graphql_tokens,
                 max_keys=settings.loader_max_keys,
             ),
-            graphql_ide=None,
+            graphql_ide="graphiql" if settings.gateway_graphiql else None,
             # The legacy `graphql-ws` subprotocol is left out: only this one makes
             # `connection_init` (and so authentication) mandatory before `subscribe`.
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -221,6 +240,7 @@ def create_app(
     loader: FeedObserver | None = None,
     routes: Sequence[BaseRoute] = (),
     graphene_schema: Any = None,
+    strawberry_schema: Schema | None = None,
     batch_loader: bool = True,
     bootstrap: bool = True,
     wiring: Wiring | None = None,
@@ -229,8 +249,14 @@ def create_app(
 
     Its parts share one `Wiring` (`wiring`, or one made from `settings`).
 
-    With `graphene_schema` (a graphene 3 schema with a `sync_field()`), /graphql
-    serves that schema over graphql-transport-ws instead of pgsift's own.
+    /graphql serves pgsift's schema: the generic fields (`sync`, `rows`, `mutate`) and
+    the typed ones of every readable table, built from the catalog at start and rebuilt
+    when it changes (`pgsift.middleware.graphql.live_schema`). With `strawberry_schema`
+    (an app's strawberry schema) or `graphene_schema` (a graphene 3 one), pgsift's
+    fields are mounted into that schema and /graphql serves the whole of it: queries and
+    mutations over HTTP, everything over graphql-transport-ws
+    (`graphql.strawberry_mount`, `graphql.graphene_mount`). GraphiQL answers a browser's
+    GET /graphql unless `gateway_graphiql` is off.
     `batch_loader` adds `POST /v1/rows` (a `BatchLoader` kept fresh by the
     tailer), `bootstrap` adds `GET /v1/bootstrap` (dumps, or live snapshots).
     With `[mutators]` configured (`settings.mutators`), `POST /v1/mutate` and the
@@ -241,13 +267,33 @@ def create_app(
     metrics = GatewayMetrics()
     wired = wiring if wiring is not None else Wiring.from_settings(settings)
     service = SyncService(wired, loader=loader, metrics=metrics)
+    if graphene_schema is not None and strawberry_schema is not None:
+        raise ConfigError("create_app takes a graphene_schema or a strawberry_schema, not both")
     view: ASGIApp
+    http_view: ASGIApp
+    live: LiveSchema
+    tables = settings.capture_tables or None
     if graphene_schema is not None:
-        from pgsift.middleware.gateway.graphene_adapter import graphene_websocket_app
+        from pgsift.middleware.graphql.graphene_mount import GrapheneGateway
 
-        view = graphene_websocket_app(graphene_schema, service, authenticator, settings)
+        gateway = GrapheneGateway(graphene_schema, service, authenticator, settings)
+        view, http_view = gateway.websocket, gateway.http
+        live = LiveSchema(gateway.build, gateway.serve, policies=wired.policies, tables=tables)
     else:
-        view = GraphQLView(service, authenticator, settings)
+        strawberry_view = GraphQLView(
+            service, authenticator, settings, mount_strawberry(strawberry_schema, None, settings)
+        )
+
+        def serve_strawberry(schema: Schema) -> None:
+            strawberry_view.schema = schema
+
+        view = http_view = strawberry_view
+        live = LiveSchema(
+            lambda model: mount_strawberry(strawberry_schema, model, settings),
+            serve_strawberry,
+            policies=wired.policies,
+            tables=tables,
+        )
     graphql = CountConnections(view, metrics)
     mutations = None
     if settings.mutators:
@@ -278,6 +324,9 @@ def create_app(
         await service.start()
         rows_loader = None
         try:
+            if service.catalog is not None:
+                live.start(service.catalog)
+            service.catalog_listeners.append(live.use_catalog)
             if mutations is not None:
                 await mutations.start()
             if batch_loader:
@@ -306,7 +355,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *([] if graphene_schema is not None else [Route("/graphql", graphql)]),
+            Route("/graphql", http_view),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
@@ -321,4 +370,5 @@ def create_app(
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.mutations = mutations
+    app.state.live_schema = live
     return app

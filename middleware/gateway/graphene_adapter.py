@@ -1,13 +1,12 @@
 """The `sync` subscription for apps built on graphene 3.
 
-Mount the field into an existing schema and serve it over graphql-transport-ws:
+`create_app(settings, graphene_schema=schema)` mounts it (with pgsift's other
+fields, `pgsift.middleware.graphql.graphene_mount`) into an app's schema; an
+app may also place it itself, where it wants it:
 
     class Subscription(graphene.ObjectType):
         sync = sync_field()
         ...                                          # the app's own subscriptions
-
-    schema = graphene.Schema(query=Query, subscription=Subscription)
-    app = create_app(settings, graphene_schema=schema)   # or graphene_websocket_app(...)
 
 The field's types (`SyncMessage`, `Change`, `Op`, `Confirmed`, `MutationStatus`,
 `JSON`) match the strawberry schema's, so the same clients work against either.

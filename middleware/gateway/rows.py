@@ -5,10 +5,11 @@ JSON form, or null for a key that does not exist or that the caller's policy
 does not allow (indistinguishable on purpose). The same `BatchLoader` as
 `POST /v1/rows` serves it, so GraphQL and HTTP callers share batches.
 
-A document may hold many `rows` fields (aliases, fragments): `RowKeysLimit`
-counts the keys of all of them together before anything is executed, and
-refuses the document past `loader_max_keys` (`TooManyKeysError`), as
-`POST /v1/rows` is refused for one list of keys.
+A document may hold many `rows` fields (aliases, fragments), and typed reads by
+key (`issuesByKey(keys)`, which use the same loader): `RowKeysLimit` counts the
+keys of all of them together before anything is executed, and refuses the
+document past `loader_max_keys` (`TooManyKeysError`), as `POST /v1/rows` is
+refused for one list of keys.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.errors import PgsiftError
 
 FIELD = "rows"
+# The typed schema's reads by key are named `<table>ByKey` (pgsift.subscriptions.naming).
+BY_KEY_SUFFIX = "ByKey"
 
 
 async def load_rows(
@@ -64,7 +67,7 @@ async def load_rows(
 def requested_keys(
     document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any]
 ) -> int:
-    """How many keys the `rows` fields of the operation ask for, all together.
+    """How many keys the `rows` and `...ByKey` fields of the operation ask for, together.
 
     Counted on the document and the variables as sent, before they are
     coerced: a list literal counts its items, a variable the length of its
@@ -76,7 +79,7 @@ def requested_keys(
         return 0
     by_name: dict[str, int] = {}
     for field in _root_fields(document, operation):
-        if field.name.value != FIELD:
+        if field.name.value != FIELD and not field.name.value.endswith(BY_KEY_SUFFIX):
             continue
         name = field.alias.value if field.alias else field.name.value
         count = next(

@@ -13,13 +13,14 @@ the `rows` fields of one document ask for at most `max_keys` keys together
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
@@ -135,10 +136,10 @@ async def open_sync(
         messages = await service.sync(query, params, cursor, claims, budget, client)
     except PgsiftError as exc:
         raise graphql_error(exc) from exc
-    return _client_errors(messages)
+    return client_errors(messages)
 
 
-async def _client_errors(messages: AsyncIterator[Message]) -> AsyncGenerator[Message, None]:
+async def client_errors(messages: AsyncIterator[Message]) -> AsyncGenerator[Message, None]:
     try:
         async for message in messages:
             yield message
@@ -181,10 +182,19 @@ DEFAULT_MAX_KEYS = Settings.loader_max_keys
 
 
 def build_schema(
-    *, max_tokens: int = DEFAULT_MAX_TOKENS, max_keys: int = DEFAULT_MAX_KEYS
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_keys: int = DEFAULT_MAX_KEYS,
+    query: type = Query,
+    mutation: type | None = WriteMutation,
+    subscription: type = Subscription,
+    config: StrawberryConfig | None = None,
+    extensions: Sequence[Any] = (),
 ) -> strawberry.Schema:
     """The gateway's schema: errors masked, documents of at most `max_tokens` tokens whose
-    `rows` fields ask for at most `max_keys` keys in all."""
+    `rows` fields ask for at most `max_keys` keys in all. The root types default to
+    pgsift's generic ones (`pgsift.middleware.graphql.strawberry_mount` passes them merged
+    with the typed fields and an app's own); `extensions` run after pgsift's limits."""
 
     def mask_errors() -> SchemaExtension:
         return MaskErrors(should_mask_error=should_mask, error_message=MASKED_MESSAGE)
@@ -196,10 +206,11 @@ def build_schema(
         return RowKeysLimit(max_keys=max_keys)
 
     return strawberry.Schema(
-        query=Query,
-        mutation=WriteMutation,
-        subscription=Subscription,
-        extensions=[limit_tokens, limit_keys, mask_errors],
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        config=config,
+        extensions=[limit_tokens, limit_keys, *extensions, mask_errors],
     )
 
 

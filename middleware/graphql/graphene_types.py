@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import keyword
+from collections.abc import Mapping
 from typing import Any
 
 import graphene  # type: ignore[import-untyped]
@@ -43,13 +44,16 @@ _BUILT_IN: dict[str, Any] = {
 class GrapheneTypes:
     """graphene's classes for the named types of one model, by GraphQL name."""
 
-    def __init__(self, model: TypeModel) -> None:
+    def __init__(self, model: TypeModel, shared: Mapping[str, Any] | None = None) -> None:
+        """`shared`: types of another schema to use instead of making the model's own of
+        that name (pgsift's generic `Op`, so the typed and generic fields share it)."""
         self.model = model
+        shared = shared or {}
         self.types: dict[str, Any] = {}
         for scalar in model.scalars:
             self.types[scalar.name] = _scalar(scalar)
         for enum_type in model.enums:
-            self.types[enum_type.name] = _enum(enum_type)
+            self.types[enum_type.name] = shared.get(enum_type.name) or _enum(enum_type)
         for input_type in model.inputs:
             self.types[input_type.name] = self._input(input_type)
         for object_type in model.objects:

@@ -1,7 +1,8 @@
 """How pgsift's custom scalars serialize and parse, for strawberry and graphene alike.
 
-A value leaves as the wire form of its Postgres type (`docs/wire-values.md`),
-encoded by the same function as every row of the `sync` protocol. A value
+A value leaves as the wire form of its Postgres type (`docs/wire-values.md`):
+resolvers hand rows already in that form (`RowWire` encoded them, for `sync`,
+the batch loader and snapshots alike), so `serialize` passes them on. A value
 arrives as the client wrote it (JSON string, number or boolean) and is left as
 it is: `Shape.parse` converts it by the column's type, so a bad value is the
 filter's error, naming its path in the input. A literal in the document is
@@ -12,7 +13,7 @@ exact for a numeric column.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     BooleanValueNode,
@@ -23,21 +24,20 @@ from graphql import (
     ValueNode,
 )
 
-from pgsift.subscriptions.wire import to_wire
-
 Json = None | bool | int | float | str | list[Any] | dict[str, Any]
 
 
-def wire_value(wire_type: str, value: Any) -> Json:
-    """`value` of a `wire_type` column in its wire form, as `sync` sends it."""
-    return to_wire(wire_type, value)
-
-
 def serializer(wire_type: str) -> Callable[[Any], Json]:
-    """The `serialize` of a scalar whose values are of Postgres type `wire_type`."""
+    """The `serialize` of a scalar whose values are of Postgres type `wire_type`: values
+    arrive in their wire form (`pgsift.subscriptions.wire.RowWire`) and leave as they are."""
 
     def serialize(value: Any) -> Json:
-        return wire_value(wire_type, value)
+        if value is None or isinstance(value, str | int | float | bool | list):
+            return cast(Json, value)
+        raise GraphQLError(
+            f"a {wire_type} value must be in its wire form (RowWire), not a "
+            f"{type(value).__name__}"
+        )
 
     return serialize
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 import keyword
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NewType, Optional
 
 import strawberry
@@ -44,8 +44,11 @@ _BUILT_IN = {"Int": "int", "Float": "float", "String": "str", "Boolean": "bool"}
 class StrawberryTypes:
     """Strawberry's classes for the named types of one model, by GraphQL name."""
 
-    def __init__(self, model: TypeModel) -> None:
+    def __init__(self, model: TypeModel, shared: Mapping[str, Any] | None = None) -> None:
+        """`shared`: types of another schema to use instead of making the model's own of
+        that name (pgsift's generic `Op`, so the typed and generic fields share it)."""
         self.model = model
+        shared = shared or {}
         self.namespace: dict[str, Any] = {"Optional": Optional, "list": list}
         self.types: dict[str, Any] = {}
         # Strawberry's way to custom scalars: a type in annotations, its definition in
@@ -56,7 +59,7 @@ class StrawberryTypes:
             self.scalar_map[python_type] = _scalar(scalar)
             self._add(scalar.name, python_type)
         for enum_type in model.enums:
-            self._add(enum_type.name, _enum(enum_type))
+            self._add(enum_type.name, shared.get(enum_type.name) or _enum(enum_type))
         for input_type in model.inputs:
             self._add(input_type.name, self._input(input_type))
         for object_type in model.objects:

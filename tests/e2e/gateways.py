@@ -137,7 +137,18 @@ def gateways(
 
 
 @contextlib.contextmanager
-def pgsift_serve(database_url: str, redis_url: str, directory: Path) -> Iterator[str]:
-    """One `pgsift serve`; its ws:// URL once /healthz says ready."""
-    with gateways(1, database_url, redis_url, directory) as (gateway,):
-        yield gateway.url
+def pgsift_serve(
+    database_url: str, redis_url: str, directory: Path, config: Path | None = None
+) -> Iterator[str]:
+    """One `pgsift serve` (with `config`, else the tests' secret and issue policies);
+    its ws:// URL once /healthz says ready."""
+    if config is None:
+        with gateways(1, database_url, redis_url, directory) as (gateway,):
+            yield gateway.url
+        return
+    process = GatewayProcess(database_url, redis_url, config)
+    try:
+        process.start().wait_ready()
+        yield process.url
+    finally:
+        process.cleanup()

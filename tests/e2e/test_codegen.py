@@ -10,20 +10,15 @@ a field the schema lacks must fail to generate.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.node import JS, NODE, TYPED, run_tool
 from tests.middleware.graphql.issue_tracker import issue_tracker_sdl
 
-JS = Path(__file__).parent / "js"
-TYPED = JS / "typed"
-NODE = shutil.which("node")
-TIMEOUT_S = 300
 # file -> (the text changed in live.ts, its replacement, what tsc must say)
 MISTAKES = {
     "wrong_field.ts": ("title: row.title", "title: row.titel",
@@ -35,16 +30,6 @@ MISTAKES = {
     "wrong_label.ts": ('"in_progress"]', '"in progress"]',
                        "Type '\"in progress\"' is not assignable to type 'IssueStatus'"),
 }  # fmt: skip
-
-
-def _run(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert NODE is not None
-    binary = JS / "node_modules" / ".bin" / tool
-    env = {**os.environ, "NO_COLOR": "1", "CI": "1"}
-    return subprocess.run(
-        [NODE, str(binary.resolve()), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -69,7 +54,7 @@ def _errors(output: str) -> dict[str, list[str]]:
 
 
 def test_codegen_types_the_live_query_and_tsc_catches_mistakes(workdir: Path) -> None:
-    generated = _run("graphql-codegen", "--config", "codegen.yml", cwd=workdir)
+    generated = run_tool("graphql-codegen", "--config", "codegen.yml", cwd=workdir)
     assert generated.returncode == 0, generated.stdout + generated.stderr
     operations = (workdir / "generated.ts").read_text(encoding="utf-8")
     assert "export type IssuesLiveSubscription = " in operations
@@ -80,7 +65,7 @@ def test_codegen_types_the_live_query_and_tsc_catches_mistakes(workdir: Path) ->
     for name, (text, mistake, _) in MISTAKES.items():
         assert text in live, text
         (workdir / name).write_text(live.replace(text, mistake), encoding="utf-8")
-    checked = _run("tsc", "-p", "tsconfig.json", cwd=workdir)
+    checked = run_tool("tsc", "-p", "tsconfig.json", cwd=workdir)
     errors = _errors(checked.stdout)
     assert "live.ts" not in errors, errors["live.ts"]
     for name, (_, _, message) in MISTAKES.items():
@@ -92,6 +77,6 @@ def test_codegen_refuses_a_document_with_an_unknown_field(workdir: Path) -> None
     live = workdir / "live.ts"
     text = live.read_text(encoding="utf-8")
     live.write_text(text.replace("teamId title", "teamId titel"), encoding="utf-8")
-    generated = _run("graphql-codegen", "--config", "codegen.yml", cwd=workdir)
+    generated = run_tool("graphql-codegen", "--config", "codegen.yml", cwd=workdir)
     assert generated.returncode != 0
     assert 'Cannot query field "titel" on type "Issues"' in generated.stdout + generated.stderr

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pgsift.middleware.gateway.client import LocalCopy
 from tests.e2e.gateways import pgsift_serve
+from tests.e2e.node import NodeClient
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     GRAPHENE_SCHEMA,
     ISSUES_SCHEMA,
-    WAIT_S,
     eventually,
     gateway_settings,
     serve,
@@ -27,54 +20,9 @@ from tests.middleware.gateway.harness import (
 )
 from tests.middleware.gateway.pgrows import execute, expected
 
-JS = Path(__file__).parent / "js"
-NODE = shutil.which("node")
 QUERY = "SELECT id, title, status FROM issues WHERE team_id = $1"
 ORACLE = "SELECT id, title, status FROM issues WHERE team_id = %s"
 GOOD = token({"sub": "node", "team_ids": [1]})
-
-
-class NodeClient:
-    """`node sync_client.mjs`: its events, and the copy its `next` payloads add up to."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self.copy = LocalCopy()
-        self.ended = asyncio.Event()
-        self._task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(
-        cls, url: str, authorization: str | None, query: str, **more: Any
-    ) -> NodeClient:
-        if NODE is None or not (JS / "node_modules" / "graphql-ws").exists():
-            pytest.fail("node and tests/e2e/js/node_modules are needed (.ci/setup runs npm ci)")
-        options = {"url": url, "authorization": authorization, "query": query, **more}
-        process = await asyncio.create_subprocess_exec(
-            NODE, str(JS / "sync_client.mjs"), json.dumps(options), stdout=subprocess.PIPE
-        )
-        return cls(process)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            event = json.loads(line)
-            self.events.append(event)
-            if event["type"] == "next" and event["payload"].get("data"):
-                self.copy.apply(event["payload"]["data"]["sync"])
-        self.ended.set()
-
-    async def finished(self) -> list[dict[str, Any]]:
-        await asyncio.wait_for(self.ended.wait(), WAIT_S)
-        await self.process.wait()
-        return self.events
-
-    async def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        await self.process.wait()
-        self._task.cancel()
 
 
 @pytest.fixture(params=["strawberry", "graphene"])

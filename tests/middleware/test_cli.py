@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from pgsift.middleware.cli import COMMAND_MODULES, build_parser
@@ -105,3 +106,16 @@ def test_an_unknown_variable_is_warned_about_by_any_command() -> None:
     result = run_cli("doctor", "--database-url", BOGUS, env={"PGSIFT_CAPTURE_SLOTT": "x"})
     assert ("PGSIFT_CAPTURE_SLOTT is not a pgsift setting and is ignored; did you mean "
             "PGSIFT_CAPTURE_SLOT?") in result.stderr
+
+
+def test_serve_refuses_a_typed_schema_name_clash_in_one_line(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA audit")
+        conn.execute("CREATE TABLE audit.events (id int PRIMARY KEY)")
+        conn.execute("CREATE TABLE public.audit_events (id int PRIMARY KEY)")
+    result = run_cli("serve", "--database-url", database_url, "--redis-url", NO_REDIS,
+                     "--port", "0")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pgsift: error: "), lines
+    assert "audit.events" in lines[0] and "public.audit_events" in lines[0], lines

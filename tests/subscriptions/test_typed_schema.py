@@ -131,7 +131,7 @@ def test_the_issue_trackers_policies_decide_tables_and_columns() -> None:
     where = next(t for t in model.inputs if t.name == "IssuesBoolExp")
     assert [f.name for f in where.fields] == ["_and", "_or", "_not", "id", "title"]
     assert [f.name for f in model.subscription] == ["issues"]
-    assert [f.name for f in model.query] == ["issuesByKey"]
+    assert [f.name for f in model.query] == ["issues", "issuesByKey"]
     later = {**policies, "public.later": Policy("public.later")}  # created later: no type yet
     assert list(typed_schema(catalog, later).tables) == ["public.issues"]
     with pytest.raises(PolicyError, match="unknown column"):

@@ -1,6 +1,8 @@
 // One `sync` subscription through the official graphql-ws client, for tests/e2e.
 // Usage: node sync_client.mjs '{"url": ..., "authorization": ..., "query": ..., "params": [...],
 //                               "cursor": null, "raw": false}'
+// or, for any other subscription (a typed one), '{"url": ..., "authorization": ...,
+//                               "document": "subscription ...", "variables": {...}}'
 // Prints one JSON line per event: {"type": "next", "payload": {...}}, {"type": "error",
 // "errors": [...]}, {"type": "complete"}, {"type": "closed", "code": N, "reason": "..."}.
 // With "raw": also {"type": "raw", "data": "<frame text as received>"} per websocket frame,
@@ -60,11 +62,15 @@ const client = createClient({
   },
 });
 
+const request = options.document
+  ? { query: options.document, variables: options.variables ?? {} }
+  : {
+      query: SYNC,
+      variables: { query: options.query, params: options.params ?? null, cursor: options.cursor ?? null },
+    };
+
 client.subscribe(
-  {
-    query: SYNC,
-    variables: { query: options.query, params: options.params ?? null, cursor: options.cursor ?? null },
-  },
+  request,
   {
     next: (payload) => {
       print({ type: "next", payload });

@@ -85,15 +85,25 @@ def _python_name(name: str) -> str:
     return f"{name}_" if name == "class" else name
 
 
+def _wire_row() -> dict[str, Any]:
+    table = WIDE.table("wide_rows")
+    columns = tuple(ROW)
+    row_wire = RowWire(columns, tuple(table.columns[c] for c in columns))
+    wire = wire_change("INSERT", {"id": 1}, ROW, row_wire).row
+    assert wire is not None
+    return wire
+
+
 def _row_resolvers(field: Field) -> Any:
     def resolve(root: Any, info: Any, **kwargs: Any) -> list[Any]:
         fields = typed_schema(WIDE).table("wide_rows").names.fields
-        return [SimpleNamespace(**{_python_name(fields[c]): v for c, v in ROW.items()}), None]
+        row = {_python_name(fields[c]): v for c, v in _wire_row().items()}
+        return [SimpleNamespace(**row), None]
 
     return resolve
 
 
-def test_rows_serialize_as_the_sync_protocol_sends_them() -> None:
+def test_rows_leave_in_the_wire_form_the_sync_protocol_sends() -> None:
     model = typed_schema(WIDE)
     fields = model.table("wide_rows").names.fields
     selection = " ".join(fields.values())
@@ -102,12 +112,7 @@ def test_rows_serialize_as_the_sync_protocol_sends_them() -> None:
     from_strawberry = strawberry_schema.execute_sync(document)
     from_graphene = graphene_schema.execute(document)
     assert from_strawberry.errors is None and from_graphene.errors is None
-    table = WIDE.table("wide_rows")
-    columns = tuple(ROW)
-    row_wire = RowWire(columns, tuple(table.columns[c] for c in columns))
-    wire = wire_change("INSERT", {"id": 1}, ROW, row_wire).row
-    assert wire is not None
-    expected = {fields[column]: value for column, value in wire.items()}
+    expected = {fields[column]: value for column, value in _wire_row().items()}
     assert from_strawberry.data == {"wideRowsByKey": [expected, None]}
     assert from_graphene.data == from_strawberry.data
 

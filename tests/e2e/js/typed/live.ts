@@ -7,7 +7,7 @@ import type {
   IssuesLiveSubscription,
   IssuesLiveSubscriptionVariables,
   IssueStatus,
-} from "./generated";
+} from "./generated.js";
 
 export const ISSUES_LIVE = /* GraphQL */ `
   subscription IssuesLive($where: IssuesBoolExp, $cursor: String) {
@@ -54,8 +54,20 @@ export function apply(copy: Map<string, IssueRow>, message: IssuesLiveSubscripti
   }
 }
 
-export function follow(url: string, onMessage: (message: IssuesLiveSubscription) => void): () => void {
-  const ws = createClient({ url: url.replace(/^http/, "ws") });
+// `authorization` goes in connection_init; `webSocketImpl` where there is no global
+// WebSocket (node before 22: the `ws` package).
+export function follow(
+  url: string,
+  authorization: string,
+  onMessage: (message: IssuesLiveSubscription) => void,
+  webSocketImpl?: unknown,
+): () => void {
+  const ws = createClient({
+    url: url.replace(/^http/, "ws"),
+    connectionParams: { authorization },
+    webSocketImpl,
+    retryAttempts: 0,
+  });
   const client = new Client({
     url,
     exchanges: [
