@@ -20,9 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
-    OperationType,
     execute,
-    get_operation_ast,
     parse,
     validate,
 )
@@ -34,16 +32,13 @@ from strawberry.http.ides import get_graphql_ide_html
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.error_masking import masked
+from pgsift.middleware.gateway.http_subscriptions import names_subscription, refusal
 from pgsift.middleware.gateway.rows import requested_keys
 from pgsift.middleware.loader.request import check_key_count
 from pgsift.subscriptions.errors import PgsiftError
 
 # An HTTP request -> the operation's context (claims None when it carries no valid token).
 HTTPContext = Callable[[Request], dict[str, Any]]
-SUBSCRIPTION_OVER_HTTP = (
-    "subscriptions are served over websockets only: connect to /graphql with the "
-    "graphql-transport-ws protocol (e.g. the graphql-ws client) and subscribe there"
-)
 
 
 def _bad_request(message: str, code: str = "BadRequest") -> JSONResponse:
@@ -98,9 +93,8 @@ class GrapheneHTTP:
             document = parse(body["query"], max_tokens=self.max_tokens)
         except GraphQLSyntaxError as exc:
             return _bad_request(exc.message, "GraphQLSyntaxError")
-        operation = get_operation_ast(document, operation_name)
-        if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
-            return _bad_request(SUBSCRIPTION_OVER_HTTP, "SubscriptionOverHTTP")
+        if names_subscription(document, operation_name):
+            return refusal()
         errors = validate(self.schema, document)
         if errors:
             return JSONResponse(
