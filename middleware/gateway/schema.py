@@ -5,7 +5,8 @@ The websocket context carries the connection's verified claims and send budget
 forbidden column, a bad cursor) become GraphQL errors of that one operation,
 with `extensions.position/line/column` for query errors. Other exceptions are
 masked (`pgsift.middleware.gateway.error_masking`), documents are parsed with a
-token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`), and
+token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`) and
+validated once per distinct text (`documents.DocumentCache`), and
 the `rows` fields of one document ask for at most `max_keys` keys together
 (`loader_max_keys`, `rows.RowKeysLimit`).
 """
@@ -22,6 +23,11 @@ from strawberry.extensions import MaskErrors, MaxTokensLimiter, SchemaExtension
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from pgsift.middleware.gateway.documents import (
+    CachedDocuments,
+    DocumentCache,
+    strawberry_rules,
+)
 from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
@@ -153,9 +159,15 @@ DEFAULT_MAX_TOKENS = 2000
 DEFAULT_MAX_KEYS = Settings.loader_max_keys
 
 
+class GatewaySchema(strawberry.Schema):
+    """The strawberry schema with its cache of parsed and validated documents."""
+
+    documents: DocumentCache
+
+
 def build_schema(
     *, max_tokens: int = DEFAULT_MAX_TOKENS, max_keys: int = DEFAULT_MAX_KEYS
-) -> strawberry.Schema:
+) -> GatewaySchema:
     """The gateway's schema: errors masked, documents of at most `max_tokens` tokens whose
     `rows` fields ask for at most `max_keys` keys in all."""
 
@@ -168,12 +180,19 @@ def build_schema(
     def limit_keys() -> SchemaExtension:
         return RowKeysLimit(max_keys=max_keys)
 
-    return strawberry.Schema(
+    def cached_documents() -> SchemaExtension:
+        return CachedDocuments(built.documents)
+
+    built = GatewaySchema(
         query=Query,
         mutation=WriteMutation,
         subscription=Subscription,
-        extensions=[limit_tokens, limit_keys, mask_errors],
+        extensions=[limit_tokens, cached_documents, limit_keys, mask_errors],
     )
+    built.documents = DocumentCache(
+        built._schema, max_tokens=max_tokens, rules=strawberry_rules()
+    )
+    return built
 
 
 schema = build_schema()

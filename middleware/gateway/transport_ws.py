@@ -4,7 +4,8 @@ The same protocol rules as strawberry's handler, checked by the same tests:
 4408 without `connection_init` in time, 4429 on a second init, 4401 on
 `subscribe` before the ack, 4409 on a duplicate id, 4400 on an invalid message
 (`client_json.read_frame`: not a JSON object, nested too deeply, fields of the
-wrong type) or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
+wrong type) or unparsable document (or one of more than `max_tokens` tokens; documents
+are parsed and validated once per distinct text, `documents.DocumentCache`), 4403 when the
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
 a cap on operations per connection answered with an `error` message. Errors
 reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
@@ -20,17 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from graphql import (
-    DocumentNode,
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
-    GraphQLSyntaxError,
     OperationType,
     execute,
     get_operation_ast,
-    parse,
     subscribe,
-    validate,
 )
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
@@ -38,6 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
+from pgsift.middleware.gateway.documents import CheckedDocument, DocumentCache
 from pgsift.middleware.gateway.error_masking import masked
 
 PROTOCOL = "graphql-transport-ws"
@@ -68,6 +66,7 @@ class GraphQLTransportWS:
     ) -> None:
         self.schema = schema
         self.max_tokens = max_tokens
+        self.documents = DocumentCache(schema, max_tokens=max_tokens)
         self.json_limits = json_limits
         self.context = context
         self.init_timeout_s = init_timeout_s
@@ -192,25 +191,25 @@ class _Connection:
         if op_id in self.operations:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return
-        try:
-            document = parse(query, max_tokens=self.app.max_tokens)
-        except GraphQLSyntaxError as exc:
-            await self.close(4400, exc.message)
+        checked = self.app.documents.check(query)
+        if checked.syntax_error is not None:
+            await self.close(4400, checked.syntax_error.message)
             return
         limit = self.app.max_operations
         if limit is not None and len(self.operations) >= limit:
             await self._error(op_id, [GraphQLError("Subscription limit reached")])
             return
-        task = asyncio.create_task(self._operation(op_id, document, variables, payload))
+        task = asyncio.create_task(self._operation(op_id, checked, variables, payload))
         self.operations[op_id] = task
 
     async def _operation(
-        self, op_id: str, document: DocumentNode, variables: dict[str, Any], payload: dict[str, Any]
+        self, op_id: str, checked: CheckedDocument, variables: dict[str, Any],
+        payload: dict[str, Any],
     ) -> None:
         try:
-            errors = validate(self.app.schema, document)
-            if errors:
-                await self._error(op_id, errors)
+            document = checked.document
+            if document is None or checked.errors:
+                await self._error(op_id, list(checked.errors))
                 return
             name = payload.get("operationName")
             operation = get_operation_ast(document, name)
