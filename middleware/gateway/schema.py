@@ -94,15 +94,23 @@ class Subscription:
         params: JSON | None = None,
         cursor: str | None = None,
     ) -> AsyncGenerator[SyncMessage, None]:
-        context = info.context
-        service: SyncService = context["service"]
-        if context["claims"] is None:
-            raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
-        messages = await open_sync(
-            service, query, params, cursor, context["claims"], context["budget"]
-        )
+        messages = await open_for(info.context, query, params, cursor)
         async for message in messages:
             yield to_graphql(message)
+
+
+async def open_for(
+    context: dict[str, Any], query: str, params: Any, cursor: str | None
+) -> AsyncIterator[Message]:
+    """The messages of `sync` for the websocket connection of `context` (its claims,
+    its send budget); also what the transport's compiled `sync` reads."""
+    service: SyncService = context["service"]
+    if context["claims"] is None:
+        raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
+    messages: AsyncIterator[Message] = await open_sync(
+        service, query, params, cursor, context["claims"], context["budget"]
+    )
+    return messages
 
 
 async def open_sync(

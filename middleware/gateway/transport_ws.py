@@ -9,18 +9,20 @@ are parsed and validated once per distinct text, `documents.DocumentCache`), 440
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
 a cap on operations per connection answered with an `error` message. Errors
 reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
+A lone `sync` subscription is not executed per message: its selection is
+compiled once (`sync_plan`) and each message's payload encoded once per selection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
@@ -29,6 +31,7 @@ from graphql import (
     get_operation_ast,
     subscribe,
 )
+from graphql.execution.subscribe import create_source_event_stream
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
@@ -37,6 +40,8 @@ from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.documents import CheckedDocument, DocumentCache
 from pgsift.middleware.gateway.error_masking import masked
+from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.sync_plan import SyncPlan, encode, next_frame, plan_sync
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -53,6 +58,9 @@ class Closed(Exception):
 
 class GraphQLTransportWS:
     """An ASGI websocket app serving `schema` over graphql-transport-ws."""
+
+    # Lone `sync` subscriptions run compiled (`sync_plan`); False: executed per message.
+    compiled_sync = True
 
     def __init__(
         self,
@@ -121,9 +129,12 @@ class _Connection:
                 await self.ws.close(code, reason)
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(encode(message))
+
+    async def send_text(self, text: str) -> None:
         if not self.closed:
             try:
-                await self.ws.send_text(json.dumps(message))
+                await self.ws.send_text(text)
             except GONE:
                 self.closed = True
                 raise
@@ -213,7 +224,19 @@ class _Connection:
                 return
             name = payload.get("operationName")
             operation = get_operation_ast(document, name)
-            if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+            plan = plan_sync(self.app.schema, document, name, variables) if (
+                self.app.compiled_sync) else None
+            if plan is not None:
+                # The source stream only: each message is serialized by the plan.
+                stream = await create_source_event_stream(
+                    self.app.schema, document, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if isinstance(stream, ExecutionResult):
+                    await self._next(op_id, stream)
+                else:
+                    await self._stream_compiled(op_id, stream, plan, document, variables, name)
+            elif operation is not None and operation.operation == OperationType.SUBSCRIPTION:
                 stream = await subscribe(
                     self.app.schema, document, variable_values=variables,
                     context_value=self.context, operation_name=name,
@@ -248,6 +271,35 @@ class _Connection:
     async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
         try:
             async for result in stream:
+                await self._next(op_id, result)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _stream_compiled(
+        self,
+        op_id: str,
+        stream: AsyncIterable[Any],
+        plan: SyncPlan,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        name: str | None,
+    ) -> None:
+        """Like `_stream`, with the plan's serializer in place of executing each message
+        (a source event that is not a `SyncMessage` is executed as usual)."""
+        serializer = plan.serializer
+        try:
+            async for event in stream:
+                if isinstance(event, SyncMessage):
+                    await self.send_text(next_frame(op_id, serializer.payload_json(event)))
+                    continue
+                result = execute(
+                    self.app.schema, document, root_value=event, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if not isinstance(result, ExecutionResult):
+                    result = await result
                 await self._next(op_id, result)
         finally:
             close = getattr(stream, "aclose", None)
