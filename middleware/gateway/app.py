@@ -58,7 +58,7 @@ from pgsift.middleware.gateway.health import gateway_checks, healthz
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.schema import GatewaySchema, build_schema, open_for
 from pgsift.middleware.gateway.service import SyncService
-from pgsift.middleware.gateway.sync_plan import SyncPlan, next_frame, plan_sync
+from pgsift.middleware.gateway.sync_plan import SyncPlan, next_prefix, plan_sync
 from pgsift.middleware.settings import Settings
 from pgsift.middleware.wiring import Wiring
 
@@ -134,15 +134,14 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         strawberry answers an exception of the subscription's stream: one `next` with
         `data: null` and the (masked) error, then `complete`."""
         args = plan.arguments
-        serializer = plan.serializer
+        serializer, prefix = plan.serializer, next_prefix(operation.id)
         try:
             messages = await open_for(
                 self.context, args["query"], args.get("params"), args.get("cursor")
             )
             async with aclosing(messages):  # type: ignore[type-var]  # an async generator
                 async for message in messages:
-                    frame = next_frame(operation.id, serializer.payload_json(message))
-                    await self._send_text(frame)
+                    await self._send_text(prefix + serializer.payload_json(message) + "}")
         except WebSocketDisconnected:
             raise
         except Exception as exc:

@@ -9,6 +9,10 @@ hands out the per-listener result when the last chunk arrives. At most
 `max_changes` changes are held per listener and transaction: past that the
 listener's changes are dropped and it gets `refetch` instead.
 
+The listeners of one shape share one result: the wire form of each row is
+made once per shape, and each transaction's messages are cut (and encoded)
+once for all of them (`RoutedTx.live_messages`).
+
 `TxRouter` is the routing path of the gateway: the feed tailer routes every
 entry through one for all live subscriptions, and a subscription's catch-up
 routes the entries before the handoff through one of its own.
@@ -22,7 +26,13 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
+from pgsift.middleware.gateway.messages import (
+    SyncMessage,
+    WireChange,
+    WireOp,
+    batched,
+    wire_change,
+)
 from pgsift.subscriptions.routing import RoutingIndex
 from pgsift.subscriptions.shape import Shape
 
@@ -58,6 +68,20 @@ class RoutedTx:
     commit_time: float  # unix seconds
     changes: tuple[WireChange, ...]
     refetch: bool
+    # Its live messages by size bound, cut once for every subscription it reaches.
+    _live: dict[int, tuple[SyncMessage, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def live_messages(self, max_bytes: int) -> tuple[SyncMessage, ...]:
+        """Its changes as live messages of at most ~`max_bytes` (`messages.batched`),
+        the same objects for every subscriber, so each is encoded once per selection."""
+        messages = self._live.get(max_bytes)
+        if messages is None:
+            messages = self._live[max_bytes] = tuple(
+                batched(self.changes, max_bytes=max_bytes, cursor=self.id, up_to_date=True)
+            )
+        return messages
 
 
 class TxAssembler(Generic[L]):
@@ -74,6 +98,7 @@ class TxAssembler(Generic[L]):
         self._listeners_of = listeners_of
         self._lsn: int | None = None
         self._pending: dict[L, Routed] = {}
+        self._by_shape: dict[str, Routed] = {}  # shape key -> its listeners' Routed
         self.routed_changes = 0
 
     @property
@@ -83,22 +108,29 @@ class TxAssembler(Generic[L]):
 
     def reset(self) -> None:
         """Forget a transaction under way: its remaining chunks will not be routed."""
-        self._pending, self._lsn = {}, None
+        self._pending, self._by_shape, self._lsn = {}, {}, None
 
     def add(self, entry: FeedEntry) -> dict[L, Routed] | None:
         if self._lsn != entry.lsn:
             # A new transaction; leftovers of an unfinished one cannot be completed.
-            self._pending = {}
+            self._pending, self._by_shape = {}, {}
             self._lsn = entry.lsn
         pending = self._pending
         for change in entry.changes:
+            # The listeners of one shape get the same event objects: each is applied
+            # (and its row put in wire form) once, into the shape's shared Routed.
+            applied: set[tuple[int, int]] = set()
             for listener, event in self._index.route(change):
                 routed = pending.get(listener)
                 if routed is None:
-                    routed = pending[listener] = Routed()
+                    routed = pending[listener] = self._routed_of(listener)
                 self.routed_changes += 1
                 if routed.refetch:
                     continue  # the listener refetches anyway: hold nothing more for it
+                once = (id(routed), id(event))
+                if once in applied:
+                    continue
+                applied.add(once)
                 _apply(routed, event, listener.shape)
                 if self.max_changes is not None and len(routed.changes) > self.max_changes:
                     routed.changes.clear()
@@ -107,13 +139,21 @@ class TxAssembler(Generic[L]):
             for listener in self._listeners_of(table):
                 routed = pending.get(listener)
                 if routed is None:
-                    routed = pending[listener] = Routed()
+                    routed = pending[listener] = self._routed_of(listener)
                 routed.refetch = True
                 routed.changes.clear()
         if not entry.last:
             return None
-        self._pending, self._lsn = {}, None
+        self._pending, self._by_shape, self._lsn = {}, {}, None
         return pending
+
+    def _routed_of(self, listener: L) -> Routed:
+        """The transaction's Routed of `listener`'s shape, shared by its listeners."""
+        key = listener.shape.key
+        routed = self._by_shape.get(key)
+        if routed is None:
+            routed = self._by_shape[key] = Routed()
+        return routed
 
 
 class TxRouter(Generic[L]):
@@ -173,11 +213,18 @@ class TxRouter(Generic[L]):
         if routed is None:
             return None
         commit_time = entry.commit_time.timestamp()
-        return {
-            listener: RoutedTx(entry.id, entry.lsn, entry.xid, commit_time,
-                               tuple(result.changes), result.refetch)
-            for listener, result in routed.items()
-        }
+        # One RoutedTx per shape: its listeners share it, and so its messages.
+        shared: dict[int, RoutedTx] = {}
+        out: dict[L, RoutedTx] = {}
+        for listener, result in routed.items():
+            tx = shared.get(id(result))
+            if tx is None:
+                tx = shared[id(result)] = RoutedTx(
+                    entry.id, entry.lsn, entry.xid, commit_time, tuple(result.changes),
+                    result.refetch,
+                )
+            out[listener] = tx
+        return out
 
 
 def _apply(routed: Routed, event: Any, shape: Shape) -> None:

@@ -208,9 +208,7 @@ class SyncSession:
                 if live.refetch:
                     yield REFETCH
                     return
-                for message in batched(
-                    live.changes, max_bytes=self._max_bytes, cursor=live.id, up_to_date=True
-                ):
+                for message in live.live_messages(self._max_bytes):
                     yield message
         finally:
             await catch_up.aclose()

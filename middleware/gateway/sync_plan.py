@@ -84,9 +84,14 @@ class MessageSerializer:
         return cached
 
 
+def next_prefix(op_id: str) -> str:
+    """The start of every `next` message of operation `op_id`: + payload JSON + "}"."""
+    return f'{{"id":{encode(op_id)},"type":"next","payload":'
+
+
 def next_frame(op_id: str, payload_json: str) -> str:
     """The `next` message of operation `op_id` carrying `payload_json`."""
-    return f'{{"id":{encode(op_id)},"type":"next","payload":{payload_json}}}'
+    return next_prefix(op_id) + payload_json + "}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.documents import CheckedDocument, DocumentCache
 from pgsift.middleware.gateway.error_masking import masked
 from pgsift.middleware.gateway.messages import SyncMessage
-from pgsift.middleware.gateway.sync_plan import SyncPlan, encode, next_frame, plan_sync
+from pgsift.middleware.gateway.sync_plan import SyncPlan, encode, next_prefix, plan_sync
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -288,11 +288,11 @@ class _Connection:
     ) -> None:
         """Like `_stream`, with the plan's serializer in place of executing each message
         (a source event that is not a `SyncMessage` is executed as usual)."""
-        serializer = plan.serializer
+        serializer, prefix = plan.serializer, next_prefix(op_id)
         try:
             async for event in stream:
                 if isinstance(event, SyncMessage):
-                    await self.send_text(next_frame(op_id, serializer.payload_json(event)))
+                    await self.send_text(prefix + serializer.payload_json(event) + "}")
                     continue
                 result = execute(
                     self.app.schema, document, root_value=event, variable_values=variables,
