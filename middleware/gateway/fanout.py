@@ -20,6 +20,9 @@ and retried from the cursor with backoff; until a read succeeds again the
 tailer is not `ready`, and sessions wait for it (`wait_ready`) before telling
 a client it is up to date. Only cancellation ends the task: then every inbox
 is overflowed and the tailer reports itself stopped (`/healthz`).
+
+The entries it read last stay decoded in `recent` (`RecentEntries`): sessions
+that start read their walk back and catch-up there instead of from Redis.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.gateway.recent import RecentEntries
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -160,11 +164,14 @@ class FeedTailer:
         self.last_error: str | None = None  # why the last attempt failed
         self.started = asyncio.Event()
         self._retry_s = RETRY_S
+        # The entries read last, for sessions starting now (their walk back and catch-up).
+        self.recent = RecentEntries()
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
         self._cursor = (await self._retention.bounds()).end
         self.done_lsn = self._cursor.lsn
+        self.recent.reset(self._cursor)
         self.started.set()
 
     @property
@@ -271,6 +278,7 @@ class FeedTailer:
                                   entry.id)
                     self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
+                self.recent.append(entry)
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.
@@ -285,10 +293,13 @@ class FeedTailer:
         log.error("the feed was trimmed past the tailer's position %s", self._cursor)
         self._lost_entries()
         if entries:
+            # The entries read follow the trim marker: what is held starts there.
             self._passed_over(bounds.trimmed or START)
+            self.recent.reset(bounds.trimmed or START)
         else:
             self._passed_over(bounds.end)
             self._cursor = bounds.end
+            self.recent.reset(bounds.end)
 
     async def _skip_unreadable(self) -> None:
         """Step over the entry after the cursor, which cannot be decoded."""
@@ -301,6 +312,7 @@ class FeedTailer:
         self._lost_entries()
         self._passed_over(bad)
         self._cursor = bad
+        self.recent.reset(bad)
 
     def _lost_entries(self) -> None:
         """Entries went by unseen: every subscriber must refetch, every cached row may be stale."""
