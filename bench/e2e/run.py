@@ -22,7 +22,8 @@ one writer per 1,000 tx/s asked; the rate they really reached is reported).
 Latency: `clock_timestamp()` written in the row -> the client reading it.
 Missing: row versions (and deletes) the writers' RETURNING says a subscription
 must see that it had not seen when the phase drained; duplicates: row versions
-seen twice. CPU: `serve`'s user+system seconds during the phase per 1,000 commits.
+seen twice. CPU: user+system seconds during the phase per 1,000 commits of `serve`,
+`capture` and this process (the websocket clients).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ POLL_SQL = "SELECT id, bucket, value, ts FROM items WHERE bucket = %s"
 DRAIN_IDLE_S = 5.0  # a phase has drained when nothing new arrived for this long
 DRAIN_MAX_S = 60.0
 
+Pids = tuple[int, int]  # serve, capture
+
 
 @dataclass
 class Row:
@@ -67,7 +70,9 @@ class Row:
     latencies_ms: list[float] = field(default_factory=list)
     missing: int | None = None
     duplicates: int | None = None
-    cpu_per_1k: float | None = None
+    cpu_per_1k: float | None = None  # serve's
+    capture_cpu_per_1k: float | None = None
+    client_cpu_per_1k: float | None = None  # this process: the websocket clients
     up_to_date_s: float | None = None
     rss_kb_per_sub: float | None = None
     errors: int = 0
@@ -100,12 +105,14 @@ def main() -> None:
         postgres.restart()
         url = setup_database(postgres.url, buckets)
         gateway_url = role_url(url, "gateway")
-        with capture(url, redis_server.url):
+        with capture(url, redis_server.url) as capture_pid:
             with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                rows += asyncio.run(live(args, ws_url, url, pid, rates, Path(folder)))
+                rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
+                                         Path(folder)))
             if not args.skip_big:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                    rows.append(asyncio.run(big(args, ws_url, url, pid, Path(folder))))
+                    rows.append(asyncio.run(big(args, ws_url, url, (pid, capture_pid),
+                                                Path(folder))))
             if not args.skip_baseline:
                 rows.append(asyncio.run(poll(args, role_url(url, "poller"), url, rates[0],
                                              Path(folder))))
@@ -138,7 +145,7 @@ def setup_database(admin_url: str, buckets: int) -> str:
 
 
 @contextlib.contextmanager
-def capture(url: str, redis_url: str) -> Iterator[None]:
+def capture(url: str, redis_url: str) -> Iterator[int]:
     process = subprocess.Popen(
         [str(PGSIFT), "--log-level", "WARNING", "capture", "--database-url", url,
          "--redis-url", redis_url, "--all", "--setup"]
@@ -151,7 +158,7 @@ def capture(url: str, redis_url: str) -> Iterator[None]:
                 if process.poll() is not None:
                     raise SystemExit("capture exited")
                 time.sleep(0.1)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         process.wait(10)
@@ -241,11 +248,11 @@ class Clients:
         except OperationError:
             self.errors += 1
 
-    async def phase(self, name: str, url: str, pid: int, tps: float, seconds: float,
+    async def phase(self, name: str, url: str, pids: Pids, tps: float, seconds: float,
                     buckets: int, folder: Path) -> Row:
         """Write at `tps` for `seconds`; the row of what the clients saw of it."""
         self.latencies_ms, self.deletes = [], Counter()
-        cpu = cpu_seconds(pid)
+        cpu = [cpu_seconds(pid) for pid in (*pids, os.getpid())]
         writing = start_writing(url, tps, seconds, buckets, folder)
         while not writing.ready():
             await asyncio.sleep(0.2)
@@ -255,12 +262,15 @@ class Clients:
             time.monotonic() - self.last_arrival < DRAIN_IDLE_S
         ):
             await asyncio.sleep(0.2)
-        cpu = cpu_seconds(pid) - cpu
+        per_1k = [
+            (cpu_seconds(pid) - before) / max(written.commits, 1) * 1000
+            for pid, before in zip((*pids, os.getpid()), cpu, strict=True)
+        ]
         return Row(
             name, tps, written.commits / written.seconds, list(self.latencies_ms),
             missing(written, self),
             sum(self.received[t] - 1 for t in written.rows if self.received[t] > 1),
-            cpu / max(written.commits, 1) * 1000, errors=self.errors,
+            *per_1k, errors=self.errors,
         )
 
     async def close(self) -> None:
@@ -287,14 +297,14 @@ async def wait_up_to_date(clients: Clients, subscriptions: int, timeout_s: float
     return time.monotonic() - started
 
 
-async def live(args: argparse.Namespace, ws_url: str, url: str, pid: int, rates: list[float],
-               folder: Path) -> list[Row]:
+async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
+               rates: list[float], folder: Path) -> list[Row]:
     clients = Clients()
     await clients.start(ws_url, args.subscriptions, args.connections)
     await wait_up_to_date(clients, args.subscriptions, args.big_timeout)
     name = f"{args.subscriptions} subs / {args.connections} conns"
     rows = [
-        await clients.phase(name, url, pid, tps, args.seconds, args.subscriptions, folder)
+        await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions, folder)
         for tps in rates
     ]
     mismatched = await mismatches(url, {b: c.rows for b, c in clients.copies.items()})
@@ -304,8 +314,9 @@ async def live(args: argparse.Namespace, ws_url: str, url: str, pid: int, rates:
     return rows
 
 
-async def big(args: argparse.Namespace, ws_url: str, url: str, pid: int, folder: Path) -> Row:
-    subscriptions = args.big_subscriptions
+async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
+              folder: Path) -> Row:
+    subscriptions, pid = args.big_subscriptions, pids[0]
     rss = rss_kb(pid)
     clients = Clients()
     started = time.monotonic()
@@ -317,7 +328,7 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pid: int, folder:
         print(f"big: {clients.up_to_date()} of {subscriptions} up to date after"
               f" {time.monotonic() - started:.0f} s, {clients.errors} errors", flush=True)
     grown = (rss_kb(pid) - rss) / subscriptions
-    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pid,
+    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
                               args.big_tps, args.seconds, subscriptions, folder)
     row.up_to_date_s, row.rss_kb_per_sub = took, grown
     await clients.close()
@@ -396,7 +407,7 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\n~{args.seconds:g} s per rate; {PGSIFT}\n")
     header = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
               f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
-              f" {'CPU s/1k':>8} {'all up s':>8} {'kB/sub':>7}")
+              f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'kB/sub':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -406,6 +417,7 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
             f" {percentile(lat, 0.5):>8.1f} {percentile(lat, 0.99):>8.1f}"
             f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
             f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
+            f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
             f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.rss_kb_per_sub, '.1f'):>7}"
         )
 

@@ -17,7 +17,7 @@ SnapshotSource = Literal["postgres", "dump"]
 SNAPSHOT_SOURCES: tuple[SnapshotSource, ...] = ("postgres", "dump")
 
 LAG_HELP = "How long the feed tailer has been behind the feed head (0: caught up)"
-BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 1000)"
+BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 100)"
 
 
 class GatewayMetrics:

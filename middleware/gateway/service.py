@@ -242,7 +242,7 @@ class SyncService:
         if cursor is None and self.dumps is not None and self.catalog is not None:
             try:
                 layout = ShapeLayout.of(shape, self.catalog)
-                dump = await find_dump_source(self.dumps, layout, await self.reader.bounds())
+                dump = await find_dump_source(self.dumps, layout, await self.retention.bounds())
             except Exception:
                 log.exception("looking for a dump of %r failed; reading Postgres", shape)
         session = SyncSession(
