@@ -213,6 +213,7 @@ class Clients:
         self.latencies_ms: list[float] = []
         self.refetches = 0
         self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
         self.last_arrival = time.monotonic()
         self.conns: list[SyncConnection] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -245,8 +246,9 @@ class Clients:
                         self.received[(bucket, int(row["id"]), micros(written))] += 1
                         self.latencies_ms.append((now - written.timestamp()) * 1000)
                 copy.apply(message)
-        except OperationError:
+        except OperationError as exc:
             self.errors += 1
+            self.error_kinds[str(exc)[:90]] += 1
 
     async def phase(self, name: str, url: str, pids: Pids, tps: float, seconds: float,
                     buckets: int, folder: Path) -> Row:
@@ -326,7 +328,8 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
         took = time.monotonic() - started
     else:
         print(f"big: {clients.up_to_date()} of {subscriptions} up to date after"
-              f" {time.monotonic() - started:.0f} s, {clients.errors} errors", flush=True)
+              f" {time.monotonic() - started:.0f} s, {clients.errors} errors:"
+              f" {clients.error_kinds.most_common(3)}", flush=True)
     grown = (rss_kb(pid) - rss) / subscriptions
     row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
                               args.big_tps, args.seconds, subscriptions, folder)

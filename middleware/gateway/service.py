@@ -51,6 +51,19 @@ CATALOG_RETRY_S = 1.0
 REDIS_CONNECTIONS = 32
 # A health probe waits at most this long for a snapshot connection.
 PROBE_WAIT_S = 1.0
+# Queries up to this size, with a few short scalar params, are parsed on the event loop;
+# others (arrays of values, long texts) in a worker thread.
+INLINE_PARSE_BYTES = 1024
+INLINE_PARSE_PARAMS = 16
+INLINE_PARSE_TEXT = 256
+
+
+def _small(params: list[Any]) -> bool:
+    return len(params) <= INLINE_PARSE_PARAMS and all(
+        p is None or isinstance(p, (bool, int, float))
+        or (isinstance(p, str) and len(p) <= INLINE_PARSE_TEXT)
+        for p in params
+    )
 
 
 class SyncService:
@@ -198,15 +211,24 @@ class SyncService:
                 await asyncio.shield(self._refresh)
         if self.catalog is None:
             await self.refresh_catalog()
-        # Parsed in a worker thread: a big query must not stall the feed tailer.
         try:
-            return await asyncio.to_thread(self._parse, query, params, claims)
+            return await self._parse_soon(query, params, claims, size)
         except QueryError:
             # A table created since the catalog was read: look once more.
             if time.monotonic() - self.wiring.catalog_source.read_at < CATALOG_RETRY_S:
                 raise
             await self.refresh_catalog()
-            return await asyncio.to_thread(self._parse, query, params, claims)
+            return await self._parse_soon(query, params, claims, size)
+
+    async def _parse_soon(
+        self, query: str, params: list[Any], claims: Mapping[str, Any], size: int
+    ) -> Shape:
+        """A big query is parsed in a worker thread, so that it cannot stall the feed
+        tailer; a small one (a tenth of a millisecond) right here, which costs less than
+        the hop to a thread and back (20,000 subscribes spent more there than parsing)."""
+        if size <= INLINE_PARSE_BYTES and _small(params):
+            return self._parse(query, params, claims)
+        return await asyncio.to_thread(self._parse, query, params, claims)
 
     def _parse(self, query: str, params: list[Any], claims: Mapping[str, Any]) -> Shape:
         if self.catalog is None:
