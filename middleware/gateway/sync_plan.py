@@ -18,6 +18,7 @@ fields share one encoding. `next_frame` splices an operation id into it.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
@@ -42,6 +43,8 @@ from pgsift.middleware.gateway.messages import SyncMessage
 SYNC_FIELD = "sync"
 # Encodings kept on one message (REFETCH is one object for every subscription).
 MAX_PAYLOADS_PER_MESSAGE = 64
+# Distinct selections whose serializer is kept for the next subscription to use.
+MAX_SERIALIZERS = 256
 
 Getter = Callable[[Any], Any]
 
@@ -104,6 +107,9 @@ class SyncPlan:
     serializer: MessageSerializer
 
 
+_SERIALIZERS: OrderedDict[Hashable, MessageSerializer] = OrderedDict()
+
+
 def plan_sync(
     schema: GraphQLSchema,
     document: DocumentNode,
@@ -139,7 +145,19 @@ def plan_sync(
     serializer = _compile(schema, fragments, coerced, message_type, nodes, response_key)
     if serializer is None:
         return None
-    return SyncPlan(response_key, tuple(nodes), arguments, serializer)
+    return SyncPlan(response_key, tuple(nodes), arguments, _shared(serializer))
+
+
+def _shared(serializer: MessageSerializer) -> MessageSerializer:
+    """One serializer per distinct selection, however many subscriptions use it."""
+    kept = _SERIALIZERS.get(serializer.key)
+    if kept is not None:
+        _SERIALIZERS.move_to_end(serializer.key)
+        return kept
+    _SERIALIZERS[serializer.key] = serializer
+    if len(_SERIALIZERS) > MAX_SERIALIZERS:
+        _SERIALIZERS.popitem(last=False)
+    return serializer
 
 
 def _compile(
