@@ -58,6 +58,9 @@ DRAIN_IDLE_S = 5.0  # a phase has drained when nothing new arrived for this long
 DRAIN_MAX_S = 60.0
 
 Pids = tuple[int, int]  # serve, capture
+HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
+          f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
+          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'kB/sub':>7}")
 
 
 @dataclass
@@ -160,8 +163,7 @@ def capture(url: str, redis_url: str) -> Iterator[int]:
                 time.sleep(0.1)
         yield process.pid
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -187,8 +189,17 @@ def serve(url: str, redis_url: str) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield f"ws://127.0.0.1:{port}/graphql", process.pid
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL for a process too busy to stop within 10 s."""
+    process.terminate()
+    try:
         process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -305,10 +316,11 @@ async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
     await clients.start(ws_url, args.subscriptions, args.connections)
     await wait_up_to_date(clients, args.subscriptions, args.big_timeout)
     name = f"{args.subscriptions} subs / {args.connections} conns"
-    rows = [
-        await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions, folder)
-        for tps in rates
-    ]
+    rows = []
+    for tps in rates:
+        rows.append(await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions,
+                                        folder))
+        print_rows(rows[-1:])
     mismatched = await mismatches(url, {b: c.rows for b, c in clients.copies.items()})
     print(f"{name}: subscriptions not equal to Postgres at the end: {mismatched},"
           f" mustRefetch {clients.refetches}, errors {clients.errors}", flush=True)
@@ -334,6 +346,7 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
     row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
                               args.big_tps, args.seconds, subscriptions, folder)
     row.up_to_date_s, row.rss_kb_per_sub = took, grown
+    print_rows([row])
     await clients.close()
     return row
 
@@ -408,11 +421,13 @@ def shown(value: float | int | None, spec: str) -> str:
 
 def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\n~{args.seconds:g} s per rate; {PGSIFT}\n")
-    header = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
-              f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
-              f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'kB/sub':>7}")
-    print(header)
-    print("-" * len(header))
+    print_rows(rows, header=True)
+
+
+def print_rows(rows: list[Row], *, header: bool = False) -> None:
+    if header:
+        print(HEADER)
+        print("-" * len(HEADER))
     for r in rows:
         lat = r.latencies_ms
         print(
@@ -421,7 +436,8 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
             f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
             f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
             f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
-            f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.rss_kb_per_sub, '.1f'):>7}"
+            f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.rss_kb_per_sub, '.1f'):>7}",
+            flush=True,
         )
 
 
