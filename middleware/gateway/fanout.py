@@ -169,10 +169,30 @@ class FeedTailer:
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
-        self._cursor = (await self._retention.bounds()).end
+        bounds = await self._retention.bounds()
+        self._cursor = bounds.end
         self.done_lsn = self._cursor.lsn
-        self.recent.reset(self._cursor)
+        await self._hold_newest(bounds.trimmed or START)
         self.started.set()
+
+    async def _hold_newest(self, trimmed: FeedPosition) -> None:
+        """Hold the feed's newest entries up to the cursor in `recent` from the start, so
+        that subscriptions to a gateway that just started walk back in memory too."""
+        feed, end, count = self._retention, self._cursor or START, self.recent.max_entries
+        self.recent.reset(end)  # holding nothing yet, should the read fail
+        if not count:
+            return
+        try:
+            newest = await feed.run(feed.queries.entries_before(end, count))
+        except Exception:
+            log.exception("reading the newest feed entries failed; sessions read Redis")
+            return
+        # Fewer than asked: the whole retained feed (every entry after the trim marker).
+        # Else the oldest one read only marks where the run held starts.
+        start = trimmed if len(newest) < count else newest.pop().id
+        self.recent.reset(start)
+        for entry in reversed(newest):
+            self.recent.append(entry)
 
     @property
     def cursor(self) -> FeedPosition | None:
