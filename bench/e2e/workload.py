@@ -42,7 +42,8 @@ class Written:
 
 
 def writer(
-    url: str, tps: float, seconds: float, buckets: int, seed: int, writers: int, out: str
+    url: str, tps: float, seconds: float, buckets: int, seed: int, writers: int,
+    next_id: int, out: str,
 ) -> None:
     """Commit ~tps transactions for `seconds` on rows of buckets < `buckets` (the rows
     whose id is `seed` modulo `writers`: writers never touch each other's rows)."""
@@ -53,8 +54,6 @@ def writer(
         ids = [r[0] for r in conn.execute(
             "SELECT id FROM items WHERE bucket < %s AND id %% %s = %s", [buckets, writers, seed]
         ).fetchall()]
-        top = conn.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()
-        next_id = (top[0] if top else 0) + 1_000_000 * (seed + 1)  # disjoint across writers
         start = time.perf_counter()
         n = 0
         while (elapsed := time.perf_counter() - start) < seconds:
@@ -108,9 +107,14 @@ def write(url: str, tps: float, seconds: float, buckets: int, folder: Path) -> W
     """Run writers (one per 1,000 tx/s asked, on disjoint rows) to the end; what they wrote."""
     count = max(1, round(tps / 1000))
     paths = [folder / f"writer-{i}.json" for i in range(count)]
+    with psycopg.connect(url) as conn:
+        top = conn.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()
+    first_id = (top[0] if top else 0) + 1  # new rows: a range of a million ids per writer
     processes = [
         multiprocessing.Process(
-            target=writer, args=(url, tps / count, seconds, buckets, i, count, str(path))
+            target=writer,
+            args=(url, tps / count, seconds, buckets, i, count, first_id + i * 1_000_000,
+                  str(path)),
         )
         for i, path in enumerate(paths)
     ]
@@ -120,6 +124,9 @@ def write(url: str, tps: float, seconds: float, buckets: int, folder: Path) -> W
         process.join()
     written = Written()
     for path in paths:
+        if not path.exists():
+            print(f"a writer failed ({path.name}): its commits are not counted", flush=True)
+            continue
         part = json.loads(path.read_text())
         written.commits += part["commits"]
         written.seconds = max(written.seconds, part["seconds"])
