@@ -29,6 +29,7 @@ from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
 from pgsift.middleware.catalog import require_replica_identity
 from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.feed.coalesce import Coalesced
 from pgsift.middleware.feed.freshness import FeedFreshness
 from pgsift.middleware.feed.heartbeat import HeartbeatReader
 from pgsift.middleware.feed.reader import AsyncFeedReader
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 CATALOG_RETRY_S = 1.0
 # Redis connections shared by the sessions of one process (snapshot positions, catch-up).
 REDIS_CONNECTIONS = 32
+# How long the set of shapes that have dumps is used before it is read again.
+DUMP_SHAPES_TTL_S = 1.0
 # A health probe waits at most this long for a snapshot connection.
 PROBE_WAIT_S = 1.0
 # Queries up to this size, with a few short scalar params, are parsed on the event loop;
@@ -120,6 +123,10 @@ class SyncService:
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
         self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
+        # The shapes that have dumps, as last read (`_may_have_dump`).
+        self._dump_shapes: frozenset[str] = frozenset()
+        self._dump_shapes_at = float("-inf")
+        self._read_dump_shapes = Coalesced(self._fetch_dump_shapes)
         # Called with each newly read catalog (the batch loader follows schema changes).
         self.catalog_listeners: list[Callable[[Catalog], None]] = []
         self._refresh: asyncio.Task[None] | None = None
@@ -264,7 +271,9 @@ class SyncService:
         if cursor is None and self.dumps is not None and self.catalog is not None:
             try:
                 layout = ShapeLayout.of(shape, self.catalog)
-                dump = await find_dump_source(self.dumps, layout, await self.retention.bounds())
+                if await self._may_have_dump(layout.shape_key):
+                    bounds = await self.retention.bounds()
+                    dump = await find_dump_source(self.dumps, layout, bounds)
             except Exception:
                 log.exception("looking for a dump of %r failed; reading Postgres", shape)
         session = SyncSession(
@@ -280,6 +289,22 @@ class SyncService:
             dump=dump,
         )
         return with_types(session.messages(), shape.wire.type_names())
+
+    async def _may_have_dump(self, shape_key: str) -> bool:
+        """Whether the store may hold a dump of the shape, by the set of shapes with
+        dumps read at most `DUMP_SHAPES_TTL_S` ago (one read shared by every subscription
+        starting meanwhile, instead of a lookup each: a dump published since is only
+        used from the next read on)."""
+        if time.monotonic() - self._dump_shapes_at > DUMP_SHAPES_TTL_S:
+            self._dump_shapes = await self._read_dump_shapes()
+        return shape_key in self._dump_shapes
+
+    async def _fetch_dump_shapes(self) -> frozenset[str]:
+        if self.dumps is None:
+            return frozenset()
+        shapes = frozenset(await asyncio.to_thread(self.dumps.store.shape_keys))
+        self._dump_shapes_at = time.monotonic()
+        return shapes
 
     def _schema_changed(self, tables: tuple[str, ...]) -> None:
         log.info("schema of %s changed; re-reading the catalog", ", ".join(tables))
