@@ -1,16 +1,30 @@
-"""End-to-end sync benchmark: commit-to-client latency and Postgres queries, vs poll-and-diff.
+"""End-to-end sync benchmark: commit-to-client latency at several rates, many subscribers,
+and poll-and-diff as the baseline.
 
     .venv/bin/python bench/e2e/run.py [--subscriptions 1000] [--connections 50]
-                                      [--tps 1000] [--seconds 30] [--poll-ms 100]
+        [--rates 1000,2000,5000] [--seconds 10] [--big-subscriptions 20000]
+        [--big-connections 200] [--big-tps 200] [--big-timeout 120] [--poll-ms 100]
+        [--skip-baseline] [--skip-big]
 
-Starts a throwaway Postgres (with pg_stat_statements) and Redis, `pgsift capture`
-and `pgsift serve` as subprocesses, and a writer process committing ~tps
-single-row transactions (updates, moves between shapes, inserts, deletes).
-Phase 1: `subscriptions` sync subscriptions over `connections` websockets.
-Phase 2 (baseline, same run, same load): every subscription's query re-run every
-poll-ms and diffed against its previous result, as polling live-query systems do.
-Latency is clock_timestamp() written in the row -> the client applying it.
-Queries are counted by pg_stat_statements per role (gateway vs poller).
+Starts a throwaway Postgres and Redis, `pgsift capture` and `pgsift serve` as
+subprocesses (the `pgsift` next to this Python: run it with another checkout's
+venv to measure that checkout), and writer processes committing single-row
+transactions (`workload.py`: updates, moves between buckets, inserts, deletes;
+one writer per 1,000 tx/s asked; the rate they really reached is reported).
+
+1. `subscriptions` sync subscriptions (one bucket each) over `connections`
+   websockets, then each rate of `--rates` in turn for `--seconds`.
+2. `big-subscriptions` over `big-connections` on a fresh `serve`: the time until
+   every one is up to date, `serve`'s RSS growth per subscription, then
+   `--big-tps` for `--seconds`.
+3. The baseline at the first rate: every subscription's query re-run every
+   poll-ms and diffed against its previous result.
+Latency: `clock_timestamp()` written in the row -> the client reading it.
+Missing: row versions (and deletes) the writers' RETURNING says a subscription
+must see that it had not seen when the phase drained (subscriptions that ended
+with an error are counted under errors instead); duplicates: row versions seen
+twice. CPU: user+system seconds during the phase per 1,000 commits of `serve`,
+`capture` and this process (the websocket clients).
 """
 
 from __future__ import annotations
@@ -18,14 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing
 import os
-import random
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,75 +47,100 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from workload import ROWS_PER_BUCKET, Written, micros, start_writing
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
-from pgsift.middleware.gateway.client import LocalCopy, SyncConnection, key_of
+from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection, key_of
 
 PGSIFT = Path(sys.executable).with_name("pgsift")
 QUERY = "SELECT id, bucket, value, ts FROM items WHERE bucket = $1"
 POLL_SQL = "SELECT id, bucket, value, ts FROM items WHERE bucket = %s"
-ROWS_PER_BUCKET = 5
+DRAIN_IDLE_S = 5.0  # a phase has drained when nothing new arrived for this long
+DRAIN_MAX_S = 60.0
+
+Pids = tuple[int, int]  # serve, capture
+HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
+          f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
+          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'kB/sub':>7}")
 
 
 @dataclass
-class Result:
+class Row:
+    """One line of the table."""
+
     name: str
+    asked: float
+    reached: float = float("nan")
     latencies_ms: list[float] = field(default_factory=list)
-    queries: int = 0
-    changes: int = 0
-    duplicates: int = 0
-    mismatched: int = 0
-    refetches: int = 0
-    seconds: float = 0.0
+    missing: int | None = None
+    duplicates: int | None = None
+    cpu_per_1k: float | None = None  # serve's
+    capture_cpu_per_1k: float | None = None
+    client_cpu_per_1k: float | None = None  # this process: the websocket clients
+    up_to_date_s: float | None = None
+    rss_kb_per_sub: float | None = None
+    errors: int = 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--tps", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rates", default="1000,2000,5000")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--big-subscriptions", type=int, default=20000)
+    parser.add_argument("--big-connections", type=int, default=200)
+    parser.add_argument("--big-tps", type=float, default=200.0)
+    parser.add_argument("--big-timeout", type=float, default=120.0)
     parser.add_argument("--poll-ms", type=float, default=100.0)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
-    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
-        admin_url = postgres.url
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    rates = [float(r) for r in args.rates.split(",") if r]
+    buckets = max(args.subscriptions, 0 if args.skip_big else args.big_subscriptions)
+    rows: list[Row] = []
+    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server, \
+            tempfile.TemporaryDirectory() as folder:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
             admin.execute("ALTER SYSTEM SET max_connections = 300")
             # The embedded server turns synchronous_commit off; then WAL reaches the
             # walsender (and capture) only at the WAL writer's next round (200 ms).
             admin.execute("ALTER SYSTEM SET synchronous_commit = on")
         postgres.restart()
-        url = setup_database(postgres.url, args.subscriptions)
-        results = []
-        with capture(url, redis_server.url):
-            with serve(role_url(url, "gateway"), redis_server.url) as ws_url:
-                results.append(run_phase(args, url, lambda: sync_clients(args, ws_url, url)))
+        url = setup_database(postgres.url, buckets)
+        gateway_url = role_url(url, "gateway")
+        with capture(url, redis_server.url) as capture_pid:
+            with serve(gateway_url, redis_server.url) as (ws_url, pid):
+                rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
+                                         Path(folder)))
+            if not args.skip_big:
+                with serve(gateway_url, redis_server.url) as (ws_url, pid):
+                    rows.append(asyncio.run(big(args, ws_url, url, (pid, capture_pid),
+                                                Path(folder))))
             if not args.skip_baseline:
-                poll_url = role_url(url, "poller")
-                results.append(run_phase(args, url, lambda: poll_clients(args, poll_url, url)))
-    print_table(args, results)
+                rows.append(asyncio.run(poll(args, role_url(url, "poller"), url, rates[0],
+                                             Path(folder))))
+    print_table(args, rows)
 
 
 def role_url(url: str, role: str) -> str:
     return str(psycopg.conninfo.make_conninfo(url, user=role, password=role))
 
 
-def setup_database(admin_url: str, subscriptions: int) -> str:
+def setup_database(admin_url: str, buckets: int) -> str:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("CREATE DATABASE bench")
     url = str(psycopg.conninfo.make_conninfo(admin_url, dbname="bench"))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pg_stat_statements")
         conn.execute(
             "CREATE TABLE items (id bigint PRIMARY KEY, bucket int NOT NULL, value bigint NOT NULL,"
             " ts timestamptz NOT NULL DEFAULT clock_timestamp(), payload text)"
         )
+        conn.execute("CREATE INDEX ON items (bucket)")
         conn.execute(
             "INSERT INTO items (id, bucket, value, payload) SELECT i, i %% %s, 0, repeat('x', 40)"
             " FROM generate_series(1, %s) i",
-            [subscriptions, subscriptions * ROWS_PER_BUCKET],
+            [buckets, buckets * ROWS_PER_BUCKET],
         )
         for role in ("gateway", "poller"):
             conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'")
@@ -111,7 +149,7 @@ def setup_database(admin_url: str, subscriptions: int) -> str:
 
 
 @contextlib.contextmanager
-def capture(url: str, redis_url: str) -> Iterator[None]:
+def capture(url: str, redis_url: str) -> Iterator[int]:
     process = subprocess.Popen(
         [str(PGSIFT), "--log-level", "WARNING", "capture", "--database-url", url,
          "--redis-url", redis_url, "--all", "--setup"]
@@ -124,19 +162,18 @@ def capture(url: str, redis_url: str) -> Iterator[None]:
                 if process.poll() is not None:
                     raise SystemExit("capture exited")
                 time.sleep(0.1)
-        yield
+        yield process.pid
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
 
 
 @contextlib.contextmanager
-def serve(url: str, redis_url: str) -> Iterator[str]:
+def serve(url: str, redis_url: str) -> Iterator[tuple[str, int]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "WARNING", "serve", "--database-url", url,
+        [str(PGSIFT), "--log-level", "ERROR", "serve", "--database-url", url,
          "--redis-url", redis_url, "--port", str(port)],
         env={**os.environ, "PGSIFT_AUTH_ANONYMOUS": "true", "PGSIFT_GATEWAY_SEND_QUEUE": "100000",
              "PGSIFT_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION": "100000"},
@@ -151,128 +188,187 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     break
             time.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}/graphql"
+        yield f"ws://127.0.0.1:{port}/graphql", process.pid
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL for a process too busy to stop within 10 s."""
+    process.terminate()
+    try:
         process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
-def writer(url: str, tps: int, seconds: float, buckets: int, seed: int) -> None:
-    """Commit ~tps single-statement transactions for `seconds` (its own process)."""
-    rng = random.Random(seed)
-    next_id = buckets * ROWS_PER_BUCKET * 10 + seed * 10_000_000
-    with psycopg.connect(url, autocommit=True) as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM items").fetchall()]
-        start = time.perf_counter()
-        n = 0
-        while (elapsed := time.perf_counter() - start) < seconds:
-            ahead = n / tps - elapsed
-            if ahead > 0:
-                time.sleep(ahead)
-            n += 1
-            kind = rng.random()
-            if kind < 0.7 or len(ids) < 10:
-                conn.execute(
-                    "UPDATE items SET value = value + 1, ts = clock_timestamp() WHERE id = %s",
-                    [rng.choice(ids)],
-                )
-            elif kind < 0.8:
-                conn.execute(
-                    "UPDATE items SET bucket = %s, ts = clock_timestamp() WHERE id = %s",
-                    [rng.randrange(buckets), rng.choice(ids)],
-                )
-            elif kind < 0.9:
-                next_id += 1
-                ids.append(next_id)
-                conn.execute(
-                    "INSERT INTO items (id, bucket, value, payload) VALUES (%s, %s, 0, 'new')",
-                    [next_id, rng.randrange(buckets)],
-                )
-            else:
-                victim = ids.pop(rng.randrange(len(ids)))
-                conn.execute("DELETE FROM items WHERE id = %s", [victim])
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_phase(args: argparse.Namespace, url: str, clients: Any) -> Result:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
-    result: Result = asyncio.run(clients())
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s"
-            " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname IN ('gateway', 'poller')"
-        ).fetchone()
-        result.queries = int(row[0]) if row else 0
-    return result
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
-def start_writer(args: argparse.Namespace, url: str) -> multiprocessing.Process:
-    process = multiprocessing.Process(
-        target=writer, args=(url, args.tps, args.seconds, args.subscriptions, random.randrange(99))
-    )
-    process.start()
-    return process
+class Clients:
+    """Subscriptions over websockets, one per bucket; what each received live."""
+
+    def __init__(self) -> None:
+        self.copies: dict[int, LocalCopy] = {}
+        self.received: Counter[tuple[int, int, int]] = Counter()
+        self.deletes: Counter[tuple[int, int]] = Counter()
+        self.latencies_ms: list[float] = []
+        self.refetches = 0
+        self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
+        self.failed: set[int] = set()  # buckets whose subscription ended with an error
+        self.last_arrival = time.monotonic()
+        self.conns: list[SyncConnection] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, ws_url: str, subscriptions: int, connections: int) -> None:
+        self.conns = [await SyncConnection.connect(ws_url) for _ in range(connections)]
+        self.tasks = [
+            asyncio.create_task(self.follow(self.conns[b % connections], b))
+            for b in range(subscriptions)
+        ]
+
+    def up_to_date(self) -> int:
+        return sum(1 for c in self.copies.values() if c.up_to_date)
+
+    async def follow(self, conn: SyncConnection, bucket: int) -> None:
+        copy = self.copies[bucket] = LocalCopy()
+        try:
+            async for message in conn.sync(QUERY, [bucket]):
+                now = time.time()
+                if message["mustRefetch"]:
+                    self.refetches += 1
+                if message["upToDate"]:
+                    for change in message["changes"]:
+                        self.last_arrival = time.monotonic()
+                        if change["op"] == "DELETE":
+                            self.deletes[(bucket, int(change["key"]["id"]))] += 1
+                            continue
+                        row = change["row"]
+                        written = datetime.fromisoformat(row["ts"])
+                        self.received[(bucket, int(row["id"]), micros(written))] += 1
+                        self.latencies_ms.append((now - written.timestamp()) * 1000)
+                copy.apply(message)
+        except OperationError as exc:
+            self.failed.add(bucket)
+            self.errors += 1
+            self.error_kinds[str(exc)[:90]] += 1
+
+    async def phase(self, name: str, url: str, pids: Pids, tps: float, seconds: float,
+                    buckets: int, folder: Path) -> Row:
+        """Write at `tps` for `seconds`; the row of what the clients saw of it."""
+        self.latencies_ms, self.deletes = [], Counter()
+        cpu = [cpu_seconds(pid) for pid in (*pids, os.getpid())]
+        writing = start_writing(url, tps, seconds, buckets, folder)
+        while not writing.ready():
+            await asyncio.sleep(0.2)
+        written: Written = writing.get()
+        started = time.monotonic()
+        while missing(written, self) and time.monotonic() - started < DRAIN_MAX_S and (
+            time.monotonic() - self.last_arrival < DRAIN_IDLE_S
+        ):
+            await asyncio.sleep(0.2)
+        per_1k = [
+            (cpu_seconds(pid) - before) / max(written.commits, 1) * 1000
+            for pid, before in zip((*pids, os.getpid()), cpu, strict=True)
+        ]
+        return Row(
+            name, tps, written.commits / written.seconds, list(self.latencies_ms),
+            missing(written, self),
+            sum(self.received[t] - 1 for t in written.rows if self.received[t] > 1),
+            *per_1k, errors=self.errors,
+        )
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for conn in self.conns:
+            await conn.close()
 
 
-async def sync_clients(args: argparse.Namespace, ws_url: str, url: str) -> Result:
-    result = Result("pgsift sync")
-    copies: dict[int, LocalCopy] = {}
-    seen: dict[int, set[tuple[str, Any, Any, Any]]] = {}
-    measuring = False
+def missing(written: Written, clients: Clients) -> int:
+    """What subscriptions did not receive (those that ended with an error, counted under
+    `errors`, left out)."""
+    failed = clients.failed
+    rows = sum(1 for t in written.rows if t[0] not in failed and t not in clients.received)
+    deletes = sum(max(0, n - clients.deletes[t]) for t, n in written.deletes.items()
+                  if t[0] not in failed)
+    return rows + deletes
 
-    async def follow(conn: SyncConnection, bucket: int) -> None:
-        copy = copies[bucket] = LocalCopy()
-        delivered = seen[bucket] = set()
-        async for message in conn.sync(QUERY, [bucket]):
-            now = time.time()
-            if message["mustRefetch"]:
-                result.refetches += 1
-            if measuring and message["upToDate"]:
-                for change in message["changes"]:
-                    row = change["row"]
-                    if row is None:
-                        continue
-                    result.changes += 1
-                    token = (key_of(change["key"]), row["value"], row["bucket"], row["ts"])
-                    if token in delivered:
-                        result.duplicates += 1
-                    delivered.add(token)
-                    written = datetime.fromisoformat(row["ts"]).timestamp()
-                    result.latencies_ms.append((now - written) * 1000)
-            copy.apply(message)
 
-    conns = [await SyncConnection.connect(ws_url) for _ in range(args.connections)]
-    tasks = [
-        asyncio.create_task(follow(conns[b % args.connections], b))
-        for b in range(args.subscriptions)
-    ]
-    while len(copies) < args.subscriptions or not all(c.up_to_date for c in copies.values()):
-        await asyncio.sleep(0.1)
-    measuring = True
+async def wait_up_to_date(clients: Clients, subscriptions: int, timeout_s: float) -> float | None:
+    """Seconds until all `subscriptions` are up to date; None after `timeout_s`, or once
+    some failed (they never will be)."""
     started = time.monotonic()
-    process = start_writer(args, url)
-    while process.is_alive():
-        await asyncio.sleep(0.2)
-    result.seconds = time.monotonic() - started
-    await asyncio.sleep(2.0)  # let the tail drain
-    result.mismatched = await mismatches(url, {b: c.rows for b, c in copies.items()})
-    for task in tasks:
-        task.cancel()
-    for conn in conns:
-        await conn.close()
-    return result
+    while (done := clients.up_to_date()) < subscriptions:
+        if time.monotonic() - started > timeout_s or done + clients.errors >= subscriptions:
+            return None
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
 
 
-async def poll_clients(args: argparse.Namespace, url: str, oracle_url: str) -> Result:
-    result = Result(f"poll-and-diff every {args.poll_ms:g} ms")
+async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
+               rates: list[float], folder: Path) -> list[Row]:
+    clients = Clients()
+    await clients.start(ws_url, args.subscriptions, args.connections)
+    await wait_up_to_date(clients, args.subscriptions, args.big_timeout)
+    name = f"{args.subscriptions} subs / {args.connections} conns"
+    rows = []
+    for tps in rates:
+        rows.append(await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions,
+                                        folder))
+        print_rows(rows[-1:])
+    mismatched = await mismatches(url, {b: c.rows for b, c in clients.copies.items()})
+    print(f"{name}: subscriptions not equal to Postgres at the end: {mismatched},"
+          f" mustRefetch {clients.refetches}, errors {clients.errors}", flush=True)
+    await clients.close()
+    return rows
+
+
+async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
+              folder: Path) -> Row:
+    subscriptions, pid = args.big_subscriptions, pids[0]
+    rss = rss_kb(pid)
+    clients = Clients()
+    started = time.monotonic()
+    await clients.start(ws_url, subscriptions, args.big_connections)
+    took = await wait_up_to_date(clients, subscriptions, args.big_timeout)
+    if took is not None:
+        took = time.monotonic() - started
+    else:
+        print(f"big: {clients.up_to_date()} of {subscriptions} up to date after"
+              f" {time.monotonic() - started:.0f} s, {clients.errors} errors:"
+              f" {clients.error_kinds.most_common(3)}", flush=True)
+    grown = (rss_kb(pid) - rss) / subscriptions
+    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
+                              args.big_tps, args.seconds, subscriptions, folder)
+    row.up_to_date_s, row.rss_kb_per_sub = took, grown
+    print_rows([row])
+    await clients.close()
+    return row
+
+
+async def poll(args: argparse.Namespace, url: str, oracle_url: str, tps: float,
+               folder: Path) -> Row:
+    latencies: list[float] = []
     interval = args.poll_ms / 1000
     stop = asyncio.Event()
-    copies: dict[int, dict[str, dict[str, Any]]] = {}
+    polled: set[int] = set()
     pool_size = min(args.connections, 40)
     conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(pool_size)]
     locks = [asyncio.Lock() for _ in conns]
 
-    async def poll(bucket: int) -> None:
+    async def follow(bucket: int) -> None:
         conn, lock = conns[bucket % pool_size], locks[bucket % pool_size]
         previous: dict[str, dict[str, Any]] | None = None
         while not stop.is_set():
@@ -286,24 +382,24 @@ async def poll_clients(args: argparse.Namespace, url: str, oracle_url: str) -> R
             if previous is not None:
                 for key, row in current.items():
                     if previous.get(key) != row:
-                        result.changes += 1
-                        result.latencies_ms.append((now - row["ts"].timestamp()) * 1000)
-            previous = copies[bucket] = current
+                        latencies.append((now - row["ts"].timestamp()) * 1000)
+            previous = current
+            polled.add(bucket)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
 
-    tasks = [asyncio.create_task(poll(b)) for b in range(args.subscriptions)]
-    while len(copies) < args.subscriptions:
+    tasks = [asyncio.create_task(follow(b)) for b in range(args.subscriptions)]
+    while len(polled) < args.subscriptions:
         await asyncio.sleep(0.1)
-    started = time.monotonic()
-    process = start_writer(args, oracle_url)
-    while process.is_alive():
+    writing = start_writing(oracle_url, tps, args.seconds, args.subscriptions, folder)
+    while not writing.ready():
         await asyncio.sleep(0.2)
-    result.seconds = time.monotonic() - started
+    written = writing.get()
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     for conn in conns:
         await conn.close()
-    return result
+    return Row(f"poll-and-diff every {args.poll_ms:g} ms", tps,
+               written.commits / written.seconds, latencies)
 
 
 async def mismatches(url: str, copies: dict[int, dict[str, dict[str, Any]]]) -> int:
@@ -313,9 +409,9 @@ async def mismatches(url: str, copies: dict[int, dict[str, dict[str, Any]]]) -> 
         await cursor.execute("SELECT id, bucket, value, ts FROM items")
         want: dict[int, dict[str, Any]] = {}
         for row in await cursor.fetchall():
-            encoded = {"id": row["id"], "bucket": row["bucket"], "value": row["value"],
+            encoded = {"id": str(row["id"]), "bucket": row["bucket"], "value": str(row["value"]),
                        "ts": row["ts"].isoformat()}
-            want.setdefault(row["bucket"], {})[key_of({"id": row["id"]})] = encoded
+            want.setdefault(row["bucket"], {})[key_of({"id": str(row["id"])})] = encoded
     return sum(1 for bucket, rows in copies.items() if rows != want.get(bucket, {}))
 
 
@@ -326,26 +422,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def print_table(args: argparse.Namespace, results: list[Result]) -> None:
-    print(
-        f"\n{args.subscriptions} subscriptions, {args.connections} connections,"
-        f" ~{args.tps} tx/s for {args.seconds:g} s\n"
-    )
-    header = f"{'':34} {'changes':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'PG queries':>11}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
+def shown(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
+    print(f"\n~{args.seconds:g} s per rate; {PGSIFT}\n")
+    print_rows(rows, header=True)
+
+
+def print_rows(rows: list[Row], *, header: bool = False) -> None:
+    if header:
+        print(HEADER)
+        print("-" * len(HEADER))
+    for r in rows:
         lat = r.latencies_ms
         print(
-            f"{r.name:34} {r.changes:>9} {percentile(lat, 0.5):>8.1f} {percentile(lat, 0.99):>8.1f}"
-            f" {max(lat, default=float('nan')):>8.1f} {r.queries:>11}"
+            f"{r.name:30} {r.asked:>8.0f} {r.reached:>9.0f} {len(lat):>8}"
+            f" {percentile(lat, 0.5):>8.1f} {percentile(lat, 0.99):>8.1f}"
+            f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
+            f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
+            f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
+            f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.rss_kb_per_sub, '.1f'):>7}",
+            flush=True,
         )
-    sync = results[0]
-    print(
-        f"\npgsift: duplicates {sync.duplicates}, subscriptions not equal to Postgres at the end"
-        f" {sync.mismatched}, mustRefetch {sync.refetches}"
-        f" (mean latency {statistics.fmean(sync.latencies_ms) if sync.latencies_ms else 0:.1f} ms)"
-    )
 
 
 if __name__ == "__main__":

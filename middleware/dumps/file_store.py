@@ -73,9 +73,11 @@ class FileDumpStore:
         infos = (self._read(path) for path in shape_dir.iterdir())
         return sorted((i for i in infos if i), key=lambda i: i.dump_id, reverse=True)
 
+    def shape_keys(self) -> set[str]:
+        return {p.name for p in self.root.iterdir() if p.is_dir() and p.name != BUILDING}
+
     def all_dumps(self) -> list[DumpInfo]:
-        shapes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != BUILDING)
-        return [info for shape in shapes for info in self.dumps(shape)]
+        return [info for shape in sorted(self.shape_keys()) for info in self.dumps(shape)]
 
     def body(self, info: DumpInfo) -> Iterator[bytes]:
         path = self.root / info.header.shape_key / info.dump_id / BODY

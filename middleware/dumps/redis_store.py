@@ -93,8 +93,11 @@ class RedisDumpStore:
         ids = self.client.zrevrange(keys.dump_index(self.database, shape_key), 0, -1)
         return self._infos([_text(i) for i in ids])
 
+    def shape_keys(self) -> set[str]:
+        return {_text(s) for s in self.client.smembers(keys.dump_shapes(self.database))}
+
     def all_dumps(self) -> list[DumpInfo]:
-        shapes = sorted(_text(s) for s in self.client.smembers(keys.dump_shapes(self.database)))
+        shapes = sorted(self.shape_keys())
         return [info for shape in shapes for info in self.dumps(shape)]
 
     def body(self, info: DumpInfo) -> Iterator[bytes]:

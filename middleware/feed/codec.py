@@ -26,7 +26,7 @@ import zstandard
 
 from pgsift.middleware.errors import FeedError
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.position import stream_id_key
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.jsonvalues import JSON_NULL
 
@@ -92,7 +92,7 @@ def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntr
         raise FeedError(f"feed entry {sid} is not a valid pgsift entry: {exc}") from exc
     if version != FORMAT_VERSION:
         raise FeedError(f"feed entry {sid} has format version {version}, expected {FORMAT_VERSION}")
-    lsn, chunk = FeedPosition(sid).key
+    lsn, chunk = stream_id_key(sid)
     return FeedEntry(
         lsn=lsn,
         xid=xid,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.bounds import FeedBounds
+from pgsift.middleware.feed.coalesce import Coalesced
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.queries import FeedQueries, FeedQuery
@@ -87,6 +88,10 @@ class FeedReader(FeedClient["SyncRedis"]):
 class AsyncFeedReader(FeedClient["AsyncRedis"]):
     """asyncio reader of `keys.feed_stream(database)`; same methods as FeedReader."""
 
+    def _open(self, client: AsyncRedis, stream: str) -> None:
+        super()._open(client, stream)
+        self._bounds = Coalesced(self._read_bounds)
+
     @classmethod
     def from_url(cls, url: str, database: str) -> AsyncFeedReader:
         return cls(async_redis(url), database)
@@ -107,6 +112,11 @@ class AsyncFeedReader(FeedClient["AsyncRedis"]):
         return await self.run(self.queries.last())
 
     async def bounds(self) -> FeedBounds:
+        """Concurrent callers share one read, issued after each of them asked
+        (`pgsift.middleware.feed.coalesce`)."""
+        return await self._bounds()
+
+    async def _read_bounds(self) -> FeedBounds:
         return await self.run(self.queries.bounds())
 
     async def close(self) -> None:

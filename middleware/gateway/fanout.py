@@ -20,6 +20,9 @@ and retried from the cursor with backoff; until a read succeeds again the
 tailer is not `ready`, and sessions wait for it (`wait_ready`) before telling
 a client it is up to date. Only cancellation ends the task: then every inbox
 is overflowed and the tailer reports itself stopped (`/healthz`).
+
+The entries it read last stay decoded in `recent` (`RecentEntries`): sessions
+that start read their walk back and catch-up there instead of from Redis.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.gateway.recent import RecentEntries
 from pgsift.middleware.mutations.confirmed import ClientBinding
 from pgsift.subscriptions.shape import Shape
 
@@ -161,12 +165,35 @@ class FeedTailer:
         self.last_error: str | None = None  # why the last attempt failed
         self.started = asyncio.Event()
         self._retry_s = RETRY_S
+        # The entries read last, for sessions starting now (their walk back and catch-up).
+        self.recent = RecentEntries()
 
     async def start(self) -> None:
         """Take the feed's current end as the starting point (call before `run`)."""
-        self._cursor = (await self._retention.bounds()).end
+        bounds = await self._retention.bounds()
+        self._cursor = bounds.end
         self.done_lsn = self._cursor.lsn
+        await self._hold_newest(bounds.trimmed or START)
         self.started.set()
+
+    async def _hold_newest(self, trimmed: FeedPosition) -> None:
+        """Hold the feed's newest entries up to the cursor in `recent` from the start, so
+        that subscriptions to a gateway that just started walk back in memory too."""
+        feed, end, count = self._retention, self._cursor or START, self.recent.max_entries
+        self.recent.reset(end)  # holding nothing yet, should the read fail
+        if not count:
+            return
+        try:
+            newest = await feed.run(feed.queries.entries_before(end, count))
+        except Exception:
+            log.exception("reading the newest feed entries failed; sessions read Redis")
+            return
+        # Fewer than asked: the whole retained feed (every entry after the trim marker).
+        # Else the oldest one read only marks where the run held starts.
+        start = trimmed if len(newest) < count else newest.pop().id
+        self.recent.reset(start)
+        for entry in reversed(newest):
+            self.recent.append(entry)
 
     @property
     def cursor(self) -> FeedPosition | None:
@@ -275,6 +302,7 @@ class FeedTailer:
                                   entry.id)
                     self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
+                self.recent.append(entry)
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.
@@ -289,10 +317,13 @@ class FeedTailer:
         log.error("the feed was trimmed past the tailer's position %s", self._cursor)
         self._lost_entries()
         if entries:
+            # The entries read follow the trim marker: what is held starts there.
             self._passed_over(bounds.trimmed or START)
+            self.recent.reset(bounds.trimmed or START)
         else:
             self._passed_over(bounds.end)
             self._cursor = bounds.end
+            self.recent.reset(bounds.end)
 
     async def _skip_unreadable(self) -> None:
         """Step over the entry after the cursor, which cannot be decoded."""
@@ -305,6 +336,7 @@ class FeedTailer:
         self._lost_entries()
         self._passed_over(bad)
         self._cursor = bad
+        self.recent.reset(bad)
 
     def _lost_entries(self) -> None:
         """Entries went by unseen: every subscriber must refetch, every cached row may be stale."""

@@ -9,8 +9,8 @@ approximate size, so a big snapshot or transaction never becomes one huge frame.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pgsift.middleware.mutations.confirmed import Confirmed
@@ -42,6 +42,11 @@ class SyncMessage:
     must_refetch: bool = False
     types: Mapping[str, str] | None = None
     confirmed: Confirmed | None = None
+    # Its `next` payloads by selection (`sync_plan.MessageSerializer.key`): a message
+    # shared by the subscriptions of one shape is encoded once per selection.
+    payloads: dict[Hashable, str] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 REFETCH = SyncMessage(changes=(), cursor=None, up_to_date=False, must_refetch=True)

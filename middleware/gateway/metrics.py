@@ -27,7 +27,7 @@ BootstrapCut = Literal["write_timeout", "disconnect", "error"]
 CUTS: tuple[BootstrapCut, ...] = ("write_timeout", "disconnect", "error")
 
 LAG_HELP = "How long the feed tailer has been behind the feed head (0: caught up)"
-BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 1000)"
+BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 100)"
 
 
 class GatewayMetrics:

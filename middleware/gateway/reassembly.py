@@ -9,6 +9,10 @@ hands out the per-listener result when the last chunk arrives. At most
 `max_changes` changes are held per listener and transaction: past that the
 listener's changes are dropped and it gets `refetch` instead.
 
+The listeners of one shape share one result: the wire form of each row is
+made once per shape, and each transaction's messages are cut (and encoded)
+once for all of them (`RoutedTx.live_messages`).
+
 `TxRouter` is the routing path of the gateway: the feed tailer routes every
 entry through one for all live subscriptions, and a subscription's catch-up
 routes the entries before the handoff through one of its own. A listener added
@@ -20,12 +24,18 @@ with `confirmed` set — and no changes when none of the shape's rows changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
+from pgsift.middleware.gateway.messages import (
+    SyncMessage,
+    WireChange,
+    WireOp,
+    batched,
+    wire_change,
+)
 from pgsift.middleware.mutations.confirmed import (
     ClientBinding,
     Confirmed,
@@ -55,8 +65,6 @@ class Routed:
     changes: list[WireChange] = field(default_factory=list)
     # A TRUNCATE or a schema change of the table: the client must refetch.
     refetch: bool = False
-    # The transaction ran a mutation of the listener's client (docs/writes.md).
-    confirmed: Confirmed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,21 @@ class RoutedTx:
     changes: tuple[WireChange, ...]
     refetch: bool
     confirmed: Confirmed | None = None
+    # Its live messages by size bound, cut once for every subscription it reaches.
+    _live: dict[int, tuple[SyncMessage, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def live_messages(self, max_bytes: int) -> tuple[SyncMessage, ...]:
+        """Its changes as live messages of at most ~`max_bytes` (`messages.batched`),
+        the same objects for every subscriber, so each is encoded once per selection."""
+        messages = self._live.get(max_bytes)
+        if messages is None:
+            messages = self._live[max_bytes] = tuple(batched(
+                self.changes, max_bytes=max_bytes, cursor=self.id, up_to_date=True,
+                confirmed=self.confirmed,
+            ))
+        return messages
 
 
 class TxAssembler(Generic[L]):
@@ -89,6 +112,11 @@ class TxAssembler(Generic[L]):
         self._listeners_of = listeners_of
         self._lsn: int | None = None
         self._pending: dict[L, Routed] = {}
+        self._by_shape: dict[str, Routed] = {}  # shape key -> its listeners' Routed
+        self._confirming: dict[L, Confirmed] = {}
+        # The last whole transaction's confirmations, by the listener whose client's
+        # mutations it ran (docs/writes.md); read with what `add` returned.
+        self.confirmed: dict[L, Confirmed] = {}
         self.routed_changes = 0
 
     @property
@@ -98,22 +126,29 @@ class TxAssembler(Generic[L]):
 
     def reset(self) -> None:
         """Forget a transaction under way: its remaining chunks will not be routed."""
-        self._pending, self._lsn = {}, None
+        self._pending, self._by_shape, self._confirming, self._lsn = {}, {}, {}, None
 
     def add(self, entry: FeedEntry) -> dict[L, Routed] | None:
         if self._lsn != entry.lsn:
             # A new transaction; leftovers of an unfinished one cannot be completed.
-            self._pending = {}
+            self._pending, self._by_shape, self._confirming = {}, {}, {}
             self._lsn = entry.lsn
         pending = self._pending
         for change in entry.changes:
+            # The listeners of one shape get the same event objects: each is applied
+            # (and its row put in wire form) once, into the shape's shared Routed.
+            applied: set[tuple[int, int]] = set()
             for listener, event in self._index.route(change):
                 routed = pending.get(listener)
                 if routed is None:
-                    routed = pending[listener] = Routed()
+                    routed = pending[listener] = self._routed_of(listener)
                 self.routed_changes += 1
                 if routed.refetch:
                     continue  # the listener refetches anyway: hold nothing more for it
+                once = (id(routed), id(event))
+                if once in applied:
+                    continue
+                applied.add(once)
                 _apply(routed, event, listener.shape)
                 if self.max_changes is not None and len(routed.changes) > self.max_changes:
                     routed.changes.clear()
@@ -122,14 +157,15 @@ class TxAssembler(Generic[L]):
             for listener in self._listeners_of(table):
                 routed = pending.get(listener)
                 if routed is None:
-                    routed = pending[listener] = Routed()
+                    routed = pending[listener] = self._routed_of(listener)
                 routed.refetch = True
                 routed.changes.clear()
         if self._bound and touches_ledger(entry):
             self._confirm(entry, pending)
         if not entry.last:
             return None
-        self._pending, self._lsn = {}, None
+        self.confirmed = self._confirming
+        self._pending, self._by_shape, self._confirming, self._lsn = {}, {}, {}, None
         return pending
 
     def _confirm(self, entry: FeedEntry, pending: dict[L, Routed]) -> None:
@@ -137,10 +173,19 @@ class TxAssembler(Generic[L]):
             for listener, owner in self._bound.get(client_id, {}).items():
                 if owner != confirmed.owner:
                     continue  # someone else's client id: their outcomes are not ours
-                routed = pending.get(listener)
-                if routed is None:
-                    routed = pending[listener] = Routed()
-                routed.confirmed = confirmed
+                if listener not in pending:
+                    pending[listener] = self._routed_of(listener)
+                # Per listener, not in the shared Routed: the other listeners of the
+                # shape belong to other clients.
+                self._confirming[listener] = confirmed
+
+    def _routed_of(self, listener: L) -> Routed:
+        """The transaction's Routed of `listener`'s shape, shared by its listeners."""
+        key = listener.shape.key
+        routed = self._by_shape.get(key)
+        if routed is None:
+            routed = self._by_shape[key] = Routed()
+        return routed
 
 
 class TxRouter(Generic[L]):
@@ -216,11 +261,21 @@ class TxRouter(Generic[L]):
         if routed is None:
             return None
         commit_time = entry.commit_time.timestamp()
-        return {
-            listener: RoutedTx(entry.id, entry.lsn, entry.xid, commit_time,
-                               tuple(result.changes), result.refetch, result.confirmed)
-            for listener, result in routed.items()
-        }
+        # One RoutedTx per shape: its listeners share it, and so its messages; a
+        # listener whose client's mutations the transaction confirms gets its own.
+        shared: dict[int, RoutedTx] = {}
+        out: dict[L, RoutedTx] = {}
+        confirmations = self._assembler.confirmed
+        for listener, result in routed.items():
+            tx = shared.get(id(result))
+            if tx is None:
+                tx = shared[id(result)] = RoutedTx(
+                    entry.id, entry.lsn, entry.xid, commit_time, tuple(result.changes),
+                    result.refetch,
+                )
+            confirmed = confirmations.get(listener)
+            out[listener] = tx if confirmed is None else replace(tx, confirmed=confirmed)
+        return out
 
 
 def _apply(routed: Routed, event: Any, shape: Shape) -> None:

@@ -5,7 +5,8 @@ The websocket context carries the connection's verified claims and send budget
 forbidden column, a bad cursor) become GraphQL errors of that one operation,
 with `extensions.position/line/column` for query errors. Other exceptions are
 masked (`pgsift.middleware.gateway.error_masking`), documents are parsed with a
-token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`), and
+token limit (`build_schema(max_tokens=...)`, `gateway_max_graphql_tokens`) and
+validated once per distinct text (`documents.DocumentCache`), and
 the `rows` fields of one document ask for at most `max_keys` keys together
 (`loader_max_keys`, `rows.RowKeysLimit`).
 """
@@ -23,6 +24,11 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
+from pgsift.middleware.gateway.documents import (
+    CachedDocuments,
+    DocumentCache,
+    strawberry_rules,
+)
 from pgsift.middleware.gateway.error_masking import MASKED_MESSAGE, should_mask
 from pgsift.middleware.gateway.messages import SyncMessage as Message
 from pgsift.middleware.gateway.messages import WireChange
@@ -109,16 +115,24 @@ class Subscription:
         params: JSON | None = None,
         cursor: str | None = None,
     ) -> AsyncGenerator[SyncMessage, None]:
-        context = info.context
-        service: SyncService = context["service"]
-        if context["claims"] is None:
-            raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
-        messages = await open_sync(
-            service, query, params, cursor, context["claims"], context["budget"],
-            context.get("client"),
-        )
+        messages = await open_for(info.context, query, params, cursor)
         async for message in messages:
             yield to_graphql(message)
+
+
+async def open_for(
+    context: dict[str, Any], query: str, params: Any, cursor: str | None
+) -> AsyncIterator[Message]:
+    """The messages of `sync` for the websocket connection of `context` (its claims,
+    its send budget); also what the transport's compiled `sync` reads."""
+    service: SyncService = context["service"]
+    if context["claims"] is None:
+        raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
+    messages: AsyncIterator[Message] = await open_sync(
+        service, query, params, cursor, context["claims"], context["budget"],
+        context.get("client"),
+    )
+    return messages
 
 
 async def open_sync(
@@ -181,6 +195,12 @@ DEFAULT_MAX_TOKENS = 2000
 DEFAULT_MAX_KEYS = Settings.loader_max_keys
 
 
+class GatewaySchema(strawberry.Schema):
+    """The strawberry schema with its cache of parsed and validated documents."""
+
+    documents: DocumentCache
+
+
 def build_schema(
     *,
     max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -190,7 +210,7 @@ def build_schema(
     subscription: type = Subscription,
     config: StrawberryConfig | None = None,
     extensions: Sequence[Any] = (),
-) -> strawberry.Schema:
+) -> GatewaySchema:
     """The gateway's schema: errors masked, documents of at most `max_tokens` tokens whose
     `rows` fields ask for at most `max_keys` keys in all. The root types default to
     pgsift's generic ones (`pgsift.middleware.graphql.strawberry_mount` passes them merged
@@ -205,13 +225,20 @@ def build_schema(
     def limit_keys() -> SchemaExtension:
         return RowKeysLimit(max_keys=max_keys)
 
-    return strawberry.Schema(
+    def cached_documents() -> SchemaExtension:
+        return CachedDocuments(built.documents)
+
+    built = GatewaySchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
         config=config,
-        extensions=[limit_tokens, limit_keys, *extensions, mask_errors],
+        extensions=[limit_tokens, cached_documents, limit_keys, *extensions, mask_errors],
     )
+    built.documents = DocumentCache(
+        built._schema, max_tokens=max_tokens, rules=strawberry_rules()
+    )
+    return built
 
 
 schema = build_schema()

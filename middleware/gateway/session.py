@@ -17,6 +17,9 @@ the steps is what makes the copy exact:
    with a cursor, then go live from the inbox.
 5. Skip every replayed transaction the snapshot saw (by xid).
 
+Steps 2 and 4 read the entries the tailer holds decoded (`tailer.recent`)
+when it holds them, and Redis otherwise.
+
 Visibility does *not* follow the feed's (commit-LSN) order. Postgres writes a
 commit record before it makes the transaction visible (ProcArrayEndTransaction),
 and a synchronous commit waits for its standby in between, so a transaction can
@@ -93,6 +96,9 @@ TAILER_WAIT_S = 10.0
 HANDOFF_ENTRIES = 1000
 HANDOFF_S = 5.0
 HANDOFF_PAGE = 100
+# How long the walk back waits for the tailer to read up to the recorded position,
+# so that it reads the tailer's decoded entries (`recent`) rather than Redis.
+RECENT_WAIT_S = 0.5
 # The snapshot stamp is forgotten at the first replayed transaction this many
 # xids past its xmax: every xid at or above xmax belonged to a transaction still
 # running when the snapshot was taken, and far fewer than this run at once, so
@@ -227,10 +233,7 @@ class SyncSession:
                 if live.refetch:
                     yield REFETCH
                     return
-                for message in batched(
-                    live.changes, max_bytes=self._max_bytes, cursor=live.id, up_to_date=True,
-                    confirmed=live.confirmed,
-                ):
+                for message in live.live_messages(self._max_bytes):
                     yield message
         finally:
             await catch_up.aclose()
@@ -288,11 +291,16 @@ class SyncSession:
     ) -> tuple[list[FeedEntry], FeedEntry | None]:
         """The feed's entries at or below `position`, newest first, within the bounds;
         and the next older entry (None when there is none)."""
-        feed = self._retention
+        feed, recent = self._retention, self._tailer.recent
+        # Usually the tailer has read up to `position` already, or will in a moment.
+        await recent.reach(position, RECENT_WAIT_S)
         walked: list[FeedEntry] = []
-        upper: str = position
+        upper, inclusive = position, True
         while True:
-            entries = await feed.run(feed.queries.entries_before(upper, HANDOFF_PAGE))
+            entries = recent.before(upper, inclusive=inclusive, count=HANDOFF_PAGE)
+            if entries is None:
+                bound = upper if inclusive else upper.exclusive
+                entries = await feed.run(feed.queries.entries_before(bound, HANDOFF_PAGE))
             if not entries:
                 return walked, None
             for entry in entries:
@@ -302,7 +310,7 @@ class SyncSession:
                 if entry.last and (len(walked) >= HANDOFF_ENTRIES or too_old):
                     return walked, entry
                 walked.append(entry)
-            upper = walked[-1].id.exclusive
+            upper, inclusive = walked[-1].id, False
 
     async def _floor(self) -> FeedPosition:
         """A position below every retained entry: the trim marker, else the start."""
@@ -379,21 +387,26 @@ class SyncSession:
         router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
         router.add(self.shape, self, self._client)
         while done < through:
-            try:
-                entries = await self._reader.read_after(cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS)
-            except (redis.exceptions.RedisError, OSError):
-                raise
-            except Exception:
-                # An entry that does not decode cannot be replayed (the tailer stepped
-                # over it and told its subscribers to refetch).
-                log.exception("the catch-up after %s met an unreadable feed entry", cursor)
-                yield RoutedTx(cursor, done, 0, 0.0, (), True)
-                return
-            # Checked after the read: a trim that overtook the cursor before it
-            # made XREAD skip to later entries without a sign.
-            if not await self._retained(cursor):
-                yield RoutedTx(cursor, done, 0, 0.0, (), True)
-                return
+            # What the tailer holds needs no retention check: it is a contiguous run.
+            entries = self._tailer.recent.after(cursor, CATCH_UP_BATCH)
+            if entries is None:
+                try:
+                    entries = await self._reader.read_after(
+                        cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS
+                    )
+                except (redis.exceptions.RedisError, OSError):
+                    raise
+                except Exception:
+                    # An entry that does not decode cannot be replayed (the tailer stepped
+                    # over it and told its subscribers to refetch).
+                    log.exception("the catch-up after %s met an unreadable feed entry", cursor)
+                    yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                    return
+                # Checked after the read: a trim that overtook the cursor before it
+                # made XREAD skip to later entries without a sign.
+                if not await self._retained(cursor):
+                    yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                    return
             for entry in entries:
                 if entry.lsn > through:
                     return

@@ -4,19 +4,21 @@ The same protocol rules as strawberry's handler, checked by the same tests:
 4408 without `connection_init` in time, 4429 on a second init, 4401 on
 `subscribe` before the ack, 4409 on a duplicate id, 4400 on an invalid message
 (`client_json.read_frame`: not a JSON object, nested too deeply, fields of the
-wrong type) or unparsable document (or one of more than `max_tokens` tokens), 4403 when the
+wrong type) or unparsable document (or one of more than `max_tokens` tokens; documents
+are parsed and validated once per distinct text, `documents.DocumentCache`), 4403 when the
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
 a cap on operations per connection answered with an `error` message. Errors
 reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
+A lone `sync` subscription is not executed per message: its selection is
+compiled once (`sync_plan`) and each message's payload encoded once per selection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from graphql import (
@@ -24,21 +26,22 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
-    GraphQLSyntaxError,
     OperationType,
     execute,
     get_operation_ast,
-    parse,
     subscribe,
-    validate,
 )
+from graphql.execution.subscribe import create_source_event_stream
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
+from pgsift.middleware.gateway.documents import CheckedDocument, DocumentCache
 from pgsift.middleware.gateway.error_masking import masked
+from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.sync_plan import SyncPlan, encode, next_prefix, plan_sync
 
 PROTOCOL = "graphql-transport-ws"
 
@@ -58,6 +61,9 @@ class Closed(Exception):
 class GraphQLTransportWS:
     """An ASGI websocket app serving `schema` over graphql-transport-ws."""
 
+    # Lone `sync` subscriptions run compiled (`sync_plan`); False: executed per message.
+    compiled_sync = True
+
     def __init__(
         self,
         schema: GraphQLSchema,
@@ -71,6 +77,7 @@ class GraphQLTransportWS:
     ) -> None:
         self.schema = schema
         self.max_tokens = max_tokens
+        self.documents = DocumentCache(schema, max_tokens=max_tokens)
         self.json_limits = json_limits
         self.context = context
         self.acknowledge = acknowledge
@@ -126,9 +133,12 @@ class _Connection:
                 await self.ws.close(code, reason)
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(encode(message))
+
+    async def send_text(self, text: str) -> None:
         if not self.closed:
             try:
-                await self.ws.send_text(json.dumps(message))
+                await self.ws.send_text(text)
             except GONE:
                 self.closed = True
                 raise
@@ -201,29 +211,41 @@ class _Connection:
         if op_id in self.operations:
             await self.close(4409, f"Subscriber for {op_id} already exists")
             return
-        try:
-            document = parse(query, max_tokens=self.app.max_tokens)
-        except GraphQLSyntaxError as exc:
-            await self.close(4400, exc.message)
+        checked = self.app.documents.check(query)
+        if checked.syntax_error is not None:
+            await self.close(4400, checked.syntax_error.message)
             return
         limit = self.app.max_operations
         if limit is not None and len(self.operations) >= limit:
             await self._error(op_id, [GraphQLError("Subscription limit reached")])
             return
-        task = asyncio.create_task(self._operation(op_id, document, variables, payload))
+        task = asyncio.create_task(self._operation(op_id, checked, variables, payload))
         self.operations[op_id] = task
 
     async def _operation(
-        self, op_id: str, document: DocumentNode, variables: dict[str, Any], payload: dict[str, Any]
+        self, op_id: str, checked: CheckedDocument, variables: dict[str, Any],
+        payload: dict[str, Any],
     ) -> None:
         try:
-            errors = validate(self.app.schema, document)
-            if errors:
-                await self._error(op_id, errors)
+            document = checked.document
+            if document is None or checked.errors:
+                await self._error(op_id, list(checked.errors))
                 return
             name = payload.get("operationName")
             operation = get_operation_ast(document, name)
-            if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+            plan = plan_sync(self.app.schema, document, name, variables) if (
+                self.app.compiled_sync) else None
+            if plan is not None:
+                # The source stream only: each message is serialized by the plan.
+                stream = await create_source_event_stream(
+                    self.app.schema, document, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if isinstance(stream, ExecutionResult):
+                    await self._next(op_id, stream)
+                else:
+                    await self._stream_compiled(op_id, stream, plan, document, variables, name)
+            elif operation is not None and operation.operation == OperationType.SUBSCRIPTION:
                 stream = await subscribe(
                     self.app.schema, document, variable_values=variables,
                     context_value=self.context, operation_name=name,
@@ -258,6 +280,35 @@ class _Connection:
     async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
         try:
             async for result in stream:
+                await self._next(op_id, result)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _stream_compiled(
+        self,
+        op_id: str,
+        stream: AsyncIterable[Any],
+        plan: SyncPlan,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        name: str | None,
+    ) -> None:
+        """Like `_stream`, with the plan's serializer in place of executing each message
+        (a source event that is not a `SyncMessage` is executed as usual)."""
+        serializer, prefix = plan.serializer, next_prefix(op_id)
+        try:
+            async for event in stream:
+                if isinstance(event, SyncMessage):
+                    await self.send_text(prefix + serializer.payload_json(event) + "}")
+                    continue
+                result = execute(
+                    self.app.schema, document, root_value=event, variable_values=variables,
+                    context_value=self.context, operation_name=name,
+                )
+                if not isinstance(result, ExecutionResult):
+                    result = await result
                 await self._next(op_id, result)
         finally:
             close = getattr(stream, "aclose", None)

@@ -25,8 +25,10 @@ from pgsift.middleware.gateway.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 1.0
-# Entries behind are counted up to this many (a range read returns the entries too).
-COUNT_BEHIND_MAX = 1000
+# Entries behind are counted up to this many: a range read returns the entries too, and
+# a tailer a few entries behind under load would have the watchdog parse a thousand of
+# them every second (a tenth of a busy gateway's time).
+COUNT_BEHIND_MAX = 100
 
 
 @dataclass(eq=False)

@@ -149,3 +149,17 @@ def test_keep_alive_pushes_a_redis_body_expiry_back(redis_url: str) -> None:
     writer.keep_alive()
     assert client.ttl(body) > 5
     client.close()
+
+
+def test_shape_keys_name_every_shape_with_a_dump(store: DumpStore) -> None:
+    assert store.shape_keys() == set()
+    for shape in ("a", "b"):
+        head = header(shape)
+        writer = store.begin(head)
+        body = BodyWriter(head, chunk_bytes=1000)
+        for chunk in body.finish():
+            writer.write(chunk)
+        writer.publish(body.trailer(time.time()))
+    building = store.begin(header("c"))  # not published: no dump of c yet
+    assert {"a", "b"} <= store.shape_keys() and "c" not in store.shape_keys()
+    building.abort()

@@ -22,12 +22,14 @@ from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.codec import encode_entry
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
 from pgsift.middleware.gateway import session as session_module
 from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.reassembly import RoutedTx
+from pgsift.middleware.gateway.recent import RecentEntries
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.change import Change
@@ -424,3 +426,28 @@ async def test_the_tailer_outlives_killed_connections(redis_url: str) -> None:
         assert received == [*range(20, 2020, 10), 5000]
         assert not task.done()
     client.close()
+
+
+async def test_a_tailer_starts_holding_the_newest_entries(redis_url: str) -> None:
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    aclient: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for lsn in range(20, 30):
+            append(client, insert("issues", lsn, lsn))
+        retention = AsyncFeedRetention(aclient, STREAM)
+        small = FeedTailer(AsyncFeedReader(aclient, DATABASE), retention=retention)
+        small.recent = RecentEntries(max_entries=4)
+        await small.start()
+        # The newest 4 read: the oldest of them marks where the held run starts.
+        assert small.recent.after(FeedPosition("25-0"), 10) is None
+        held_ids = small.recent.after(FeedPosition("26-0"), 10)
+        assert held_ids is not None and [e.id for e in held_ids] == ["27-0", "28-0", "29-0"]
+        whole = FeedTailer(AsyncFeedReader(aclient, DATABASE), retention=retention)
+        await whole.start()  # the whole feed fits: held from the start of the feed
+        everything = whole.recent.after(None, 100)
+        assert everything is not None and [e.lsn for e in everything] == list(range(20, 30))
+        walked = whole.recent.before(FeedPosition("29-0"), inclusive=True, count=100)
+        assert walked is not None and len(walked) == 10
+    finally:
+        await aclient.aclose()  # type: ignore[attr-defined]
+        client.close()
