@@ -102,6 +102,12 @@ class Settings:
     loader_max_pending: int = 50_000
     loader_max_keys: int = 10_000
 
+    # Relational shapes (`[relational]`, docs/relational.md): inner selects nest at most
+    # max_subquery_depth deep; a gateway keeps at most max_set_bytes of inner sets (past
+    # it, the subscription that would need more gets mustRefetch).
+    relational_max_subquery_depth: int = 3
+    relational_max_set_bytes: int = 256 * 1024 * 1024
+
     # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
     dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis
     dumps_max_age_s: float = 300.0  # a dump at most this old is served instead of a live query

@@ -35,11 +35,15 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.gateway.set_loading import Connect, SetLoads
+from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,13 @@ class Inbox:
         self.budget.used -= 1
         return self._queue.popleft()
 
+    def drain(self) -> list[RoutedTx]:
+        """Every queued transaction at once (a move splices those its snapshot saw)."""
+        queued = list(self._queue)
+        self._queue.clear()
+        self.budget.used -= len(queued)
+        return queued
+
     def overflow(self) -> None:
         """From now on the subscription can only end with `mustRefetch`."""
         if self.closed or self.overflowed:
@@ -143,13 +154,21 @@ class FeedTailer:
         block_ms: int = BLOCK_MS,
         on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
         max_tx_changes: int | None = None,
+        sets: SetRegistry | None = None,
+        sets_connection: Connect | None = None,
+        sets_feed: AsyncFeedRetention | None = None,
     ) -> None:
         # Reads entries from `source`; bounds, and what cannot be decoded, from `retention`.
         self._source, self._retention = source, retention
         self._batch, self._block_ms = batch, block_ms
         self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
-        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes)
+        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes, sets=sets)
+        # Relational subscriptions attach between transactions (`set_loading`).
+        self._loads: SetLoads[Inbox] | None = None
+        if self._router.sets is not None and sets_connection is not None:
+            # Set loads read the feed on a connection XREAD does not hold (`sets_feed`).
+            self._loads = SetLoads(self._router.sets, sets_connection, sets_feed or retention)
         self._shape_refs: dict[str, int] = {}
         self._cursor: FeedPosition | None = None
         # Every transaction up to here has been delivered, or its subscribers were
@@ -212,8 +231,27 @@ class FeedTailer:
             self._metrics.shapes.set(len(self._shape_refs))
         return inbox
 
+    async def attach(self, shape: Shape, budget: SendBudget) -> Inbox:
+        """`subscribe`, for any shape: one that reads inner sets is registered by the
+        tailer itself between two transactions, once its sets are loaded (`set_loading`;
+        SetBoundError past the memory bound)."""
+        if not shape.inner_sets:
+            return self.subscribe(shape, budget)
+        if self._loads is None:
+            raise GatewayError("this gateway does not keep inner sets (IN (SELECT ...))")
+        if self.stopped:
+            raise GatewayError("the feed tailer stopped; subscribe again")
+        return await self._loads.request(shape, lambda: self.subscribe(shape, budget))
+
+    @property
+    def sets(self) -> SetRouter[Inbox] | None:
+        """The relational routing (its registry, its generation), if any."""
+        return self._router.sets
+
     def unsubscribe(self, inbox: Inbox) -> None:
         self._router.remove(inbox.shape, inbox)
+        if inbox.shape.inner_sets and self._router.sets is not None:
+            self._router.sets.registry.release(inbox.shape.inner_sets)
         inbox.release()
         refs = self._shape_refs.pop(inbox.shape.key, 1) - 1
         if refs:
@@ -241,6 +279,8 @@ class FeedTailer:
             self.ready = False
             self.stopped = True
             self._overflow(self._router.listeners())
+            if self._loads is not None:
+                self._loads.fail_all(GatewayError("the feed tailer stopped; subscribe again"))
             raise
 
     async def _tail(self) -> None:
@@ -249,7 +289,7 @@ class FeedTailer:
         batch = self._batch
         while True:
             try:
-                entries = await self._source.read_after(self._cursor, batch, self._block_ms)
+                entries = await self._read(batch)
             except (redis.exceptions.RedisError, OSError):
                 raise  # not the entries' fault: retried from the cursor by `run`
             except Exception:
@@ -271,6 +311,30 @@ class FeedTailer:
                                   entry.id)
                     self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
+                await self._serve_loads()
+
+    async def _read(self, batch: int) -> list[FeedEntry]:
+        """The next entries; relational subscriptions waiting to attach are served
+        meanwhile (the tailer is between transactions while it waits for entries)."""
+        if self._loads is None:
+            return await self._source.read_after(self._cursor, batch, self._block_ms)
+        read = asyncio.ensure_future(self._source.read_after(self._cursor, batch, self._block_ms))
+        try:
+            while not read.done():
+                await self._serve_loads()
+                woken = asyncio.ensure_future(self._loads.wake.wait())
+                try:
+                    await asyncio.wait({read, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+            return read.result()
+        finally:
+            if not read.done():
+                read.cancel()
+
+    async def _serve_loads(self) -> None:
+        if self._loads is not None and self._loads.pending and self._router.in_flight_lsn is None:
+            await self._loads.serve(self._cursor or START)
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.

@@ -11,53 +11,25 @@ listener's changes are dropped and it gets `refetch` instead.
 
 `TxRouter` is the routing path of the gateway: the feed tailer routes every
 entry through one for all live subscriptions, and a subscription's catch-up
-routes the entries before the handoff through one of its own.
+routes the entries before the handoff through one of its own. Shapes that read
+inner sets go to its `SetRouter` (`set_router`), given the process's
+`SetRegistry`; the rest to the `TxAssembler`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Generic
 
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.messages import WireChange, WireOp, wire_change
+from pgsift.middleware.gateway.routed import L, Routed, RoutedTx, apply_event
+from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.subscriptions.sets import SetError
 from pgsift.subscriptions.shape import Shape
 
-
-class Listener(Hashable, Protocol):
-    """A routing listener: its shape gives the wire form of the rows routed to it."""
-
-    @property
-    def shape(self) -> Shape: ...
-
-
-L = TypeVar("L", bound=Listener)
-
-WIRE_OPS: dict[str, WireOp] = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
-
-
-@dataclass(slots=True)
-class Routed:
-    """What one transaction means for one subscription."""
-
-    changes: list[WireChange] = field(default_factory=list)
-    # A TRUNCATE or a schema change of the table: the client must refetch.
-    refetch: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RoutedTx:
-    """A whole committed transaction, as far as one subscription is concerned."""
-
-    id: FeedPosition  # of its last chunk: the cursor that follows it
-    lsn: int
-    xid: int
-    commit_time: float  # unix seconds
-    changes: tuple[WireChange, ...]
-    refetch: bool
+__all__ = ["Routed", "RoutedTx", "TxAssembler", "TxRouter"]
 
 
 class TxAssembler(Generic[L]):
@@ -99,7 +71,7 @@ class TxAssembler(Generic[L]):
                 self.routed_changes += 1
                 if routed.refetch:
                     continue  # the listener refetches anyway: hold nothing more for it
-                _apply(routed, event, listener.shape)
+                apply_event(routed, event, listener.shape)
                 if self.max_changes is not None and len(routed.changes) > self.max_changes:
                     routed.changes.clear()
                     routed.refetch = True
@@ -119,11 +91,16 @@ class TxAssembler(Generic[L]):
 class TxRouter(Generic[L]):
     """Listeners by shape; feed entries in, whole per-listener transactions out."""
 
-    def __init__(self, max_changes: int | None = None) -> None:
+    def __init__(
+        self, max_changes: int | None = None, *, sets: SetRegistry | None = None
+    ) -> None:
         self._index: RoutingIndex[L] = RoutingIndex()
         self._by_table: dict[str, set[L]] = {}
         self._assembler: TxAssembler[L] = TxAssembler(
             self._index, lambda table: tuple(self._by_table.get(table, ())), max_changes
+        )
+        self.sets: SetRouter[L] | None = (
+            None if sets is None else SetRouter(sets, max_changes)
         )
 
     @property
@@ -133,18 +110,31 @@ class TxRouter(Generic[L]):
     @property
     def in_flight_lsn(self) -> int | None:
         """LSN of a transaction whose first chunks were routed but not its last."""
-        return self._assembler.in_flight_lsn
+        in_flight = self._assembler.in_flight_lsn
+        if in_flight is None and self.sets is not None:
+            return self.sets.in_flight_lsn
+        return in_flight
 
     @property
     def routed_changes(self) -> int:
         """Changes routed to some listener so far."""
-        return self._assembler.routed_changes
+        extra = 0 if self.sets is None else self.sets.routed_changes
+        return self._assembler.routed_changes + extra
 
     def add(self, shape: Shape, listener: L) -> None:
+        if shape.inner_sets:
+            if self.sets is None:
+                raise SetError("this router has no inner sets (TxRouter(sets=...))")
+            self.sets.add(shape, listener)
+            return
         self._index.add(shape, listener)
         self._by_table.setdefault(shape.table, set()).add(listener)
 
     def remove(self, shape: Shape, listener: L) -> None:
+        if shape.inner_sets:
+            if self.sets is not None:
+                self.sets.remove(shape, listener)
+            return
         self._index.remove(shape, listener)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
@@ -153,37 +143,41 @@ class TxRouter(Generic[L]):
                 del self._by_table[shape.table]
 
     def listeners(self) -> set[L]:
-        return {listener for listeners in self._by_table.values() for listener in listeners}
+        plain = {listener for listeners in self._by_table.values() for listener in listeners}
+        return plain if self.sets is None else plain | self.sets.listeners()
 
     def listeners_of(self, entry: FeedEntry) -> set[L]:
-        """Whoever `entry` may concern (everyone, when it names no table)."""
+        """Whoever `entry` may concern (everyone, when it names no table; every reader of
+        an inner set, when it names an inner table: the sets may be wrong now)."""
         tables = {change.table for change in entry.changes} | set(entry.schema_changes)
         if not tables:
             return self.listeners()
-        return {listener for table in tables for listener in self._by_table.get(table, ())}
+        out = {listener for table in tables for listener in self._by_table.get(table, ())}
+        if self.sets is not None:
+            if tables & self.sets.registry.tables():
+                return out | self.sets.listeners()
+            out |= self.sets.listeners_of(tables)
+        return out
 
     def reset(self) -> None:
         """Forget a transaction under way: its remaining chunks will not be routed."""
         self._assembler.reset()
+        if self.sets is not None:
+            self.sets.reset()
 
     def route(self, entry: FeedEntry) -> dict[L, RoutedTx] | None:
         """Route one chunk; at a transaction's last chunk, what it means for each listener
         it touched (None before that)."""
         routed = self._assembler.add(entry)
+        if self.sets is not None:
+            related = self.sets.route(entry)
+            if routed is not None and related is not None:
+                routed.update(related)
         if routed is None:
             return None
         commit_time = entry.commit_time.timestamp()
         return {
             listener: RoutedTx(entry.id, entry.lsn, entry.xid, commit_time,
-                               tuple(result.changes), result.refetch)
+                               tuple(result.changes), result.refetch, tuple(result.moves))
             for listener, result in routed.items()
         }
-
-
-def _apply(routed: Routed, event: Any, shape: Shape) -> None:
-    op = WIRE_OPS.get(event.op)
-    if op is None:  # truncate: the client cannot know which of its rows went
-        routed.refetch = True
-        return
-    row = None if op == "DELETE" else event.row
-    routed.changes.append(wire_change(op, event.key, row, shape.wire))
