@@ -164,6 +164,7 @@ class FeedTailer:
         self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
         self._router: TxRouter[Inbox] = TxRouter(max_tx_changes, sets=sets)
+        self.sets: SetRouter[Inbox] | None = self._router.sets  # relational routing, if any
         # Relational subscriptions attach between transactions (`set_loading`).
         self._loads: SetLoads[Inbox] | None = None
         if self._router.sets is not None and sets_connection is not None:
@@ -232,9 +233,8 @@ class FeedTailer:
         return inbox
 
     async def attach(self, shape: Shape, budget: SendBudget) -> Inbox:
-        """`subscribe`, for any shape: one that reads inner sets is registered by the
-        tailer itself between two transactions, once its sets are loaded (`set_loading`;
-        SetBoundError past the memory bound)."""
+        """`subscribe` for any shape; one with inner sets attaches between transactions,
+        once its sets are loaded (`set_loading`; SetBoundError past the memory bound)."""
         if not shape.inner_sets:
             return self.subscribe(shape, budget)
         if self._loads is None:
@@ -243,15 +243,10 @@ class FeedTailer:
             raise GatewayError("the feed tailer stopped; subscribe again")
         return await self._loads.request(shape, lambda: self.subscribe(shape, budget))
 
-    @property
-    def sets(self) -> SetRouter[Inbox] | None:
-        """The relational routing (its registry, its generation), if any."""
-        return self._router.sets
-
     def unsubscribe(self, inbox: Inbox) -> None:
         self._router.remove(inbox.shape, inbox)
-        if inbox.shape.inner_sets and self._router.sets is not None:
-            self._router.sets.registry.release(inbox.shape.inner_sets)
+        if inbox.shape.inner_sets and self.sets is not None:
+            self.sets.registry.release(inbox.shape.inner_sets)
         inbox.release()
         refs = self._shape_refs.pop(inbox.shape.key, 1) - 1
         if refs:
@@ -311,30 +306,18 @@ class FeedTailer:
                                   entry.id)
                     self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
-                await self._serve_loads()
+                if self._loads is not None:
+                    await self._loads.serve_at(self._boundary())
 
     async def _read(self, batch: int) -> list[FeedEntry]:
-        """The next entries; relational subscriptions waiting to attach are served
-        meanwhile (the tailer is between transactions while it waits for entries)."""
+        reading = self._source.read_after(self._cursor, batch, self._block_ms)
         if self._loads is None:
-            return await self._source.read_after(self._cursor, batch, self._block_ms)
-        read = asyncio.ensure_future(self._source.read_after(self._cursor, batch, self._block_ms))
-        try:
-            while not read.done():
-                await self._serve_loads()
-                woken = asyncio.ensure_future(self._loads.wake.wait())
-                try:
-                    await asyncio.wait({read, woken}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    woken.cancel()
-            return read.result()
-        finally:
-            if not read.done():
-                read.cancel()
+            return await reading
+        return await self._loads.while_reading(reading, self._boundary)
 
-    async def _serve_loads(self) -> None:
-        if self._loads is not None and self._loads.pending and self._router.in_flight_lsn is None:
-            await self._loads.serve(self._cursor or START)
+    def _boundary(self) -> FeedPosition | None:
+        """The tailer's position when it is between two transactions."""
+        return None if self._router.in_flight_lsn is not None else self._cursor or START
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.

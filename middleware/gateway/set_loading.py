@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -36,6 +36,7 @@ import psycopg
 
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery
 from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.replay import sees_through
@@ -103,8 +104,30 @@ class SetLoads(Generic[T]):
             if not request.done.done():
                 request.done.set_exception(error)
 
-    async def serve(self, position: FeedPosition) -> None:
-        """Serve every waiting request at `position` (a transaction boundary)."""
+    async def while_reading(
+        self, reading: Awaitable[list[FeedEntry]], boundary: Callable[[], FeedPosition | None]
+    ) -> list[FeedEntry]:
+        """Await the tailer's next `reading` of the feed, serving requests meanwhile at
+        `boundary()` (the tailer's position, None mid-transaction)."""
+        read = asyncio.ensure_future(reading)
+        try:
+            while not read.done():
+                await self.serve_at(boundary())
+                woken = asyncio.ensure_future(self.wake.wait())
+                try:
+                    await asyncio.wait({read, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+            return read.result()
+        finally:
+            if not read.done():
+                read.cancel()
+
+    async def serve_at(self, position: FeedPosition | None) -> None:
+        """Serve every waiting request at `position`: a transaction boundary (None: not
+        at one; they wait)."""
+        if position is None or not self._requests:
+            return
         self.wake.clear()
         while self._requests:
             request = self._requests.popleft()
