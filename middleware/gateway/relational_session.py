@@ -115,11 +115,13 @@ class RelationalSession(SyncSession):
                 "subscribe again with the last cursor"
             )
         yield SyncMessage((), position, up_to_date=True)
-        async with aclosing(self._live(inbox, done)) as live:
+        async with aclosing(self._live(inbox, sets, done)) as live:
             async for message in live:
                 yield message
 
-    async def _live(self, inbox: Inbox, done: int) -> AsyncGenerator[SyncMessage, None]:
+    async def _live(
+        self, inbox: Inbox, sets: SetRouter[Any], done: int
+    ) -> AsyncGenerator[SyncMessage, None]:
         reader = MoveReader(self.shape, self._pool)
         held: deque[RoutedTx] = deque()
         while True:
@@ -161,6 +163,7 @@ class RelationalSession(SyncSession):
                     changes.extend(reader.unspliced(seen))
                     moves.extend(seen.moves)
                 changes.extend(await reader.read(source, moves))
+                sets.snapshot_taken(inbox, moves, source.read.taken_at)
             finally:
                 await source.close()
             for message in batched(

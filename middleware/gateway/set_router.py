@@ -23,6 +23,15 @@ to it again (`registry.apply(skip=...)`). The stamp is forgotten once a
 transaction committed `PENDING_S` after the snapshot was taken: every
 transaction `Q` saw committed before it.
 
+**The conservative rule.** A session reads a move at a snapshot `Q` taken some
+time after `T`; a transaction `Q` sees may take a row out of the region (a
+delete, a move to another team) before `Q` reads it, so the move does not
+return it, while the client still holds it. So from `T` on, a change whose old
+row is in the region of a listener's move is classified as if the listener
+held it (`classify(assume_held=True)`: a DELETE, or an INSERT as an upsert)
+until that listener's session reports its snapshot (`snapshot_taken`), and
+then for the transactions that committed up to `PENDING_S` after it.
+
 A set that grows past the registry's bound is dropped: the shapes reading it
 are unregistered and their listeners refetch (`evicted`).
 """
@@ -37,9 +46,12 @@ from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
 from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.classify import PreparedChange, classify
+from pgsift.subscriptions.events import Event
+from pgsift.subscriptions.moves import Move
 from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
-from pgsift.subscriptions.sets import BeforeView, SetDelta
+from pgsift.subscriptions.sets import BeforeView, SetDelta, SetProvider
 from pgsift.subscriptions.shape import Shape
 
 L = TypeVar("L", bound=Listener)
@@ -56,6 +68,14 @@ class _Pending:
     taken_at: float  # unix seconds
 
 
+@dataclass(slots=True)
+class _Region:
+    """A move sent to a listener whose snapshot may not be taken yet."""
+
+    move: Move
+    until: float | None = None  # commit times after this no longer need it
+
+
 class SetRouter(Generic[L]):
     """Relational shapes and their listeners; feed entries in, routed transactions out."""
 
@@ -66,6 +86,8 @@ class SetRouter(Generic[L]):
         self._by_table: dict[str, set[L]] = {}
         self._primary_key: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Pending] = {}
+        # Per listener, the regions of its moves under way (the conservative rule).
+        self._regions: dict[L, list[_Region]] = {}
         # Per set, bumped with every delta (a resume's catch-up checks them).
         self._versions: dict[str, int] = {}
         self.routed_changes = 0
@@ -88,6 +110,7 @@ class SetRouter(Generic[L]):
 
     def remove(self, shape: Shape, listener: L) -> None:
         self._index.remove(shape, listener)
+        self._regions.pop(listener, None)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
             listeners.discard(listener)
@@ -99,6 +122,14 @@ class SetRouter(Generic[L]):
         """Sets just loaded from a snapshot: skip the transactions it saw."""
         for key in keys:
             self._pending[key] = _Pending(stamp, taken_at)
+
+    def snapshot_taken(self, listener: L, moves: Iterable[Move], taken_at: float) -> None:
+        """`listener`'s session read `moves` at a snapshot taken at `taken_at` (unix
+        seconds): their regions matter only to transactions that snapshot may have seen."""
+        read = {id(move) for move in moves}
+        for region in self._regions.get(listener, ()):
+            if id(region.move) in read:
+                region.until = taken_at + PENDING_S
 
     def listeners(self) -> set[L]:
         return {listener for listeners in self._by_table.values() for listener in listeners}
@@ -147,6 +178,10 @@ class SetRouter(Generic[L]):
         self._skip = frozenset(
             key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
         )
+        for listener, regions in list(self._regions.items()):
+            regions[:] = [r for r in regions if r.until is None or committed <= r.until]
+            if not regions:
+                del self._regions[listener]
 
     def _evict(self) -> None:
         """Sets the registry dropped (past its bound): their readers must refetch."""
@@ -170,7 +205,11 @@ class SetRouter(Generic[L]):
         try:
             for change in self._outer:
                 first = self._first_change(change, seen)
-                for listener, event in index.route(change, before=before if first else None):
+                old_sets = before if first else None
+                events = index.route(change, before=old_sets)
+                if self._regions and change.old is not None:
+                    events = self._held(change, events, old_sets)
+                for listener, event in events:
                     routed = out.get(listener)
                     if routed is None:
                         routed = out[listener] = Routed()
@@ -191,6 +230,7 @@ class SetRouter(Generic[L]):
                     if routed is None:
                         routed = out[listener] = Routed()
                     routed.moves.append(move)
+                    self._regions.setdefault(listener, []).append(_Region(move))
         for delta in deltas:
             self._versions[delta.key] = self._versions.get(delta.key, 0) + 1
         return out
@@ -198,6 +238,34 @@ class SetRouter(Generic[L]):
     def versions(self, keys: Iterable[str]) -> tuple[int, ...]:
         """How often each set changed (or was dropped) so far."""
         return tuple(self._versions.get(key, 0) for key in keys)
+
+    def _held(
+        self, change: Change, events: list[tuple[L, Event]], old_sets: SetProvider | None
+    ) -> list[tuple[L, Event]]:
+        """`events` with those of listeners whose move's region holds the old row
+        classified as if they held it (their snapshot may miss this change)."""
+        old = change.old
+        assert old is not None
+        held = [
+            listener
+            for listener, regions in self._regions.items()
+            if listener.shape.table == change.table
+            and any(region.move.in_region(old) for region in regions)
+        ]
+        if not held:
+            return events
+        out = [(listener, event) for listener, event in events if listener not in held]
+        by_shape: dict[str, tuple[Event, ...]] = {}
+        for listener in held:
+            shape = listener.shape
+            again = by_shape.get(shape.key)
+            if again is None:
+                prepared = PreparedChange(change, shape.primary_key)
+                again = by_shape[shape.key] = classify(
+                    shape, prepared, self.registry, old_sets, assume_held=True
+                )
+            out.extend((listener, event) for event in again)
+        return out
 
     def _first_change(self, change: Change, seen: set[Hashable]) -> bool:
         """Whether `change` is the transaction's first of its row (by old and new key)."""
