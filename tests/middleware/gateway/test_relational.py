@@ -79,9 +79,7 @@ async def converges(copy: LocalCopy, database_url: str, sql: str, params: list[A
     await eventually(equal, f"the copy to equal {sql} {params}")
 
 
-async def test_membership_changes_move_issues_in_and_out(
-    database_url: str, redis_url: str
-) -> None:
+async def test_membership_changes_move_issues_in_and_out(database_url: str, redis_url: str) -> None:
     await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
     policies = {**POLICIES, "public.memberships": {}}
     settings = gateway_settings(database_url, redis_url, policies=policies)
@@ -152,3 +150,60 @@ async def test_an_inner_select_may_not_read_columns_its_policy_hides(
         with pytest.raises(OperationError) as refused:
             _ = [m async for m in conn.sync(RELATIONAL, ["u1"])]
         assert "user_id" in refused.value.errors[0]["message"]
+
+
+async def sync_until_up_to_date(
+    url: str, claims: dict[str, Any], copy: LocalCopy, query: str, params: list[Any]
+) -> None:
+    """Subscribe (from the copy's cursor, if any) until up to date or told to refetch."""
+    copy.up_to_date = False
+    async with await SyncConnection.connect(url, authorization=token(claims)) as conn:
+        async for message in conn.sync(query, params, copy.cursor):
+            copy.apply(message)
+            if copy.up_to_date or copy.must_refetch:
+                return
+
+
+async def test_a_resume_continues_unless_the_sets_changed_meanwhile(
+    database_url: str, redis_url: str
+) -> None:
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+    oracle_params: list[Any] = ["u1", [1, 2, 3]]
+    copy = LocalCopy()
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url:
+            await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
+            assert copy.cursor is not None
+            # Only outer rows changed while away: the resume replays them.
+            await execute(database_url, "UPDATE issues SET title = 'away' WHERE id = 1")
+            await execute(
+                database_url, "INSERT INTO issues (id, team_id, title) VALUES (6, 1, 'new')"
+            )
+            async with following(url, claims, "SELECT id FROM issues WHERE id = $1", [6]) as marker:
+                await eventually(lambda: len(marker.rows) == 1, "the insert to be routed")
+            await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
+            assert not copy.must_refetch
+            await converges(copy, database_url, ORACLE, oracle_params)
+            # A membership changed while away: the copy cannot be caught up by the feed.
+            await execute(database_url, "INSERT INTO memberships VALUES (3, 2, 'u1')")
+            await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
+            assert copy.must_refetch
+
+
+async def test_sets_past_the_memory_bound_end_in_must_refetch(
+    database_url: str, redis_url: str
+) -> None:
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(
+        database_url, redis_url, policies=policies, relational_max_set_bytes=1
+    )
+    copy = LocalCopy()
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url:
+            claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+            await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
+    assert copy.must_refetch and not copy.rows
