@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,10 @@ async def until(check: Any, what: str) -> None:
         await asyncio.sleep(0.001)
 
 
+def holds(copy: LocalCopy, rows: int, at_least: bool) -> bool:
+    return len(copy.rows) >= rows if at_least else len(copy.rows) <= rows
+
+
 async def pgsift_rounds(args: argparse.Namespace, ws_url: str, url: str) -> list[float]:
     """Seconds from commit to the moved rows at the client, per move (in and out)."""
     copies = [LocalCopy() for _ in range(args.subscriptions)]
@@ -177,11 +182,11 @@ async def pgsift_rounds(args: argparse.Namespace, ws_url: str, url: str) -> list
                 await conn.execute(
                     "INSERT INTO memberships VALUES (%s, %s, %s)", [-1 - round_, team, f"u{user}"]
                 )
-                await until(lambda: len(copy.rows) >= before + args.moved, "the move-in")
+                await until(partial(holds, copy, before + args.moved, True), "the move-in")
                 timings.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 await conn.execute("DELETE FROM memberships WHERE id = %s", [-1 - round_])
-                await until(lambda: len(copy.rows) <= before, "the move-out")
+                await until(partial(holds, copy, before, False), "the move-out")
                 timings.append(time.perf_counter() - started)
         assert not any(c.must_refetch for c in copies)
     finally:
