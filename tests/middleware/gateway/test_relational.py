@@ -207,3 +207,22 @@ async def test_sets_past_the_memory_bound_end_in_must_refetch(
             claims = {"sub": "u1", "team_ids": [1, 2, 3]}
             await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
     assert copy.must_refetch and not copy.rows
+
+
+async def test_nested_inner_selects_are_refused_live(database_url: str, redis_url: str) -> None:
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    nested = (
+        "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM memberships WHERE "
+        "user_id IN (SELECT user_id FROM memberships WHERE team_id = $1))"
+    )
+    async with (
+        serve(settings) as url,
+        await SyncConnection.connect(
+            url, authorization=token({"sub": "u1", "team_ids": [1]})
+        ) as conn,
+    ):
+        with pytest.raises(OperationError) as refused:
+            _ = [m async for m in conn.sync(nested, [1])]
+        assert "not served live yet" in refused.value.errors[0]["message"]
