@@ -14,6 +14,8 @@ in), then leaves it (they move out).
 * pgsift: commit -> the client's copy holds every moved row (and, for the
   move-out, none of them); the gateway reads the moved rows once, at a
   snapshot (one region query), and sends them.
+* pgsift, plain tx (for scale): a transaction inserting (deleting) as many rows
+  in a team the user is in: the delivery path without a move.
 * re-query (baseline, same run, same rounds): what a live-query server does on
   a relevant change: re-run the subscription's whole query and diff it with
   the previous result. Timed from the commit to the diff, without the time such
@@ -66,9 +68,13 @@ def main() -> None:
         postgres.restart()
         url = setup_database(postgres.url, args)
         with capture(url, redis_server.url), serve(url, redis_server.url) as ws_url:
-            live = asyncio.run(pgsift_rounds(args, ws_url, url))
+            live, plain = asyncio.run(pgsift_rounds(args, ws_url, url))
         baseline = requery_rounds(args, url)
-    print_table(args, [("pgsift (move query)", live), ("re-query + diff", baseline)])
+    print_table(args, [
+        ("pgsift (move query)", live),
+        ("re-query + diff", baseline),
+        ("pgsift, plain tx", plain),
+    ])
 
 
 def setup_database(admin_url: str, args: argparse.Namespace) -> str:
@@ -160,8 +166,11 @@ def holds(copy: LocalCopy, rows: int, at_least: bool) -> bool:
     return len(copy.rows) >= rows if at_least else len(copy.rows) <= rows
 
 
-async def pgsift_rounds(args: argparse.Namespace, ws_url: str, url: str) -> list[float]:
-    """Seconds from commit to the moved rows at the client, per move (in and out)."""
+async def pgsift_rounds(
+    args: argparse.Namespace, ws_url: str, url: str
+) -> tuple[list[float], list[float]]:
+    """Seconds from commit to the moved rows at the client, per move (in and out); and,
+    for comparison, per plain transaction inserting (deleting) as many rows."""
     copies = [LocalCopy() for _ in range(args.subscriptions)]
     conns = [await SyncConnection.connect(ws_url) for _ in range(10)]
 
@@ -171,6 +180,7 @@ async def pgsift_rounds(args: argparse.Namespace, ws_url: str, url: str) -> list
 
     tasks = [asyncio.create_task(follow(user)) for user in range(args.subscriptions)]
     timings: list[float] = []
+    plain: list[float] = []
     try:
         await until(lambda: all(c.up_to_date for c in copies), "every copy up to date")
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -188,13 +198,26 @@ async def pgsift_rounds(args: argparse.Namespace, ws_url: str, url: str) -> list
                 await conn.execute("DELETE FROM memberships WHERE id = %s", [-1 - round_])
                 await until(partial(holds, copy, before, False), "the move-out")
                 timings.append(time.perf_counter() - started)
+                # The same number of rows in one transaction of a team the user is in.
+                first = 10_000_000 * (round_ + 1)
+                started = time.perf_counter()
+                await conn.execute(
+                    "INSERT INTO issues SELECT %s + i, %s, 'plain' FROM generate_series(1, %s) i",
+                    [first, (user * 7) % args.teams, args.moved],
+                )
+                await until(partial(holds, copy, before + args.moved, True), "the insert")
+                plain.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await conn.execute("DELETE FROM issues WHERE id > %s", [first])
+                await until(partial(holds, copy, before, False), "the delete")
+                plain.append(time.perf_counter() - started)
         assert not any(c.must_refetch for c in copies)
     finally:
         for task in tasks:
             task.cancel()
         for conn_ in conns:
             await conn_.close()
-    return timings
+    return timings, plain
 
 
 def requery_rounds(args: argparse.Namespace, url: str) -> list[float]:
