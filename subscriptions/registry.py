@@ -226,6 +226,14 @@ class SetRegistry:
             for row in state.row_keys():
                 self._filing.held(state.inner.table, key, row, holds=False)
 
+    def drop_all(self) -> list[str]:
+        """Forget every set's contents (they may be stale: changes went by unseen); the
+        holders stay, and `acquire` lists the sets as needing a load again."""
+        keys = list(self._states)
+        for key in keys:
+            self._drop(key)
+        return keys
+
     def dependents(self, key: str) -> tuple[InnerSet, ...]:
         """The held sets that read set `key` directly (nested selects)."""
         return tuple(self._inner[reader] for reader in self._readers.get(key, ()))

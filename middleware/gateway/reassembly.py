@@ -170,7 +170,11 @@ class TxRouter(Generic[L]):
         it touched (None before that)."""
         routed = self._assembler.add(entry)
         if self.sets is not None:
-            related = self.sets.route(entry)
+            try:
+                related = self.sets.route(entry)
+            except Exception:
+                self.sets.reset()  # half applied: the sets cannot be trusted any more
+                raise
             if routed is not None and related is not None:
                 routed.update(related)
         if routed is None:

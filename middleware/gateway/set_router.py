@@ -138,8 +138,19 @@ class SetRouter(Generic[L]):
         return {listener for table in tables for listener in self._by_table.get(table, ())}
 
     def reset(self) -> None:
-        """Forget a transaction under way (the sets may now be wrong: every listener
-        refetches; the caller overflows them)."""
+        """The tailer passed over entries it did not route: the sets may be stale. Their
+        contents are dropped and their shapes unregistered (the caller overflows every
+        listener); a subscription attaching from now on loads them again."""
+        self._clear()
+        for key in self.registry.drop_all():
+            for shape, listeners in self._index.evict_set(key):
+                for listener in listeners:
+                    self._by_table.get(shape.table, set()).discard(listener)
+        self._pending.clear()
+        self._regions.clear()
+
+    def _clear(self) -> None:
+        """Forget the transaction under way."""
         self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
 
     def route(self, entry: FeedEntry) -> dict[L, Routed] | None:
@@ -166,10 +177,10 @@ class SetRouter(Generic[L]):
         try:
             return self._finish()
         finally:
-            self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
+            self._clear()
 
     def _begin(self, entry: FeedEntry) -> None:
-        self.reset()
+        self._clear()
         self._lsn = entry.lsn
         committed = entry.commit_time.timestamp()
         for key, pending in list(self._pending.items()):
