@@ -29,6 +29,24 @@ class AuthError(GatewayError):
     """A token is missing, malformed, expired or not signed by a trusted key."""
 
 
+class GatewayBusyError(GatewayError):
+    """No capacity for this request right now (every snapshot connection busy, or
+    Postgres unreachable): not the caller's fault. HTTP 503 with `Retry-After`."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyRequestsError(GatewayError):
+    """The caller already has as many of these requests in flight as a limit allows
+    (the message names the setting). HTTP 429 with `Retry-After`."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class LoaderError(GatewayError):
     """A batch load failed for this caller (bad key, unknown table, database down)."""
 

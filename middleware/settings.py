@@ -27,6 +27,7 @@ import psycopg
 import redis.connection
 
 from pgsift.middleware.errors import ConfigError
+from pgsift.middleware.redis_clients import is_cluster, node_url
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,10 @@ class Settings:
 
     # Connections. None means "start an embedded server" (demo only).
     database_url: str | None = None
-    redis_url: str | None = None
+    redis_url: str | None = None  # redis+cluster://host:port for a Redis Cluster
+    # The Redis of RQ's queues and jobs (dump builds, warming, trimming); None: redis_url.
+    # RQ needs a plain Redis: with a Redis Cluster in redis_url, name one here.
+    jobs_redis_url: str | None = None
 
     # Capture.
     capture_tables: tuple[str, ...] = ()  # empty and not capture_all: refuse to guess
@@ -76,6 +80,7 @@ class Settings:
     gateway_snapshot_wait_s: float = 30.0  # wait for a free snapshot connection; then an error
     gateway_snapshot_statement_timeout_s: float = 60.0  # Postgres statement_timeout of snapshots
     gateway_snapshot_idle_timeout_s: float = 60.0  # idle_in_transaction_session_timeout of them
+    gateway_snapshot_busy_s: float = 10.0  # every snapshot connection busy longer: /healthz 503
     gateway_max_tx_changes: int = 10_000  # changes held per subscription and transaction
     gateway_max_frame_bytes: int = 1_048_576  # largest websocket frame a client may send
     gateway_max_query_bytes: int = 16_384  # largest SQL `query` of a `sync`
@@ -107,6 +112,14 @@ class Settings:
     # it, the subscription that would need more gets mustRefetch).
     relational_max_subquery_depth: int = 3
     relational_max_set_bytes: int = 256 * 1024 * 1024
+
+    # `GET /v1/bootstrap` (`[bootstrap]`): a live one takes a snapshot connection of the
+    # gateway's pool (gateway_snapshot_connections), waiting at most wait_s (then 503); a
+    # caller (token subject) has at most max_per_caller in flight per process (then 429); a
+    # client that takes no bytes for write_timeout_s is dropped (0: never).
+    bootstrap_wait_s: float = 2.0
+    bootstrap_max_per_caller: int = 4
+    bootstrap_write_timeout_s: float = 30.0
 
     # Bootstrap dumps (`[dumps]`): built by workers, served by gateways.
     dumps_dir: str | None = None  # a directory shared by workers and gateways; None: in Redis
@@ -206,7 +219,15 @@ def _build(values: Mapping[str, Any]) -> Settings:
     if settings.database_url is not None:
         _check_database_url(settings.database_url)
     if settings.redis_url is not None:
-        _check_redis_url(settings.redis_url)
+        _check_redis_url("redis_url", settings.redis_url)
+    if settings.jobs_redis_url is not None:
+        _check_redis_url("jobs_redis_url", settings.jobs_redis_url)
+        if is_cluster(settings.jobs_redis_url):
+            raise ConfigError(
+                f"setting jobs_redis_url: {redacted(settings.jobs_redis_url)!r} is a Redis "
+                "Cluster, and RQ (pgsift's job queue) needs a plain Redis; write it as "
+                "redis://[:password@]host:6379/0"
+            )
     return settings
 
 
@@ -227,15 +248,21 @@ def _check_database_url(url: str) -> None:
         )
 
 
-def _check_redis_url(url: str) -> None:
+def _check_redis_url(name: str, url: str) -> None:
+    node = node_url(url)
     try:
-        redis.connection.parse_url(url)
+        parsed = redis.connection.parse_url(node or url)
     except ValueError as exc:
         raise ConfigError(
-            f"setting redis_url: {redacted(url)!r} is not a Redis URL ({str(exc).strip()}); "
+            f"setting {name}: {redacted(url)!r} is not a Redis URL ({str(exc).strip()}); "
             "write it as "
-            "redis://[:password@]host:6379/0"
+            "redis://[:password@]host:6379/0 (redis+cluster://host:6379 for a Redis Cluster)"
         ) from None
+    if node is not None and parsed.get("db", 0) != 0:
+        raise ConfigError(
+            f"setting {name}: {redacted(url)!r} names database {parsed['db']}, and a Redis "
+            "Cluster has only database 0; write it as redis+cluster://host:6379"
+        )
 
 
 def redacted(url: str) -> str:

@@ -11,6 +11,7 @@ the keys or the dump store:
     wiring.policies                 # [policies] of pgsift.toml, parsed once
     wiring.catalog_source.get()     # the catalog; `.refresh()` after a schema change
     wiring.client                   # the blocking Redis client (every wait bounded)
+    wiring.jobs_client              # the Redis of RQ's queues (`jobs_redis_url`)
     wiring.async_redis(connections=8)   # an asyncio client of the caller's own
     wiring.feed_reader(), wiring.store, wiring.dump_finder()
 """
@@ -31,7 +32,7 @@ from pgsift.middleware.dumps.stores import open_store
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.reader import FeedReader
-from pgsift.middleware.redis_clients import async_redis, sync_redis
+from pgsift.middleware.redis_clients import async_redis, is_cluster, sync_redis
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.policy import Policy, policies_from_config
 
@@ -45,6 +46,8 @@ class Wiring:
     redis_url: str
     database: str
     client: redis.Redis[bytes]
+    # RQ's queues and jobs: `client` itself, unless `jobs_redis_url` names another Redis.
+    jobs_client: redis.Redis[bytes]
     store: DumpStore
     policies: Mapping[str, Policy]
     catalog_source: CatalogSource
@@ -60,7 +63,15 @@ class Wiring:
                 "PGSIFT_REDIS_URL, pgsift.toml or --database-url / --redis-url)"
             )
         database = keys.database_of(settings.database_url)
+        jobs_url = settings.jobs_redis_url or settings.redis_url
+        if is_cluster(jobs_url):
+            raise ConfigError(
+                "redis_url is a Redis Cluster, and RQ (pgsift's job queue: dump builds, "
+                "warming, trimming) needs a plain Redis: name one in jobs_redis_url "
+                "(PGSIFT_JOBS_REDIS_URL, or redis_url in [jobs] of pgsift.toml)"
+            )
         client = client if client is not None else sync_redis(settings.redis_url)
+        jobs_client = client if jobs_url == settings.redis_url else sync_redis(jobs_url)
         policies = policies_from_config(settings.policies)
         return cls(
             settings=settings,
@@ -68,6 +79,7 @@ class Wiring:
             redis_url=settings.redis_url,
             database=database,
             client=client,
+            jobs_client=jobs_client,
             store=open_store(settings, client, database),
             policies=policies,
             catalog_source=CatalogSource(settings.database_url, policies),
@@ -93,3 +105,5 @@ class Wiring:
 
     def close(self) -> None:
         self.client.close()
+        if self.jobs_client is not self.client:
+            self.jobs_client.close()

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
+from pgsift.middleware.embedded.redis_cluster import EmbeddedRedisCluster
 
 
 @dataclass
@@ -81,3 +82,17 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedRedisCluster]:
+    """A throwaway Redis Cluster of three masters, started on first use."""
+    with EmbeddedRedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: EmbeddedRedisCluster) -> str:
+    """The shared Redis Cluster (`redis+cluster://`), emptied before each test."""
+    redis_cluster.flush()
+    return redis_cluster.url

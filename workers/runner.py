@@ -23,7 +23,7 @@ def run_worker(
     tick_s: float = TICK_S,
 ) -> bool:
     """Work `queues` until stopped (or, with `burst`, until they are empty)."""
-    connection: redis.Redis[bytes] = context.client
+    connection: redis.Redis[bytes] = context.jobs_client
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class([Queue(name, connection=connection) for name in queues],
                           connection=connection)

@@ -31,7 +31,7 @@ def tick(context: JobContext, owner: str, tick_s: float = TICK_S) -> bool:
     # The lock outlives the tick a little, so a second worker cannot slip in twice.
     if not context.client.set(lock, owner, nx=True, px=int(tick_s * 900)):
         return False
-    queue = Queue(MAINTENANCE_QUEUE, connection=context.client)
+    queue = Queue(MAINTENANCE_QUEUE, connection=context.jobs_client)
     for job in (WARM_JOB, DROP_JOB, TRIM_JOB):
         queue.enqueue(job, job_timeout=600, result_ttl=600)
     return True

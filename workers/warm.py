@@ -147,6 +147,7 @@ def enqueue_warm(context: JobContext, *, force: bool = False) -> list[tuple[DueB
         job = enqueue_build(
             context.client,
             context.database,
+            jobs=context.jobs_client,
             shape_key=build.shape_key,
             query=build.shape.query,
             params=list(build.shape.params),

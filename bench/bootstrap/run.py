@@ -8,6 +8,14 @@ missing). The gateway is a separate process (uvicorn + the bootstrap endpoint)
 so its RSS is measured alone: peak growth over its RSS before each request.
 Baseline (live from Postgres) and dump are measured in the same run. Also a
 table of the dump format choice (NDJSON vs msgpack, zstd levels) on a sample.
+
+    .venv/bin/python bench/bootstrap/run.py --issues 300000 --clients 4 \
+        --baseline-tree /tmp/pgsift-before [--only-clients]
+
+also measures rows/s of one client and of `--clients` concurrent clients (live,
+then from the dump), served by this tree's gateway and - in the same run, on the
+same data - by the gateway of another checkout with its own `.venv` (e.g. the
+commit before a change): the "clients" table. `--only-clients` skips the rest.
 """
 
 from __future__ import annotations
@@ -90,10 +98,16 @@ def serve_gateway(port: int) -> None:
 
 
 @contextmanager
-def gateway(database_url: str, redis_url: str) -> Iterator[tuple[str, int]]:
+def gateway(database_url: str, redis_url: str,
+            tree: Path | None = None) -> Iterator[tuple[str, int]]:
+    """The gateway in a child process: this tree's, or `tree`'s (its .venv, its run.py)."""
     port = free_port()
     env = {**os.environ, "PGSIFT_DATABASE_URL": database_url, "PGSIFT_REDIS_URL": redis_url}
-    child = subprocess.Popen([sys.executable, __file__, "--serve-gateway", str(port)], env=env)
+    python, script = sys.executable, __file__
+    if tree is not None:
+        python = str(tree / ".venv" / "bin" / "python")
+        script = str(tree / "bench" / "bootstrap" / "run.py")
+    child = subprocess.Popen([python, script, "--serve-gateway", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -154,6 +168,66 @@ def fetch(base: str, pid: int, encoding: str, query: str = QUERY) -> dict[str, A
             "mb": wire / 1e6, "rss_growth_mb": peak - before}
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def concurrent(base: str, clients: int, pid: int) -> dict[str, Any]:
+    """`clients` bootstraps of the whole shape at once (identity encoding): rows/s of all
+    of them together, from the first request to the last byte of the last response, and
+    the gateway's CPU time per row (on a shared machine steadier than wall time)."""
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            results.append(fetch(base, os.getpid(), "identity"))
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    cpu_before = cpu_s(pid)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    cpu = cpu_s(pid) - cpu_before
+    if errors:
+        raise errors[0]
+    rows = sum(r["rows"] for r in results)
+    return {"source": results[0]["source"], "clients": clients, "rows": rows,
+            "seconds": seconds, "rows_per_s": rows / seconds, "cpu_us_row": cpu * 1e6 / rows,
+            "slowest_s": max(r["seconds"] for r in results)}
+
+
+def clients_table(pg_url: str, rd_url: str, trees: Sequence[tuple[str, Path | None]],
+                  clients: int, repeat: int) -> list[dict[str, Any]]:
+    """Rows/s of 1 and `clients` concurrent clients, live then from a dump, per tree: the
+    median of `repeat` rounds, the trees taking turns in each (a shared machine's noise
+    falls on both)."""
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for phase in ("live", "dump"):
+        if phase == "dump":
+            build_dump(pg_url, rd_url)
+        for _ in range(repeat):
+            for name, tree in trees:
+                with gateway(pg_url, rd_url, tree) as (base, pid):
+                    fetch(base, os.getpid(), "identity", QUERY + " WHERE id <= 100")  # warm-up
+                    for n in (1, clients):
+                        result = concurrent(base, n, pid)
+                        assert result["source"] == phase, (phase, result)
+                        runs.setdefault((phase, name, n), []).append(result)
+    out = []
+    for (_, name, _), results in runs.items():
+        ordered = sorted(results, key=lambda r: r["rows_per_s"])
+        out.append({"tree": name, **ordered[len(ordered) // 2]})
+    return out
+
+
 # -- dump build and format choice --------------------------------------------------------
 
 
@@ -211,6 +285,17 @@ def format_table(database_url: str, redis_url: str, sample: int) -> list[tuple[s
     return out
 
 
+def flush_redis(url: str) -> None:
+    """Forget the dumps (and everything else in Redis) of the clients table."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def raw_bytes_io(data: bytes) -> Any:
     import io
 
@@ -230,6 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--issues", type=int, default=1_000_000)
     parser.add_argument("--format-sample", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=4,
+                        help="concurrent clients of the clients table")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the clients table (the median is shown)")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout (with .venv) whose gateway is measured too")
+    parser.add_argument("--only-clients", action="store_true",
+                        help="measure the clients table only")
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_gateway:
@@ -241,6 +334,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         schema = seed(pg.url, args.issues)
         print(f"seeded {args.issues:,} issues ({schema}) in {time.perf_counter() - t0:.1f}s",
               flush=True)
+        trees: list[tuple[str, Path | None]] = [("this tree", None)]
+        if args.baseline_tree:
+            trees.insert(0, (f"baseline {args.baseline_tree}", args.baseline_tree))
+        table = clients_table(pg.url, rd.url, trees, args.clients, args.repeat)
+        print_table(
+            "clients: whole-shape bootstraps at once, identity encoding (rows/s of all "
+            f"together; median of {args.repeat} rounds)",
+            ["gateway", "source", "clients", "rows", "seconds", "rows/s", "slowest client s",
+             "gateway CPU µs/row"],
+            [(r["tree"], r["source"], str(r["clients"]), f"{r['rows']:,}",
+              f"{r['seconds']:.2f}", f"{r['rows_per_s']:,.0f}", f"{r['slowest_s']:.2f}",
+              f"{r['cpu_us_row']:.1f}")
+             for r in table],
+        )
+        if args.only_clients:
+            return 0
+        flush_redis(rd.url)  # the rest starts without a dump, as before
         results = []
         with gateway(pg.url, rd.url) as (base, pid):
             fetch(base, pid, "identity", QUERY + " WHERE id <= 100")  # warm-up: catalog, imports

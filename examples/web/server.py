@@ -21,7 +21,6 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
 from examples.web.routes import web_routes
-from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.listen import bind, serve
@@ -36,7 +35,8 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "issue_tracker" / "pgsift
 
 
 def build_app(settings: Settings, *, demo_users: int = 8) -> Starlette:
-    """The gateway app plus `POST /v1/rows`, `GET /v1/bootstrap` and the demo page."""
+    """The gateway app (its `GET /v1/bootstrap` included) plus `POST /v1/rows` and the
+    demo page."""
     if not settings.database_url:
         raise ValueError("build_app needs settings.database_url")
     database_url = settings.database_url
@@ -65,7 +65,6 @@ def build_app(settings: Settings, *, demo_users: int = 8) -> Starlette:
         loader=loader,
         routes=[
             rows_route(),
-            bootstrap_route(BootstrapService.from_settings(settings)),
             *web_routes(database_url, users=demo_users),
         ],
     )

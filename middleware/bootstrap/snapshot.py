@@ -11,9 +11,10 @@ also records the feed position *before* taking the snapshot (see
 `pgsift.middleware.bootstrap.sources`).
 
 Connections come from `snapshot_pool` (the gateway's, shared by its
-subscriptions: a snapshot that finds no free connection within the pool's
-timeout fails) or `snapshot_connection` (one of its own: a live `/v1/bootstrap`,
-a dump build). Both read values as capture decodes them (`pgtypes`).
+subscriptions and live `/v1/bootstrap` responses through `SnapshotConnections`,
+`connections.py`: a snapshot that finds no free connection within its wait
+fails) or `snapshot_connection` (one of its own: a dump build, one per worker).
+Both read values as capture decodes them (`pgtypes`).
 A client that reads slowly keeps its snapshot's connection (and transaction)
 open, so pooled connections carry `statement_timeout` and
 `idle_in_transaction_session_timeout`.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -125,17 +125,22 @@ class LiveRows:
             raise
         return cls(read, position, query, exits, batch)
 
+    # Each generator closes the one it reads (aclosing): a consumer that stops early
+    # ends the whole chain at once, not whenever the garbage collector gets to it.
+
     async def rows(self) -> AsyncGenerator[Rows, None]:
         to_wire = self.query.wire.values
-        async for batch in self._batches():
-            yield [to_wire(row) for row in batch]
+        async with aclosing(self._batches()) as batches:
+            async for batch in batches:
+                yield [to_wire(row) for row in batch]
 
     async def lines(self) -> AsyncGenerator[tuple[bytes, int], None]:
         """The rows as NDJSON row lines, a batch at a time, with their count."""
         encoder = RowEncoder(self.query.wire)
-        async for batch in self._batches():
-            # Encoded in a thread: JSON for thousands of rows must not hold up the loop.
-            yield await asyncio.to_thread(encoder.encode, batch), len(batch)
+        async with aclosing(self._batches()) as batches:
+            async for batch in batches:
+                # Encoded in a thread: JSON for thousands of rows must not hold up the loop.
+                yield await asyncio.to_thread(encoder.encode, batch), len(batch)
 
     async def body(self, encoding: Encoding) -> AsyncGenerator[bytes, None]:
         wire = self.query.wire
@@ -143,11 +148,12 @@ class LiveRows:
         cursor = str(self.cursor)
         yield compressor.compress(header_line(wire.columns, wire.types, "live", cursor))
         count = 0
-        async for lines, rows in self.lines():
-            count += rows
-            out = compressor.compress(lines)
-            if out:
-                yield out
+        async with aclosing(self.lines()) as batches:
+            async for lines, rows in batches:
+                count += rows
+                out = compressor.compress(lines)
+                if out:
+                    yield out
         yield compressor.compress(end_line(count, cursor)) + compressor.finish()
 
     def statement(self, sql: str, params: Sequence[Any]) -> AsyncIterator[list[tuple[Any, ...]]]:
@@ -159,7 +165,7 @@ class LiveRows:
     async def close(self) -> None:
         await self._exits.aclose()
 
-    def _batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+    def _batches(self) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         return self.read.rows(self.query.sql, self.query.params, self._batch)
 
 

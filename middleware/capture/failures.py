@@ -35,6 +35,9 @@ RETRYABLE = (
     StreamLost,
     redis.ConnectionError,
     redis.TimeoutError,
+    # A Redis Cluster failing over or resharding (CLUSTERDOWN, TRYAGAIN).
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
     psycopg2.OperationalError,
     psycopg2.InterfaceError,
     psycopg.OperationalError,

@@ -55,6 +55,7 @@ from pgsift.middleware.feed.entry import FeedEntry, format_lsn
 from pgsift.middleware.feed.heartbeat import HeartbeatWriter
 from pgsift.middleware.feed.reader import FeedReader
 from pgsift.middleware.feed.writer import EncodedEntry, FeedWriter, FencedError, encode
+from pgsift.middleware.redis_clients import sync_redis
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,7 @@ class CaptureRunner:
         self.stop = stop
         self.health = health or CaptureHealth(stale_after_s=5.0)
         self.database = keys.database_of(config.database_url)
-        self.redis = redis.Redis.from_url(
-            config.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
+        self.redis = sync_redis(config.redis_url)
         self.lock = LeaderLock(self.redis, self.database, ttl_s=config.lock_ttl_s)
         self.lookup = CatalogLookup(config.database_url)
         self._delay = BACKOFF_FIRST_S

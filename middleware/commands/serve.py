@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 import psycopg
-import redis
 
 from pgsift.middleware.errors import ConfigError
 from pgsift.middleware.mutations import ledger
+from pgsift.middleware.redis_clients import sync_redis
 from pgsift.middleware.settings import Settings, load_settings
 
 CONNECT_TIMEOUT_S = 5
@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any)")
     parser.add_argument("--config", help="pgsift.toml to read (PGSIFT_CONFIG)")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="gateway processes sharing the port, each tailing the feed (default 1; "
+             "about one per core)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -30,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: the GraphQL stack is heavy, and other commands do not need it.
     from pgsift.middleware.gateway.app import create_app
     from pgsift.middleware.gateway.listen import bind, serve
+    from pgsift.middleware.gateway.supervisor import Supervisor
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give at least 1 gateway process")
     settings = load_settings(
         args.config,
         database_url=args.database_url,
@@ -41,8 +49,14 @@ def run(args: argparse.Namespace) -> int:
     listener = bind(settings.host, settings.port)  # a taken port fails first, at once
     with listener:
         _reachable(settings)
-        serve(create_app(settings), listener, settings)
-    return 0
+        if args.workers == 1:
+            serve(create_app(settings), listener, settings)
+            return 0
+        # Each worker makes its own app (connections, tailer) after the fork.
+        return Supervisor(
+            listener, lambda sock: serve(create_app(settings), sock, settings),
+            workers=args.workers,
+        ).run()
 
 
 def _reachable(settings: Settings) -> None:
@@ -53,7 +67,7 @@ def _reachable(settings: Settings) -> None:
     with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         if settings.mutators:
             ledger.require(conn)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S)
+    client = sync_redis(settings.redis_url)
     try:
         client.ping()
     finally:

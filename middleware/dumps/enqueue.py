@@ -55,6 +55,7 @@ def enqueue_build(
     client: redis.Redis[bytes],
     database: str,
     *,
+    jobs: redis.Redis[bytes],
     shape_key: str,
     query: str,
     params: Sequence[Any] = (),
@@ -62,11 +63,12 @@ def enqueue_build(
     timeout_s: float = 3600.0,
     force: bool = False,
 ) -> Job | None:
-    """Enqueue `build_dump(query, params, claims, shape_key)`; None if one is pending."""
+    """Enqueue `build_dump(query, params, claims, shape_key)` on the RQ Redis `jobs`;
+    None if one is pending (a mark in `client`, the Redis of the database's keys)."""
     pending = keys.build_pending(database, shape_key)
     if not client.set(pending, "1", nx=True, ex=int(timeout_s)) and not force:
         return None
-    queue = Queue(DUMPS_QUEUE, connection=client)
+    queue = Queue(DUMPS_QUEUE, connection=jobs)
     return queue.enqueue(
         BUILD_JOB,
         query,

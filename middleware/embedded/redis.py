@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -42,9 +43,10 @@ class EmbeddedRedis:
     pgsift needs the same (`appendfsync always`).
     """
 
-    def __init__(self, *, port: int | None = None) -> None:
+    def __init__(self, *, port: int | None = None, args: Sequence[str] = ()) -> None:
         self.binary = find_redis_server()
         self.port = port or free_port()
+        self.args = tuple(args)  # more redis-server options (`--cluster-enabled yes`, ...)
         self.base_dir = Path(tempfile.mkdtemp(prefix="pgsift-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -64,6 +66,7 @@ class EmbeddedRedis:
                 "--appendonly", "yes",
                 "--appendfsync", "always",
                 "--daemonize", "no",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -281,7 +281,10 @@ def create_app(
     if bootstrap:
         from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 
-        extra.append(bootstrap_route(BootstrapService(wired)))
+        # Its live snapshots share the sessions' pool: one bound on snapshot backends.
+        extra.append(bootstrap_route(
+            BootstrapService(wired, connections=service.connections, metrics=metrics)
+        ))
     if mutations is not None:
         from pgsift.middleware.mutations.http import mutate_route
 

@@ -49,13 +49,15 @@ class HealthCheck:
 
 def gateway_checks(service: SyncService) -> list[HealthCheck]:
     """What `pgsift serve` needs to be of use: its databases, delivery keeping up with
-    the feed, and the feed keeping up with Postgres (capture's heartbeat)."""
+    the feed, the feed keeping up with Postgres (capture's heartbeat), and a snapshot
+    connection coming free now and then (`SnapshotConnections.problem`)."""
     return [
         HealthCheck("postgres", service.probe_postgres),
         HealthCheck("redis", service.probe_redis),
         HealthCheck("feed tailer", service.probe_tailer),
         HealthCheck("feed lag", service.watchdog.probe),
         HealthCheck("feed freshness", service.probe_freshness),
+        HealthCheck("snapshot connections", service.probe_snapshot_connections),
     ]
 
 

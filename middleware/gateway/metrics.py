@@ -15,13 +15,24 @@ __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "SnapshotSource"]
 
 SnapshotSource = Literal["postgres", "dump"]
 SNAPSHOT_SOURCES: tuple[SnapshotSource, ...] = ("postgres", "dump")
+# Who streamed the snapshot: a `sync` subscription or `GET /v1/bootstrap`.
+SnapshotEndpoint = Literal["sync", "bootstrap"]
+SNAPSHOT_ENDPOINTS: tuple[SnapshotEndpoint, ...] = ("sync", "bootstrap")
+# Why a bootstrap was refused before anything was read: the caller's cap (429), no
+# snapshot connection within bootstrap_wait_s (503), Postgres unreachable (503).
+BootstrapRefusal = Literal["per_caller", "no_connection", "database"]
+REFUSALS: tuple[BootstrapRefusal, ...] = ("per_caller", "no_connection", "database")
+# Why a bootstrap's response ended before its end line.
+BootstrapCut = Literal["write_timeout", "disconnect", "error"]
+CUTS: tuple[BootstrapCut, ...] = ("write_timeout", "disconnect", "error")
 
 LAG_HELP = "How long the feed tailer has been behind the feed head (0: caught up)"
 BEHIND_HELP = "Feed entries after the feed tailer's position (counted up to 1000)"
 
 
 class GatewayMetrics:
-    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops, snapshots."""
+    """Connections, subscriptions, shapes, routed changes, feed lag, queue drops, snapshots,
+    bootstraps."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -56,15 +67,15 @@ class GatewayMetrics:
         )
         self.snapshots = Counter(
             "pgsift_gateway_snapshots",
-            "Rows of a sync without cursor streamed in full, by source: a Postgres snapshot"
-            " or a pre-built dump",
-            ["source"],
+            "Snapshots streamed in full, by source (a Postgres snapshot or a pre-built dump)"
+            " and endpoint (a sync without cursor, or GET /v1/bootstrap)",
+            ["source", "endpoint"],
             registry=r,
         )
         self.snapshot_seconds = Histogram(
             "pgsift_gateway_snapshot_seconds",
-            "Time to stream the rows of one sync without cursor, by source",
-            ["source"],
+            "Time to stream one snapshot in full, by source and endpoint",
+            ["source", "endpoint"],
             registry=r,
         )
         self.heartbeat_age = Gauge(
@@ -73,15 +84,43 @@ class GatewayMetrics:
             "from capture's heartbeat (NaN: no heartbeat seen yet)",
             registry=r,
         )
-        for source in SNAPSHOT_SOURCES:  # both series from the start, at 0
-            self.snapshots.labels(source=source)
-            self.snapshot_seconds.labels(source=source)
+        self.bootstraps_in_flight = Gauge(
+            "pgsift_gateway_bootstraps_in_flight",
+            "GET /v1/bootstrap responses being served (each holds a dump lease or a snapshot"
+            " connection)",
+            registry=r,
+        )
+        self.bootstrap_refusals = Counter(
+            "pgsift_gateway_bootstrap_refusals",
+            "GET /v1/bootstrap requests refused before anything was read, by reason: per_caller"
+            " (429, bootstrap_max_per_caller), no_connection (503, every snapshot connection"
+            " busy past bootstrap_wait_s), database (503, Postgres unreachable)",
+            ["reason"],
+            registry=r,
+        )
+        self.bootstraps_cut = Counter(
+            "pgsift_gateway_bootstraps_cut",
+            "GET /v1/bootstrap responses ended before their end line, by reason: write_timeout"
+            " (the client took no bytes for bootstrap_write_timeout_s), disconnect, error",
+            ["reason"],
+            registry=r,
+        )
+        for source in SNAPSHOT_SOURCES:  # every series from the start, at 0
+            for endpoint in SNAPSHOT_ENDPOINTS:
+                self.snapshots.labels(source=source, endpoint=endpoint)
+                self.snapshot_seconds.labels(source=source, endpoint=endpoint)
+        for refusal in REFUSALS:
+            self.bootstrap_refusals.labels(reason=refusal)
+        for cut in CUTS:
+            self.bootstraps_cut.labels(reason=cut)
 
-    def snapshot_streamed(self, source: SnapshotSource, seconds: float) -> None:
+    def snapshot_streamed(
+        self, source: SnapshotSource, seconds: float, endpoint: SnapshotEndpoint = "sync"
+    ) -> None:
         """One snapshot streamed in full: counted and timed together, so that
         `snapshots_total` and `snapshot_seconds_count` agree."""
-        self.snapshots.labels(source=source).inc()
-        self.snapshot_seconds.labels(source=source).observe(seconds)
+        self.snapshots.labels(source=source, endpoint=endpoint).inc()
+        self.snapshot_seconds.labels(source=source, endpoint=endpoint).observe(seconds)
 
     def watch_heartbeat(self, age_s: Callable[[], float | None]) -> None:
         """Report `age_s()` as the heartbeat age at every scrape."""

@@ -37,8 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
+from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery
 from pgsift.middleware.gateway.messages import WireChange, wire_change
@@ -70,7 +69,7 @@ class Splice:
 class MoveReader:
     """Reads one subscription's moves at snapshots of its session's pool."""
 
-    def __init__(self, shape: Shape, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, shape: Shape, pool: SnapshotPool) -> None:
         self.shape = shape
         self._pool = pool
         self.splices: list[Splice] = []

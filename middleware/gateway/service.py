@@ -1,7 +1,8 @@
 """The sync service of one gateway process: shared by the strawberry and graphene schemas.
 
 It owns the feed reader and tailer, the watchdog, the feed's freshness (from
-capture's heartbeat), the snapshot pool, the catalog and the policies, and
+capture's heartbeat), the snapshot pool (`SnapshotConnections`, shared with
+`GET /v1/bootstrap`), the catalog and the policies, and
 turns `sync(query, params, cursor)` plus the caller's claims into a
 `SyncSession`. `start()` / `stop()` run from the ASGI lifespan; the `probe_*`
 methods are `/healthz` checks.
@@ -24,6 +25,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from pgsift.middleware.bootstrap.connections import SnapshotConnections
 from pgsift.middleware.bootstrap.layout import ShapeLayout
 from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
@@ -111,13 +113,8 @@ class SyncService:
             delivered=lambda: self.tailer.done_lsn,
         )
         self.metrics.watch_heartbeat(self.freshness.age_s)
-        self.pool: AsyncConnectionPool[Any] = snapshot_pool(
-            self.database_url,
-            max_size=settings.gateway_snapshot_connections,
-            wait_s=settings.gateway_snapshot_wait_s,
-            statement_timeout_s=settings.gateway_snapshot_statement_timeout_s,
-            idle_timeout_s=settings.gateway_snapshot_idle_timeout_s,
-        )
+        # The one bound on this process's snapshot backends: sessions and /v1/bootstrap.
+        self.connections = SnapshotConnections.from_settings(self.database_url, settings)
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
         self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
@@ -134,7 +131,7 @@ class SyncService:
                 "NO [policies] CONFIGURED: every client let in can read every row and column "
                 'of every table; add [policies."schema.table"] (columns, row) to pgsift.toml'
             )
-        await self.pool.open()
+        await self.connections.open()
         await self.sets_pool.open()
         await self.refresh_catalog()
         await self.tailer.start()
@@ -152,7 +149,7 @@ class SyncService:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.pool.close()
+        await self.connections.close()
         await self.sets_pool.close()
         await self.reader.close()
         await self._tail_reader.close()
@@ -164,10 +161,18 @@ class SyncService:
             listener(catalog)
 
     async def probe_postgres(self) -> str | None:
-        """A snapshot connection answers (health check)."""
-        async with self.pool.connection(timeout=PROBE_WAIT_S) as conn:
+        """A snapshot connection answers (health check). With every one lent out, those
+        are busy reading Postgres: `probe_snapshot_connections` says how long."""
+        if self.connections.exhausted:
+            return None
+        async with self.connections.connection(timeout=PROBE_WAIT_S) as conn:
             await conn.execute("SELECT 1")
         return None
+
+    async def probe_snapshot_connections(self) -> str | None:
+        """Some snapshot connection came free within `gateway_snapshot_busy_s` (health
+        check): else no subscription or bootstrap can start here."""
+        return self.connections.problem()
 
     async def probe_redis(self) -> str | None:
         """Redis answers, on a connection no session can hold (health check)."""
@@ -274,7 +279,7 @@ class SyncService:
             reader=self.reader,
             retention=self.retention,
             tailer=self.tailer,
-            pool=self.pool,
+            pool=self.connections,
             budget=budget,
             max_message_bytes=self.settings.gateway_max_message_bytes,
             metrics=self.metrics,

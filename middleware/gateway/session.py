@@ -46,8 +46,9 @@ from typing import Any, Protocol
 
 import psycopg
 import redis.exceptions
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
+from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
@@ -126,7 +127,7 @@ class SyncSession:
         reader: FeedSource,
         retention: AsyncFeedRetention,
         tailer: FeedTailer,
-        pool: AsyncConnectionPool[Any],
+        pool: SnapshotPool,
         budget: SendBudget,
         max_message_bytes: int,
         metrics: GatewayMetrics | None = None,

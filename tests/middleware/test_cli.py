@@ -84,6 +84,23 @@ def test_serve_with_redis_down_says_so_in_one_line(database_url: str) -> None:
                              "running")
 
 
+def test_serve_with_a_cluster_down_says_so_in_one_line(database_url: str) -> None:
+    result = run_cli("serve", "--database-url", database_url, "--redis-url",
+                     NO_REDIS.replace("redis://", "redis+cluster://"), "--port", "0")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "pgsift: error: cannot reach Redis: Redis Cluster"), lines
+
+
+def test_serve_refuses_fewer_than_one_worker() -> None:
+    result = run_cli("serve", "--workers", "0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "pgsift: error: --workers 0: give at least 1 gateway process"
+    ]
+
+
 def test_an_unknown_variable_is_warned_about_by_any_command() -> None:
     result = run_cli("doctor", "--database-url", BOGUS, env={"PGSIFT_CAPTURE_SLOTT": "x"})
     assert ("PGSIFT_CAPTURE_SLOTT is not a pgsift setting and is ignored; did you mean "

@@ -61,6 +61,9 @@ def test_an_unknown_environment_variable_is_warned_about_with_the_closest_name(
                                                          "no database"),
         ({"redis_url": "http://:secret@host"}, r"setting redis_url: 'http://:\*\*\*@host' is "
                                                "not a Redis URL"),
+        ({"redis_url": "redis+cluster://:secret@host/2"}, r"'redis\+cluster://:\*\*\*@host/2' "
+                                                          "names database 2, and a Redis Cluster"),
+        ({"jobs_redis_url": "redis+cluster://host"}, "RQ .* needs a plain Redis"),
     ],
 )
 def test_malformed_urls_are_refused_without_their_password(
@@ -68,3 +71,16 @@ def test_malformed_urls_are_refused_without_their_password(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(environ={}, **overrides)
+
+
+def test_a_redis_cluster_url_and_a_jobs_redis(tmp_path: Path) -> None:
+    settings = load_settings(environ={"PGSIFT_JOBS_REDIS_URL": "redis://jobs/0"},
+                             redis_url="redis+cluster://node-1:7000")
+    assert settings.redis_url == "redis+cluster://node-1:7000"
+    assert settings.jobs_redis_url == "redis://jobs/0"
+    config = tmp_path / "pgsift.toml"
+    config.write_text('redis_url = "rediss+cluster://node-1:7000"\n'
+                      '[jobs]\nredis_url = "redis://jobs/1"\n')
+    settings = load_settings(config, environ={})
+    assert (settings.redis_url, settings.jobs_redis_url) == (
+        "rediss+cluster://node-1:7000", "redis://jobs/1")

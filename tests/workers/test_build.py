@@ -41,12 +41,12 @@ def test_a_built_dump_reads_back_as_the_select(
         context = JobContext.from_settings()
     create_things(database_url, 3000)
     shape, layout = context.shape(QUERY, [1])
-    job = enqueue_build(context.client, context.database, shape_key=shape.key, query=QUERY,
-                        params=[1])
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key=shape.key, query=QUERY, params=[1])
     assert job is not None
     # A second request while one is pending enqueues nothing.
-    assert enqueue_build(context.client, context.database, shape_key=shape.key, query=QUERY,
-                         params=[1]) is None
+    assert enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                         shape_key=shape.key, query=QUERY, params=[1]) is None
     run_jobs(context.client)
     result = job.return_value(refresh=True)
     assert result is not None and result["status"] == "built" and result["rows"] == 1000
@@ -135,7 +135,8 @@ def test_a_killed_build_leaves_no_visible_dump(context: JobContext, database_url
 
 
 def test_failed_builds_are_retried_with_backoff(context: JobContext) -> None:
-    job = enqueue_build(context.client, context.database, shape_key="k",
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key="k",
                         query="SELECT id FROM no_such_table", params=[])
     assert job is not None
     queue = Queue(DUMPS_QUEUE, connection=context.client)

@@ -31,7 +31,8 @@ def look(jobs: list[FollowedJob], display: ProgressDisplay) -> None:
 
 
 def test_a_retried_build_says_why_each_attempt_failed(context: JobContext) -> None:
-    job = enqueue_build(context.client, context.database, shape_key="a" * 64, query=MISSING,
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key="a" * 64, query=MISSING,
                         params=[])
     assert job is not None
     queue = Queue(DUMPS_QUEUE, connection=context.client)
@@ -62,7 +63,8 @@ def test_a_retried_build_says_why_each_attempt_failed(context: JobContext) -> No
 
 
 def test_a_running_build_is_a_bar_with_rows_rate_and_eta(context: JobContext) -> None:
-    job = enqueue_build(context.client, context.database, shape_key="b" * 64,
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key="b" * 64,
                         query="SELECT 1", params=[])
     assert job is not None
     # What the worker does while it builds: the job started, its progress in the meta.
@@ -90,7 +92,8 @@ def test_the_reason_reaches_the_meta_through_a_forking_worker(
     context: JobContext, database_url: str, redis_url: str
 ) -> None:
     """`pgsift worker` forks a work horse per job: the reason must leave the horse too."""
-    job = enqueue_build(context.client, context.database, shape_key="c" * 64, query=MISSING,
+    job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
+                        shape_key="c" * 64, query=MISSING,
                         params=[])
     assert job is not None
     worker = subprocess.run(

@@ -77,7 +77,7 @@ def warm(context: JobContext, args: argparse.Namespace, display: ProgressDisplay
             stop.set()
             watcher.join()
     else:
-        if not Worker.all(connection=context.client):
+        if not Worker.all(connection=context.jobs_client):
             display.print(f"note: no worker is running; start `pgsift worker` (queue "
                           f"{DUMPS_QUEUE}) or use --burst")
         follow(jobs, display)

@@ -38,6 +38,8 @@ def settings_for_jobs(args: argparse.Namespace) -> Settings:
         os.environ["PGSIFT_DATABASE_URL"] = settings.database_url
     if settings.redis_url:
         os.environ["PGSIFT_REDIS_URL"] = settings.redis_url
+    if settings.jobs_redis_url:
+        os.environ["PGSIFT_JOBS_REDIS_URL"] = settings.jobs_redis_url
     return settings
 
 

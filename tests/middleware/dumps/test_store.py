@@ -24,6 +24,7 @@ from pgsift.middleware.dumps.format import (
 from pgsift.middleware.dumps.redis_store import RedisDumpStore
 from pgsift.middleware.dumps.store import DumpStore
 from pgsift.middleware.errors import DumpError
+from pgsift.middleware.redis_clients import sync_redis
 
 DB = "appdb"
 
@@ -36,13 +37,13 @@ def header(shape_key: str = "shape1", built_at: float | None = None) -> DumpHead
     )
 
 
-@pytest.fixture(params=["redis", "file"])
+@pytest.fixture(params=["redis", "cluster", "file"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DumpStore]:
     if request.param == "file":
         yield FileDumpStore(tmp_path / "dumps", DB)
         return
-    url: str = request.getfixturevalue("redis_url")
-    client = redis.Redis.from_url(url)
+    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    client = sync_redis(request.getfixturevalue(fixture))
     yield RedisDumpStore(client, DB)
     client.close()
 

@@ -1,8 +1,10 @@
-"""Fenced, idempotent appends and reading them back (sync and asyncio), on a real Redis."""
+"""Fenced, idempotent appends and reading them back (sync and asyncio), on a real Redis
+and on a real three-master Redis Cluster (`redis+cluster://`)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,7 @@ from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader, FeedReader
 from pgsift.middleware.feed.retention import FeedRetention
 from pgsift.middleware.feed.writer import FeedConflictError, FeedWriter, FencedError, encode
+from pgsift.middleware.redis_clients import sync_redis
 from pgsift.subscriptions.change import Change
 
 DB = "appdb"
@@ -26,9 +29,16 @@ def tx(lsn: int, chunk: int = 0, *, last: bool = True) -> FeedEntry:
     return FeedEntry(lsn, lsn // 10, datetime(2026, 1, 1, tzinfo=UTC), (change,), chunk, last)
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def feed_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    return redis_url if request.param == "redis" else request.getfixturevalue("redis_cluster_url")
+
+
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis[bytes]:
-    return redis.Redis.from_url(redis_url)
+def client(feed_url: str) -> Iterator[redis.Redis[bytes]]:
+    client = sync_redis(feed_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -156,11 +166,11 @@ def test_standby_waits_while_the_leader_renews(client: redis.Redis[bytes]) -> No
     assert standby.try_acquire()
 
 
-async def test_async_reader(client: redis.Redis[bytes], redis_url: str) -> None:
+async def test_async_reader(client: redis.Redis[bytes], feed_url: str) -> None:
     lock = leader(client)
     assert lock.token is not None
     FeedWriter(client, DB, lock.token).append([tx(100), tx(200)])
-    reader = AsyncFeedReader.from_url(redis_url, DB)
+    reader = AsyncFeedReader.from_url(feed_url, DB)
     try:
         assert [e.id for e in await reader.read_after("0-0", count=1)] == ["100-0"]
         assert [e.id for e in await reader.read_after("100-0", block_ms=10)] == ["200-0"]

@@ -92,7 +92,8 @@ async def test_a_stalled_tailer_turns_healthz_red_with_the_reason(
             _, body = await health(url)
             assert body["status"] == "ok"
             assert [c["name"] for c in body["checks"]] == [
-                "postgres", "redis", "feed tailer", "feed lag", "feed freshness"
+                "postgres", "redis", "feed tailer", "feed lag", "feed freshness",
+                "snapshot connections",
             ]
             assert all(c["ok"] and c["reason"] is None for c in body["checks"])
             # Something the tailer waits on never answers; Redis and Postgres are fine.

@@ -285,9 +285,9 @@ async def test_health_and_metrics(issues: str, redis_url: str) -> None:
             assert "pgsift_gateway_shapes 1.0" in metrics
             assert "pgsift_gateway_routed_changes_total 1.0" in metrics
             # The snapshot the sync started with: counted and timed, once.
-            assert 'pgsift_gateway_snapshots_total{source="postgres"} 1.0' in metrics
-            assert 'pgsift_gateway_snapshot_seconds_count{source="postgres"} 1.0' in metrics
-            assert 'pgsift_gateway_snapshots_total{source="dump"} 0.0' in metrics
+            assert snapshot_line("snapshots_total", "postgres", 1.0) in metrics
+            assert snapshot_line("snapshot_seconds_count", "postgres", 1.0) in metrics
+            assert snapshot_line("snapshots_total", "dump", 0.0) in metrics
             await follower.stop()
 
 
@@ -371,9 +371,9 @@ async def test_a_fresh_dump_is_the_snapshot_of_a_sync_without_cursor(
             base = url.replace("ws://", "http://").removesuffix("/graphql")
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{base}/metrics")).text
-            assert 'pgsift_gateway_snapshots_total{source="postgres"} 0.0' in metrics
-            assert 'pgsift_gateway_snapshots_total{source="dump"} 1.0' in metrics
-            assert 'pgsift_gateway_snapshot_seconds_count{source="dump"} 1.0' in metrics
+            assert snapshot_line("snapshots_total", "postgres", 0.0) in metrics
+            assert snapshot_line("snapshots_total", "dump", 1.0) in metrics
+            assert snapshot_line("snapshot_seconds_count", "dump", 1.0) in metrics
 
 
 async def test_a_transaction_split_into_chunks_arrives_whole(issues: str, redis_url: str) -> None:
@@ -394,3 +394,8 @@ async def test_a_transaction_split_into_chunks_arrives_whole(issues: str, redis_
             live = follower.messages[before:]
             assert len(live) == 1 and len(live[0]["changes"]) == 10
             await follower.stop()
+
+
+def snapshot_line(name: str, source: str, value: float) -> str:
+    """One sample of the snapshot metrics of `sync` subscriptions, as /metrics prints it."""
+    return f'pgsift_gateway_{name}{{endpoint="sync",source="{source}"}} {value}'
