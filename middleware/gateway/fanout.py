@@ -237,11 +237,10 @@ class FeedTailer:
         once its sets are loaded (`set_loading`; SetBoundError past the memory bound)."""
         if not shape.inner_sets:
             return self.subscribe(shape, budget)
-        if self._loads is None:
-            raise GatewayError("this gateway does not keep inner sets (IN (SELECT ...))")
-        if self.stopped:
-            raise GatewayError("the feed tailer stopped; subscribe again")
-        return await self._loads.request(shape, lambda: self.subscribe(shape, budget))
+        if self._loads is None or self.stopped:
+            raise GatewayError("this gateway does not keep inner sets now; subscribe again")
+        make = lambda: self.subscribe(shape, budget)  # noqa: E731
+        return await self._loads.request(shape, make, self.unsubscribe)
 
     def unsubscribe(self, inbox: Inbox) -> None:
         self._router.remove(inbox.shape, inbox)

@@ -51,6 +51,8 @@ from pgsift.subscriptions.routing import RoutingIndex
 # Snapshots of a bootstrap that missed a transaction at or below `p` are retaken
 # up to this many times (a commit record precedes visibility by microseconds).
 SNAPSHOT_ATTEMPTS = 200
+# How long a subscription waits for the tailer to attach it (load its sets).
+ATTACH_WAIT_S = 60.0
 RETRY_S = 0.01
 
 
@@ -64,10 +66,16 @@ class RelationalSession(SyncSession):
         if sets is None:
             raise GatewayError("this gateway does not keep inner sets (IN (SELECT ...))")
         try:
-            inbox = await self._tailer.attach(self.shape, self._budget)
+            async with asyncio.timeout(ATTACH_WAIT_S):
+                inbox = await self._tailer.attach(self.shape, self._budget)
         except SetBoundError:
             yield REFETCH
             return
+        except TimeoutError:
+            raise GatewayError(
+                "the gateway could not load this subscription's inner sets in time (is the "
+                "feed or the database reachable?); subscribe again"
+            ) from None
         try:
             async with aclosing(self._stream(inbox, sets)) as stream:
                 async for message in stream:

@@ -61,6 +61,7 @@ class SetBoundError(GatewayError):
 class _Request(Generic[T]):
     shape: Shape
     make: Callable[[], T]
+    undo: Callable[[T], None]
     done: asyncio.Future[T] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,10 +85,13 @@ class SetLoads(Generic[T]):
     def pending(self) -> bool:
         return bool(self._requests)
 
-    async def request(self, shape: Shape, make: Callable[[], T]) -> T:
+    async def request(
+        self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]
+    ) -> T:
         """Wait for the tailer to load `shape`'s sets and call `make` (which registers
-        the listener) at a transaction boundary; its result."""
-        request: _Request[T] = _Request(shape, make)
+        the listener) at a transaction boundary; its result. `undo` unregisters it if
+        the caller went away meanwhile."""
+        request: _Request[T] = _Request(shape, make, undo)
         self._requests.append(request)
         self.wake.set()
         try:
@@ -140,6 +144,7 @@ class SetLoads(Generic[T]):
                     request.done.set_exception(exc)
                 continue
             if request.done.done():  # the session went away meanwhile
+                request.undo(result)
                 continue
             request.done.set_result(result)
 
