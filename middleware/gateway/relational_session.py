@@ -31,6 +31,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
+from psycopg_pool import PoolTimeout
+
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
@@ -41,7 +43,13 @@ from pgsift.middleware.gateway.moves import MoveReader
 from pgsift.middleware.gateway.reassembly import TxAssembler
 from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.routed import RoutedTx
-from pgsift.middleware.gateway.session import TAILER_WAIT_S, CatchUpRouter, SyncSession
+from pgsift.middleware.gateway.session import (
+    SNAPSHOT_LOST,
+    SNAPSHOT_LOST_MESSAGE,
+    TAILER_WAIT_S,
+    CatchUpRouter,
+    SyncSession,
+)
 from pgsift.middleware.gateway.set_loading import SetBoundError
 from pgsift.middleware.gateway.set_router import SetRouter
 from pgsift.subscriptions.change import Change
@@ -150,7 +158,10 @@ class RelationalSession(SyncSession):
                 ):
                     yield message
                 continue
-            source = await reader.open(tx)
+            try:
+                source = await reader.open(tx)
+            except (PoolTimeout, *SNAPSHOT_LOST):
+                source = None  # no snapshot for the move: the client starts over
             if source is None:
                 yield REFETCH
                 return
@@ -192,9 +203,17 @@ class RelationalSession(SyncSession):
         raise GatewayError(f"no snapshot saw the feed up to {position}; subscribe again")
 
     async def _open(self, position: FeedPosition) -> LiveRows:
-        return await LiveRows.open(
-            self._pool.connection(), position, RowQuery.of_shape(self.shape)
-        )
+        try:
+            return await LiveRows.open(
+                self._pool.connection(), position, RowQuery.of_shape(self.shape)
+            )
+        except PoolTimeout as exc:
+            raise GatewayError(
+                "the gateway is busy: no database connection for the snapshot came free "
+                f"within {self._pool.timeout:g} s; subscribe again later"
+            ) from exc
+        except SNAPSHOT_LOST as exc:
+            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
 
     def _catch_up_router(self) -> CatchUpRouter:
         if self._resume is None:
