@@ -87,6 +87,7 @@ class SyncService:
             idle_timeout_s=settings.gateway_snapshot_idle_timeout_s,
         )
         self.sets = SetRegistry(max_bytes=settings.relational_max_set_bytes)
+        self.metrics.watch_sets(self.sets.stats)
         self.tailer = FeedTailer(
             self._tail_reader,
             loader=loader,

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection
@@ -89,6 +90,11 @@ async def test_membership_changes_move_issues_in_and_out(database_url: str, redi
         async with serve(settings) as url, following(url, claims, RELATIONAL, ["u1"]) as copy:
             await converges(copy, database_url, ORACLE, oracle_params)
             assert set(copy.rows) == {'{"id": "1"}'}
+            # The set is measured on /metrics.
+            metrics_url = url.replace("ws://", "http://").replace("/graphql", "/metrics")
+            async with httpx.AsyncClient() as http:
+                scraped = (await http.get(metrics_url)).text
+            assert "pgsift_gateway_inner_sets 1.0" in scraped
             # Joining team 2 moves its two issues in, with their full rows.
             await execute(database_url, "INSERT INTO memberships VALUES (3, 2, 'u1')")
             await converges(copy, database_url, ORACLE, oracle_params)
