@@ -172,6 +172,8 @@ class SetRouter(Generic[L]):
             self._refetch |= self.listeners_of({c.table for c in self._outer})
             self._outer = [c for c in self._outer if c.table not in self._by_table]
         self._refetch |= self.listeners_of(entry.schema_changes)
+        if inner_tables.intersection(entry.schema_changes):
+            self._refetch |= self.listeners()  # an inner table changed shape: start over
         if not entry.last:
             return None
         try:
