@@ -232,3 +232,36 @@ async def test_nested_inner_selects_are_refused_live(database_url: str, redis_ur
         with pytest.raises(OperationError) as refused:
             _ = [m async for m in conn.sync(nested, [1])]
         assert "not served live yet" in refused.value.errors[0]["message"]
+
+
+async def test_a_query_subquery_reads_under_the_inner_tables_policy(
+    database_url: str, redis_url: str
+) -> None:
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {
+        **POLICIES,
+        "public.memberships": {
+            "columns": ["id", "team_id", "user_id"],
+            "row": "user_id = auth.sub",
+        },
+    }
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+    # u1 asks for the teams of u2: the policy of memberships shows u1 only its own rows.
+    oracle = (
+        "SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM memberships "
+        "WHERE user_id = %s AND user_id = 'u1') AND team_id = ANY(%s)"
+    )
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url, following(url, claims, RELATIONAL, ["u2"]) as copy:
+            await converges(copy, database_url, oracle, ["u2", [1, 2, 3]])
+            await execute(database_url, "INSERT INTO memberships VALUES (3, 2, 'u2')")
+            plain = "SELECT id, title FROM issues WHERE team_id = $1"
+            async with following(url, claims, plain, [2]) as marker:
+                await execute(database_url, "UPDATE issues SET title = 'seen?' WHERE team_id = 2")
+                await eventually(
+                    lambda: {r["title"] for r in marker.rows.values()} == {"seen?"},
+                    "the update to reach a plain subscription of the same gateway",
+                )
+            await converges(copy, database_url, oracle, ["u2", [1, 2, 3]])
+            assert copy.rows == {}
