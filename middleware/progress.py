@@ -14,6 +14,7 @@ a log shows that long work is alive without filling up with bars.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
-__all__ = ["PLAIN_EVERY_S", "ProgressDisplay", "TaskID", "format_duration", "progress_text"]
+__all__ = [
+    "PLAIN_EVERY_S", "ProgressDisplay", "TaskID", "format_duration", "progress_line",
+    "progress_text",
+]
 
 # Seconds between plain progress lines of one task when not on a terminal.
 PLAIN_EVERY_S = 10.0
@@ -44,37 +48,70 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def count_part(done: float, total: float | None, unit: str, *, estimated: bool = False) -> str:
+    """`12,000/~50,000 rows`: `~` when the total is an estimate, no total when unknown
+    (or when past an estimate: more rows keep coming than the planner guessed)."""
+    text = f"{int(done):,}"
+    if total is not None and not (estimated and done > total):
+        text += f"/{'~' if estimated else ''}{int(total):,}"
+    return f"{text} {unit}".rstrip()
+
+
+def rate_part(per_s: float | None, unit: str) -> str:
+    """`3,400 rows/s`, or nothing while unknown."""
+    if per_s is None:
+        return ""
+    return f"{per_s:,.0f} {unit}/s" if unit else f"{per_s:,.0f}/s"
+
+
+def eta_part(done: float, total: float | None, per_s: float | None) -> str:
+    """`ETA 1m05s`, or nothing while unknown (no rate, no total, or past it)."""
+    if total is None or not per_s or done >= total:
+        return ""
+    return f"ETA {format_duration(math.ceil((total - done) / per_s))}"
+
+
+def progress_line(done: float, *, total: float | None, unit: str, per_s: float | None,
+                  estimated: bool = False) -> str:
+    """`4,000/10,000 issues, 1,200 issues/s, ETA 5s`: a bar's texts as one line (the
+    plain form of a bar, and the progress lines of a worker's log)."""
+    if estimated and total is not None and done > total:
+        total = None
+    parts = [count_part(done, total, unit, estimated=estimated), rate_part(per_s, unit),
+             eta_part(done, total, per_s)]
+    return ", ".join(part for part in parts if part)
+
+
+def speed(task: Task) -> float | None:
+    """Units per second: rich's, over its recent updates; before it has two, the
+    average since the bar was added (from the `completed` it was added with), so
+    that work reported in a few big steps has a rate and an ETA from its first step."""
+    recent = task.finished_speed or task.speed
+    if recent is not None:
+        return recent
+    done = task.completed - task.fields.get("done_before", 0.0)
+    elapsed = task.elapsed
+    return done / elapsed if done > 0 and elapsed else None
+
+
 def count_text(task: Task) -> str:
-    """`12,000/~50,000 rows`: `~` when the total is an estimate, no total when unknown."""
-    unit = task.fields.get("unit", "")
-    done = f"{int(task.completed):,}"
-    if task.total is None:
-        return f"{done} {unit}".rstrip()
-    approx = "~" if task.fields.get("estimated") else ""
-    return f"{done}/{approx}{int(task.total):,} {unit}".rstrip()
+    return count_part(task.completed, task.total, task.fields.get("unit", ""),
+                      estimated=bool(task.fields.get("estimated")))
 
 
 def rate_text(task: Task) -> str:
-    """`3,400 rows/s`, or nothing before two samples."""
-    speed = task.finished_speed or task.speed
-    if speed is None:
-        return ""
-    unit = task.fields.get("unit", "")
-    return f"{speed:,.0f} {unit}/s" if unit else f"{speed:,.0f}/s"
+    return rate_part(speed(task), task.fields.get("unit", ""))
 
 
 def eta_text(task: Task) -> str:
-    """`ETA 1m05s`, or nothing while unknown (no rate yet, or no total)."""
-    if task.finished or task.total is None:
-        return ""
-    remaining = task.time_remaining
-    return "" if remaining is None else f"ETA {format_duration(remaining)}"
+    return "" if task.finished else eta_part(task.completed, task.total, speed(task))
 
 
 def progress_text(task: Task) -> str:
     """The plain form of a bar: `seed: 4,000/10,000 issues, 1,200 issues/s, ETA 5s`."""
-    parts = [count_text(task), rate_text(task), eta_text(task)]
-    return f"{task.description}: " + ", ".join(part for part in parts if part)
+    return f"{task.description}: " + progress_line(
+        task.completed, total=task.total, unit=task.fields.get("unit", ""), per_s=speed(task),
+        estimated=bool(task.fields.get("estimated")))
 
 
 class _Column(ProgressColumn):
@@ -128,9 +165,11 @@ class ProgressDisplay:
         self._progress.stop()
 
     def add(self, description: str, *, total: float | None, unit: str,
-            estimated: bool = False) -> TaskID:
-        """A new bar; `estimated`: `total` is a guess (shown with `~`)."""
-        task = self._progress.add_task(description, total=total, unit=unit, estimated=estimated)
+            estimated: bool = False, completed: int = 0) -> TaskID:
+        """A new bar; `estimated`: `total` is a guess (shown with `~`); `completed`: done
+        before the bar was added (work already under way), left out of its rate."""
+        task = self._progress.add_task(description, total=total, completed=completed,
+                                       unit=unit, estimated=estimated, done_before=completed)
         self._plain_due[task] = self._clock() + self._plain_every_s
         return task
 

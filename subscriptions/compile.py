@@ -300,41 +300,33 @@ def _is_bool(expr: IsBool) -> Fn:
 
 def _logic(expr: Logic) -> Fn:
     items = tuple(compile_expr(item) for item in expr.items)
-    if expr.op == "and":
-        if len(items) == 2:
-            first, second = items
+    if expr.op == "and" and len(items) == 2:  # the common case, without a loop
+        first, second = items
 
-            def and2(row: Row, c: Consts) -> Any:
-                a = first(row, c)
-                if a is False:
-                    return False
-                b = second(row, c)
-                if b is False:
-                    return False
-                return None if a is None or b is None else True
+        def and2(row: Row, c: Consts) -> Any:
+            a = first(row, c)
+            if a is False:
+                return False
+            b = second(row, c)
+            if b is False:
+                return False
+            return None if a is None or b is None else True
 
-            return and2
+        return and2
 
-        def conjunction(row: Row, c: Consts) -> Any:
-            unknown = False
-            for item in items:
-                value = item(row, c)
-                if value is False:
-                    return False
-                if value is None:
-                    unknown = True
-            return None if unknown else True
+    # AND is decided by its first False, OR by its first True; past every item, the
+    # result is NULL if one was NULL, else the other truth value.
+    decisive = expr.op != "and"
+    otherwise = not decisive
 
-        return conjunction
-
-    def disjunction(row: Row, c: Consts) -> Any:
+    def connective(row: Row, c: Consts) -> Any:
         unknown = False
         for item in items:
             value = item(row, c)
-            if value is True:
-                return True
+            if value is decisive:
+                return decisive
             if value is None:
                 unknown = True
-        return None if unknown else False
+        return None if unknown else otherwise
 
-    return disjunction
+    return connective

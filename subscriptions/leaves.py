@@ -9,6 +9,7 @@ of the tree: a column, a literal, `$n`, `auth.<claim>`, a cast, `lower()` /
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -32,35 +33,26 @@ from pgsift.subscriptions.parse import identifier_name, position_of
 from pgsift.subscriptions.scope import Scope, readable_column
 
 
+@dataclass(eq=False)
 class LeafAnalyzer:
     """The state of one clause's analysis (a query's or a policy's) and its leaves."""
 
-    def __init__(
-        self,
-        sql: str,
-        table: Table,
-        *,
-        enums: Mapping[str, tuple[str, ...]],
-        slots: Slots,
-        params: Sequence[Any] = (),
-        claims: Mapping[str, Any] | None = None,
-        qualifiers: frozenset[str] = frozenset(),
-        allowed_columns: frozenset[str] | None = None,
-        error: type[QueryError] = QueryError,
-        scope: Scope,
-    ) -> None:
-        self.sql = sql
-        self.table = table
-        self.enums = enums
-        self.slots = slots
-        self.params = params
-        self.claims = claims
-        self.qualifiers = qualifiers | {table.relname}
-        self.allowed_columns = allowed_columns
-        self.error = error
-        self.scope = scope
-        self.param_types: dict[int, str] = {}
-        self.param_values: dict[int, Typed] = {}
+    sql: str
+    table: Table
+    _: KW_ONLY
+    enums: Mapping[str, tuple[str, ...]]
+    slots: Slots
+    params: Sequence[Any] = ()
+    claims: Mapping[str, Any] | None = None
+    qualifiers: frozenset[str] = frozenset()  # the table's own name is always one
+    allowed_columns: frozenset[str] | None = None
+    error: type[QueryError] = QueryError
+    scope: Scope
+    param_types: dict[int, str] = field(init=False, default_factory=dict)
+    param_values: dict[int, Typed] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.qualifiers = self.qualifiers | {self.table.relname}
 
     def operand(self, node: exp.Expression) -> Operand:
         """Any operand (`Analyzer` dispatches on the node); leaves recurse through it."""

@@ -27,13 +27,14 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pgsift.subscriptions.jsonvalues import load_json
 from pgsift.subscriptions.typenames import canonical, element_type
 
 Parser = Callable[[str], Any]
+T = TypeVar("T")
 
 
 class UnrepresentableValue(ValueError):
@@ -55,15 +56,21 @@ def _parse_numeric(text: str) -> Decimal:
         raise ValueError(f"bad numeric text {text!r}") from None
 
 
-def parse_date(text: str) -> date:
-    if text == "infinity":
-        return date.max
-    if text == "-infinity":
-        return date.min
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UnrepresentableValue(f"date {text!r} is outside Python's range") from None
+def _or_infinite(parse: Callable[[str], T], lowest: T, highest: T, what: str) -> Callable[[str], T]:
+    """A parser mapping `-infinity` / `infinity` to `lowest` / `highest`, other text through
+    `parse`, whose error is an `UnrepresentableValue` naming `what` and the text."""
+
+    def parse_value(text: str) -> T:
+        if text == "infinity":
+            return highest
+        if text == "-infinity":
+            return lowest
+        try:
+            return parse(text)
+        except (ValueError, OverflowError):
+            raise UnrepresentableValue(f"{what} {text!r} is outside Python's range") from None
+
+    return parse_value
 
 
 def _parse_time(text: str) -> time:
@@ -73,31 +80,23 @@ def _parse_time(text: str) -> time:
         raise UnrepresentableValue(f"time {text!r} cannot be represented") from None
 
 
-def parse_timestamp(text: str) -> datetime:
-    if text == "infinity":
-        return datetime.max
-    if text == "-infinity":
-        return datetime.min
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise UnrepresentableValue(f"timestamp {text!r} is outside Python's range") from None
+def _utc_from_text(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is UTC:  # the text was UTC already (capture's session is)
+        return value
+    if value.tzinfo is None:
+        raise ValueError("no offset")
+    return value.astimezone(UTC)
 
 
-def _parse_timestamptz(text: str) -> datetime:
-    if text == "infinity":
-        return datetime.max.replace(tzinfo=UTC)
-    if text == "-infinity":
-        return datetime.min.replace(tzinfo=UTC)
-    try:
-        value = datetime.fromisoformat(text)
-        if value.tzinfo is UTC:  # the text was UTC already (capture's session is)
-            return value
-        if value.tzinfo is None:
-            raise ValueError("no offset")
-        return value.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise UnrepresentableValue(f"timestamptz {text!r} is outside Python's range") from None
+parse_date = _or_infinite(date.fromisoformat, date.min, date.max, "date")
+parse_timestamp = _or_infinite(datetime.fromisoformat, datetime.min, datetime.max, "timestamp")
+_parse_timestamptz = _or_infinite(
+    _utc_from_text,
+    datetime.min.replace(tzinfo=UTC),
+    datetime.max.replace(tzinfo=UTC),
+    "timestamptz",
+)
 
 
 # IntervalStyle=postgres: "1 year 2 mons -3 days +04:05:06.5" (every part optional).

@@ -15,28 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pgsift.subscriptions import ir
 from pgsift.subscriptions.coerce import SCALAR_TYPES
 from pgsift.subscriptions.domains import TEXT_TYPES, KeySpec
-from pgsift.subscriptions.ir import (
-    Call,
-    Col,
-    Compare,
-    Distinct,
-    Expr,
-    InList,
-    InSet,
-    IsBool,
-    IsNull,
-    Like,
-    Logic,
-    Not,
-    Quantified,
-    Select,
-    Slot,
-    type_of,
-)
 
-Placeholder = Callable[[Slot], str]
+Placeholder = Callable[[ir.Slot], str]
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 # The casts `domains` applies before a cross-type time comparison, with the zone pinned.
 _ZONED = {
@@ -64,18 +47,18 @@ def quote_type(type_name: str, *, psycopg: bool = False) -> str:
     return ".".join(quote_identifier(part, psycopg=psycopg) for part in type_name.split(".", 1))
 
 
-def psycopg_placeholder(slot: Slot) -> str:
+def psycopg_placeholder(slot: ir.Slot) -> str:
     return f"%s::{quote_type(slot.type, psycopg=True)}"
 
 
-def display_placeholder(slot: Slot) -> str:
+def display_placeholder(slot: ir.Slot) -> str:
     return f"${slot.index + 1}::{quote_type(slot.type)}"
 
 
 def render_select(
     table: str,
     columns: tuple[str, ...],
-    where: Expr | None,
+    where: ir.Expr | None,
     *,
     psycopg: bool,
 ) -> str:
@@ -89,7 +72,7 @@ def render_select(
 
 
 def render_inner(
-    select: Select, keys: tuple[KeySpec, ...], placeholder: Placeholder, psycopg: bool
+    select: ir.Select, keys: tuple[KeySpec, ...], placeholder: Placeholder, psycopg: bool
 ) -> str:
     """An inner select as `IN` compares it: its columns keyed like `keys`; `SELECT 1` for EXISTS."""
     items = [
@@ -102,10 +85,10 @@ def render_inner(
     return sql
 
 
-def render_keyed(expr: Expr, key: KeySpec, placeholder: Placeholder, *, psycopg: bool) -> str:
+def render_keyed(expr: ir.Expr, key: KeySpec, placeholder: Placeholder, *, psycopg: bool) -> str:
     """An operand as a comparison keyed by `key` reads it (zoned casts made explicit)."""
     text = render(expr, placeholder, psycopg=psycopg)
-    return _zoned(text if isinstance(expr, Col | Slot | Call) else f"({text})", key)
+    return _zoned(text if isinstance(expr, ir.Col | ir.Slot | ir.Call) else f"({text})", key)
 
 
 def is_zoned(key: KeySpec) -> bool:
@@ -122,52 +105,52 @@ def _shifted(placeholder: Placeholder, offset: int) -> Placeholder:
     """The placeholders of an inner select, numbered among the enclosing statement's."""
     if offset == 0:
         return placeholder
-    return lambda slot: placeholder(Slot(slot.index + offset, slot.type))
+    return lambda slot: placeholder(ir.Slot(slot.index + offset, slot.type))
 
 
-def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
+def render(expr: ir.Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
     """The SQL text of `expr` (top level, without outer parentheses)."""
 
-    def sub(child: Expr) -> str:
+    def sub(child: ir.Expr) -> str:
         text = render(child, placeholder, psycopg=psycopg)
-        return text if isinstance(child, Col | Slot | Call) else f"({text})"
+        return text if isinstance(child, ir.Col | ir.Slot | ir.Call) else f"({text})"
 
-    def keyed(child: Expr, key: KeySpec) -> str:
+    def keyed(child: ir.Expr, key: KeySpec) -> str:
         """An operand as the comparison sees it: zoned casts made explicit."""
         return _zoned(sub(child), key)
 
-    def ordered(child: Expr, key: KeySpec, op: str) -> str:
+    def ordered(child: ir.Expr, key: KeySpec, op: str) -> str:
         """The left operand of a comparison: text ordering pinned to code-point order."""
         text = keyed(child, key)
-        if op in _ORDERING and type_of(child) in TEXT_TYPES:
+        if op in _ORDERING and ir.type_of(child) in TEXT_TYPES:
             return f'{text} COLLATE "C"'
         return text
 
     match expr:
-        case Col(name=name):
+        case ir.Col(name=name):
             return quote_identifier(name, psycopg=psycopg)
-        case Slot():
+        case ir.Slot():
             return placeholder(expr)
-        case Call(func=func, arg=arg):
+        case ir.Call(func=func, arg=arg):
             return f"{func}({sub(arg)})"
-        case Compare(op=op, left=left, right=right, left_key=lkey, right_key=rkey):
+        case ir.Compare(op=op, left=left, right=right, left_key=lkey, right_key=rkey):
             return f"{ordered(left, lkey, op)} {op} {keyed(right, rkey)}"
-        case Distinct(left=left, right=right, negated=negated, left_key=lkey, right_key=rkey):
+        case ir.Distinct(left=left, right=right, negated=negated, left_key=lkey, right_key=rkey):
             word = "IS NOT DISTINCT FROM" if negated else "IS DISTINCT FROM"
             return f"{keyed(left, lkey)} {word} {keyed(right, rkey)}"
-        case InList(arg=arg, values=values, negated=negated, key=key):
+        case ir.InList(arg=arg, values=values, negated=negated, key=key):
             text = f"{keyed(arg, key)} = ANY({placeholder(values)})"
             return f"NOT ({text})" if negated else text
-        case Quantified(op=op, left=left, array=array, all=all_, left_key=lkey):
+        case ir.Quantified(op=op, left=left, array=array, all=all_, left_key=lkey):
             return f"{ordered(left, lkey, op)} {op} {'ALL' if all_ else 'ANY'}({sub(array)})"
-        case Like(arg=arg, pattern=pattern, insensitive=insensitive, negated=negated):
+        case ir.Like(arg=arg, pattern=pattern, insensitive=insensitive, negated=negated):
             word = ("NOT " if negated else "") + ("ILIKE" if insensitive else "LIKE")
             return f"{sub(arg)} {word} {placeholder(pattern)}"
-        case IsNull(arg=arg, negated=negated):
+        case ir.IsNull(arg=arg, negated=negated):
             return f"{sub(arg)} IS {'NOT ' if negated else ''}NULL"
-        case IsBool(arg=arg, value=value, negated=negated):
+        case ir.IsBool(arg=arg, value=value, negated=negated):
             return f"{sub(arg)} IS {'NOT ' if negated else ''}{'TRUE' if value else 'FALSE'}"
-        case InSet(args=args, arg_keys=arg_keys, select=select, offset=offset):
+        case ir.InSet(args=args, arg_keys=arg_keys, select=select, offset=offset):
             inner = render_inner(select, expr.element_keys, _shifted(placeholder, offset), psycopg)
             if not args:
                 return f"EXISTS ({inner})"
@@ -175,8 +158,8 @@ def render(expr: Expr, placeholder: Placeholder, *, psycopg: bool) -> str:
                 return f"{keyed(args[0], arg_keys[0])} IN ({inner})"
             row = ", ".join(keyed(arg, key) for arg, key in zip(args, arg_keys, strict=True))
             return f"({row}) IN ({inner})"
-        case Not(arg=arg):
+        case ir.Not(arg=arg):
             return f"NOT {sub(arg)}"
-        case Logic(op=op, items=items):
+        case ir.Logic(op=op, items=items):
             return f" {op.upper()} ".join(sub(item) for item in items)
     raise TypeError(f"cannot render {expr!r}")

@@ -9,8 +9,9 @@ libraries serve the same SDL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pgsift.subscriptions.naming import TableNames
 from pgsift.subscriptions.typemap import ColumnType
@@ -66,6 +67,12 @@ class Field:
     type: TypeRef
     description: str | None = None
     args: tuple[Argument, ...] = ()
+
+
+# A root field's resolver `(root, info, **arguments)`, made by the caller of a builder
+# for a field of the model (none: the field only describes the schema, e.g. for its
+# SDL). A function for a query field, an async generator function for a subscription.
+Resolvers = Callable[[Field], Callable[..., Any]]
 
 
 @dataclass(frozen=True, slots=True)

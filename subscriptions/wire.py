@@ -35,7 +35,7 @@ import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pgsift.subscriptions.durations import format_duration, parse_duration
@@ -55,6 +55,7 @@ WIRE_VERSION = 2
 Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 Converter = Callable[[str, object], Any]
 Encoder = Callable[[Any], Json]
+T = TypeVar("T")
 
 # -- Python -> wire ---------------------------------------------------------
 
@@ -205,6 +206,18 @@ def _wrong(type_name: str, value: object, expected: str) -> TypeError:
     return TypeError(f"{type_name}: expected {expected}, got {got}")
 
 
+def _from_text(type_name: str, text: str, parse: Callable[[str], T], what: str) -> T:
+    """`parse(text)`; its error as a ValueError naming the type and the text."""
+    try:
+        return parse(text)
+    except (ValueError, InvalidOperation):
+        raise ValueError(f"{type_name}: bad {what} {text!r}") from None
+
+
+def _from_hex(text: str) -> bytes:
+    return bytes.fromhex(text[2:])  # after the "\\x" prefix
+
+
 def _int_from_json(type_name: str, value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -231,10 +244,7 @@ def _numeric_from_json(type_name: str, value: object) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value)) if math.isfinite(value) else Decimal(str(value))
     if isinstance(value, str):
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"numeric: bad number {value!r}") from None
+        return _from_text(type_name, value, Decimal, "number")
     raise _wrong(type_name, value, "a number or a decimal string")
 
 
@@ -242,23 +252,28 @@ def _float_from_json(type_name: str, value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{type_name}: bad number {value!r}") from None
+        return _from_text(type_name, value, float, "number")
     raise _wrong(type_name, value, "a number")
 
 
-def _bool_from_json(type_name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _wrong(type_name, value, "true or false")
+def _typed_or_text(
+    python_type: type, parse: Callable[[str], Any] | None, expected: str
+) -> Converter:
+    """A converter taking the typed value itself, or (with `parse`) its text form."""
+
+    def convert(type_name: str, value: object) -> Any:
+        if isinstance(value, python_type):
+            return value
+        if parse is not None and isinstance(value, str):
+            return _from_text(type_name, value, parse, "value")
+        raise _wrong(type_name, value, expected)
+
+    return convert
 
 
-def _str_from_json(type_name: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise _wrong(type_name, value, "a string")
+_bool_from_json = _typed_or_text(bool, None, "true or false")
+_str_from_json = _typed_or_text(str, None, "a string")
+_uuid_from_json = _typed_or_text(UUID, UUID, "a UUID string")
 
 
 def _same(value: Any) -> Any:
@@ -302,25 +317,11 @@ def _interval_from_text(text: str) -> timedelta:
     return parse_interval(text)
 
 
-def _uuid_from_json(type_name: str, value: object) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            raise ValueError(f"uuid: bad value {value!r}") from None
-    raise _wrong(type_name, value, "a UUID string")
-
-
 def _bytea_from_json(type_name: str, value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str) and value.startswith("\\x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            raise ValueError(f"bytea: bad hex {value!r}") from None
+        return _from_text(type_name, value, _from_hex, "hex")
     raise _wrong(type_name, value, 'a "\\\\x<hex>" string')
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from rq.job import Job
 
-from pgsift.middleware.progress import format_duration
+from pgsift.middleware.progress import progress_line
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,11 @@ class BuildProgress:
     estimate: int  # the planner's guess of the total
     elapsed_s: float
 
-    @property
-    def rate(self) -> float:
-        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        if self.rate <= 0 or self.estimate <= self.rows:
-            return None
-        return (self.estimate - self.rows) / self.rate
-
     def describe(self) -> str:
-        """`12,000/~50,000 rows, 3,400 rows/s, ETA 11s`."""
-        eta = self.eta_s
-        return (f"{self.rows:,}/~{self.estimate:,} rows, {self.rate:,.0f} rows/s"
-                + ("" if eta is None else f", ETA {format_duration(eta)}"))
+        """`12,000/~50,000 rows, 3,400 rows/s, ETA 11s`, as `pgsift warm` shows it."""
+        rate = self.rows / self.elapsed_s if self.elapsed_s > 0 else None
+        return progress_line(self.rows, total=self.estimate or None, unit="rows", per_s=rate,
+                             estimated=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,9 +99,10 @@ def show(followed: FollowedJob, display: ProgressDisplay) -> None:
             display.print(job_line(status.value, followed.shape_key, text))
     if status == JobStatus.STARTED and build.rows is not None:
         if followed.task is None:
+            # Rows built before this look are not rows per second since it.
             followed.task = display.add(followed.shape_key[:KEY_CHARS],
                                         total=build.estimate or None, unit="rows",
-                                        estimated=True)
+                                        estimated=True, completed=build.rows)
         display.update(followed.task, build.rows, total=build.estimate or None)
     elif status != JobStatus.STARTED:
         _drop_bar(followed, display)
@@ -110,7 +111,9 @@ def show(followed: FollowedJob, display: ProgressDisplay) -> None:
 def describe(job: Job, status: JobStatus, build: BuildStatus) -> str | None:
     """What goes after the status word; None when a line of its own said it already."""
     if status == JobStatus.STARTED:
-        return f"attempt {build.attempt} of {build.attempts}"
+        # From RQ's count, as the build records it: the meta's `attempt` is the last
+        # attempt's until the worker's build has started (0 before the first).
+        return f"attempt {build.attempts - (job.retries_left or 0)} of {build.attempts}"
     if status == JobStatus.FINISHED:
         return _result(job.return_value())
     if status == JobStatus.SCHEDULED:

@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from pgsift.middleware.embedded.ports import accepts_connections, free_port, wait_until
+from pgsift.middleware.embedded.server import EmbeddedServer
 from pgsift.middleware.errors import EmbeddedServerError
 
 UNPRIVILEGED_USER = "nobody"
@@ -62,8 +62,8 @@ def find_bindir() -> Path:
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
-class EmbeddedPostgres:
-    """Start with `start()` (or `with`), connect with `.url`, remove with `stop()`."""
+class EmbeddedPostgres(EmbeddedServer):
+    """A cluster in a temporary directory (or `base_dir`), as the superuser `postgres`."""
 
     def __init__(self, *, port: int | None = None, base_dir: Path | None = None) -> None:
         self.bindir = find_bindir()
@@ -80,17 +80,11 @@ class EmbeddedPostgres:
     def url_for(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> EmbeddedPostgres:
+    def _launch(self) -> None:
         if not self.data_dir.exists():
             self._initdb()
-        try:
-            self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.base_dir / "postgres.log"))
-            wait_until(lambda: accepts_connections(self.port), what="embedded Postgres")
-        except BaseException:
-            # `with` never calls __exit__ when __enter__ raises: don't leave a server behind.
-            self.stop(remove=False)
-            raise
-        return self
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.base_dir / "postgres.log"))
+        wait_until(lambda: accepts_connections(self.port), what="embedded Postgres")
 
     def stop(self, *, remove: bool = True) -> None:
         if (self.data_dir / "postmaster.pid").exists():
@@ -102,14 +96,6 @@ class EmbeddedPostgres:
         """Stop and start again on the same port and data (tests use this)."""
         self._pg_ctl("restart", "-m", "fast", "-w", "-l", str(self.base_dir / "postgres.log"))
         wait_until(lambda: accepts_connections(self.port), what="embedded Postgres")
-
-    def __enter__(self) -> EmbeddedPostgres:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _initdb(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
 from pgsift.middleware.embedded.ports import free_port, wait_until
+from pgsift.middleware.embedded.server import EmbeddedServer
 from pgsift.middleware.errors import EmbeddedServerError
 
 
@@ -34,8 +34,8 @@ def find_redis_server() -> str:
     )
 
 
-class EmbeddedRedis:
-    """Start with `start()` (or `with`), connect with `.url`, remove with `stop()`.
+class EmbeddedRedis(EmbeddedServer):
+    """A redis-server in a temporary directory.
 
     The append-only file is on and fsynced before each reply, so `restart()` (or
     a crash) keeps every entry capture was told is stored: capture confirms the
@@ -54,7 +54,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> EmbeddedRedis:
+    def _launch(self) -> None:
         log = open(self.base_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
         self._process = subprocess.Popen(
             [
@@ -76,13 +76,7 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         log.close()
-        try:
-            wait_until(self._ready, what="embedded Redis")
-        except BaseException:
-            # `with` never calls __exit__ when __enter__ raises: don't leave a server behind.
-            self.stop(remove=False)
-            raise
-        return self
+        wait_until(self._ready, what="embedded Redis")
 
     def _ready(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
@@ -116,11 +110,3 @@ class EmbeddedRedis:
         """Stop (SIGTERM flushes the append-only file) and start on the same port."""
         self.stop(remove=False)
         self.start()
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

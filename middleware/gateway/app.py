@@ -19,7 +19,6 @@ from typing import Any
 # The exception strawberry's views answer as an HTTP error (cross-web is a dependency of
 # the pinned strawberry; its HTTP layer).
 from cross_web import HTTPException
-from graphql import GraphQLError, parse
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -40,9 +39,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message,
 )
 from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
-from strawberry.utils.operation import get_operation_type
 
 from pgsift.middleware.errors import AuthError
 from pgsift.middleware.gateway import client_json
@@ -51,6 +48,7 @@ from pgsift.middleware.gateway.body_limit import BodyLimit
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.fanout import FeedObserver
 from pgsift.middleware.gateway.health import gateway_checks, healthz
+from pgsift.middleware.gateway.http_subscriptions import is_subscription, subscription_over_http
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.schema import build_schema
 from pgsift.middleware.gateway.service import SyncService
@@ -105,24 +103,6 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         await super().shutdown()
 
 
-SUBSCRIPTION_OVER_HTTP = (
-    "subscriptions are served over websockets only: connect to /graphql with the "
-    "graphql-transport-ws protocol (e.g. the graphql-ws client) and subscribe there"
-)
-
-
-def is_subscription(query: str | None, operation_name: str | None, max_tokens: int) -> bool:
-    """Whether the document's operation is a subscription; False when it cannot be told
-    (strawberry's own execution then reports what is wrong with the document)."""
-    if not query:
-        return False
-    try:
-        document = parse(query, max_tokens=max_tokens)
-        return get_operation_type(document, operation_name) == OperationType.SUBSCRIPTION
-    except (GraphQLError, RuntimeError):
-        return False
-
-
 class GraphQLView(GraphQL[dict[str, Any], None]):
     """strawberry's ASGI view with pgsift's context: service, claims, send budget; client
     JSON (bodies, GET variables, websocket frames) read through `client_json`."""
@@ -175,9 +155,7 @@ class GraphQLView(GraphQL[dict[str, Any], None]):
         executed as a query, it could only end in an internal error."""
         if is_subscription(request_data.query, request_data.operation_name, self.max_tokens):
             sub_response.status_code = 400
-            error = GraphQLError(SUBSCRIPTION_OVER_HTTP,
-                                 extensions={"code": "SubscriptionOverHTTP"})
-            return ExecutionResult(data=None, errors=[error])
+            return ExecutionResult(data=None, errors=[subscription_over_http()])
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )

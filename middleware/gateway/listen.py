@@ -7,6 +7,7 @@ clear error, instead of after the app has connected to Postgres and Redis
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,8 @@ def bind(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
+        # create_server appends the address to strerror; the message names it already.
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
         raise GatewayError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 

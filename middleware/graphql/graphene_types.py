@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import keyword
-from collections.abc import Callable
 from typing import Any
 
 import graphene  # type: ignore[import-untyped]
@@ -26,14 +25,12 @@ from pgsift.subscriptions.typemodel import (
     Named,
     NonNull,
     ObjectType,
+    Resolvers,
     ScalarType,
     TypeModel,
     TypeRef,
 )
 
-# A root field's resolver, made by the caller for a field of the model (none: the
-# field only describes the schema, e.g. for its SDL).
-Resolvers = Callable[[Field], Callable[..., Any]]
 _BUILT_IN: dict[str, Any] = {
     "Int": graphene.Int,
     "Float": graphene.Float,

@@ -32,15 +32,12 @@ from pgsift.subscriptions.typemodel import (
     Named,
     NonNull,
     ObjectType,
+    Resolvers,
     ScalarType,
     TypeModel,
     TypeRef,
 )
 
-# A root field's resolver `(root, info, **arguments)`, made by the caller for a field of
-# the model (none: the field only describes the schema, e.g. for its SDL). A function
-# for a query field, an async generator function for a subscription field.
-Resolvers = Callable[[Field], Callable[..., Any]]
 _BUILT_IN = {"Int": "int", "Float": "float", "String": "str", "Boolean": "bool"}
 
 

@@ -13,18 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pgsift.middleware.errors import (
-    AuthError,
-    LoaderError,
-    LoaderForbiddenError,
-    LoaderUnavailableError,
-)
-from pgsift.middleware.gateway import client_json
-from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
+from pgsift.middleware.errors import LoaderError, LoaderForbiddenError, LoaderUnavailableError
+from pgsift.middleware.gateway import json_post
+from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
 from pgsift.middleware.loader.slices import sliced
 from pgsift.subscriptions.wire import RowWire
 
 PATH = "/v1/rows"
+_STATUSES = ((LoaderUnavailableError, 503), (LoaderForbiddenError, 403), (LoaderError, 400))
 
 
 async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
@@ -37,29 +33,19 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
     (docs/wire-values.md): only those, so that a policy's hidden columns stay
     unnamed.
     """
-    try:
-        claims = request.app.state.authenticator.claims_from_authorization(
-            request.headers.get("authorization")
-        )
-    except AuthError as exc:
-        return _error(401, str(exc))
-    try:
-        body: Any = client_json.load(await request.body(), limits, "the body")
-    except ClientJSONError as exc:
-        return _error(400, str(exc))
+    read = await json_post.claims_and_body(request, limits)
+    if isinstance(read, JSONResponse):
+        return read
+    claims, body = read
     problem = _check_body(body)
     if problem:
-        return _error(400, problem)
+        return json_post.error_response(400, problem)
     try:
         rows = await request.app.state.loader.load_many(
             body["table"], body["keys"], claims, body.get("columns")
         )
-    except LoaderUnavailableError as exc:
-        return _error(503, str(exc))
-    except LoaderForbiddenError as exc:
-        return _error(403, str(exc))
     except LoaderError as exc:
-        return _error(400, str(exc))
+        return json_post.refusal(exc, _STATUSES)
     wire = request.app.state.loader.row_wire(body["table"])
     # Every row found has the same columns: those asked for, or all the caller may read.
     returned: Collection[str] = next((row.keys() for row in rows if row is not None), ())
@@ -70,11 +56,7 @@ async def rows_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -
 
 def rows_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
     """The route to mount in the gateway app, reading bodies within `limits`."""
-
-    async def endpoint(request: Request) -> JSONResponse:
-        return await rows_endpoint(request, limits)
-
-    return Route(PATH, endpoint, methods=["POST"])
+    return json_post.post_route(PATH, rows_endpoint, limits)
 
 
 def _check_body(body: Any) -> str | None:
@@ -99,7 +81,3 @@ def _check_body(body: Any) -> str | None:
 def row_json(row: dict[str, Any] | None, wire: RowWire) -> dict[str, Any] | None:
     """A loaded row in its wire form (`BatchLoader.row_wire` of its table)."""
     return None if row is None else wire.mapping(row)
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)

@@ -18,41 +18,33 @@ size by `BodyLimit` (`gateway_max_body_bytes`, 413), its JSON by `client_json`
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pgsift.middleware.errors import (
-    AuthError,
     MutationError,
     MutationForbiddenError,
     MutationGapError,
     MutationUnavailableError,
 )
-from pgsift.middleware.gateway import client_json
-from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, ClientJSONError, JsonLimits
+from pgsift.middleware.gateway import json_post
+from pgsift.middleware.gateway.client_json import DEFAULT_LIMITS, JsonLimits
 from pgsift.middleware.mutations.request import MutationLimits, parse_request
 from pgsift.middleware.mutations.runner import MutationRunner
 
 PATH = "/v1/mutate"
+_STATUSES = ((MutationForbiddenError, 403), (MutationUnavailableError, 503), (MutationError, 400))
 
 
 async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS) -> JSONResponse:
     """Run the body's mutations for the caller (`app.state.mutations`: a MutationRunner)."""
     state = request.app.state
-    try:
-        claims = state.authenticator.claims_from_authorization(
-            request.headers.get("authorization")
-        )
-    except AuthError as exc:
-        return _error(401, str(exc))
+    read = await json_post.claims_and_body(request, limits)
+    if isinstance(read, JSONResponse):
+        return read
+    claims, body = read
     runner: MutationRunner = state.mutations
-    try:
-        body: Any = client_json.load(await request.body(), limits, "the body")
-    except ClientJSONError as exc:
-        return _error(400, str(exc))
     try:
         parsed = parse_request(
             body, mutators=runner.mutators, limits=MutationLimits.from_settings(state.settings)
@@ -62,23 +54,11 @@ async def mutate_endpoint(request: Request, limits: JsonLimits = DEFAULT_LIMITS)
         return JSONResponse(
             {"error": str(exc), "lastMutationId": exc.last_mutation_id}, status_code=409
         )
-    except MutationForbiddenError as exc:
-        return _error(403, str(exc))
-    except MutationUnavailableError as exc:
-        return _error(503, str(exc))
     except MutationError as exc:
-        return _error(400, str(exc))
+        return json_post.refusal(exc, _STATUSES)
     return JSONResponse(response.to_json())
 
 
 def mutate_route(limits: JsonLimits = DEFAULT_LIMITS) -> Route:
     """The route to mount in the gateway app, reading bodies within `limits`."""
-
-    async def endpoint(request: Request) -> JSONResponse:
-        return await mutate_endpoint(request, limits)
-
-    return Route(PATH, endpoint, methods=["POST"])
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return json_post.post_route(PATH, mutate_endpoint, limits)

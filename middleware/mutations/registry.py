@@ -25,8 +25,9 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import psycopg
@@ -50,20 +51,8 @@ class Mutator:
     access: ClaimRule
 
 
-class Mutators(Mapping[str, Mutator]):
-    """The configured mutators by name."""
-
-    def __init__(self, mutators: Mapping[str, Mutator]) -> None:
-        self._by_name = dict(mutators)
-
-    def __getitem__(self, name: str) -> Mutator:
-        return self._by_name[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
+# The configured mutators by name, read-only.
+Mutators = Mapping[str, Mutator]
 
 
 def load_mutators(config: Mapping[str, Any]) -> Mutators:
@@ -91,7 +80,7 @@ def load_mutators(config: Mapping[str, Any]) -> Mutators:
         mutators[name] = Mutator(name, target, _import(name, target), ClaimRule.from_config(
             name, claims
         ))
-    return Mutators(mutators)
+    return MappingProxyType(mutators)
 
 
 def _import(name: str, target: str) -> MutatorFunction:

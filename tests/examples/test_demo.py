@@ -154,6 +154,10 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
 
     assert code == 0, demo.output()
     assert "stopped" in demo.lines[-1]
+    # Not on a terminal: the seed's progress is no bar (no escape codes), only lines.
+    assert "\x1b" not in demo.output()
+    assert all(re.fullmatch(r"seed: [\d,]+/2,000 issues, .*", line)
+               for line in demo.lines if re.match(r"seed: \d", line))
     assert_cleaned_up(demo.servers())
     assert not accepts_connections(port)
 
@@ -173,10 +177,9 @@ def test_a_taken_port_fails_before_anything_starts() -> None:
     assert code == 2, demo.output()
     # The one line it printed: no server was started, nothing was seeded.
     [line] = demo.lines
-    assert line.startswith(f"pgsift: error: cannot listen on 127.0.0.1:{port}: "
-                           "address already in use")
-    assert line.endswith(f'pick another port: --port {port + 1} '
-                         f'(make demo ARGS="--port {port + 1}")')
+    assert line == (f"pgsift: error: cannot listen on 127.0.0.1:{port}: address already in use;"
+                    f" stop what uses it or pick another port: --port {port + 1}"
+                    f' (make demo ARGS="--port {port + 1}")')
 
 
 def gateway_pids(port: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -143,6 +144,12 @@ def test_seed_sizes_follow_the_issue_count(conn: psycopg.Connection[Any]) -> Non
         seed(conn, issues=10)
 
 
+def test_seed_reports_progress_per_chunk(conn: psycopg.Connection[Any]) -> None:
+    done: list[int] = []
+    seed(conn, issues=2_500, on_progress=done.append)
+    assert done == [1_000, 2_000, 2_500]
+
+
 def test_big_sizes_scale_teams_and_users() -> None:
     assert SeedSize.for_issues(10_000).teams == 5
     million = SeedSize.for_issues(1_000_000)
@@ -248,7 +255,13 @@ def test_command_lines(database_url: str) -> None:
             cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
         )
 
-    assert "issues 300" in run("seed", "--issues", "300").stderr
+    seeded = run("seed", "--issues", "2500").stderr
+    # Not on a terminal: no bar (nothing redrawn, no escape codes), only plain lines:
+    # the result, after a progress line per 10 s if the machine is that slow.
+    assert "\r" not in seeded and "\x1b" not in seeded
+    *progress, result = seeded.splitlines()
+    assert result.startswith("seeded in ") and "issues 2,500" in result
+    assert all(re.fullmatch(r"seed: [\d,]+/2,500 issues, .*", line) for line in progress)
     assert "issues 300" in run("seed", "--issues", "300", "--reset").stderr
     assert "20 transactions" in run("writer", "--rate", "0", "--steps", "20").stderr
     assert run("tokens", "--limit", "2").stdout.count("token") == 2

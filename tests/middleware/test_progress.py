@@ -74,3 +74,27 @@ def test_past_an_estimated_total_the_total_is_unknown() -> None:
         display.update(task, 150)
     # No "150/~100" and no ETA of zero while rows keep coming.
     assert out.getvalue().splitlines() == ["build: 150 rows, 100 rows/s"]
+
+
+def test_work_reported_in_big_steps_has_a_rate_and_eta_from_its_first_step() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    with ProgressDisplay(file=out, clock=clock, plain_every_s=2.0) as display:
+        task = display.add("seed", total=10_000, unit="issues")
+        clock.now += 2.5
+        # One step of 5,000 in 2.5 s since the bar was added: 2,000/s, 5,000 to go.
+        display.update(task, 5_000)
+    assert out.getvalue().splitlines() == ["seed: 5,000/10,000 issues, 2,000 issues/s, ETA 3s"]
+
+
+def test_work_done_before_the_bar_was_added_is_not_in_its_rate() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    with ProgressDisplay(file=out, clock=clock, plain_every_s=2.0) as display:
+        # A build followed from the middle: 40,000 rows were done before the first look.
+        task = display.add("build", total=100_000, unit="rows", estimated=True,
+                           completed=40_000)
+        display.update(task, 40_000)
+        clock.now += 2.0
+        display.update(task, 50_000)
+    assert out.getvalue().splitlines() == ["build: 50,000/~100,000 rows, 5,000 rows/s, ETA 10s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from rq import Queue, SimpleWorker
 from rq.job import JobStatus
 
@@ -62,6 +64,30 @@ def test_a_retried_build_says_why_each_attempt_failed(context: JobContext) -> No
     assert (status.attempt, status.attempts, status.failed_attempt) == (4, 4, 4)
 
 
+def test_a_started_line_names_the_attempt_before_the_build_records_it(
+    context: JobContext,
+) -> None:
+    """A look can fall between a worker taking the job and its build writing the meta."""
+    job = enqueue_build(context.client, context.database, shape_key="e" * 64, query=MISSING,
+                        params=[])
+    assert job is not None
+    queue = Queue(DUMPS_QUEUE, connection=context.client)
+    out = io.StringIO()
+    followed = [FollowedJob(job, "e" * 64)]
+    with ProgressDisplay(file=out) as display:
+        job.set_status(JobStatus.STARTED)  # taken; the meta has no attempt yet
+        look(followed, display)
+        SimpleWorker([queue], connection=context.client).work(burst=True)  # attempt 1 fails
+        look(followed, display)
+        job.set_status(JobStatus.STARTED)  # the retry taken; the meta still says attempt 1
+        look(followed, display)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "started   eeeeeeeeeeee  attempt 1 of 4"
+    assert lines[1].startswith("failed    eeeeeeeeeeee  attempt 1 of 4: QueryError: ")
+    assert lines[2].startswith("scheduled eeeeeeeeeeee  attempt 2 of 4 in ")
+    assert lines[3:] == ["started   eeeeeeeeeeee  attempt 2 of 4"]
+
+
 def test_a_running_build_is_a_bar_with_rows_rate_and_eta(context: JobContext) -> None:
     job = enqueue_build(context.client, context.database, jobs=context.jobs_client,
                         shape_key="b" * 64,
@@ -106,3 +132,21 @@ def test_the_reason_reaches_the_meta_through_a_forking_worker(
     status = BuildStatus.of(job)
     assert (status.attempt, status.failed_attempt) == (1, 1)
     assert status.error is not None and "no_such_table" in status.error
+
+
+def test_the_worker_logs_a_long_build_every_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    """For operators who watch workers rather than `pgsift warm`: rows, rate, ETA."""
+    now = [0.0]
+    reporter = BuildReporter(None, "d" * 64, log_every_s=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="pgsift.workers.build_status"):
+        for second in range(1, 26):
+            now[0] = float(second)
+            reporter(BuildProgress(rows=2_000 * second, estimate=100_000, elapsed_s=second))
+        # Past the planner's estimate: no total, no ETA, rather than "60,000/~50,000".
+        now[0] = 40.0
+        reporter(BuildProgress(rows=60_000, estimate=50_000, elapsed_s=30.0))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"shape {'d' * 64}: 20,000/~100,000 rows, 2,000 rows/s, ETA 40s",
+        f"shape {'d' * 64}: 40,000/~100,000 rows, 2,000 rows/s, ETA 30s",
+        f"shape {'d' * 64}: 60,000 rows, 2,000 rows/s",
+    ]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import JobStatus
 
 from pgsift.middleware.cli import main
@@ -85,7 +88,9 @@ def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, 
             "--redis-url", redis_url]
     key = context.shape(CONFIGURED, [2])[1].shape_key[:12]
     assert main([*args, "--burst"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out  # not a terminal: no bars
+    lines = out.splitlines()
     # One line per job and change, its status a word; the shape's params shown.
     assert lines[0] == f"queued    {key}  no dump  {CONFIGURED}  params [2]"
     assert re.fullmatch(rf"finished  {key}  built 100 rows, 0\.0 MB in \S+s", lines[-1])
@@ -102,6 +107,35 @@ def test_pgsift_warm_builds_and_reports(context: JobContext, database_url: str, 
     assert worker.returncode == 0, worker.stderr
     assert Queue(DUMPS_QUEUE, connection=context.client).count == 0
     assert len(context.store.all_dumps()) == 2
+
+
+def test_warm_burst_waits_for_builds_a_running_worker_took(
+    context: JobContext, database_url: str, redis_url: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An idle `pgsift worker` usually takes the build before warm's own burst worker
+    starts; either way, `warm --burst` shows it through to its end."""
+    create_things(database_url, 300)
+    config = tmp_path / "pgsift.toml"
+    config.write_text(f'[[warm]]\nquery = "{CONFIGURED}"\nparams = [2]\nevery = "10m"\n')
+    urls = ["--config", str(config), "--database-url", database_url, "--redis-url", redis_url]
+    # Its own process group: the worker, RQ's scheduler process and a work horse end
+    # together at once (a warm shutdown can wait up to a minute on RQ's pubsub thread).
+    other = subprocess.Popen(
+        [str(Path(sys.executable).parent / "pgsift"), "worker", "--queues", DUMPS_QUEUE, *urls],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120  # a hang guard
+        while not Worker.all(connection=context.client) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert main(["warm", "--burst", *urls]) == 0
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait(60)
+    key = context.shape(CONFIGURED, [2])[1].shape_key[:12]
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"finished  {key}  built 100 rows, 0\.0 MB in \S+s", lines[-1]), lines
+    assert not any("not done yet" in line for line in lines), lines
 
 
 def test_popularity_keeps_only_the_most_counted_shapes(context: JobContext) -> None:

@@ -17,6 +17,7 @@ import logging
 import threading
 
 from rq import Worker
+from rq.job import JobStatus
 
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
 from pgsift.middleware.progress import ProgressDisplay
@@ -76,6 +77,10 @@ def warm(context: JobContext, args: argparse.Namespace, display: ProgressDisplay
         finally:
             stop.set()
             watcher.join()
+        # A running `pgsift worker` may have taken some first: wait for those too (a retry
+        # waiting for its backoff is left to the workers, as the lines below say).
+        follow([followed for followed in jobs
+                if not followed.done and followed.status != JobStatus.SCHEDULED], display)
     else:
         if not Worker.all(connection=context.jobs_client):
             display.print(f"note: no worker is running; start `pgsift worker` (queue "

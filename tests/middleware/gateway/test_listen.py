@@ -26,8 +26,9 @@ def test_a_taken_port_is_a_clear_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         expected = f"cannot listen on 127.0.0.1:{port}: address already in use"
-        with pytest.raises(GatewayError, match=expected):
+        with pytest.raises(GatewayError) as raised:
             bind("127.0.0.1", port)
+        assert str(raised.value) == expected  # the address once, no "(while attempting ...)"
 
 
 def test_serve_on_a_taken_port_exits_before_connecting_anywhere() -> None:

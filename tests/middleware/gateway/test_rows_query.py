@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pgsift.middleware.gateway.app import SUBSCRIPTION_OVER_HTTP
+from pgsift.middleware.gateway.http_subscriptions import SUBSCRIPTION_OVER_HTTP
 from tests.middleware.gateway.harness import ISSUES_SCHEMA, gateway_settings, serve, token
 from tests.middleware.gateway.pgrows import execute
 
