@@ -109,6 +109,12 @@ class Settings:
     loader_max_pending: int = 50_000
     loader_max_keys: int = 10_000
 
+    # Relational shapes (`[relational]`, docs/relational.md): inner selects nest at most
+    # max_subquery_depth deep; a gateway keeps at most max_set_bytes of inner sets (past
+    # it, the subscription that would need more gets mustRefetch).
+    relational_max_subquery_depth: int = 3
+    relational_max_set_bytes: int = 256 * 1024 * 1024
+
     # `GET /v1/bootstrap` (`[bootstrap]`): a live one takes a snapshot connection of the
     # gateway's pool (gateway_snapshot_connections), waiting at most wait_s (then 503); a
     # caller (token subject) has at most max_per_caller in flight per process (then 429); a

@@ -25,7 +25,7 @@ from pgsift.subscriptions.domains import KeySpec, key_function
 from pgsift.subscriptions.ir import Expr, Select
 from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.template import Template, template_for
-from pgsift.subscriptions.wire import untyped_json
+from pgsift.subscriptions.wire import RowWire, untyped_json
 
 
 class InnerSet:
@@ -84,6 +84,11 @@ class InnerSet:
     def fetched(self) -> tuple[str, ...]:
         """The columns `to_sql` reads: the primary key, then the selected columns."""
         return self._template.columns
+
+    @property
+    def wire(self) -> RowWire:
+        """The encoders of the `fetched` columns, by their types (a `RowQuery` needs them)."""
+        return self._template.wire
 
     @property
     def inner_sets(self) -> tuple[InnerSet, ...]:

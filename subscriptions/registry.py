@@ -19,7 +19,7 @@ wrong one: the registry never answers for a set it does not hold (SetError).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,9 +131,16 @@ class SetRegistry:
             self._filing.held(inner.table, inner.key, key, holds=True)
         return True
 
-    def apply(self, changes: Iterable[Change]) -> list[SetDelta]:
+    def tables(self) -> frozenset[str]:
+        """The inner tables of the held sets (whose changes `apply` wants)."""
+        return frozenset(self._filing.tables())
+
+    def apply(self, changes: Iterable[Change], *, skip: Collection[str] = ()) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
-        first. Sets that pass the bound are dropped and listed in `over_bound`."""
+        first. Sets that pass the bound are dropped and listed in `over_bound`.
+
+        `skip`: sets that already hold this transaction (loaded from a snapshot
+        that saw it); they are left as they are."""
         # Each set gets the changes that may touch it (`SetFiling`), in their order.
         touched: dict[str, list[Change]] = {}
         keys: dict[int, RowKey | None] = {}
@@ -157,7 +164,7 @@ class SetRegistry:
         # The deepest (fewest dependencies) first.
         for key in sorted(touched, key=self._depth.__getitem__):
             state = self._states.get(key)
-            if state is None:
+            if state is None or key in skip:
                 continue
             if any(d.key not in self._states for d in state.inner.dependencies):
                 self._drop(key)  # a set it reads was dropped: it cannot be kept exact
@@ -218,6 +225,14 @@ class SetRegistry:
             self._bytes -= state.approx_bytes
             for row in state.row_keys():
                 self._filing.held(state.inner.table, key, row, holds=False)
+
+    def drop_all(self) -> list[str]:
+        """Forget every set's contents (they may be stale: changes went by unseen); the
+        holders stay, and `acquire` lists the sets as needing a load again."""
+        keys = list(self._states)
+        for key in keys:
+            self._drop(key)
+        return keys
 
     def dependents(self, key: str) -> tuple[InnerSet, ...]:
         """The held sets that read set `key` directly (nested selects)."""

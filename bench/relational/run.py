@@ -17,8 +17,8 @@ The issue's target for outer changes: within 2x between 100 and 10,000
 subscriptions. A change reaches every subscriber of its team, so the events per
 change grow with the subscriptions (30 per team at 10,000); the per-event cost
 and the cost of a change reaching nobody are printed to separate the lookup
-from the delivery. The live part (moves read from Postgres, splice, websocket)
-is not measured here (see docs/relational.md).
+from the delivery. The live part (moves read from Postgres, splice, websocket,
+against re-running the query) is `bench/relational/live.py`.
 
     .venv/bin/python bench/relational/run.py [--sizes 100,10000] [--changes 3000]
         [--teams 1000] [--seed 1]

@@ -8,7 +8,7 @@ already hold) and its rows in wire form (`pgsift.subscriptions.wire`): as rows
 ends, a dump's lease is released.
 
 * `LiveRows.open(connection, position, query)` reads a statement (a shape's,
-  or any other: rows moved into a shape are read so) in a snapshot
+  an inner set's, or a move's region: `statement()` reads more in the same snapshot) in a snapshot
   (`pgsift.middleware.bootstrap.snapshot`) at a feed position its caller
   recorded *before* the call (`bounds().end` of a feed reader): every change
   missing from the rows is in the feed after it, and the stamp tells which
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -155,6 +155,12 @@ class LiveRows:
                 if out:
                     yield out
         yield compressor.compress(end_line(count, cursor)) + compressor.finish()
+
+    def statement(self, sql: str, params: Sequence[Any]) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Another statement's rows (typed, not wire form) in the same snapshot: the
+        rows an inner-set change moves into or out of a subscription are read so, as
+        are the inner sets themselves (`pgsift.middleware.gateway.moves`)."""
+        return self.read.rows(sql, params, self._batch)
 
     async def close(self) -> None:
         await self._exits.aclose()

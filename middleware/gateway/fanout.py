@@ -38,13 +38,17 @@ from typing import Any, Protocol
 
 import redis.exceptions
 
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
 from pgsift.middleware.gateway.recent import RecentEntries
+from pgsift.middleware.gateway.set_loading import Connect, SetLoads
+from pgsift.middleware.gateway.set_router import SetRouter
 from pgsift.middleware.mutations.confirmed import ClientBinding
+from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,13 @@ class Inbox:
         self.budget.used -= 1
         return self._queue.popleft()
 
+    def drain(self) -> list[RoutedTx]:
+        """Every queued transaction at once (a move splices those its snapshot saw)."""
+        queued = list(self._queue)
+        self._queue.clear()
+        self.budget.used -= len(queued)
+        return queued
+
     def overflow(self) -> None:
         """From now on the subscription can only end with `mustRefetch`."""
         if self.closed or self.overflowed:
@@ -148,13 +159,22 @@ class FeedTailer:
         block_ms: int = BLOCK_MS,
         on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
         max_tx_changes: int | None = None,
+        sets: SetRegistry | None = None,
+        sets_connection: Connect | None = None,
+        sets_feed: AsyncFeedRetention | None = None,
     ) -> None:
         # Reads entries from `source`; bounds, and what cannot be decoded, from `retention`.
         self._source, self._retention = source, retention
         self._batch, self._block_ms = batch, block_ms
         self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
-        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes)
+        self._router: TxRouter[Inbox] = TxRouter(max_tx_changes, sets=sets)
+        self.sets: SetRouter[Inbox] | None = self._router.sets  # relational routing, if any
+        # Relational subscriptions attach between transactions (`set_loading`).
+        self._loads: SetLoads[Inbox] | None = None
+        if self._router.sets is not None and sets_connection is not None:
+            # Set loads read the feed on a connection XREAD does not hold (`sets_feed`).
+            self._loads = SetLoads(self._router.sets, sets_connection, sets_feed or retention)
         self._shape_refs: dict[str, int] = {}
         self._cursor: FeedPosition | None = None
         # Every transaction up to here has been delivered, or its subscribers were
@@ -243,8 +263,22 @@ class FeedTailer:
             self._metrics.shapes.set(len(self._shape_refs))
         return inbox
 
+    async def attach(
+        self, shape: Shape, budget: SendBudget, client: ClientBinding | None = None
+    ) -> Inbox:
+        """`subscribe` for any shape; one with inner sets attaches between transactions,
+        once its sets are loaded (`set_loading`; SetBoundError past the memory bound)."""
+        if not shape.inner_sets:
+            return self.subscribe(shape, budget, client)
+        if self._loads is None or self.stopped:
+            raise GatewayError("this gateway does not keep inner sets now; subscribe again")
+        make = lambda: self.subscribe(shape, budget, client)  # noqa: E731
+        return await self._loads.request(shape, make, self.unsubscribe)
+
     def unsubscribe(self, inbox: Inbox) -> None:
         self._router.remove(inbox.shape, inbox)
+        if inbox.shape.inner_sets and self.sets is not None:
+            self.sets.registry.release(inbox.shape.inner_sets)
         inbox.release()
         refs = self._shape_refs.pop(inbox.shape.key, 1) - 1
         if refs:
@@ -272,6 +306,8 @@ class FeedTailer:
             self.ready = False
             self.stopped = True
             self._overflow(self._router.listeners())
+            if self._loads is not None:
+                self._loads.fail_all(GatewayError("the feed tailer stopped; subscribe again"))
             raise
 
     async def _tail(self) -> None:
@@ -280,7 +316,7 @@ class FeedTailer:
         batch = self._batch
         while True:
             try:
-                entries = await self._source.read_after(self._cursor, batch, self._block_ms)
+                entries = await self._read(batch)
             except (redis.exceptions.RedisError, OSError):
                 raise  # not the entries' fault: retried from the cursor by `run`
             except Exception:
@@ -303,6 +339,18 @@ class FeedTailer:
                     self._overflow(self._router.listeners_of(entry))
                 self._cursor = entry.id
                 self.recent.append(entry)
+                if self._loads is not None:
+                    await self._loads.serve_at(self._boundary())
+
+    async def _read(self, batch: int) -> list[FeedEntry]:
+        reading = self._source.read_after(self._cursor, batch, self._block_ms)
+        if self._loads is None:
+            return await reading
+        return await self._loads.while_reading(reading, self._boundary)
+
+    def _boundary(self) -> FeedPosition | None:
+        """The tailer's position when it is between two transactions."""
+        return None if self._router.in_flight_lsn is not None else self._cursor or START
 
     async def _check_retained(self, entries: list[FeedEntry]) -> None:
         """Whether something after the cursor was trimmed before the last read.

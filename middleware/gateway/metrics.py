@@ -11,6 +11,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pgsift.subscriptions.registry import RegistryStats
+
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "SnapshotSource"]
 
 SnapshotSource = Literal["postgres", "dump"]
@@ -51,6 +53,13 @@ class GatewayMetrics:
         )
         self.feed_entries = Counter(
             "pgsift_gateway_feed_entries", "Feed entries read by the tailer", registry=r
+        )
+        # The inner sets of relational shapes (`watch_sets`).
+        self.inner_sets = Gauge("pgsift_gateway_inner_sets", "Materialized inner sets", registry=r)
+        self.inner_set_bytes = Gauge(
+            "pgsift_gateway_inner_set_bytes",
+            "Measured memory of the materialized inner sets (bound: relational_max_set_bytes)",
+            registry=r,
         )
         self.feed_lag = Gauge(
             "pgsift_gateway_feed_lag_seconds",
@@ -121,6 +130,11 @@ class GatewayMetrics:
         `snapshots_total` and `snapshot_seconds_count` agree."""
         self.snapshots.labels(source=source, endpoint=endpoint).inc()
         self.snapshot_seconds.labels(source=source, endpoint=endpoint).observe(seconds)
+
+    def watch_sets(self, stats: Callable[[], RegistryStats]) -> None:
+        """Report the inner sets' count and measured size at every scrape."""
+        self.inner_sets.set_function(lambda: stats().materialized)
+        self.inner_set_bytes.set_function(lambda: stats().approx_bytes)
 
     def watch_heartbeat(self, age_s: Callable[[], float | None]) -> None:
         """Report `age_s()` as the heartbeat age at every scrape."""

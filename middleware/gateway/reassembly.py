@@ -15,84 +15,35 @@ once for all of them (`RoutedTx.live_messages`).
 
 `TxRouter` is the routing path of the gateway: the feed tailer routes every
 entry through one for all live subscriptions, and a subscription's catch-up
-routes the entries before the handoff through one of its own. A listener added
-with a `ClientBinding` also gets every transaction that confirms that client's
+routes the entries before the handoff through one of its own. Shapes that read
+inner sets go to its `SetRouter` (`set_router`), given the process's
+`SetRegistry`; the rest to the `TxAssembler`. A listener added with a
+`ClientBinding` also gets every transaction that confirms that client's
 mutations (a version of its ledger row, `pgsift.middleware.mutations.confirmed`),
 with `confirmed` set — and no changes when none of the shape's rows changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Generic
 
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.messages import (
-    SyncMessage,
-    WireChange,
-    WireOp,
-    batched,
-    wire_change,
-)
+from pgsift.middleware.gateway.routed import L, Routed, RoutedTx, apply_event
+from pgsift.middleware.gateway.set_router import SetRouter
 from pgsift.middleware.mutations.confirmed import (
     ClientBinding,
     Confirmed,
     ledger_confirmations,
     touches_ledger,
 )
+from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.subscriptions.sets import SetError
 from pgsift.subscriptions.shape import Shape
 
-
-class Listener(Hashable, Protocol):
-    """A routing listener: its shape gives the wire form of the rows routed to it."""
-
-    @property
-    def shape(self) -> Shape: ...
-
-
-L = TypeVar("L", bound=Listener)
-
-WIRE_OPS: dict[str, WireOp] = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
-
-
-@dataclass(slots=True)
-class Routed:
-    """What one transaction means for one subscription."""
-
-    changes: list[WireChange] = field(default_factory=list)
-    # A TRUNCATE or a schema change of the table: the client must refetch.
-    refetch: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RoutedTx:
-    """A whole committed transaction, as far as one subscription is concerned."""
-
-    id: FeedPosition  # of its last chunk: the cursor that follows it
-    lsn: int
-    xid: int
-    commit_time: float  # unix seconds
-    changes: tuple[WireChange, ...]
-    refetch: bool
-    confirmed: Confirmed | None = None
-    # Its live messages by size bound, cut once for every subscription it reaches.
-    _live: dict[int, tuple[SyncMessage, ...]] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
-
-    def live_messages(self, max_bytes: int) -> tuple[SyncMessage, ...]:
-        """Its changes as live messages of at most ~`max_bytes` (`messages.batched`),
-        the same objects for every subscriber, so each is encoded once per selection."""
-        messages = self._live.get(max_bytes)
-        if messages is None:
-            messages = self._live[max_bytes] = tuple(batched(
-                self.changes, max_bytes=max_bytes, cursor=self.id, up_to_date=True,
-                confirmed=self.confirmed,
-            ))
-        return messages
+__all__ = ["Routed", "RoutedTx", "TxAssembler", "TxRouter"]
 
 
 class TxAssembler(Generic[L]):
@@ -149,7 +100,7 @@ class TxAssembler(Generic[L]):
                 if once in applied:
                     continue
                 applied.add(once)
-                _apply(routed, event, listener.shape)
+                apply_event(routed, event, listener.shape)
                 if self.max_changes is not None and len(routed.changes) > self.max_changes:
                     routed.changes.clear()
                     routed.refetch = True
@@ -191,7 +142,9 @@ class TxAssembler(Generic[L]):
 class TxRouter(Generic[L]):
     """Listeners by shape; feed entries in, whole per-listener transactions out."""
 
-    def __init__(self, max_changes: int | None = None) -> None:
+    def __init__(
+        self, max_changes: int | None = None, *, sets: SetRegistry | None = None
+    ) -> None:
         self._index: RoutingIndex[L] = RoutingIndex()
         self._by_table: dict[str, set[L]] = {}
         self._bound: dict[str, dict[L, str]] = {}
@@ -199,6 +152,9 @@ class TxRouter(Generic[L]):
         self._assembler: TxAssembler[L] = TxAssembler(
             self._index, lambda table: tuple(self._by_table.get(table, ())), max_changes,
             self._bound,
+        )
+        self.sets: SetRouter[L] | None = (
+            None if sets is None else SetRouter(sets, max_changes)
         )
 
     @property
@@ -208,20 +164,30 @@ class TxRouter(Generic[L]):
     @property
     def in_flight_lsn(self) -> int | None:
         """LSN of a transaction whose first chunks were routed but not its last."""
-        return self._assembler.in_flight_lsn
+        in_flight = self._assembler.in_flight_lsn
+        if in_flight is None and self.sets is not None:
+            return self.sets.in_flight_lsn
+        return in_flight
 
     @property
     def routed_changes(self) -> int:
         """Changes routed to some listener so far."""
-        return self._assembler.routed_changes
+        extra = 0 if self.sets is None else self.sets.routed_changes
+        return self._assembler.routed_changes + extra
 
     def add(self, shape: Shape, listener: L, client: ClientBinding | None = None) -> None:
         """Route `shape`'s changes to `listener`, and `client`'s confirmations too."""
-        self._index.add(shape, listener)
-        self._by_table.setdefault(shape.table, set()).add(listener)
+        if shape.inner_sets and self.sets is None:
+            raise SetError("this router has no inner sets (TxRouter(sets=...))")
         if client is not None:
             self._clients[listener] = client
             self._bound.setdefault(client.client_id, {})[listener] = client.owner
+        if shape.inner_sets:
+            assert self.sets is not None
+            self.sets.add(shape, listener)
+            return
+        self._index.add(shape, listener)
+        self._by_table.setdefault(shape.table, set()).add(listener)
 
     def remove(self, shape: Shape, listener: L) -> None:
         client = self._clients.pop(listener, None)
@@ -230,6 +196,10 @@ class TxRouter(Generic[L]):
             bound.pop(listener, None)
             if not bound:
                 self._bound.pop(client.client_id, None)
+        if shape.inner_sets:
+            if self.sets is not None:
+                self.sets.remove(shape, listener)
+            return
         self._index.remove(shape, listener)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
@@ -238,31 +208,49 @@ class TxRouter(Generic[L]):
                 del self._by_table[shape.table]
 
     def listeners(self) -> set[L]:
-        return {listener for listeners in self._by_table.values() for listener in listeners}
+        plain = {listener for listeners in self._by_table.values() for listener in listeners}
+        return plain if self.sets is None else plain | self.sets.listeners()
 
     def listeners_of(self, entry: FeedEntry) -> set[L]:
-        """Whoever `entry` may concern (everyone, when it names no table)."""
+        """Whoever `entry` may concern (everyone, when it names no table; every reader of
+        an inner set, when it names an inner table: the sets may be wrong now; every
+        bound client's listener, when it writes the mutation ledger)."""
         tables = {change.table for change in entry.changes} | set(entry.schema_changes)
         if not tables:
             return self.listeners()
-        found = {listener for table in tables for listener in self._by_table.get(table, ())}
+        out = {listener for table in tables for listener in self._by_table.get(table, ())}
         if self._bound and touches_ledger(entry):
-            found |= set(self._clients)  # a confirmation of theirs may be in it
-        return found
+            out |= set(self._clients)  # a confirmation of theirs may be in it
+        if self.sets is not None:
+            if tables & self.sets.registry.tables():
+                return out | self.sets.listeners()
+            out |= self.sets.listeners_of(tables)
+        return out
 
     def reset(self) -> None:
         """Forget a transaction under way: its remaining chunks will not be routed."""
         self._assembler.reset()
+        if self.sets is not None:
+            self.sets.reset()
 
     def route(self, entry: FeedEntry) -> dict[L, RoutedTx] | None:
         """Route one chunk; at a transaction's last chunk, what it means for each listener
         it touched (None before that)."""
         routed = self._assembler.add(entry)
+        if self.sets is not None:
+            try:
+                related = self.sets.route(entry)
+            except Exception:
+                self.sets.reset()  # half applied: the sets cannot be trusted any more
+                raise
+            if routed is not None and related is not None:
+                routed.update(related)
         if routed is None:
             return None
         commit_time = entry.commit_time.timestamp()
-        # One RoutedTx per shape: its listeners share it, and so its messages; a
-        # listener whose client's mutations the transaction confirms gets its own.
+        # One RoutedTx per shared Routed (per shape): its listeners share it, and so its
+        # messages; a listener whose client's mutations the transaction confirms gets
+        # its own.
         shared: dict[int, RoutedTx] = {}
         out: dict[L, RoutedTx] = {}
         confirmations = self._assembler.confirmed
@@ -271,17 +259,8 @@ class TxRouter(Generic[L]):
             if tx is None:
                 tx = shared[id(result)] = RoutedTx(
                     entry.id, entry.lsn, entry.xid, commit_time, tuple(result.changes),
-                    result.refetch,
+                    result.refetch, tuple(result.moves),
                 )
             confirmed = confirmations.get(listener)
             out[listener] = tx if confirmed is None else replace(tx, confirmed=confirmed)
         return out
-
-
-def _apply(routed: Routed, event: Any, shape: Shape) -> None:
-    op = WIRE_OPS.get(event.op)
-    if op is None:  # truncate: the client cannot know which of its rows went
-        routed.refetch = True
-        return
-    row = None if op == "DELETE" else event.row
-    routed.changes.append(wire_change(op, event.key, row, shape.wire))

@@ -1,7 +1,7 @@
 """The feed entries the tailer read last, held decoded for the sessions that start now.
 
 A subscription that starts walks the feed back from its snapshot's position
-(up to `session.HANDOFF_ENTRIES` entries) and catches up to the tailer's
+(up to `replay.HANDOFF_ENTRIES` entries) and catches up to the tailer's
 position; read from Redis, that is a thousand entries fetched and decoded
 again for every subscription — with 20,000 subscribing at once, most of a
 gateway's time and all of its Redis connections. The tailer has just read
@@ -25,7 +25,7 @@ from itertools import islice
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 
-MAX_ENTRIES = 2000  # above session.HANDOFF_ENTRIES: a whole walk back fits
+MAX_ENTRIES = 2000  # above replay.HANDOFF_ENTRIES: a whole walk back fits
 MAX_CHANGES = 200_000
 
 Key = tuple[int, int]

@@ -23,8 +23,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from pgsift.middleware.bootstrap.connections import SnapshotConnections
 from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
 from pgsift.middleware.catalog import require_replica_identity
 from pgsift.middleware.errors import GatewayError
@@ -36,12 +39,14 @@ from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
+from pgsift.middleware.gateway.relational_session import RelationalSession
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
 from pgsift.middleware.mutations.confirmed import ClientBinding, read_confirmed
 from pgsift.middleware.wiring import Wiring
 from pgsift.subscriptions.catalog import Catalog
 from pgsift.subscriptions.errors import QueryError
+from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,16 @@ class SyncService:
         self.retention = AsyncFeedRetention.for_database(self.reader.client, database)
         tail_client = wiring.async_redis(connections=1)
         self._tail_reader = AsyncFeedReader(tail_client, database)
+        # The tailer's own connection, to load inner sets (no session can exhaust it).
+        self.sets_pool: AsyncConnectionPool[Any] = snapshot_pool(
+            self.database_url,
+            max_size=1,
+            wait_s=settings.gateway_snapshot_wait_s,
+            statement_timeout_s=settings.gateway_snapshot_statement_timeout_s,
+            idle_timeout_s=settings.gateway_snapshot_idle_timeout_s,
+        )
+        self.sets = SetRegistry(max_bytes=settings.relational_max_set_bytes)
+        self.metrics.watch_sets(self.sets.stats)
         self.tailer = FeedTailer(
             self._tail_reader,
             loader=loader,
@@ -97,6 +112,9 @@ class SyncService:
             on_schema_change=self._schema_changed,
             retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
+            sets=self.sets,
+            sets_connection=self.sets_pool.connection,
+            sets_feed=self.retention,
         )
         # The watchdog, the heartbeat poll and the Redis health probe: one connection each.
         self._watch_client = wiring.async_redis(connections=3)
@@ -136,6 +154,7 @@ class SyncService:
                 'of every table; add [policies."schema.table"] (columns, row) to pgsift.toml'
             )
         await self.connections.open()
+        await self.sets_pool.open()
         await self.refresh_catalog()
         await self.tailer.start()
         self._tail_task = asyncio.create_task(self.tailer.run(), name="pgsift-feed-tailer")
@@ -153,6 +172,7 @@ class SyncService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.connections.close()
+        await self.sets_pool.close()
         await self.reader.close()
         await self._tail_reader.close()
         await self._watch_client.aclose()  # type: ignore[attr-defined]  # stubs predate it
@@ -270,15 +290,19 @@ class SyncService:
         if self.catalog is None:
             raise GatewayError("the catalog of the database could not be read")
         shape = Shape.parse(
-            query, params=params, catalog=self.catalog, claims=dict(claims), policies=self.policies
+            query,
+            params=params,
+            catalog=self.catalog,
+            claims=dict(claims),
+            policies=self.policies,
+            max_subquery_depth=self.settings.relational_max_subquery_depth,
         )
         require_replica_identity(shape, self.catalog, self.policies)
-        if shape.inner_sets:
-            # Rows moving in and out as inner sets change are the next step (docs/relational.md).
+        if any(inner.dependencies for inner in shape.inner_sets):
+            # A nested set changes by region reads of its own, which the tailer does not run.
             raise QueryError(
-                "subscriptions that read an inner select (IN (SELECT ...) or EXISTS, in the "
-                "query or in its table's policy) are not served live yet; GET /v1/bootstrap "
-                "reads them",
+                "an inner select that reads another inner select (nested IN (SELECT ...), in "
+                "the query or in a policy) is not served live yet; GET /v1/bootstrap reads it",
                 sql=query,
             )
         return shape
@@ -298,7 +322,9 @@ class SyncService:
             raise GatewayError("the gateway is not started")
         shape = await self.shape(query, params, claims)
         dump: RowSource | None = None
-        if cursor is None and self.dumps is not None and self.catalog is not None:
+        # A relational shape starts at the tailer's position, not a dump's.
+        relational = bool(shape.inner_sets)
+        if cursor is None and not relational and self.dumps is not None and self.catalog:
             try:
                 layout = ShapeLayout.of(shape, self.catalog)
                 if await self._may_have_dump(layout.shape_key):
@@ -306,7 +332,8 @@ class SyncService:
                     dump = await find_dump_source(self.dumps, layout, bounds)
             except Exception:
                 log.exception("looking for a dump of %r failed; reading Postgres", shape)
-        session = SyncSession(
+        kind = RelationalSession if relational else SyncSession
+        session = kind(
             shape=shape,
             cursor=cursor,
             reader=self.reader,

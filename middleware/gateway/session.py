@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
+from typing import Any, Protocol
 
 import psycopg
 import redis.exceptions
@@ -61,7 +62,7 @@ from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.feed.position import START, FeedPosition
+from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
 from pgsift.middleware.gateway.messages import (
@@ -73,6 +74,7 @@ from pgsift.middleware.gateway.messages import (
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics, SnapshotSource
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.gateway.replay import replay_start
 from pgsift.middleware.mutations.confirmed import ClientBinding, Confirmed, read_confirmed
 from pgsift.subscriptions.shape import Shape
 
@@ -84,21 +86,6 @@ CATCH_UP_BLOCK_MS = 1000
 # reading the feed (Redis unreachable); then the client gets an error.
 TAILER_WAIT_S = 10.0
 
-# How far `_replay_start` looks back from the recorded position for transactions
-# the snapshot does not see: at most this many entries, and only entries that
-# committed at most this long before the newest one looked at. A transaction
-# there that is invisible had been committing (commit record written, not yet
-# visible) since before the recorded position: for microseconds normally, for a
-# standby round trip under synchronous replication. Seconds cover a slow
-# standby; a commit held longer than that is lost to the subscription (bounding
-# the walk keeps a subscription's start cheap on a busy feed, where the entry
-# bound is reached first: at 1,000 transactions/s it covers one second).
-HANDOFF_ENTRIES = 1000
-HANDOFF_S = 5.0
-HANDOFF_PAGE = 100
-# How long the walk back waits for the tailer to read up to the recorded position,
-# so that it reads the tailer's decoded entries (`recent`) rather than Redis.
-RECENT_WAIT_S = 0.5
 # The snapshot stamp is forgotten at the first replayed transaction this many
 # xids past its xmax: every xid at or above xmax belonged to a transaction still
 # running when the snapshot was taken, and far fewer than this run at once, so
@@ -131,6 +118,12 @@ def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
             f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
         ) from exc
     return parsed.position, parsed.snapshot
+
+
+class CatchUpRouter(Protocol):
+    """Routes the feed entries of a catch-up for one session (a `TxRouter`)."""
+
+    def route(self, entry: FeedEntry) -> Mapping[Any, RoutedTx] | None: ...
 
 
 class SyncSession:
@@ -271,50 +264,9 @@ class SyncSession:
         """
 
     async def _replay_start(self, position: FeedPosition, stamp: Snapshot) -> FeedPosition:
-        """Where the replay of a snapshot recorded at `position` must start.
-
-        Before the oldest transaction at or below `position` (within
-        `HANDOFF_ENTRIES` / `HANDOFF_S`) that `stamp` does not see; `position`
-        itself when it sees them all. Later ones it does see are skipped by
-        `_seen_by_snapshot`.
-        """
-        walked, older = await self._walk_back(position)
-        start = position
-        for index, entry in enumerate(walked):
-            if not stamp.visible(entry.xid):
-                following = walked[index + 1] if index + 1 < len(walked) else older
-                start = following.id if following is not None else await self._floor()
-        return start
-
-    async def _walk_back(
-        self, position: FeedPosition
-    ) -> tuple[list[FeedEntry], FeedEntry | None]:
-        """The feed's entries at or below `position`, newest first, within the bounds;
-        and the next older entry (None when there is none)."""
-        feed, recent = self._retention, self._tailer.recent
-        # Usually the tailer has read up to `position` already, or will in a moment.
-        await recent.reach(position, RECENT_WAIT_S)
-        walked: list[FeedEntry] = []
-        upper, inclusive = position, True
-        while True:
-            entries = recent.before(upper, inclusive=inclusive, count=HANDOFF_PAGE)
-            if entries is None:
-                bound = upper if inclusive else upper.exclusive
-                entries = await feed.run(feed.queries.entries_before(bound, HANDOFF_PAGE))
-            if not entries:
-                return walked, None
-            for entry in entries:
-                newest = walked[0].commit_time if walked else entry.commit_time
-                too_old = (newest - entry.commit_time).total_seconds() > HANDOFF_S
-                # Stop only between transactions (at the last chunk of an older one).
-                if entry.last and (len(walked) >= HANDOFF_ENTRIES or too_old):
-                    return walked, entry
-                walked.append(entry)
-            upper, inclusive = walked[-1].id, False
-
-    async def _floor(self) -> FeedPosition:
-        """A position below every retained entry: the trim marker, else the start."""
-        return (await self._retention.bounds()).trimmed or START
+        """Where the replay of a snapshot recorded at `position` must start (`replay`);
+        the walk back reads the tailer's decoded entries when it holds them."""
+        return await replay_start(self._retention, position, stamp, self._tailer.recent)
 
     async def _live_source(self) -> RowSource:
         """Record the feed's end, then take the snapshot on a pooled connection."""
@@ -383,9 +335,7 @@ class SyncSession:
         when it does not touch the shape or the snapshot already holds it."""
         if done >= through:
             return
-        # The tailer's routing path, for this one subscription.
-        router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
-        router.add(self.shape, self, self._client)
+        router = self._catch_up_router()
         while done < through:
             # What the tailer holds needs no retention check: it is a contiguous run.
             entries = self._tailer.recent.after(cursor, CATCH_UP_BATCH)
@@ -423,6 +373,12 @@ class SyncSession:
                     # Not of this shape, or already in the snapshot: only the position moves on.
                     tx = RoutedTx(entry.id, entry.lsn, entry.xid, 0.0, (), False)
                 yield tx
+
+    def _catch_up_router(self) -> CatchUpRouter:
+        """The tailer's routing path, for this one subscription."""
+        router: TxRouter[SyncSession] = TxRouter(self._tailer.max_tx_changes)
+        router.add(self.shape, self, self._client)
+        return router
 
     def _seen_by_snapshot(self, xid: int) -> bool:
         stamp = self._stamp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg import AsyncConnection, sql
 
@@ -43,11 +44,19 @@ def select_by_keys(
 
 
 async def fetch_rows(
-    conn: AsyncConnection[tuple[object, ...]], table: Table, keys: Sequence[RowKey]
+    conn: AsyncConnection[tuple[object, ...]],
+    table: Table,
+    keys: Sequence[RowKey],
+    where: tuple[str, list[Any]] | None = None,
 ) -> dict[RowKey, Row]:
-    """The existing rows among `keys`, by primary key."""
+    """The existing rows among `keys`, by primary key; with `where` (a bound policy's
+    `to_sql_where()`), only those it allows."""
     query, params = select_by_keys(table, keys)
-    cursor = await conn.execute(query, params)
+    bound: list[Any] = list(params)
+    if where is not None:
+        query = sql.Composed([query, sql.SQL(" AND "), sql.SQL(where[0])])
+        bound.extend(where[1])
+    cursor = await conn.execute(query, bound)
     names = list(table.columns)
     rows = (dict(zip(names, values, strict=True)) for values in await cursor.fetchall())
     return {row_key(table, row): row for row in rows}

@@ -34,9 +34,24 @@ class LoadRequest:
         """Key #`index` of the caller's keys, typed (`type_key`); LoaderError if it does not fit."""
         return type_key(self.table, key, index, self.catalog)
 
+    @property
+    def judged_in_sql(self) -> bool:
+        """Whether the policy reads inner sets (`IN (SELECT ...)`): then Postgres judges
+        it in the statement, at the moment it runs, instead of the cached rows."""
+        return self.policy is not None and bool(self.policy.inner_sets)
+
+    def sql_policy(self) -> tuple[str, list[Any]] | None:
+        """The policy as SQL to AND into the load's statement, when it is judged there."""
+        if self.policy is None or not self.judged_in_sql:
+            return None
+        return self.policy.to_sql_where()
+
     def visible(self, row: Row | None) -> Row | None:
-        """The row as this caller may see it: projected, or None if not allowed."""
-        if row is None or (self.policy is not None and not self.policy.matches(row)):
+        """The row as this caller may see it: projected, or None if not allowed (a row
+        judged in SQL is allowed already)."""
+        if row is None:
+            return None
+        if self.policy is not None and not self.judged_in_sql and not self.policy.matches(row):
             return None
         return {column: row[column] for column in self.columns}
 
@@ -69,12 +84,6 @@ class PolicyBinder:
                 bound = policy.bind(claims, catalog=self._catalog)
             except PgsiftError as exc:
                 raise LoaderError(f"policy of {table}: {exc}") from exc
-            if bound.inner_sets:
-                # Judging rows needs the rule's inner sets (docs/relational.md, next step).
-                raise LoaderError(
-                    f"the policy of {table} reads an inner select (IN (SELECT ...)): "
-                    "batch loads of it are not supported yet"
-                )
             self._bound[cache_key] = bound
             if len(self._bound) > self._size:
                 self._bound.popitem(last=False)

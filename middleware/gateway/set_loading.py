@@ -1,0 +1,199 @@
+"""Attaching a relational subscription at the tailer: its inner sets loaded, then its inbox.
+
+A subscription whose shape reads inner sets cannot be registered at just any
+moment: the sets must be exact at the position where its inbox starts. So the
+feed tailer serves these requests itself, between two transactions (no chunk
+of a transaction routed without its last), at its position `p`:
+
+1. `registry.acquire(shape.inner_sets)` gives the sets nobody holds yet.
+2. Those are read with one `LiveRows` (the bootstrap seam) on a connection of
+   the tailer's own (sessions cannot exhaust it), recorded at `p`. A snapshot
+   that misses a transaction at or below `p` (visibility lags the commit
+   record by microseconds: see `session`) is retaken, up to `LOAD_ATTEMPTS`
+   times. Each set is loaded deepest first (`registry.load`); one past the
+   memory bound fails the request with `SetBoundError`.
+3. The sets become *pending* with the snapshot's stamp: the tailer does not
+   apply to them again the transactions after `p` the snapshot saw
+   (`SetRouter.add_pending`).
+4. The inbox is created at `p` and the shape registered: every transaction
+   after `p` reaches it, routed with exact sets.
+
+While the tailer loads, it delivers nothing; loads are one indexed query per
+new set. A set already held by another subscription costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import psycopg
+
+from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery
+from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.feed.retention import AsyncFeedRetention
+from pgsift.middleware.gateway.replay import sees_through
+from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.subscriptions.inner import InnerSet
+from pgsift.subscriptions.shape import Shape
+
+log = logging.getLogger(__name__)
+
+LOAD_ATTEMPTS = 200
+LOAD_RETRY_S = 0.01
+
+Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
+T = TypeVar("T")
+
+
+class SetBoundError(GatewayError):
+    """The subscription's inner sets would pass `relational_max_set_bytes`."""
+
+
+@dataclass(slots=True)
+class _Request(Generic[T]):
+    shape: Shape
+    make: Callable[[], T]
+    undo: Callable[[T], None]
+    done: asyncio.Future[T] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = asyncio.get_running_loop().create_future()
+
+
+class SetLoads(Generic[T]):
+    """Requests to attach relational subscriptions, served by the tailer between
+    transactions (see the module docstring)."""
+
+    def __init__(
+        self, router: SetRouter[Any], connect: Connect, retention: AsyncFeedRetention
+    ) -> None:
+        self.router = router
+        self._connect = connect
+        self._retention = retention
+        self._requests: deque[_Request[T]] = deque()
+        self.wake = asyncio.Event()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._requests)
+
+    async def request(
+        self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]
+    ) -> T:
+        """Wait for the tailer to load `shape`'s sets and call `make` (which registers
+        the listener) at a transaction boundary; its result. `undo` unregisters it if
+        the caller went away meanwhile."""
+        request: _Request[T] = _Request(shape, make, undo)
+        self._requests.append(request)
+        self.wake.set()
+        try:
+            return await request.done
+        except asyncio.CancelledError:
+            if request in self._requests:
+                self._requests.remove(request)
+            raise
+
+    def fail_all(self, error: BaseException) -> None:
+        """The tailer stopped: no request will be served."""
+        while self._requests:
+            request = self._requests.popleft()
+            if not request.done.done():
+                request.done.set_exception(error)
+
+    async def while_reading(
+        self, reading: Awaitable[list[FeedEntry]], boundary: Callable[[], FeedPosition | None]
+    ) -> list[FeedEntry]:
+        """Await the tailer's next `reading` of the feed, serving requests meanwhile at
+        `boundary()` (the tailer's position, None mid-transaction)."""
+        read = asyncio.ensure_future(reading)
+        try:
+            while not read.done():
+                await self.serve_at(boundary())
+                woken = asyncio.ensure_future(self.wake.wait())
+                try:
+                    await asyncio.wait({read, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+            return read.result()
+        finally:
+            if not read.done():
+                read.cancel()
+
+    async def serve_at(self, position: FeedPosition | None) -> None:
+        """Serve every waiting request at `position`: a transaction boundary (None: not
+        at one; they wait)."""
+        if position is None or not self._requests:
+            return
+        self.wake.clear()
+        while self._requests:
+            request = self._requests.popleft()
+            if request.done.done():
+                continue
+            try:
+                result = await self._attach(request, position)
+            except Exception as exc:
+                if not request.done.done():
+                    request.done.set_exception(exc)
+                continue
+            if request.done.done():  # the session went away meanwhile
+                request.undo(result)
+                continue
+            request.done.set_result(result)
+
+    async def _attach(self, request: _Request[T], position: FeedPosition) -> T:
+        registry = self.router.registry
+        sets = request.shape.inner_sets
+        needed = registry.acquire(sets)
+        try:
+            if needed:
+                await self._load(needed, position)
+            return request.make()
+        except BaseException:
+            registry.release(sets)
+            raise
+
+    async def _load(self, needed: tuple[InnerSet, ...], position: FeedPosition) -> None:
+        registry = self.router.registry
+        for _ in range(LOAD_ATTEMPTS):
+            first = needed[0]
+            sql, params = first.to_sql()
+            source = await LiveRows.open(
+                self._connect(), position, RowQuery(sql, tuple(params), first.wire)
+            )
+            try:
+                stamp = source.cursor.snapshot
+                assert stamp is not None  # a live source always has one
+                if not await sees_through(self._retention, position, stamp):
+                    await asyncio.sleep(LOAD_RETRY_S)
+                    continue
+                for inner in needed:
+                    sql, params = inner.to_sql()
+                    columns = inner.fetched
+                    rows = [
+                        dict(zip(columns, row, strict=True))
+                        async for batch in source.statement(sql, params)
+                        for row in batch
+                    ]
+                    if not registry.load(inner, rows):
+                        raise SetBoundError(
+                            "the inner sets of this subscription would pass the gateway's "
+                            "memory bound (relational_max_set_bytes)"
+                        )
+                self.router.add_pending(
+                    (inner.key for inner in needed), stamp, source.read.taken_at
+                )
+                return
+            finally:
+                await source.close()
+        raise GatewayError(
+            f"no snapshot saw the feed up to {position} after {LOAD_ATTEMPTS} attempts; "
+            "subscribe again"
+        )

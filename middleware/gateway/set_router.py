@@ -1,0 +1,300 @@
+"""The tailer's pass for shapes that read inner sets: sets kept current, rows moved.
+
+Shapes with `x IN (SELECT ...)` (in the query or in its table's policy) are
+routed here, not by the plain `TxAssembler`: their verdicts depend on the
+process's `SetRegistry`, which this router keeps current from the feed. For
+each transaction, in this order (docs/relational.md, "Live semantics"):
+
+1. Chunk by chunk, the changes of inner tables go to `registry.apply`; the
+   deltas of one transaction are merged (`SetDelta.then`). Changes of outer
+   tables of these shapes are held until the last chunk (at most
+   `max_changes`; past that the listeners of those tables refetch), because
+   a new row is judged with the sets *after* the whole transaction.
+2. At the last chunk: `widen` every delta, route the held outer changes -- the
+   first change of a row judges its old image with the sets before the
+   transaction (`BeforeView`), later ones with the sets after it -- `narrow`,
+   and attach to each listener the `Move`s of the deltas
+   (`RoutingIndex.moves`). The session runs them at a snapshot that sees the
+   transaction (`gateway/moves.py`).
+
+A set loaded from a snapshot `Q` at the tailer's position `p` is *pending*
+(`add_pending`): transactions after `p` that `Q` already saw are not applied
+to it again (`registry.apply(skip=...)`). The stamp is forgotten once a
+transaction committed `PENDING_S` after the snapshot was taken: every
+transaction `Q` saw committed before it.
+
+**The conservative rule.** A session reads a move at a snapshot `Q` taken some
+time after `T`; a transaction `Q` sees may take a row out of the region (a
+delete, a move to another team) before `Q` reads it, so the move does not
+return it, while the client still holds it. So from `T` on, a change whose old
+row is in the region of a listener's move is classified as if the listener
+held it (`classify(assume_held=True)`: a DELETE, or an INSERT as an upsert)
+until that listener's session reports its snapshot (`snapshot_taken`), and
+then for the transactions that committed up to `PENDING_S` after it.
+
+A set that grows past the registry's bound is dropped: the shapes reading it
+are unregistered and their listeners refetch (`evicted`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pgsift.middleware.bootstrap.cursor import Snapshot
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.classify import PreparedChange, classify
+from pgsift.subscriptions.events import Event
+from pgsift.subscriptions.moves import Move
+from pgsift.subscriptions.registry import SetRegistry
+from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.subscriptions.sets import BeforeView, SetDelta, SetProvider
+from pgsift.subscriptions.shape import Shape
+
+L = TypeVar("L", bound=Listener)
+
+# Seconds after its snapshot was taken when a loaded set's stamp is forgotten: a
+# transaction the snapshot saw had committed before it (commit times are
+# Postgres's clock, taken times the gateway's: the margin covers a skew).
+PENDING_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    stamp: Snapshot
+    taken_at: float  # unix seconds
+
+
+@dataclass(slots=True)
+class _Region:
+    """A move sent to a listener whose snapshot may not be taken yet."""
+
+    move: Move
+    until: float | None = None  # commit times after this no longer need it
+
+
+class SetRouter(Generic[L]):
+    """Relational shapes and their listeners; feed entries in, routed transactions out."""
+
+    def __init__(self, registry: SetRegistry, max_changes: int | None = None) -> None:
+        self.registry = registry
+        self.max_changes = max_changes
+        self._index: RoutingIndex[L] = RoutingIndex(sets=registry)
+        self._by_table: dict[str, set[L]] = {}
+        self._primary_key: dict[str, tuple[str, ...]] = {}
+        self._pending: dict[str, _Pending] = {}
+        # Per listener, the regions of its moves under way (the conservative rule).
+        self._regions: dict[L, list[_Region]] = {}
+        # Per set, bumped with every delta (a resume's catch-up checks them).
+        self._versions: dict[str, int] = {}
+        self.routed_changes = 0
+        # The transaction under way.
+        self._lsn: int | None = None
+        self._skip: frozenset[str] = frozenset()
+        self._deltas: dict[str, SetDelta] = {}
+        self._outer: list[Change] = []
+        self._refetch: set[L] = set()
+
+    @property
+    def in_flight_lsn(self) -> int | None:
+        return self._lsn
+
+    def add(self, shape: Shape, listener: L) -> None:
+        """Register a listener; its shape's sets must be materialized (SetError)."""
+        self._index.add(shape, listener)
+        self._by_table.setdefault(shape.table, set()).add(listener)
+        self._primary_key[shape.table] = shape.primary_key
+
+    def remove(self, shape: Shape, listener: L) -> None:
+        self._index.remove(shape, listener)
+        self._regions.pop(listener, None)
+        listeners = self._by_table.get(shape.table)
+        if listeners is not None:
+            listeners.discard(listener)
+            if not listeners:
+                del self._by_table[shape.table]
+                del self._primary_key[shape.table]
+
+    def add_pending(self, keys: Iterable[str], stamp: Snapshot, taken_at: float) -> None:
+        """Sets just loaded from a snapshot: skip the transactions it saw."""
+        for key in keys:
+            self._pending[key] = _Pending(stamp, taken_at)
+
+    def snapshot_taken(self, listener: L, moves: Iterable[Move], taken_at: float) -> None:
+        """`listener`'s session read `moves` at a snapshot taken at `taken_at` (unix
+        seconds): their regions matter only to transactions that snapshot may have seen."""
+        read = {id(move) for move in moves}
+        for region in self._regions.get(listener, ()):
+            if id(region.move) in read:
+                region.until = taken_at + PENDING_S
+
+    def listeners(self) -> set[L]:
+        return {listener for listeners in self._by_table.values() for listener in listeners}
+
+    def listeners_of(self, tables: Iterable[str]) -> set[L]:
+        return {listener for table in tables for listener in self._by_table.get(table, ())}
+
+    def reset(self) -> None:
+        """The tailer passed over entries it did not route: the sets may be stale. Their
+        contents are dropped and their shapes unregistered (the caller overflows every
+        listener); a subscription attaching from now on loads them again."""
+        self._clear()
+        for key in self.registry.drop_all():
+            for shape, listeners in self._index.evict_set(key):
+                for listener in listeners:
+                    self._by_table.get(shape.table, set()).discard(listener)
+        self._pending.clear()
+        self._regions.clear()
+
+    def _clear(self) -> None:
+        """Forget the transaction under way."""
+        self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
+
+    def route(self, entry: FeedEntry) -> dict[L, Routed] | None:
+        """Route one chunk; at a transaction's last chunk, what it means per listener."""
+        if self._lsn != entry.lsn:
+            self._begin(entry)
+        registry = self.registry
+        inner_tables = registry.tables()
+        inner = [c for c in entry.changes if c.table in inner_tables]
+        if inner:
+            for delta in registry.apply(inner, skip=self._skip):
+                earlier = self._deltas.get(delta.key)
+                self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
+        self._evict()
+        for change in entry.changes:
+            if change.table in self._by_table:
+                self._outer.append(change)
+        if self.max_changes is not None and len(self._outer) > self.max_changes:
+            self._refetch |= self.listeners_of({c.table for c in self._outer})
+            self._outer = [c for c in self._outer if c.table not in self._by_table]
+        self._refetch |= self.listeners_of(entry.schema_changes)
+        if inner_tables.intersection(entry.schema_changes):
+            self._refetch |= self.listeners()  # an inner table changed shape: start over
+        if not entry.last:
+            return None
+        try:
+            return self._finish()
+        finally:
+            self._clear()
+
+    def _begin(self, entry: FeedEntry) -> None:
+        self._clear()
+        self._lsn = entry.lsn
+        committed = entry.commit_time.timestamp()
+        for key, pending in list(self._pending.items()):
+            if committed > pending.taken_at + PENDING_S or not self.registry.materialized(key):
+                del self._pending[key]
+        self._skip = frozenset(
+            key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
+        )
+        for listener, regions in list(self._regions.items()):
+            regions[:] = [r for r in regions if r.until is None or committed <= r.until]
+            if not regions:
+                del self._regions[listener]
+
+    def _evict(self) -> None:
+        """Sets the registry dropped (past its bound): their readers must refetch."""
+        registry = self.registry
+        while registry.over_bound:
+            key = registry.over_bound.pop()
+            self._versions[key] = self._versions.get(key, 0) + 1
+            for shape, listeners in self._index.evict_set(key):
+                for listener in listeners:
+                    self._refetch.add(listener)
+                    self._by_table.get(shape.table, set()).discard(listener)
+
+    def _finish(self) -> dict[L, Routed]:
+        deltas = list(self._deltas.values())
+        index = self._index
+        out: dict[L, Routed] = {listener: Routed(refetch=True) for listener in self._refetch}
+        before = BeforeView(self.registry, deltas)
+        for delta in deltas:
+            index.widen(delta)
+        seen: set[Hashable] = set()
+        try:
+            for change in self._outer:
+                first = self._first_change(change, seen)
+                old_sets = before if first else None
+                events = index.route(change, before=old_sets)
+                if self._regions and change.old is not None:
+                    events = self._held(change, events, old_sets)
+                for listener, event in events:
+                    routed = out.get(listener)
+                    if routed is None:
+                        routed = out[listener] = Routed()
+                    self.routed_changes += 1
+                    if routed.refetch:
+                        continue
+                    apply_event(routed, event, listener.shape)
+                    if self.max_changes is not None and len(routed.changes) > self.max_changes:
+                        routed.changes.clear()
+                        routed.refetch = True
+        finally:
+            for delta in deltas:
+                index.narrow(delta)
+        for delta in deltas:
+            for move, listeners in index.moves(delta):
+                for listener in listeners:
+                    routed = out.get(listener)
+                    if routed is None:
+                        routed = out[listener] = Routed()
+                    routed.moves.append(move)
+                    self._regions.setdefault(listener, []).append(_Region(move))
+        for delta in deltas:
+            self._versions[delta.key] = self._versions.get(delta.key, 0) + 1
+        return out
+
+    def versions(self, keys: Iterable[str]) -> tuple[int, ...]:
+        """How often each set changed (or was dropped) so far."""
+        return tuple(self._versions.get(key, 0) for key in keys)
+
+    def _held(
+        self, change: Change, events: list[tuple[L, Event]], old_sets: SetProvider | None
+    ) -> list[tuple[L, Event]]:
+        """`events` with those of listeners whose move's region holds the old row
+        classified as if they held it (their snapshot may miss this change)."""
+        old = change.old
+        assert old is not None
+        held = [
+            listener
+            for listener, regions in self._regions.items()
+            if listener.shape.table == change.table
+            and any(region.move.in_region(old) for region in regions)
+        ]
+        if not held:
+            return events
+        out = [(listener, event) for listener, event in events if listener not in held]
+        by_shape: dict[str, tuple[Event, ...]] = {}
+        for listener in held:
+            shape = listener.shape
+            again = by_shape.get(shape.key)
+            if again is None:
+                prepared = PreparedChange(change, shape.primary_key)
+                again = by_shape[shape.key] = classify(
+                    shape, prepared, self.registry, old_sets, assume_held=True
+                )
+            out.extend((listener, event) for event in again)
+        return out
+
+    def _first_change(self, change: Change, seen: set[Hashable]) -> bool:
+        """Whether `change` is the transaction's first of its row (by old and new key)."""
+        primary_key = self._primary_key.get(change.table, ())
+        keys = []
+        for image in (change.key, change.old, change.new):
+            if image is not None and all(c in image for c in primary_key):
+                keys.append((change.table, _hashable(tuple(image[c] for c in primary_key))))
+        first = not any(key in seen for key in keys)
+        seen.update(keys)
+        return first
+
+
+def _hashable(value: tuple[Any, ...]) -> Hashable:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value

@@ -1,0 +1,89 @@
+"""The tailer's relational pass without servers: order within a transaction, chunks, reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pgsift.middleware.bootstrap.cursor import Snapshot
+from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.subscriptions import Catalog, Shape
+from pgsift.subscriptions.change import Change
+from pgsift.subscriptions.registry import SetRegistry
+
+CATALOG = Catalog.from_dict(
+    {
+        "issues": {"columns": {"id": "int8", "team_id": "int4", "title": "text"},
+                   "primary_key": ["id"]},
+        "members": {"columns": {"id": "int8", "team_id": "int4", "user_id": "text"},
+                    "primary_key": ["id"]},
+    }
+)  # fmt: skip
+MINE = (
+    "SELECT id, title FROM issues WHERE team_id IN "
+    "(SELECT team_id FROM members WHERE user_id = $1)"
+)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Listener:
+    shape: Shape
+
+
+def member(id_: int, team: int) -> Change:
+    row = {"id": id_, "team_id": team, "user_id": "u1"}
+    return Change("public.members", "insert", {"id": id_}, row, None)
+
+
+def issue_moved(id_: int, old_team: int, new_team: int) -> Change:
+    old = {"id": id_, "team_id": old_team, "title": "t"}
+    return Change("public.issues", "update", {"id": id_}, {**old, "team_id": new_team}, old)
+
+
+def entry(lsn: int, *changes: Change, chunk: int = 0, last: bool = True) -> FeedEntry:
+    return FeedEntry(lsn=lsn, xid=lsn, commit_time=NOW, changes=changes, chunk=chunk, last=last)
+
+
+def attached() -> tuple[SetRegistry, SetRouter[Listener], Listener]:
+    shape = Shape.parse(MINE, ["u1"], catalog=CATALOG)
+    registry = SetRegistry()
+    (inner,) = registry.acquire(shape.inner_sets)
+    assert registry.load(inner, [{"id": 1, "team_id": 1, "user_id": "u1"}])
+    router: SetRouter[Listener] = SetRouter(registry)
+    listener = Listener(shape)
+    router.add(shape, listener)
+    return registry, router, listener
+
+
+def test_an_outer_row_is_judged_with_the_sets_after_the_whole_transaction() -> None:
+    _, router, listener = attached()
+    # Chunk 0 moves issue 7 to team 2; chunk 1 makes u1 a member of team 2.
+    assert router.route(entry(10, issue_moved(7, 5, 2), last=False)) is None
+    routed = router.route(entry(10, member(2, 2), chunk=1))
+    assert routed is not None
+    result = routed[listener]
+    assert [(c.op, c.key) for c in result.changes] == [("INSERT", {"id": "7"})]
+    # Team 2 entered the set: its other issues move in by a region read.
+    assert [m.inserts_only for m in result.moves] == [True]
+
+
+def test_a_pending_set_skips_what_its_snapshot_saw() -> None:
+    registry, router, listener = attached()
+    (inner,) = listener.shape.inner_sets
+    router.add_pending([inner.key], Snapshot.parse("20:30:25"), NOW.timestamp())
+    router.route(entry(19, member(3, 3)))  # seen by the snapshot: already in the set
+    assert 3 not in registry.state(inner.key).members
+    routed = router.route(entry(25, member(4, 4)))  # in progress at the snapshot: applied
+    assert routed is not None and routed[listener].moves
+    assert 4 in registry.state(inner.key).members
+
+
+def test_a_reset_drops_the_sets_and_their_shapes() -> None:
+    registry, router, listener = attached()
+    router.reset()
+    assert not registry.materialized(listener.shape.inner_sets[0].key)
+    # Routing goes on without the dropped shape; attaching again loads the set.
+    assert router.route(entry(11, issue_moved(7, 1, 1), member(2, 2))) == {}
+    assert registry.acquire(listener.shape.inner_sets) == listener.shape.inner_sets
