@@ -206,3 +206,34 @@ async def test_a_connection_without_client_id_gets_no_confirmations(
             async with GraphQLWebSocket(url, {"authorization": ALICE, "clientId": "a b"}):
                 pass
         assert refused.value.code == 4403
+
+
+async def test_a_relational_subscription_gets_each_outcome_with_the_rows_it_moves(
+    captured: str, redis_url: str
+) -> None:
+    """`IN (SELECT ...)` subscriptions take another path (`relational_session`): the
+    confirmation rides with the moved-in rows of the transaction that ran the mutation."""
+    relational = f"{NOTES} WHERE id IN (SELECT value FROM counters)"
+    settings = settings_for(captured, redis_url)
+    async with gateway(settings, "strawberry") as (url, base), \
+            GraphQLWebSocket(url, {"authorization": ALICE, "clientId": "c3"}) as ws:
+        notes = Stream(ws, relational)
+        await notes.until(Stream.up_to_date, "up to date")
+        # Note 1 is not in the set (counters hold 0) until `bump` makes it 1.
+        await post(base, "c3", [note(1, "moved in"), {"id": 2, "name": "bump", "args": {}}])
+        await notes.until(lambda s: s.last_confirmed() == 2, "both confirmed")
+        assert [c["lastMutationId"] for c in notes.confirmed()] == [1, 2]
+        by_id = {m["confirmed"]["lastMutationId"]: m for m in notes.messages
+                 if m["confirmed"]}
+        assert by_id[1]["changes"] == []
+        assert [(c["op"], c["row"]["body"]) for c in by_id[2]["changes"]] == [
+            ("INSERT", "moved in")]
+        await notes.stop()
+        # A fresh relational snapshot names the ledger version it holds.
+        fresh = Stream(ws, relational)
+        await fresh.until(Stream.up_to_date, "the snapshot")
+        first = next(m for m in fresh.messages if m["cursor"] is not None)
+        assert first["confirmed"]["lastMutationId"] == 2
+        assert [c["row"]["body"] for m in fresh.messages for c in m["changes"]] == [
+            "moved in"]
+        await fresh.stop()
