@@ -1,5 +1,10 @@
 """The `build_dump` job: a shape's rows in one snapshot, compressed into the dump store.
 
+Relational shapes (inner selects in the query or the policy) are not dumped:
+a dump's rows hold only while the inner sets are what they were at its
+snapshot, and nothing would tell a membership deleted since; the gateway
+serves them live (docs/relational.md, "Snapshots, dumps and /v1/bootstrap").
+
 Safe to run twice at once: a Redis lock per shape lets one build run and the
 other return "locked". Safe to kill: the store publishes a dump only after its
 last chunk and trailer are written. Failures are retried with backoff by RQ
@@ -168,6 +173,11 @@ def build_dump(
                     f"shape key {layout.shape_key} here, {shape_key} where the build was "
                     "requested: do the worker and the gateway use the same [policies]?"
                 )
+        if shape.inner_sets:
+            raise WorkerError(
+                f"shape {layout.shape_key} reads inner selects (IN (SELECT ...) in its query "
+                "or policy): relational shapes are served live, never from a dump"
+            )
         return DumpBuilder(context).build(shape, layout, reporter).to_json()
     except Exception as exc:
         reporter.failed(exc)

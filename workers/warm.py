@@ -9,6 +9,9 @@ dump's feed position. `[[warm]]` tables of pgsift.toml declare shapes:
     params = [1]
     claims = { team_ids = [1] }     # optional: whose policies apply
     every = "5m"                    # optional: s, m, h, d; default dumps_warm_every_s
+
+Relational shapes (inner selects in the query or the policy) are skipped with
+a warning: they are served live, never from a dump (`build`).
 """
 
 from __future__ import annotations
@@ -94,10 +97,15 @@ def due_builds(context: JobContext, shapes: list[WarmShape], *, force: bool = Fa
     due: dict[str, DueBuild] = {}
     for warm in shapes:
         try:
-            _, layout = context.shape(query=warm.query, params=list(warm.params),
+            shape, layout = context.shape(query=warm.query, params=list(warm.params),
                                           claims=dict(warm.claims), catalog=catalog)
         except QueryError as exc:
             log.warning("warm shape %r skipped: %s", warm.query, exc)
+            continue
+        if shape.inner_sets:
+            log.warning("warm shape %r skipped: it reads inner selects (in its query or "
+                        "policy), and relational shapes are served live, never dumped",
+                        warm.query)
             continue
         if layout.shape_key in due:
             continue

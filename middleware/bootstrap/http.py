@@ -8,8 +8,11 @@ The caller continues with `sync(..., cursor)`; a response without the end line
 (or with a different count) is incomplete. Both kinds of `RowSource` serve it:
 a fresh-enough dump when there is one (with `Content-Encoding: zstd` the stored
 body is sent as is), else a live snapshot of Postgres while a dump build is
-enqueued. Bodies stream a batch at a time, the blocking and CPU-heavy parts in
-worker threads: memory stays flat.
+enqueued. A relational shape (inner selects in its query or policy) is always
+read live and never dumped: a dump's rows hold only while the inner sets are
+what they were at its snapshot (docs/relational.md, "Snapshots, dumps").
+Bodies stream a batch at a time, the blocking and CPU-heavy parts in worker
+threads: memory stays flat.
 
 No client can exhaust Postgres through it:
 
@@ -158,11 +161,13 @@ class BootstrapService:
             raise
         try:
             # Served: now it counts (warm shapes), and a live one asks for a dump build.
-            await run_in_threadpool(
-                bump_popularity, self.client, self.database, layout.shape_key, query, params,
-                used,
-            )
-            if source.kind == "live":
+            # A relational shape does neither: it is never dumped.
+            if not shape.inner_sets:
+                await run_in_threadpool(
+                    bump_popularity, self.client, self.database, layout.shape_key, query,
+                    params, used,
+                )
+            if source.kind == "live" and not shape.inner_sets:
                 await run_in_threadpool(self._enqueue_build, layout, query, params, used)
         except BaseException:
             slot.release()
@@ -192,13 +197,16 @@ class BootstrapService:
 
     async def _source(self, shape: Shape, layout: ShapeLayout) -> RowSource:
         """A leased dump of the shape, else a live snapshot on a connection of the pool
-        (waiting at most `bootstrap_wait_s`); GatewayBusyError when neither can be had."""
-        # Leased before answering, and only if still there once leased:
-        # drop_stale_dumps leaves it alone from now on.
+        (waiting at most `bootstrap_wait_s`); GatewayBusyError when neither can be had.
+        A relational shape is always live: a dump, even one left by an older version,
+        may hold the rows of a team its caller has left since."""
         bounds = await run_in_threadpool(self.feed.bounds)
-        dump = await find_dump_source(self.finder, layout, bounds)
-        if dump is not None:
-            return dump
+        if not shape.inner_sets:
+            # Leased before answering, and only if still there once leased:
+            # drop_stale_dumps leaves it alone from now on.
+            dump = await find_dump_source(self.finder, layout, bounds)
+            if dump is not None:
+                return dump
         await self.connections.open()
         wait_s = self.settings.bootstrap_wait_s
         # The header needs the snapshot: take it before answering, so a database that
