@@ -221,12 +221,15 @@ def tour(base: str, database_url: str, redis_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         users = demo_users(conn, limit=5)
         teams: dict[int, str] = dict(conn.execute("SELECT id, name FROM teams").fetchall())
+        # A team the first user is not in, for the membership step.
+        other = conn.execute("SELECT min(id) FROM teams WHERE id <> ALL(%s)",
+                             [list(users[0].team_ids)]).fetchone()
     pgsift = pgsift_command()
     team = users[0].team_ids[0]
     bootstrap = f"{base}/v1/bootstrap?query={quote(OPEN_ISSUES)}&params={quote(json.dumps([team]))}"
     say("")
     say(f"Open {base}/ and try:")
-    say("  1. Sign in as a demo user and pick one of their teams:")
+    say("  1. Sign in as a demo user and pick one of their teams (or all of them):")
     for user in users:
         say(f"       {user.name} (user {user.id}): " + ", ".join(teams[t] for t in user.team_ids))
     say("  2. Watch the team's open issues: the writer creates, edits, reassigns and moves")
@@ -237,6 +240,15 @@ def tour(base: str, database_url: str, redis_url: str) -> None:
     say(f"  5. A streaming bootstrap over plain HTTP, as {users[0].name} (team {teams[team]}):")
     say(f"       curl -sN -H 'Authorization: Bearer {issue_token(users[0])}' \\")
     say(f"         '{bootstrap}'")
+    if other is not None and other[0] is not None:
+        say(f"  6. Memberships are the app's own table, read by the policy: sign in as"
+            f" {users[0].name}, pick")
+        say(f"     'All my teams', and add them to team {teams[other[0]]} in Postgres:")
+        say(f"       psql '{database_url}' -c \\")
+        say(f"         'INSERT INTO team_members (team_id, user_id) VALUES ({other[0]},"
+            f" {users[0].id})'")
+        say("     The team joins the picker and its open issues arrive live, with no new")
+        say("     token; DELETE the row again and they leave.")
     say("Ctrl-C stops the demo and removes what it started.")
     say("")
 

@@ -1,8 +1,11 @@
-"""The demo's sign-in: users with their team memberships, and JWTs carrying them.
+"""The demo's sign-in: users (with the teams they are in now), and JWTs naming them.
 
 Tokens are signed with DEMO_SECRET (the `[auth]` secret of this folder's
-pgsift.toml). The claims are what pgsift's policies read: `auth.team_ids`,
-`auth.user_id`, `auth.sub`.
+pgsift.toml). The claims are what pgsift's policies read: `auth.user_id`,
+`auth.sub`. Team memberships are deliberately not in the token: the policies
+read them from `team_members` (`team_id IN (SELECT team_id FROM team_members
+WHERE user_id = auth.user_id)`), so a membership added or removed in Postgres
+takes effect at once, for tokens already handed out too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ DEFAULT_TTL_S = 24 * 3600.0
 
 @dataclass(frozen=True)
 class DemoUser:
-    """A user of the issue tracker as the demo signs them in."""
+    """A user of the issue tracker as the demo signs them in; `team_ids` are their
+    memberships when they were read (for display: tokens do not carry them)."""
 
     id: int
     name: str
@@ -31,12 +35,7 @@ class DemoUser:
 
     def claims(self) -> dict[str, Any]:
         """The token claims pgsift's policies see for this user."""
-        return {
-            "sub": str(self.id),
-            "user_id": self.id,
-            "name": self.name,
-            "team_ids": list(self.team_ids),
-        }
+        return {"sub": str(self.id), "user_id": self.id, "name": self.name}
 
 
 def demo_users(

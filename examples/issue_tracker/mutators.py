@@ -1,9 +1,10 @@
 """The issue tracker's mutators: what its clients may write through pgsift.
 
 Named in this folder's `pgsift.toml` (`[mutators]`). Each runs in the transaction
-that also advances the client's mutation id; it checks its args and the
-caller's claims (`team_ids`, `user_id`: see `auth`) and refuses with a message
-the client shows to its user — the app's own rules, not pgsift's.
+that also advances the client's mutation id; it checks its args and, against
+`team_members`, that the caller (claim `user_id`: see `auth`) is a member of
+the team, and refuses with a message the client shows to its user — the app's
+own rules, not pgsift's.
 
     create_issue {team_id, title, description?, priority?}   a new issue in one of your teams
     set_status   {issue_id, status}                         move an issue of your teams
@@ -33,7 +34,7 @@ def create_issue(
     priority = args.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 4:
         raise Refused("priority must be an integer from 0 to 4")
-    if team not in _teams(claims):
+    if not _member(conn, claims, team):
         raise Refused(f"you are not a member of team {team}")
     # The counter row is the lock that keeps numbers unique per team.
     counter = conn.execute(
@@ -61,16 +62,25 @@ def set_status(
         "SELECT team_id FROM issues WHERE id = %s FOR UPDATE", [issue]
     ).fetchone()
     # One message for "no such issue" and "not yours": no probing of other teams' ids.
-    if found is None or found[0] not in _teams(claims):
+    if found is None or not _member(conn, claims, found[0]):
         raise Refused(f"there is no issue {issue} in your teams")
     conn.execute(
         "UPDATE issues SET status = %s, updated_at = now() WHERE id = %s", [status, issue]
     )
 
 
-def _teams(claims: Mapping[str, Any]) -> list[Any]:
-    teams = claims.get("team_ids")
-    return teams if isinstance(teams, list) else []
+def _member(conn: psycopg.Connection[Any], claims: Mapping[str, Any], team: int) -> bool:
+    """Whether the caller is a member of `team` now. FOR KEY SHARE: the membership
+    cannot be deleted before this transaction commits, so no write lands in a team
+    its author had already left."""
+    user = claims.get("user_id")
+    if isinstance(user, bool) or not isinstance(user, int):
+        return False
+    found = conn.execute(
+        "SELECT FROM team_members WHERE team_id = %s AND user_id = %s FOR KEY SHARE",
+        [team, user],
+    ).fetchone()
+    return found is not None
 
 
 def _integer(args: Mapping[str, Any], name: str) -> int:

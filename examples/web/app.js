@@ -1,7 +1,13 @@
-// The issue tracker, live through pgsift: sign in as a demo user, pick a team,
-// watch its open issues change as the writer works; open one to read its comments.
+// The issue tracker, live through pgsift: sign in as a demo user, pick a team (or all
+// of them), watch its open issues change as the writer works; open one to read its
+// comments.
 //
-//   list of open issues   sync subscription (first load: GET /v1/bootstrap)
+//   the user's teams      sync of their own rows of team_members: a membership added or
+//                         removed in Postgres adds or removes the team here, live
+//   list of open issues   sync subscription (first load: GET /v1/bootstrap); which
+//                         teams' issues the user may read is the policy's subquery on
+//                         team_members, so in "All my teams" a new membership moves
+//                         the team's issues in, live, and a removed one moves them out
 //   team and user names   POST /v1/rows (the batch loader), cached here
 //   an opened issue       POST /v1/rows for its full row (the description is not synced)
 //   its comments          sync of `SELECT id FROM comments WHERE issue_id = $1` says which
@@ -19,6 +25,14 @@ import { PendingWrites, STATUS_LABELS as WRITE_LABELS, clientIdFor } from "./wri
 const OPEN_ISSUES =
   "SELECT id, team_id, number, title, status, priority, assignee_id, updated_at " +
   "FROM issues WHERE team_id = $1 AND status NOT IN ('done', 'canceled')";
+// No team filter: the policy (team_id IN (SELECT team_id FROM team_members WHERE
+// user_id = auth.user_id)) keeps it to the user's teams, as they are at each commit.
+const ALL_OPEN_ISSUES =
+  "SELECT id, team_id, number, title, status, priority, assignee_id, updated_at " +
+  "FROM issues WHERE status NOT IN ('done', 'canceled')";
+const ALL_TEAMS = "all"; // the team picker's value for ALL_OPEN_ISSUES
+// The policy lets a user read only their own memberships.
+const MY_TEAMS = "SELECT team_id, user_id, role FROM team_members";
 const ISSUE_COMMENTS = "SELECT id FROM comments WHERE issue_id = $1";
 const PRIORITIES = ["No priority", "Urgent", "High", "Medium", "Low"];
 const STATUS_LABELS = {
@@ -31,7 +45,11 @@ const $ = (selector) => document.querySelector(selector);
 const state = {
   user: null,        // {id, name, team_ids, token}
   socket: null,
-  teams: new Map(),  // id -> {id, key, name}
+  teams: new Map(),  // id -> {id, key, name}, the user's teams (wire-form ids)
+  memberships: null, // LiveQuery of the user's rows of team_members
+  teamsUpdate: Promise.resolve(), // team list updates, one after the other
+  view: null,        // what the list shows: a team id, or ALL_TEAMS
+  teamIds: null,     // the team ids the picker lists, joined (to skip unchanged updates)
   users: new Map(),  // id -> {id, name} | null, loaded on demand
   issues: null,      // LiveQuery of the team's open issues
   openIssueId: null,
@@ -81,6 +99,7 @@ function reconnectSoon(closed) {
     if (state.socket !== closed) return;
     try {
       await connect();
+      state.memberships?.resume();
       state.issues?.resume();
       state.comments?.resume();
     } catch (error) {
@@ -93,6 +112,10 @@ function reconnectSoon(closed) {
 
 async function signIn(user) {
   state.issues?.close();
+  state.issues = null;
+  state.memberships?.close();
+  state.view = null;
+  state.teamIds = null;
   closeIssue();
   const old = state.socket;
   state.socket = null;
@@ -105,24 +128,63 @@ async function signIn(user) {
   });
   renderWrites();
   await connect();
-  const teams = await loadRows("teams", user.team_ids, ["id", "key", "name"]);
-  state.teams = new Map(teams.filter(Boolean).map((team) => [team.id, team]));
-  const select = $("#team");
-  select.replaceChildren(...[...state.teams.values()].map((team) => option(team.id, team.name)));
-  select.disabled = false;
-  await showTeam(Number(select.value));
+  state.teams = new Map();
+  state.memberships = new LiveQuery({
+    socket: () => state.socket,
+    token: user.token,
+    query: MY_TEAMS,
+    params: [],
+    primaryKey: ["team_id", "user_id"],
+    onChange: (changes, query) => {
+      if (!query.upToDate || state.user !== user) return;
+      state.teamsUpdate = state.teamsUpdate.then(() => teamsChanged(user, query));
+    },
+    onError: (error) => setStatus(`error: ${error.message}`),
+  });
+  await state.memberships.start();
 }
 
-function showTeam(teamId) {
+/** The user's memberships changed (or loaded): the team picker follows, and a list of a
+ * team the user has left gives way to all of their teams. */
+async function teamsChanged(user, memberships) {
+  const ids = [...new Set([...memberships.rows.values()].map((row) => row.team_id))]
+    .sort((a, b) => Number(a) - Number(b));
+  if (ids.join() === state.teamIds) return;
+  const missing = ids.filter((id) => !state.teams.has(id));
+  const loaded = await loadRows("teams", missing, ["id", "key", "name"]);
+  if (state.user !== user) return;
+  loaded.filter(Boolean).forEach((team) => state.teams.set(team.id, team));
+  state.teamIds = ids.join();
+  const teams = ids.map((id) => state.teams.get(id)).filter(Boolean);
+  const select = $("#team");
+  select.replaceChildren(
+    ...teams.map((team) => option(team.id, team.name)), option(ALL_TEAMS, "All my teams"),
+  );
+  select.disabled = false;
+  const view = state.view;
+  if (view === null) {
+    await showTeam(teams.length ? teams[0].id : ALL_TEAMS);
+  } else if (view !== ALL_TEAMS && !ids.includes(view)) {
+    await showTeam(ALL_TEAMS); // left that team: its issues are no longer readable
+  } else {
+    select.value = view;
+    scheduleRender(); // identifiers of teams that just arrived
+  }
+}
+
+function showTeam(view) {
   state.issues?.close();
   closeIssue();
   state.recent.clear();
   setStatus("loading…");
+  state.view = String(view);
+  $("#team").value = state.view;
+  const all = state.view === ALL_TEAMS;
   state.issues = new LiveQuery({
     socket: () => state.socket,
     token: state.user.token,
-    query: OPEN_ISSUES,
-    params: [teamId],
+    query: all ? ALL_OPEN_ISSUES : OPEN_ISSUES,
+    params: all ? [] : [Number(state.view)],
     onChange: (changes, query) => {
       // Only what changes once the list is loaded: not the first load's rows.
       if (query.upToDate) state.recent.note(changes);
@@ -141,7 +203,8 @@ function showTeam(teamId) {
 // ---- writing: a new issue, a status ------------------------------------------------
 
 function createIssue(title) {
-  const teamId = Number($("#team").value);
+  // In "All my teams", a new issue goes to the first of them.
+  const teamId = Number(state.view === ALL_TEAMS ? $("#team option").value : state.view);
   const id = `tmp-${state.writes.nextId}`; // matches no real id: gives way to the real row
   const row = {
     id, team_id: teamId, number: null, title, status: "backlog", priority: 0,
@@ -199,7 +262,6 @@ function renderIssues() {
   const rows = [...visible.values()].sort(
     (a, b) => (a.priority || 9) - (b.priority || 9) || b.updated_at.localeCompare(a.updated_at),
   );
-  const team = state.teams.get(rows[0]?.team_id);
   $("#issues tbody").replaceChildren(...rows.map((issue) => {
     const tr = document.createElement("tr");
     tr.dataset.issueId = issue.id;
@@ -207,6 +269,8 @@ function renderIssues() {
     const pending = pendingKeys.has(JSON.stringify({ id: issue.id }));
     if (pending) tr.classList.add("pending"); // an optimistic change, not confirmed yet
     state.recent.mark(tr, issue.id);
+    const team = state.teams.get(String(issue.team_id));
+    tr.dataset.teamId = issue.team_id;
     tr.append(
       cell(`${team ? team.key : ""}-${issue.number ?? "…"}`, "identifier"),
       cell(issue.title, "title"),
@@ -349,7 +413,7 @@ async function main() {
   if (users.some((user) => user.id === remembered)) select.value = String(remembered);
   const byId = new Map(users.map((user) => [user.id, user]));
   select.addEventListener("change", () => signIn(byId.get(Number(select.value))));
-  $("#team").addEventListener("change", (event) => showTeam(Number(event.target.value)));
+  $("#team").addEventListener("change", (event) => showTeam(event.target.value));
   $("#new-issue").addEventListener("submit", (event) => {
     event.preventDefault();
     createIssue($("#new-title").value);

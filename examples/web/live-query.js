@@ -140,6 +140,7 @@ export class LiveQuery {
     if (message.mustRefetch) {
       this.stopSubscription();
       this.rows.clear();
+      this.upToDate = false; // nothing held until the copy is loaded again
       this.onChange([], this);
       // Refused the very cursor a bootstrap just gave (its feed position is not
       // retained, e.g. an empty feed): load through the subscription's own snapshot.

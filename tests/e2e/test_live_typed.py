@@ -29,14 +29,17 @@ from tests.middleware.gateway.harness import eventually, token
 from tests.middleware.gateway.pgrows import execute, expected
 from tests.middleware.graphql.issue_tracker import CONFIG, issue_tracker_catalog
 
-TEAM_1 = token({"sub": "1", "user_id": 1, "team_ids": [1]}, secret=DEMO_SECRET)
-# What live.ts's `variables` ask for, as SQL; the policy (team_ids [1]) adds team_id = 1 too.
+TEAM_1 = token({"sub": "1", "user_id": 1}, secret=DEMO_SECRET)
+# What live.ts's `variables` ask for, as SQL; the policy (user 1 is a member of team 1
+# in team_members) adds team_id = 1 too.
 ORACLE = (
     "SELECT id, title, status, estimate FROM issues WHERE team_id = 1"
     " AND (status IN ('todo', 'in_progress') OR priority > 2) AND NOT title ILIKE '%%wontfix%%'"
 )
 SEED = (
     "INSERT INTO teams (id, key, name) VALUES (1, 'ENG', 'Engineering'), (2, 'OPS', 'Ops')",
+    "INSERT INTO users (id, email, name) VALUES (1, 'ada@example.com', 'Ada')",
+    "INSERT INTO team_members (team_id, user_id) VALUES (1, 1)",
     "INSERT INTO issues (id, team_id, number, title, status, priority, estimate) VALUES"
     " (1, 1, 1, 'open one', 'todo', 0, 2.5), (2, 1, 2, 'urgent', 'backlog', 3, NULL),"
     " (3, 1, 3, 'wontfix this', 'todo', 0, NULL), (4, 2, 1, 'other team', 'todo', 0, NULL),"

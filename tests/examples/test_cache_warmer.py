@@ -21,11 +21,12 @@ def test_warm_builds_every_declared_shape(database_url: str, redis_url: str) -> 
         expected = []
         for shape in tomllib.loads(CONFIG.read_text())["warm"]:
             sql = shape["query"].replace("$1", "%s")
-            # The claims' policy (team_id = ANY(auth.team_ids)) is ANDed in.
-            count = conn.execute(
-                f"SELECT count(*) FROM ({sql}) q WHERE team_id = ANY(%s)".encode(),
-                [*shape["params"], shape["claims"]["team_ids"]],
-            ).fetchone()
+            claims = shape.get("claims", {})
+            # The memberships' policy (user_id = auth.user_id) is ANDed in; users have none.
+            where = " WHERE user_id = %s" if "user_id" in claims else ""
+            params = [*shape.get("params", []), *claims.values()]
+            count = conn.execute(f"SELECT count(*) FROM ({sql}) q{where}".encode(),
+                                 params).fetchone()
             assert count is not None
             expected.append(count[0])
     done = subprocess.run(

@@ -129,6 +129,8 @@ def test_demo_serves_the_page_and_cleans_up() -> None:
         script = Path(sys.executable).with_name("pgsift")
         pgsift = "pgsift" if shutil.which("pgsift") == str(script) else str(script)
         assert f"{pgsift} feed tail --follow" in demo.output()
+        # The membership step: memberships are a table the policies read, not claims.
+        assert "INSERT INTO team_members (team_id, user_id) VALUES (" in demo.output()
         with httpx.Client(base_url=base, timeout=30.0) as client:
             assert client.get("/healthz").json()["status"] == "ok"
             page = client.get("/")

@@ -85,10 +85,10 @@ async def test_create_issue_and_set_status(runner: MutationRunner, database_url:
         ("refused", "status must be one of backlog, todo, in_progress, in_review, done, "
                     "canceled"),
     ]
-    # set_status needs the team_ids claim (config: claims = { team_ids = true }).
+    # set_status needs the user_id claim (config: claims = { user_id = true }).
     assert await results(runner, {"sub": claims["sub"]},
                          ("set_status", {"issue_id": issue_id, "status": "todo"})) == [
-        ("refused", "not allowed: this mutator needs claim team_ids"),
+        ("refused", "not allowed: this mutator needs claim user_id"),
     ]
     with psycopg.connect(database_url) as conn:
         assert conn.execute(

@@ -36,6 +36,7 @@ class Demo:
     database_url: str
     team: int
     other_team: int
+    user: int
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def demo(database_url: str, redis_url: str) -> Iterator[Demo]:
         eventually(lambda: feed.xlen(keys.feed_stream(keys.database_of(database_url))) > 0,
                    "the writes reached the feed")
         feed.close()
-        yield Demo(url, database_url, user.team_ids[0], other)
+        yield Demo(url, database_url, user.team_ids[0], other, user.id)
 
 
 @pytest.fixture
@@ -228,3 +229,80 @@ def test_writes_from_the_page_show_at_once_and_then_their_confirmation(
         ".filter(tr => tr.dataset.issueId.startsWith('tmp-')).length") == 0
     assert page.console == [
         "mutation 4 refused: title must be a non-empty string of at most 200 characters"]
+
+
+MEMBER_OPEN = (
+    f"SELECT id FROM issues WHERE {OPEN} AND team_id IN"
+    " (SELECT team_id FROM team_members WHERE user_id = %s)"
+)
+TEAM_OPTIONS = "[...document.querySelectorAll('#team option')].map(o => o.value)"
+PICK_TEAM = ("(select => {{ select.value = {value!r};"
+             " select.dispatchEvent(new Event('change')); }})(document.querySelector('#team'))")
+
+
+def member_open_issue_ids(database_url: str, user: int) -> set[int]:
+    """The oracle of "All my teams": the open issues of the user's teams, by the same
+    subquery as the policy, as Postgres answers it now."""
+    with psycopg.connect(database_url) as conn:
+        return {row[0] for row in conn.execute(MEMBER_OPEN, [user])}
+
+
+def shows_exactly(ids: set[int]) -> str:
+    return (f"(ids => ids.length === {len(ids)} && "
+            f"ids.every(id => {sorted(ids)}.includes(id)))({ROW_IDS})")
+
+
+def test_a_new_membership_brings_the_teams_issues_live(demo: Demo, page: Chromium) -> None:
+    """The policy reads team_members: a membership inserted in Postgres moves the team's
+    open issues into "All my teams" and the team into the picker, without a new token
+    or a reload; deleting it moves them out again."""
+    page.navigate(demo.url + "/")
+    page.wait_for("document.querySelector('#status').dataset.state === 'live'", "live")
+    user = int(page.evaluate("document.querySelector('#user').value"))
+    assert user == demo.user
+    page.evaluate(PICK_TEAM.format(value="all"))
+    page.wait_for("document.querySelector('#status').dataset.state === 'live'", "all teams live")
+    before = member_open_issue_ids(demo.database_url, user)
+    page.wait_for(shows_exactly(before), "the open issues of the user's teams")
+    other = open_issue_ids(demo.database_url, demo.other_team)
+    assert other and not other & before
+    assert str(demo.other_team) not in page.evaluate(TEAM_OPTIONS)
+
+    with psycopg.connect(demo.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO team_members (team_id, user_id) VALUES (%s, %s)",
+                     [demo.other_team, user])
+        joined = member_open_issue_ids(demo.database_url, user)
+        assert joined == before | other
+        page.wait_for(shows_exactly(joined), "the new team's issues, live")
+        page.wait_for(f"{TEAM_OPTIONS}.includes('{demo.other_team}')", "the team in the picker")
+        # They arrived live (highlighted), into the same subscription: no reload.
+        assert set(page.evaluate(CHANGED)) >= other
+        assert page.evaluate("document.body.dataset.loadedBy") == "bootstrap"
+        # Their identifiers carry the new team's key, loaded through the batch loader.
+        key = conn.execute("SELECT key FROM teams WHERE id = %s", [demo.other_team]).fetchone()
+        assert key is not None
+        some = min(other)
+        page.wait_for(
+            f"document.querySelector('tr[data-issue-id=\"{some}\"] td.identifier')"
+            f".textContent.startsWith('{key[0]}-')", "the new team's key")
+
+        conn.execute("DELETE FROM team_members WHERE team_id = %s AND user_id = %s",
+                     [demo.other_team, user])
+        page.wait_for(shows_exactly(member_open_issue_ids(demo.database_url, user)),
+                      "the team's issues gone again")
+        page.wait_for(f"!{TEAM_OPTIONS}.includes('{demo.other_team}')", "the team gone")
+
+        # Viewing the team itself when the membership goes: its rows leave, and the page
+        # goes back to all of the user's teams.
+        conn.execute("INSERT INTO team_members (team_id, user_id) VALUES (%s, %s)",
+                     [demo.other_team, user])
+        page.wait_for(f"{TEAM_OPTIONS}.includes('{demo.other_team}')", "the team back")
+        page.evaluate(PICK_TEAM.format(value=str(demo.other_team)))
+        page.wait_for(shows_exactly(open_issue_ids(demo.database_url, demo.other_team)),
+                      "the team's own list")
+        conn.execute("DELETE FROM team_members WHERE team_id = %s AND user_id = %s",
+                     [demo.other_team, user])
+        page.wait_for("document.querySelector('#team').value === 'all'", "back to all teams")
+        page.wait_for(shows_exactly(member_open_issue_ids(demo.database_url, user)),
+                      "all of the user's teams, without the one left")
+    assert page.console == []
