@@ -130,7 +130,8 @@ def change(database_url: str, *statements: str) -> None:
 def test_a_relational_policy_bootstraps_postgres_answer_live(
     client: httpx.Client, database_url: str, redis_url: str
 ) -> None:
-    for sub in ("u1", "u2", "nobody"):
+    # A claim is a parameter of the subquery, never SQL text.
+    for sub in ("u1", "u2", "nobody", "u1' OR 'a' = 'a"):
         source, rows = bootstrap(client, sub, POLICY_SHAPE, [])
         assert source == "live"
         assert rows == postgres(database_url, sub, POLICY_SHAPE, [])
