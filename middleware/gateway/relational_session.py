@@ -37,7 +37,7 @@ from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.fanout import Inbox
+from pgsift.middleware.gateway.inbox import Inbox
 from pgsift.middleware.gateway.messages import REFETCH, SyncMessage, WireChange, batched
 from pgsift.middleware.gateway.moves import MoveReader
 from pgsift.middleware.gateway.reassembly import TxAssembler

@@ -64,7 +64,8 @@ from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
+from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer
+from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import (
     REFETCH,
     SyncMessage,
