@@ -50,7 +50,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import psycopg
@@ -127,6 +127,14 @@ class CatchUpRouter(Protocol):
     def route(self, entry: FeedEntry) -> Mapping[Any, RoutedTx] | None: ...
 
 
+@dataclass
+class CatchUpEnd:
+    """How far a catch-up got: the cursor for `upToDate`, and the last LSN it covers."""
+
+    position: FeedPosition
+    done: int
+
+
 class SyncSession:
     """The message stream of one `sync(query, params, cursor)` subscription."""
 
@@ -166,15 +174,10 @@ class SyncSession:
         if self._cursor is None:
             started = time.monotonic()
             source = self._dump or await self._live_source()
-            position, self._stamp = source.cursor.position, source.cursor.snapshot
-            try:
-                self._initial = await self._snapshot_confirmed(source)
-            except BaseException:
-                await source.close()
-                raise
+            position = source.cursor.position
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
-                    yield self._first(message)
+                    yield message
         else:
             position = self._cursor
             if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
@@ -186,36 +189,22 @@ class SyncSession:
         if not retained:
             yield REFETCH
             return
-        done = position.lsn
         inbox = self._tailer.subscribe(self.shape, self._budget, self._client)
-        catch_up = self._catch_up(position, done, inbox.after_lsn)
+        reached = CatchUpEnd(position, position.lsn)
+        catch_up = self._caught_up(reached, inbox.after_lsn)
         try:
-            async for tx in catch_up:
-                if tx.refetch:
-                    yield REFETCH
+            async for message in catch_up:
+                yield message
+                if message.must_refetch:
                     return
-                position, done = tx.id, tx.lsn
-                if not tx.changes and tx.confirmed is None:
-                    continue
-                for message in batched(
-                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False,
-                    confirmed=tx.confirmed,
-                ):
-                    yield self._first(message)
-            if inbox.after_lsn > done:
-                position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
+            position, done = reached.position, reached.done
             if self._cursor is not None:
                 # Which side of the handoff skipped, should a resumed client ever miss
                 # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
                 log.info("subscription to %s resumed from %s: catch-up end %s, last read %s",
                          self.shape.key, self._cursor, FeedPosition.of(inbox.after_lsn),
                          self._last_read)
-            if not await self._tailer.wait_ready(TAILER_WAIT_S):
-                raise GatewayError(
-                    "the gateway cannot read the change feed right now (is Redis reachable?); "
-                    "subscribe again with the last cursor"
-                )
-            yield self._first(SyncMessage((), position, up_to_date=True))
+            yield await self._up_to_date(position)
             while True:
                 live = await inbox.get()
                 if live is None:
@@ -232,6 +221,37 @@ class SyncSession:
         finally:
             await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
+
+    async def _caught_up(
+        self, reached: CatchUpEnd, through: int
+    ) -> AsyncGenerator[SyncMessage, None]:
+        """The catch-up from `reached` to the handoff LSN `through` as messages, moving
+        `reached` along; it ends after a `mustRefetch`. Transactions the client need not
+        hear of (not its shape, in its snapshot) only move the position."""
+        async with aclosing(self._catch_up(reached.position, reached.done, through)) as txs:
+            async for tx in txs:
+                if tx.refetch:
+                    yield REFETCH
+                    return
+                reached.position, reached.done = tx.id, tx.lsn
+                if not tx.changes and tx.confirmed is None:
+                    continue
+                for message in batched(
+                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False,
+                    confirmed=tx.confirmed,
+                ):
+                    yield self._first(message)
+        if through > reached.done:
+            reached.position, reached.done = FeedPosition.of(through), through
+
+    async def _up_to_date(self, position: FeedPosition) -> SyncMessage:
+        """The `upToDate` message at `position`, once the tailer reads the feed (see step 4)."""
+        if not await self._tailer.wait_ready(TAILER_WAIT_S):
+            raise GatewayError(
+                "the gateway cannot read the change feed right now (is Redis reachable?); "
+                "subscribe again with the last cursor"
+            )
+        return self._first(SyncMessage((), position, up_to_date=True))
 
     def _first(self, message: SyncMessage) -> SyncMessage:
         """`message`, with the snapshot's confirmation if it is the first with a cursor
@@ -273,6 +293,10 @@ class SyncSession:
         """Record the feed's end, then take the snapshot on a pooled connection."""
         position = (await self._retention.bounds()).end
         await self.before_snapshot(position)
+        return await self._open_live(position)
+
+    async def _open_live(self, position: FeedPosition) -> LiveRows:
+        """A snapshot of the shape's rows, recorded at `position`, on a pooled connection."""
         try:
             return await LiveRows.open(
                 self._pool.connection(), position, RowQuery.of_shape(self.shape)
@@ -290,9 +314,13 @@ class SyncSession:
     ) -> AsyncGenerator[SyncMessage, None]:
         """The source's rows as INSERT messages; the source is closed at the end (or when
         the consumer stops early: the snapshot's connection goes back to the pool at once).
-        Streamed in full, it is counted and timed from `started` (monotonic) by source."""
+        Its snapshot becomes the session's stamp, and the ledger version it holds goes on
+        the first message with a cursor (`_first`). Streamed in full, it is counted and
+        timed from `started` (monotonic) by source."""
+        self._stamp = source.cursor.snapshot
         try:
             try:
+                self._initial = await self._snapshot_confirmed(source)
                 async with aclosing(self._inserts(self._row_changes(source))) as inserts:
                     async for message in inserts:
                         yield message
