@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
+from pgsift.middleware.graphql.resolvers import TypedResolvers
 from pgsift.subscriptions import typemodel
 
 
@@ -34,6 +35,24 @@ class ModelTypes(ABC):
             self._add(input_type.name, self._input(input_type))
         for object_type in model.objects:
             self._add(object_type.name, self._object(object_type))
+
+    def typed_roots(self, resolvers: TypedResolvers) -> tuple[type | None, type | None]:
+        """The model's `Query` and `Subscription` root types with `resolvers` (None for
+        a root the model has no fields of), to merge into a served schema."""
+        query = subscription = None
+        if self.model.query:
+            query = self.root("Query", self.model.query, resolvers.for_root("Query"))
+        if self.model.subscription:
+            subscription = self.root(
+                "Subscription", self.model.subscription, resolvers.for_root("Subscription")
+            )
+        return query, subscription
+
+    @abstractmethod
+    def root(
+        self, name: str, fields: tuple[typemodel.Field, ...], resolvers: typemodel.Resolvers | None
+    ) -> type:
+        """A root type (`Query`, `Subscription`) with the model's `fields`."""
 
     def _add(self, name: str, made: Any) -> None:
         self.types[name] = made
