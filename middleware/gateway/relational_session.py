@@ -103,10 +103,7 @@ class RelationalSession(SyncSession):
                 async for message in bootstrap:
                     yield message
         else:
-            start = self._cursor
-            if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
-                self._initial = await self._snapshot_confirmed(None)
-                start = await self._replay_start(start, self._stamp)
+            start = await self._resume_start(self._cursor)
             if not await self._retained(start):
                 yield REFETCH
                 return

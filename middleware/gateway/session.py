@@ -58,9 +58,9 @@ import redis.exceptions
 from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotPool
-from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
-from pgsift.middleware.errors import FeedError, GatewayError
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
@@ -69,13 +69,12 @@ from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import (
     REFETCH,
     SyncMessage,
-    WireChange,
     batched,
-    change_size,
+    insert_messages,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics, SnapshotSource
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
-from pgsift.middleware.gateway.replay import replay_start
+from pgsift.middleware.gateway.replay import parse_cursor, replay_start
 from pgsift.middleware.mutations.confirmed import ClientBinding, Confirmed, read_confirmed
 from pgsift.subscriptions.shape import Shape
 
@@ -93,32 +92,12 @@ TAILER_WAIT_S = 10.0
 # that transaction began after the snapshot and committed after every one it
 # saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
 STAMP_HORIZON_XIDS = 1 << 30
-# Error messages quote at most this much of a bad cursor.
-CURSOR_SHOWN = 60
 # A snapshot whose connection broke (or idled past its timeout) mid-read.
 SNAPSHOT_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
 SNAPSHOT_LOST_MESSAGE = (
     "the snapshot could not be read to the end (too slow a reader, or the database went "
     "away); subscribe again"
 )
-
-
-def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
-    """A client's cursor: a feed position, optionally `@<snapshot>`.
-
-    The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
-    `pgsift.middleware.bootstrap.cursor`): the feed position recorded before its
-    snapshot, and that snapshot, whose transactions the replay skips.
-    GatewayError when it is neither.
-    """
-    try:
-        parsed = BootstrapCursor.parse(cursor)
-    except FeedError as exc:
-        shown = cursor if len(cursor) <= CURSOR_SHOWN else cursor[:CURSOR_SHOWN] + "..."
-        raise GatewayError(
-            f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
-        ) from exc
-    return parsed.position, parsed.snapshot
 
 
 class CatchUpRouter(Protocol):
@@ -178,12 +157,10 @@ class SyncSession:
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
                     yield message
+            if self._stamp is not None:
+                position = await self._replay_start(position, self._stamp)
         else:
-            position = self._cursor
-            if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
-                self._initial = await self._snapshot_confirmed(None)
-        if self._stamp is not None:
-            position = await self._replay_start(position, self._stamp)
+            position = await self._resume_start(self._cursor)
         # A long snapshot may have outlived the feed's retention.
         retained = await self._retained(position)
         if not retained:
@@ -284,6 +261,15 @@ class SyncSession:
         Does nothing; a seam for tests that commit transactions in between.
         """
 
+    async def _resume_start(self, cursor: FeedPosition) -> FeedPosition:
+        """Where the replay for a client's `cursor` starts: there, or for a bootstrap's
+        cursor (whose snapshot holds rows) before what that snapshot does not see, once
+        the ledger version it holds is read."""
+        if self._stamp is None:
+            return cursor
+        self._initial = await self._snapshot_confirmed(None)
+        return await self._replay_start(cursor, self._stamp)
+
     async def _replay_start(self, position: FeedPosition, stamp: Snapshot) -> FeedPosition:
         """Where the replay of a snapshot recorded at `position` must start (`replay`);
         the walk back reads the tailer's decoded entries when it holds them."""
@@ -321,7 +307,8 @@ class SyncSession:
         try:
             try:
                 self._initial = await self._snapshot_confirmed(source)
-                async with aclosing(self._inserts(self._row_changes(source))) as inserts:
+                inserts = insert_messages(source.rows(), self.shape.primary_key, self._max_bytes)
+                async with aclosing(inserts):
                     async for message in inserts:
                         yield message
             finally:
@@ -331,27 +318,6 @@ class SyncSession:
         if self._metrics:
             kind: SnapshotSource = "postgres" if source.kind == "live" else "dump"
             self._metrics.snapshot_streamed(kind, time.monotonic() - started)
-
-    async def _row_changes(self, source: RowSource) -> AsyncGenerator[WireChange, None]:
-        key_columns = self.shape.primary_key
-        async for rows in source.rows():  # already in wire form
-            for row in rows:
-                yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
-
-    async def _inserts(
-        self, changes: AsyncIterator[WireChange]
-    ) -> AsyncGenerator[SyncMessage, None]:
-        """Snapshot rows as INSERT messages of at most ~max_message_bytes."""
-        batch: list[WireChange] = []
-        size = 0
-        async for change in changes:
-            size += change_size(change)
-            batch.append(change)
-            if size >= self._max_bytes:
-                yield SyncMessage(tuple(batch), None, up_to_date=False)
-                batch, size = [], 0
-        if batch:
-            yield SyncMessage(tuple(batch), None, up_to_date=False)
 
     async def _retained(self, cursor: FeedPosition) -> bool:
         """Whether the feed still holds everything after `cursor` (see feed.bounds)."""
