@@ -10,12 +10,12 @@ says `cluster_state:ok` and knows them all. Connect with `.url`
 from __future__ import annotations
 
 import socket
-from types import TracebackType
 
 import redis
 
 from pgsift.middleware.embedded.ports import free_port, wait_until
 from pgsift.middleware.embedded.redis import EmbeddedRedis
+from pgsift.middleware.embedded.server import EmbeddedServer
 
 HASH_SLOTS = 16384
 # Redis < 7 has no `cluster-port`: a node's cluster bus listens on its port + 10000.
@@ -37,8 +37,8 @@ def free_cluster_port() -> int:
         return port
 
 
-class EmbeddedRedisCluster:
-    """Start with `start()` (or `with`), connect with `.url`, remove with `stop()`."""
+class EmbeddedRedisCluster(EmbeddedServer):
+    """A cluster of `masters` nodes; see the module docstring."""
 
     def __init__(self, *, masters: int = 3) -> None:
         args = (
@@ -52,16 +52,11 @@ class EmbeddedRedisCluster:
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
-    def start(self) -> EmbeddedRedisCluster:
-        try:
-            for node in self.nodes:
-                node.start()
-            self._form()
-            wait_until(self._formed, what="embedded Redis Cluster")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _launch(self) -> None:
+        for node in self.nodes:
+            node.start()
+        self._form()
+        wait_until(self._formed, what="embedded Redis Cluster")
 
     def _form(self) -> None:
         share = -(-HASH_SLOTS // len(self.nodes))
@@ -93,14 +88,6 @@ class EmbeddedRedisCluster:
     def _client(node: EmbeddedRedis) -> redis.Redis[bytes]:
         return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0)
 
-    def stop(self) -> None:
+    def stop(self, *, remove: bool = True) -> None:
         for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> EmbeddedRedisCluster:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+            node.stop(remove=remove)

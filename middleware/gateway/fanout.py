@@ -32,7 +32,6 @@ import contextlib
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -42,8 +41,9 @@ from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
+from pgsift.middleware.gateway.inbox import Inbox, SendBudget
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
+from pgsift.middleware.gateway.reassembly import TxRouter
 from pgsift.middleware.gateway.recent import RecentEntries
 from pgsift.middleware.gateway.set_loading import Connect, SetLoads
 from pgsift.middleware.gateway.set_router import SetRouter
@@ -76,73 +76,6 @@ class FeedObserver(Protocol):
 
     def forget_all(self) -> None:
         """Forget everything: the tailer skipped entries it could not read."""
-
-
-class SendBudget:
-    """How many transactions may wait for one connection, across its subscriptions."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
-
-
-class Inbox:
-    """One subscription's queue at the tailer; the listener registered in the index."""
-
-    def __init__(self, shape: Shape, budget: SendBudget, after_lsn: int) -> None:
-        self.shape = shape
-        self.budget = budget
-        # Transactions at or below this LSN are the session's catch-up, not ours.
-        self.after_lsn = after_lsn
-        self.overflowed = False
-        self.closed = False
-        self._queue: deque[RoutedTx] = deque()
-        self._wake = asyncio.Event()
-
-    def offer(self, tx: RoutedTx) -> bool:
-        """Queue `tx`; False (and overflowed from now on) when the budget is spent."""
-        if self.closed:
-            return True  # unsubscribed while its transaction was being routed: drop it
-        if self.overflowed:
-            return False
-        if self.budget.used >= self.budget.capacity:
-            self.overflow()
-            return False
-        self._queue.append(tx)
-        self.budget.used += 1
-        self._wake.set()
-        return True
-
-    async def get(self) -> RoutedTx | None:
-        """The next transaction, or None once overflowed."""
-        while not self._queue and not self.overflowed:
-            self._wake.clear()
-            await self._wake.wait()
-        if self.overflowed:
-            return None
-        self.budget.used -= 1
-        return self._queue.popleft()
-
-    def drain(self) -> list[RoutedTx]:
-        """Every queued transaction at once (a move splices those its snapshot saw)."""
-        queued = list(self._queue)
-        self._queue.clear()
-        self.budget.used -= len(queued)
-        return queued
-
-    def overflow(self) -> None:
-        """From now on the subscription can only end with `mustRefetch`."""
-        if self.closed or self.overflowed:
-            return
-        self.overflowed = True
-        self.budget.used -= len(self._queue)
-        self._queue.clear()
-        self._wake.set()
-
-    def release(self) -> None:
-        self.closed = True
-        self.budget.used -= len(self._queue)
-        self._queue.clear()
 
 
 class FeedTailer:

@@ -9,7 +9,7 @@ approximate size, so a big snapshot or transaction never becomes one huge frame.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Hashable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -108,3 +108,22 @@ def batched(
             start, grown = index, change_size(change)
         size = grown
     yield SyncMessage(tuple(changes[start:]), cursor, up_to_date, confirmed=confirmed)
+
+
+async def insert_messages(
+    batches: AsyncIterator[list[dict[str, Any]]], primary_key: tuple[str, ...], max_bytes: int
+) -> AsyncGenerator[SyncMessage, None]:
+    """A snapshot's rows (batches of rows in wire form) as INSERT messages of at most
+    ~max_bytes, without a cursor: a snapshot's position is told by the message after."""
+    batch: list[WireChange] = []
+    size = 0
+    async for rows in batches:
+        for row in rows:
+            change = WireChange("INSERT", {k: row[k] for k in primary_key}, row)
+            size += change_size(change)
+            batch.append(change)
+            if size >= max_bytes:
+                yield SyncMessage(tuple(batch), None, up_to_date=False)
+                batch, size = [], 0
+    if batch:
+        yield SyncMessage(tuple(batch), None, up_to_date=False)

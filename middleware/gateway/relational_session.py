@@ -33,11 +33,11 @@ from typing import Any
 
 from psycopg_pool import PoolTimeout
 
-from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
+from pgsift.middleware.bootstrap.sources import RowSource
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
-from pgsift.middleware.gateway.fanout import Inbox
+from pgsift.middleware.gateway.inbox import Inbox
 from pgsift.middleware.gateway.messages import REFETCH, SyncMessage, WireChange, batched
 from pgsift.middleware.gateway.moves import MoveReader
 from pgsift.middleware.gateway.reassembly import TxAssembler
@@ -45,8 +45,7 @@ from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.routed import RoutedTx
 from pgsift.middleware.gateway.session import (
     SNAPSHOT_LOST,
-    SNAPSHOT_LOST_MESSAGE,
-    TAILER_WAIT_S,
+    CatchUpEnd,
     CatchUpRouter,
     SyncSession,
 )
@@ -100,45 +99,23 @@ class RelationalSession(SyncSession):
         if self._cursor is None:
             started = time.monotonic()
             source = await self._seeing(handoff)
-            self._stamp = source.cursor.snapshot
-            try:
-                self._initial = await self._snapshot_confirmed(source)
-            except BaseException:
-                await source.close()
-                raise
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
-                    yield self._first(message)
+                    yield message
         else:
-            start = self._cursor
-            if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
-                self._initial = await self._snapshot_confirmed(None)
-                start = await self._replay_start(start, self._stamp)
+            start = await self._resume_start(self._cursor)
             if not await self._retained(start):
                 yield REFETCH
                 return
             self._resume = ResumeRouter(self, sets, self._tailer.max_tx_changes, self._client)
-            position, done = start, start.lsn
-            async with aclosing(self._catch_up(start, done, inbox.after_lsn)) as catch_up:
-                async for tx in catch_up:
-                    if tx.refetch:
-                        yield REFETCH
+            reached = CatchUpEnd(start, start.lsn)
+            async with aclosing(self._caught_up(reached, inbox.after_lsn)) as catch_up:
+                async for message in catch_up:
+                    yield message
+                    if message.must_refetch:
                         return
-                    position, done = tx.id, tx.lsn
-                    if tx.changes or tx.confirmed is not None:
-                        for message in batched(
-                            tx.changes, max_bytes=self._max_bytes, cursor=tx.id,
-                            up_to_date=False, confirmed=tx.confirmed,
-                        ):
-                            yield self._first(message)
-            if inbox.after_lsn > done:
-                position, done = handoff, inbox.after_lsn
-        if not await self._tailer.wait_ready(TAILER_WAIT_S):
-            raise GatewayError(
-                "the gateway cannot read the change feed right now (is Redis reachable?); "
-                "subscribe again with the last cursor"
-            )
-        yield self._first(SyncMessage((), position, up_to_date=True))
+            position, done = reached.position, reached.done
+        yield await self._up_to_date(position)
         async with aclosing(self._live(inbox, sets, done)) as live:
             async for message in live:
                 yield message
@@ -205,7 +182,7 @@ class RelationalSession(SyncSession):
         """A snapshot of the shape's rows recorded at `position` that sees every
         transaction up to it."""
         for _ in range(SNAPSHOT_ATTEMPTS):
-            source = await self._open(position)
+            source = await self._open_live(position)
             stamp = source.cursor.snapshot
             if stamp is not None and await sees_through(
                 self._retention, position, stamp, self._tailer.recent
@@ -214,19 +191,6 @@ class RelationalSession(SyncSession):
             await source.close()
             await asyncio.sleep(RETRY_S)
         raise GatewayError(f"no snapshot saw the feed up to {position}; subscribe again")
-
-    async def _open(self, position: FeedPosition) -> LiveRows:
-        try:
-            return await LiveRows.open(
-                self._pool.connection(), position, RowQuery.of_shape(self.shape)
-            )
-        except PoolTimeout as exc:
-            raise GatewayError(
-                "the gateway is busy: no database connection for the snapshot came free "
-                f"within {self._pool.timeout:g} s; subscribe again later"
-            ) from exc
-        except SNAPSHOT_LOST as exc:
-            raise GatewayError(SNAPSHOT_LOST_MESSAGE) from exc
 
     def _catch_up_router(self) -> CatchUpRouter:
         if self._resume is None:

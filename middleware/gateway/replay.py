@@ -1,4 +1,5 @@
-"""Where a feed replay after a snapshot must start: `replay_start`.
+"""Where a feed replay after a snapshot must start: `replay_start` (a client's cursor
+names the position and the snapshot: `parse_cursor`).
 
 A snapshot recorded at feed position `p` may miss transactions at or below
 `p`: visibility does not follow the feed's (commit-LSN) order (see
@@ -9,12 +10,15 @@ relational bootstraps retake such a snapshot instead of replaying).
 
 from __future__ import annotations
 
-from pgsift.middleware.bootstrap.cursor import Snapshot
+from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.recent import RecentEntries
 
+# Error messages quote at most this much of a bad cursor.
+CURSOR_SHOWN = 60
 # How far `replay_start` looks back from the recorded position for transactions
 # the snapshot does not see: at most this many entries, and only entries that
 # committed at most this long before the newest one looked at. A transaction
@@ -97,3 +101,21 @@ async def _walk_back(
 async def _floor(feed: AsyncFeedRetention) -> FeedPosition:
     """A position below every retained entry: the trim marker, else the start."""
     return (await feed.bounds()).trimmed or START
+
+
+def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
+    """A client's cursor: a feed position, optionally `@<snapshot>`.
+
+    The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
+    `pgsift.middleware.bootstrap.cursor`): the feed position recorded before its
+    snapshot, and that snapshot, whose transactions the replay skips.
+    GatewayError when it is neither.
+    """
+    try:
+        parsed = BootstrapCursor.parse(cursor)
+    except FeedError as exc:
+        shown = cursor if len(cursor) <= CURSOR_SHOWN else cursor[:CURSOR_SHOWN] + "..."
+        raise GatewayError(
+            f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
+        ) from exc
+    return parsed.position, parsed.snapshot

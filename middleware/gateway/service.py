@@ -36,7 +36,8 @@ from pgsift.middleware.feed.freshness import FeedFreshness
 from pgsift.middleware.feed.heartbeat import HeartbeatReader
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer, SendBudget
+from pgsift.middleware.gateway.fanout import FeedObserver, FeedTailer
+from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.relational_session import RelationalSession

@@ -50,7 +50,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import psycopg
@@ -58,23 +58,23 @@ import redis.exceptions
 from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotPool
-from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
-from pgsift.middleware.errors import FeedError, GatewayError
+from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
-from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer, SendBudget
+from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer
+from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import (
     REFETCH,
     SyncMessage,
-    WireChange,
     batched,
-    change_size,
+    insert_messages,
 )
 from pgsift.middleware.gateway.metrics import GatewayMetrics, SnapshotSource
 from pgsift.middleware.gateway.reassembly import RoutedTx, TxRouter
-from pgsift.middleware.gateway.replay import replay_start
+from pgsift.middleware.gateway.replay import parse_cursor, replay_start
 from pgsift.middleware.mutations.confirmed import ClientBinding, Confirmed, read_confirmed
 from pgsift.subscriptions.shape import Shape
 
@@ -92,8 +92,6 @@ TAILER_WAIT_S = 10.0
 # that transaction began after the snapshot and committed after every one it
 # saw. Forgetting keeps 32-bit feed xids from being widened past wraparound.
 STAMP_HORIZON_XIDS = 1 << 30
-# Error messages quote at most this much of a bad cursor.
-CURSOR_SHOWN = 60
 # A snapshot whose connection broke (or idled past its timeout) mid-read.
 SNAPSHOT_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
 SNAPSHOT_LOST_MESSAGE = (
@@ -102,28 +100,18 @@ SNAPSHOT_LOST_MESSAGE = (
 )
 
 
-def parse_cursor(cursor: str) -> tuple[FeedPosition, Snapshot | None]:
-    """A client's cursor: a feed position, optionally `@<snapshot>`.
-
-    The `@` form is a bootstrap's (`GET /v1/bootstrap`, see
-    `pgsift.middleware.bootstrap.cursor`): the feed position recorded before its
-    snapshot, and that snapshot, whose transactions the replay skips.
-    GatewayError when it is neither.
-    """
-    try:
-        parsed = BootstrapCursor.parse(cursor)
-    except FeedError as exc:
-        shown = cursor if len(cursor) <= CURSOR_SHOWN else cursor[:CURSOR_SHOWN] + "..."
-        raise GatewayError(
-            f"cursor {shown!r} is not a feed position (expected '<lsn>-<n>')"
-        ) from exc
-    return parsed.position, parsed.snapshot
-
-
 class CatchUpRouter(Protocol):
     """Routes the feed entries of a catch-up for one session (a `TxRouter`)."""
 
     def route(self, entry: FeedEntry) -> Mapping[Any, RoutedTx] | None: ...
+
+
+@dataclass
+class CatchUpEnd:
+    """How far a catch-up got: the cursor for `upToDate`, and the last LSN it covers."""
+
+    position: FeedPosition
+    done: int
 
 
 class SyncSession:
@@ -165,56 +153,35 @@ class SyncSession:
         if self._cursor is None:
             started = time.monotonic()
             source = self._dump or await self._live_source()
-            position, self._stamp = source.cursor.position, source.cursor.snapshot
-            try:
-                self._initial = await self._snapshot_confirmed(source)
-            except BaseException:
-                await source.close()
-                raise
+            position = source.cursor.position
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
-                    yield self._first(message)
+                    yield message
+            if self._stamp is not None:
+                position = await self._replay_start(position, self._stamp)
         else:
-            position = self._cursor
-            if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
-                self._initial = await self._snapshot_confirmed(None)
-        if self._stamp is not None:
-            position = await self._replay_start(position, self._stamp)
+            position = await self._resume_start(self._cursor)
         # A long snapshot may have outlived the feed's retention.
         retained = await self._retained(position)
         if not retained:
             yield REFETCH
             return
-        done = position.lsn
         inbox = self._tailer.subscribe(self.shape, self._budget, self._client)
-        catch_up = self._catch_up(position, done, inbox.after_lsn)
+        reached = CatchUpEnd(position, position.lsn)
+        catch_up = self._caught_up(reached, inbox.after_lsn)
         try:
-            async for tx in catch_up:
-                if tx.refetch:
-                    yield REFETCH
+            async for message in catch_up:
+                yield message
+                if message.must_refetch:
                     return
-                position, done = tx.id, tx.lsn
-                if not tx.changes and tx.confirmed is None:
-                    continue
-                for message in batched(
-                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False,
-                    confirmed=tx.confirmed,
-                ):
-                    yield self._first(message)
-            if inbox.after_lsn > done:
-                position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
+            position, done = reached.position, reached.done
             if self._cursor is not None:
                 # Which side of the handoff skipped, should a resumed client ever miss
                 # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
                 log.info("subscription to %s resumed from %s: catch-up end %s, last read %s",
                          self.shape.key, self._cursor, FeedPosition.of(inbox.after_lsn),
                          self._last_read)
-            if not await self._tailer.wait_ready(TAILER_WAIT_S):
-                raise GatewayError(
-                    "the gateway cannot read the change feed right now (is Redis reachable?); "
-                    "subscribe again with the last cursor"
-                )
-            yield self._first(SyncMessage((), position, up_to_date=True))
+            yield await self._up_to_date(position)
             while True:
                 live = await inbox.get()
                 if live is None:
@@ -231,6 +198,37 @@ class SyncSession:
         finally:
             await catch_up.aclose()
             self._tailer.unsubscribe(inbox)
+
+    async def _caught_up(
+        self, reached: CatchUpEnd, through: int
+    ) -> AsyncGenerator[SyncMessage, None]:
+        """The catch-up from `reached` to the handoff LSN `through` as messages, moving
+        `reached` along; it ends after a `mustRefetch`. Transactions the client need not
+        hear of (not its shape, in its snapshot) only move the position."""
+        async with aclosing(self._catch_up(reached.position, reached.done, through)) as txs:
+            async for tx in txs:
+                if tx.refetch:
+                    yield REFETCH
+                    return
+                reached.position, reached.done = tx.id, tx.lsn
+                if not tx.changes and tx.confirmed is None:
+                    continue
+                for message in batched(
+                    tx.changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=False,
+                    confirmed=tx.confirmed,
+                ):
+                    yield self._first(message)
+        if through > reached.done:
+            reached.position, reached.done = FeedPosition.of(through), through
+
+    async def _up_to_date(self, position: FeedPosition) -> SyncMessage:
+        """The `upToDate` message at `position`, once the tailer reads the feed (see step 4)."""
+        if not await self._tailer.wait_ready(TAILER_WAIT_S):
+            raise GatewayError(
+                "the gateway cannot read the change feed right now (is Redis reachable?); "
+                "subscribe again with the last cursor"
+            )
+        return self._first(SyncMessage((), position, up_to_date=True))
 
     def _first(self, message: SyncMessage) -> SyncMessage:
         """`message`, with the snapshot's confirmation if it is the first with a cursor
@@ -263,6 +261,15 @@ class SyncSession:
         Does nothing; a seam for tests that commit transactions in between.
         """
 
+    async def _resume_start(self, cursor: FeedPosition) -> FeedPosition:
+        """Where the replay for a client's `cursor` starts: there, or for a bootstrap's
+        cursor (whose snapshot holds rows) before what that snapshot does not see, once
+        the ledger version it holds is read."""
+        if self._stamp is None:
+            return cursor
+        self._initial = await self._snapshot_confirmed(None)
+        return await self._replay_start(cursor, self._stamp)
+
     async def _replay_start(self, position: FeedPosition, stamp: Snapshot) -> FeedPosition:
         """Where the replay of a snapshot recorded at `position` must start (`replay`);
         the walk back reads the tailer's decoded entries when it holds them."""
@@ -272,6 +279,10 @@ class SyncSession:
         """Record the feed's end, then take the snapshot on a pooled connection."""
         position = (await self._retention.bounds()).end
         await self.before_snapshot(position)
+        return await self._open_live(position)
+
+    async def _open_live(self, position: FeedPosition) -> LiveRows:
+        """A snapshot of the shape's rows, recorded at `position`, on a pooled connection."""
         try:
             return await LiveRows.open(
                 self._pool.connection(), position, RowQuery.of_shape(self.shape)
@@ -289,10 +300,15 @@ class SyncSession:
     ) -> AsyncGenerator[SyncMessage, None]:
         """The source's rows as INSERT messages; the source is closed at the end (or when
         the consumer stops early: the snapshot's connection goes back to the pool at once).
-        Streamed in full, it is counted and timed from `started` (monotonic) by source."""
+        Its snapshot becomes the session's stamp, and the ledger version it holds goes on
+        the first message with a cursor (`_first`). Streamed in full, it is counted and
+        timed from `started` (monotonic) by source."""
+        self._stamp = source.cursor.snapshot
         try:
             try:
-                async with aclosing(self._inserts(self._row_changes(source))) as inserts:
+                self._initial = await self._snapshot_confirmed(source)
+                inserts = insert_messages(source.rows(), self.shape.primary_key, self._max_bytes)
+                async with aclosing(inserts):
                     async for message in inserts:
                         yield message
             finally:
@@ -302,27 +318,6 @@ class SyncSession:
         if self._metrics:
             kind: SnapshotSource = "postgres" if source.kind == "live" else "dump"
             self._metrics.snapshot_streamed(kind, time.monotonic() - started)
-
-    async def _row_changes(self, source: RowSource) -> AsyncGenerator[WireChange, None]:
-        key_columns = self.shape.primary_key
-        async for rows in source.rows():  # already in wire form
-            for row in rows:
-                yield WireChange("INSERT", {k: row[k] for k in key_columns}, row)
-
-    async def _inserts(
-        self, changes: AsyncIterator[WireChange]
-    ) -> AsyncGenerator[SyncMessage, None]:
-        """Snapshot rows as INSERT messages of at most ~max_message_bytes."""
-        batch: list[WireChange] = []
-        size = 0
-        async for change in changes:
-            size += change_size(change)
-            batch.append(change)
-            if size >= self._max_bytes:
-                yield SyncMessage(tuple(batch), None, up_to_date=False)
-                batch, size = [], 0
-        if batch:
-            yield SyncMessage(tuple(batch), None, up_to_date=False)
 
     async def _retained(self, cursor: FeedPosition) -> bool:
         """Whether the feed still holds everything after `cursor` (see feed.bounds)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from graphql import (
@@ -245,18 +245,12 @@ class _Connection:
             operation = get_operation_ast(document, name)
             plan = plan_sync(self.app.schema, document, name, variables) if (
                 self.app.compiled_sync) else None
-            if plan is not None:
-                # The source stream only: each message is serialized by the plan.
-                stream = await create_source_event_stream(
-                    self.app.schema, document, variable_values=variables,
-                    context_value=self.context, operation_name=name,
-                )
-                if isinstance(stream, ExecutionResult):
-                    await self._next(op_id, stream)
-                else:
-                    await self._stream_compiled(op_id, stream, plan, document, variables, name)
-            elif operation is not None and operation.operation == OperationType.SUBSCRIPTION:
-                stream = await subscribe(
+            if plan is not None or (
+                operation is not None and operation.operation == OperationType.SUBSCRIPTION
+            ):
+                # Compiled: the source stream only, each message serialized by the plan.
+                opening = create_source_event_stream if plan is not None else subscribe
+                stream = await opening(
                     self.app.schema, document, variable_values=variables,
                     context_value=self.context, operation_name=name,
                 )
@@ -264,6 +258,8 @@ class _Connection:
                     # The source stream failed (e.g. a bad query): like the reference
                     # server, one `next` with the errors, then `complete`.
                     await self._next(op_id, stream)
+                elif plan is not None:
+                    await self._stream_compiled(op_id, stream, plan, document, variables, name)
                 else:
                     await self._stream(op_id, stream)
             else:
@@ -287,7 +283,7 @@ class _Connection:
             with contextlib.suppress(*GONE):
                 await self._error(op_id, [exc])
 
-    async def _stream(self, op_id: str, stream: AsyncIterator[ExecutionResult]) -> None:
+    async def _stream(self, op_id: str, stream: AsyncIterable[ExecutionResult]) -> None:
         try:
             async for result in stream:
                 await self._next(op_id, result)

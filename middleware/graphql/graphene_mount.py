@@ -92,15 +92,9 @@ def mount_graphene(
     typed_query = typed_subscription = None
     if model is not None:
         types = GrapheneTypes(model, shared={"Op": Op})
-        resolvers = TypedResolvers(
-            model, plain_input, max_query_rows=settings.gateway_max_query_rows
+        typed_query, typed_subscription = types.typed_roots(
+            TypedResolvers(model, plain_input, max_query_rows=settings.gateway_max_query_rows)
         )
-        if model.query:
-            typed_query = types.root("Query", model.query, resolvers.for_root("Query"))
-        if model.subscription:
-            typed_subscription = types.root(
-                "Subscription", model.subscription, resolvers.for_root("Subscription")
-            )
     app = (base.query, base.mutation, base.subscription) if base is not None else (None,) * 3
     try:
         schema = graphene.Schema(

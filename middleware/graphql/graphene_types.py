@@ -12,25 +12,13 @@ from __future__ import annotations
 
 import enum
 import keyword
-from collections.abc import Mapping
 from typing import Any
 
 import graphene  # type: ignore[import-untyped]
 
+from pgsift.middleware.graphql.model_types import ModelTypes
 from pgsift.middleware.graphql.scalars import literal_parser, parser, serializer
-from pgsift.subscriptions.typemodel import (
-    EnumType,
-    Field,
-    InputType,
-    ListOf,
-    Named,
-    NonNull,
-    ObjectType,
-    Resolvers,
-    ScalarType,
-    TypeModel,
-    TypeRef,
-)
+from pgsift.subscriptions import typemodel
 
 _BUILT_IN: dict[str, Any] = {
     "Int": graphene.Int,
@@ -41,25 +29,12 @@ _BUILT_IN: dict[str, Any] = {
 }
 
 
-class GrapheneTypes:
+class GrapheneTypes(ModelTypes):
     """graphene's classes for the named types of one model, by GraphQL name."""
 
-    def __init__(self, model: TypeModel, shared: Mapping[str, Any] | None = None) -> None:
-        """`shared`: types of another schema to use instead of making the model's own of
-        that name (pgsift's generic `Op`, so the typed and generic fields share it)."""
-        self.model = model
-        shared = shared or {}
-        self.types: dict[str, Any] = {}
-        for scalar in model.scalars:
-            self.types[scalar.name] = _scalar(scalar)
-        for enum_type in model.enums:
-            self.types[enum_type.name] = shared.get(enum_type.name) or _enum(enum_type)
-        for input_type in model.inputs:
-            self.types[input_type.name] = self._input(input_type)
-        for object_type in model.objects:
-            self.types[object_type.name] = self._object(object_type)
-
-    def root(self, name: str, fields: tuple[Field, ...], resolvers: Resolvers | None) -> type:
+    def root(
+        self, name: str, fields: tuple[typemodel.Field, ...], resolvers: typemodel.Resolvers | None
+    ) -> type:
         """A root type (`Query`, `Subscription`) with the model's `fields`."""
         attrs: dict[str, Any] = {"Meta": _meta(name, None)}
         streams = name == "Subscription"
@@ -82,7 +57,9 @@ class GrapheneTypes:
             )
         return type(name, (graphene.ObjectType,), attrs)
 
-    def schema(self, *, resolvers: Resolvers | None = None, **options: Any) -> graphene.Schema:
+    def schema(
+        self, *, resolvers: typemodel.Resolvers | None = None, **options: Any
+    ) -> graphene.Schema:
         """A schema of the model alone (its SDL, tests); `options` go to graphene.Schema."""
         return graphene.Schema(
             query=self.root("Query", self.model.query, resolvers),
@@ -90,21 +67,21 @@ class GrapheneTypes:
             **options,
         )
 
-    def _type(self, ref: TypeRef) -> Any:
+    def _type(self, ref: typemodel.TypeRef) -> Any:
         """A graphene type (structure) for `ref`; named types are looked up when used."""
-        if isinstance(ref, NonNull):
+        if isinstance(ref, typemodel.NonNull):
             return graphene.NonNull(self._type(ref.of))
-        if isinstance(ref, ListOf):
+        if isinstance(ref, typemodel.ListOf):
             return graphene.List(self._type(ref.of))
         return self._named(ref)
 
-    def _named(self, ref: Named) -> Any:
+    def _named(self, ref: typemodel.Named) -> Any:
         built_in = _BUILT_IN.get(ref.name)
         if built_in is not None:
             return built_in
         return lambda: self.types[ref.name]
 
-    def _input(self, model: InputType) -> type:
+    def _input(self, model: typemodel.InputType) -> type:
         attrs: dict[str, Any] = {"Meta": _meta(model.name, model.description)}
         for item in model.fields:
             attrs[item.name] = graphene.InputField(
@@ -112,13 +89,32 @@ class GrapheneTypes:
             )
         return type(model.name, (graphene.InputObjectType,), attrs)
 
-    def _object(self, model: ObjectType) -> type:
+    def _object(self, model: typemodel.ObjectType) -> type:
         attrs: dict[str, Any] = {"Meta": _meta(model.name, model.description)}
         for item in model.fields:
             attrs[_python_name(item.name)] = graphene.Field(
                 self._type(item.type), name=item.name, description=item.description
             )
         return type(model.name, (graphene.ObjectType,), attrs)
+
+    def _scalar(self, model: typemodel.ScalarType) -> type:
+        attrs = {
+            "Meta": _meta(model.name, model.description),
+            "serialize": staticmethod(serializer(model.wire_type)),
+            "parse_value": staticmethod(parser(model.name)),
+            "parse_literal": staticmethod(literal_parser(model.name)),
+        }
+        return type(model.name, (graphene.Scalar,), attrs)
+
+    def _enum(self, model: typemodel.EnumType) -> Any:
+        # graphene names GraphQL values after Python members: the model only makes enums
+        # whose labels Python takes as member names.
+        members = [(label, label) for label in model.values]
+        python_enum = enum.Enum(model.name, members)  # type: ignore[misc]
+        python_enum.__doc__ = model.description  # not "An enumeration." when there is none
+        return graphene.Enum.from_enum(
+            python_enum, name=model.name, description=model.description
+        )
 
 
 def plain_input(value: Any) -> Any:
@@ -140,21 +136,3 @@ def _python_name(name: str) -> str:
 
 def _meta(name: str, description: str | None) -> type:
     return type("Meta", (), {"name": name, "description": description})
-
-
-def _scalar(model: ScalarType) -> type:
-    attrs = {
-        "Meta": _meta(model.name, model.description),
-        "serialize": staticmethod(serializer(model.wire_type)),
-        "parse_value": staticmethod(parser(model.name)),
-        "parse_literal": staticmethod(literal_parser(model.name)),
-    }
-    return type(model.name, (graphene.Scalar,), attrs)
-
-
-def _enum(model: EnumType) -> Any:
-    # graphene names GraphQL values after Python members: the model only makes enums
-    # whose labels Python takes as member names.
-    python_enum = enum.Enum(model.name, [(label, label) for label in model.values])  # type: ignore[misc]
-    python_enum.__doc__ = model.description  # not "An enumeration." when there is none
-    return graphene.Enum.from_enum(python_enum, name=model.name, description=model.description)

@@ -54,6 +54,16 @@ def _compiled(table: TypedTable, where: Any, select: list[str], plain: PlainInpu
         raise graphql_error(exc) from exc
 
 
+def _request(
+    info: Any, typed: TypedTable, where: Any, plain: PlainInput, path: tuple[str, ...] = ()
+) -> tuple[SyncService, dict[str, Any], FilterQuery]:
+    """A typed field's request: the service, the caller's claims (checked first) and
+    `where` compiled for the columns selected at `path`."""
+    context = info.context
+    claims = _claims(context)
+    return context["service"], claims, _compiled(typed, where, selected_fields(info, path), plain)
+
+
 def _refused(query: FilterQuery, exc: PgsiftError) -> GraphQLError:
     """A client's error about the compiled query, told about its `where` input."""
     if isinstance(exc, QueryError):
@@ -95,13 +105,10 @@ class TypedResolvers:
         async def live(
             root: Any, info: Any, where: Any = None, cursor: str | None = None
         ) -> AsyncIterator[Record]:
-            context = info.context
-            claims = _claims(context)
-            query = _compiled(typed, where, selected_fields(info, ROW_PATH), plain)
-            service: SyncService = context["service"]
+            service, claims, query = _request(info, typed, where, plain, ROW_PATH)
             try:
                 messages = await service.sync(
-                    query.sql, list(query.params), cursor, claims, context["budget"]
+                    query.sql, list(query.params), cursor, claims, info.context["budget"]
                 )
             except PgsiftError as exc:
                 raise _refused(query, exc) from exc
@@ -118,10 +125,7 @@ class TypedResolvers:
         async def read(
             root: Any, info: Any, where: Any = None, limit: int | None = None
         ) -> list[Record]:
-            context = info.context
-            claims = _claims(context)
-            query = _compiled(typed, where, selected_fields(info), plain)
-            service: SyncService = context["service"]
+            service, claims, query = _request(info, typed, where, plain)
             try:
                 count = bounded(limit, bound)
                 shape = await service.shape(query.sql, list(query.params), claims)

@@ -63,15 +63,9 @@ def mount_strawberry(
     scalar_map: dict[object, Any] = {}
     if model is not None:
         types = StrawberryTypes(model, shared={"Op": Op})
-        resolvers = TypedResolvers(
-            model, plain_input, max_query_rows=settings.gateway_max_query_rows
+        typed_query, typed_subscription = types.typed_roots(
+            TypedResolvers(model, plain_input, max_query_rows=settings.gateway_max_query_rows)
         )
-        if model.query:
-            typed_query = types.root("Query", model.query, resolvers.for_root("Query"))
-        if model.subscription:
-            typed_subscription = types.root(
-                "Subscription", model.subscription, resolvers.for_root("Subscription")
-            )
         scalar_map = types.scalar_map
     app_query = base.query if base is not None else None
     app_mutation = base.mutation if base is not None else None

@@ -23,49 +23,28 @@ from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.field import StrawberryField
 from strawberry.types.scalar import ScalarDefinition
 
+from pgsift.middleware.graphql.model_types import ModelTypes
 from pgsift.middleware.graphql.scalars import literal_parser, parser, serializer
-from pgsift.subscriptions.typemodel import (
-    EnumType,
-    Field,
-    InputType,
-    ListOf,
-    Named,
-    NonNull,
-    ObjectType,
-    Resolvers,
-    ScalarType,
-    TypeModel,
-    TypeRef,
-)
+from pgsift.subscriptions import typemodel
 
 _BUILT_IN = {"Int": "int", "Float": "float", "String": "str", "Boolean": "bool"}
 
 
-class StrawberryTypes:
+class StrawberryTypes(ModelTypes):
     """Strawberry's classes for the named types of one model, by GraphQL name."""
 
-    def __init__(self, model: TypeModel, shared: Mapping[str, Any] | None = None) -> None:
-        """`shared`: types of another schema to use instead of making the model's own of
-        that name (pgsift's generic `Op`, so the typed and generic fields share it)."""
-        self.model = model
-        shared = shared or {}
+    def __init__(
+        self, model: typemodel.TypeModel, shared: Mapping[str, Any] | None = None
+    ) -> None:
         self.namespace: dict[str, Any] = {"Optional": Optional, "list": list}
-        self.types: dict[str, Any] = {}
         # Strawberry's way to custom scalars: a type in annotations, its definition in
         # the schema's config (`StrawberryConfig(scalar_map=...)`).
         self.scalar_map: dict[object, ScalarDefinition] = {}
-        for scalar in model.scalars:
-            python_type = NewType(scalar.name, object)  # type: ignore[misc]
-            self.scalar_map[python_type] = _scalar(scalar)
-            self._add(scalar.name, python_type)
-        for enum_type in model.enums:
-            self._add(enum_type.name, shared.get(enum_type.name) or _enum(enum_type))
-        for input_type in model.inputs:
-            self._add(input_type.name, self._input(input_type))
-        for object_type in model.objects:
-            self._add(object_type.name, self._object(object_type))
+        super().__init__(model, shared)
 
-    def root(self, name: str, fields: tuple[Field, ...], resolvers: Resolvers | None) -> type:
+    def root(
+        self, name: str, fields: tuple[typemodel.Field, ...], resolvers: typemodel.Resolvers | None
+    ) -> type:
         """A root type (`Query`, `Subscription`) with the model's `fields`."""
         built = []
         for item in fields:
@@ -84,7 +63,7 @@ class StrawberryTypes:
         return self._typed(create_type(name, built), fields)
 
     def schema(
-        self, *, resolvers: Resolvers | None = None, **options: Any
+        self, *, resolvers: typemodel.Resolvers | None = None, **options: Any
     ) -> strawberry.Schema:
         """A schema of the model alone (its SDL, tests); `options` go to strawberry.Schema."""
         query = self.root("Query", self.model.query, resolvers)
@@ -93,14 +72,18 @@ class StrawberryTypes:
         return strawberry.Schema(query=query, subscription=subscription, config=config, **options)
 
     def _add(self, name: str, made: Any) -> None:
-        self.types[name] = made
+        super()._add(name, made)
         self.namespace[_alias(name)] = made
 
-    def _annotation(self, ref: TypeRef) -> StrawberryAnnotation:
+    def _annotation(self, ref: typemodel.TypeRef) -> StrawberryAnnotation:
         return StrawberryAnnotation(_spelled(ref), namespace=self.namespace)
 
     def _field(
-        self, item: Field, *, resolver: Callable[..., Any] | None = None, subscription: bool = False
+        self,
+        item: typemodel.Field,
+        *,
+        resolver: Callable[..., Any] | None = None,
+        subscription: bool = False,
     ) -> StrawberryField:
         made: StrawberryField = strawberry.field(
             resolver=resolver,  # type: ignore[arg-type]
@@ -112,7 +95,7 @@ class StrawberryTypes:
         made.python_name = _python_name(item.name)
         return made
 
-    def _typed(self, made: type, fields: tuple[Field, ...]) -> type:
+    def _typed(self, made: type, fields: tuple[typemodel.Field, ...]) -> type:
         """`made` with its fields' types set: strawberry reads a type's annotations as it
         creates it, when the types it refers to may not exist yet, so they come after."""
         definition = made.__strawberry_definition__  # type: ignore[attr-defined]
@@ -120,15 +103,35 @@ class StrawberryTypes:
             made_field.type_annotation = self._annotation(item.type)
         return made
 
-    def _input(self, model: InputType) -> type:
+    def _input(self, model: typemodel.InputType) -> type:
         fields = [self._field(item) for item in model.fields]
         made = create_type(model.name, fields, is_input=True, description=model.description)
         return self._typed(made, model.fields)
 
-    def _object(self, model: ObjectType) -> type:
+    def _object(self, model: typemodel.ObjectType) -> type:
         fields = [self._field(item) for item in model.fields]
         return self._typed(
             create_type(model.name, fields, description=model.description), model.fields
+        )
+
+    def _scalar(self, model: typemodel.ScalarType) -> Any:
+        python_type = NewType(model.name, object)  # type: ignore[misc]
+        self.scalar_map[python_type] = strawberry.scalar(
+            name=model.name,
+            description=model.description,
+            serialize=serializer(model.wire_type),
+            parse_value=parser(model.name),
+            parse_literal=literal_parser(model.name),
+        )
+        return python_type
+
+    def _enum(self, model: typemodel.EnumType) -> Any:
+        # Member names are made up: a label may be no Python enum member name (`mro`);
+        # GraphQL takes each value's name from the label itself.
+        members = [(f"v{i}", label) for i, label in enumerate(model.values)]
+        python_enum = enum.Enum(model.name, members)  # type: ignore[misc]
+        return strawberry.enum(
+            python_enum, name=model.name, description=model.description, graphql_name_from="value"
         )
 
 
@@ -171,38 +174,18 @@ def _alias(name: str) -> str:
     return f"T_{name}"
 
 
-def _spelled(ref: TypeRef) -> str:
+def _spelled(ref: typemodel.TypeRef) -> str:
     """A type reference as a Python annotation over the namespace (`Optional[list[T_X]]`)."""
-    if isinstance(ref, NonNull):
+    if isinstance(ref, typemodel.NonNull):
         return _required(ref.of)
     return f"Optional[{_required(ref)}]"
 
 
-def _required(ref: Named | ListOf) -> str:
-    if isinstance(ref, ListOf):
+def _required(ref: typemodel.Named | typemodel.ListOf) -> str:
+    if isinstance(ref, typemodel.ListOf):
         return f"list[{_spelled(ref.of)}]"
     return _BUILT_IN.get(ref.name) or _alias(ref.name)
 
 
 def _python_name(name: str) -> str:
     return f"{name}_" if keyword.iskeyword(name) else name
-
-
-def _scalar(model: ScalarType) -> ScalarDefinition:
-    return strawberry.scalar(
-        name=model.name,
-        description=model.description,
-        serialize=serializer(model.wire_type),
-        parse_value=parser(model.name),
-        parse_literal=literal_parser(model.name),
-    )
-
-
-def _enum(model: EnumType) -> Any:
-    # Member names are made up: a label may be no Python enum member name (`mro`);
-    # GraphQL takes each value's name from the label itself.
-    members = [(f"v{i}", label) for i, label in enumerate(model.values)]
-    python_enum = enum.Enum(model.name, members)  # type: ignore[misc]
-    return strawberry.enum(
-        python_enum, name=model.name, description=model.description, graphql_name_from="value"
-    )

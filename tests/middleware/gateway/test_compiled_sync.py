@@ -15,7 +15,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from pgsift.middleware.gateway.app import ExpiringHandler
+from pgsift.middleware.gateway.strawberry_ws import ExpiringHandler
 from pgsift.middleware.gateway.transport_ws import GraphQLTransportWS
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgsift.middleware.gateway.fanout import Inbox, SendBudget
+from pgsift.middleware.gateway.inbox import Inbox, SendBudget
 from pgsift.middleware.gateway.reassembly import RoutedTx
 
 SHAPE: Any = object()  # the inbox only carries it

@@ -26,7 +26,8 @@ from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
 from pgsift.middleware.gateway import session as session_module
-from pgsift.middleware.gateway.fanout import FeedTailer, Inbox, SendBudget
+from pgsift.middleware.gateway.fanout import FeedTailer
+from pgsift.middleware.gateway.inbox import Inbox, SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.reassembly import RoutedTx
 from pgsift.middleware.gateway.recent import RecentEntries
