@@ -129,6 +129,24 @@ class CatchUpRouter(Protocol):
 class SyncSession:
     """The message stream of one `sync(query, params, cursor)` subscription."""
 
+    # One per subscription, alive as long as it is: no per-instance dict.
+    __slots__ = (
+        "_budget",
+        "_client",
+        "_cursor",
+        "_dump",
+        "_initial",
+        "_last_read",
+        "_max_bytes",
+        "_metrics",
+        "_pool",
+        "_reader",
+        "_retention",
+        "_stamp",
+        "_tailer",
+        "shape",
+    )
+
     def __init__(
         self,
         *,
@@ -174,6 +192,10 @@ class SyncSession:
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
                     yield self._first(message)
+                    # This frame lives as long as the subscription: it must not keep the
+                    # snapshot's last rows (nor, below, the source) alive that long.
+                    del message
+            del bootstrap, source
         else:
             position = self._cursor
             if self._stamp is not None:  # a bootstrap's cursor: its snapshot holds rows
@@ -188,6 +210,8 @@ class SyncSession:
         done = position.lsn
         inbox = self._tailer.subscribe(self.shape, self._budget, self._client)
         catch_up = self._catch_up(position, done, inbox.after_lsn)
+        closing: AsyncGenerator[RoutedTx, None] | None = catch_up
+        tx: RoutedTx | None = None
         try:
             async for tx in catch_up:
                 if tx.refetch:
@@ -201,6 +225,10 @@ class SyncSession:
                     confirmed=tx.confirmed,
                 ):
                     yield self._first(message)
+                    del message
+            # Done with: not kept as long as the subscription.
+            tx = closing = None
+            del catch_up
             if inbox.after_lsn > done:
                 position, done = FeedPosition.of(inbox.after_lsn), inbox.after_lsn
             if self._cursor is not None:
@@ -229,7 +257,8 @@ class SyncSession:
                 for message in live.live_messages(self._max_bytes):
                     yield message
         finally:
-            await catch_up.aclose()
+            if closing is not None:
+                await closing.aclose()
             self._tailer.unsubscribe(inbox)
 
     def _first(self, message: SyncMessage) -> SyncMessage:
