@@ -59,6 +59,7 @@ from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import BootstrapCursor, Snapshot
+from pgsift.middleware.bootstrap.shared import SharedSnapshots
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import FeedError, GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
@@ -142,6 +143,7 @@ class SyncSession:
         "_pool",
         "_reader",
         "_retention",
+        "_snapshots",
         "_stamp",
         "_tailer",
         "shape",
@@ -161,8 +163,11 @@ class SyncSession:
         metrics: GatewayMetrics | None = None,
         dump: RowSource | None = None,
         client: ClientBinding | None = None,
+        snapshots: SharedSnapshots | None = None,
     ) -> None:
         self.shape = shape
+        # Where the snapshot of a subscription without a client comes from, if not its own.
+        self._snapshots = snapshots
         self._dump = dump
         self._client = client
         # The ledger version the starting snapshot holds: on the first message with a cursor.
@@ -298,10 +303,13 @@ class SyncSession:
         return await replay_start(self._retention, position, stamp, self._tailer.recent)
 
     async def _live_source(self) -> RowSource:
-        """Record the feed's end, then take the snapshot on a pooled connection."""
-        position = (await self._retention.bounds()).end
-        await self.before_snapshot(position)
+        """Record the feed's end, then take the snapshot on a pooled connection (or join
+        a shared one: a session with a client reads the ledger in its own snapshot)."""
         try:
+            if self._snapshots is not None and self._client is None:
+                return await self._snapshots.open(RowQuery.of_shape(self.shape))
+            position = (await self._retention.bounds()).end
+            await self.before_snapshot(position)
             return await LiveRows.open(
                 self._pool.connection(), position, RowQuery.of_shape(self.shape)
             )
