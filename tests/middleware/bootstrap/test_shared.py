@@ -10,9 +10,12 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotConnections
 from pgsift.middleware.bootstrap.shared import SharedSnapshots
+from pgsift.middleware.bootstrap.snapshot import snapshot_pool
+from pgsift.middleware.bootstrap.sources import RowQuery
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.gateway.messages import SyncMessage
@@ -96,3 +99,24 @@ async def test_subscriptions_sharing_snapshots_each_get_their_rows_and_changes(
     for stream in streams:
         await stream.aclose()  # type: ignore[attr-defined]
     assert parts.pool.get_stats()["pool_available"] == parts.pool.get_stats()["pool_size"]
+
+
+async def test_requests_fail_when_no_connection_comes_free_and_work_again_after(
+    parts: Parts,
+) -> None:
+    pool = snapshot_pool(parts.database_url, max_size=1, wait_s=0.2)
+    await pool.open()
+    try:
+        snapshots = SharedSnapshots(SnapshotConnections(pool, busy_after_s=10.0),
+                                    parts.retention)
+        query = RowQuery.of_shape(parts.shape)
+        async with pool.connection():  # the only connection, held elsewhere
+            waiting = [asyncio.create_task(snapshots.open(query)) for _ in range(3)]
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(r, PoolTimeout) for r in results)
+        source = await snapshots.open(query)
+        batches = [rows async for rows in source.rows()]
+        await source.close()
+        assert sorted(int(row["id"]) for rows in batches for row in rows) == [1, 3]
+    finally:
+        await pool.close()
