@@ -168,15 +168,17 @@ def capture(url: str, redis_url: str) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def serve(url: str, redis_url: str) -> Iterator[tuple[str, int]]:
+def serve(url: str, redis_url: str, program: list[str] | None = None,
+          env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """`pgsift serve` (or `program`, a command that runs pgsift's CLI) with `env` added."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "ERROR", "serve", "--database-url", url,
+        [*(program or [str(PGSIFT)]), "--log-level", "ERROR", "serve", "--database-url", url,
          "--redis-url", redis_url, "--port", str(port)],
         env={**os.environ, "PGSIFT_AUTH_ANONYMOUS": "true", "PGSIFT_GATEWAY_SEND_QUEUE": "100000",
-             "PGSIFT_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION": "100000"},
+             "PGSIFT_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION": "100000", **(env or {})},
     )
     try:
         import httpx

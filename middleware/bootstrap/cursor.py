@@ -27,6 +27,9 @@ _XID_SPAN = 1 << 32
 _HALF_SPAN = 1 << 31
 
 
+_NO_XIP: frozenset[int] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A Postgres MVCC snapshot (64-bit `xid8` values, as `pg_current_snapshot()`).
@@ -37,13 +40,16 @@ class Snapshot:
 
     xmin: int
     xmax: int
-    xip: frozenset[int] = frozenset()
+    xip: frozenset[int] = _NO_XIP
 
     @classmethod
     def parse(cls, text: str) -> Snapshot:
         try:
             xmin, xmax, xip = text.split(":")
-            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+            # Most snapshots see no transaction in progress: they share one empty set
+            # (a subscription keeps its snapshot as long as it lives).
+            running = frozenset(int(x) for x in xip.split(",") if x) or _NO_XIP
+            return cls(int(xmin), int(xmax), running)
         except ValueError as exc:
             raise FeedError(f"bad snapshot {text!r}: expected xmin:xmax:xip,...") from exc
 

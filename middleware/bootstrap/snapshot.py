@@ -122,6 +122,13 @@ class SnapshotRead:
                     await cursor.execute(f"CLOSE {CURSOR}")
                     return
 
+    async def first(self, sql: str, params: Sequence[Any], limit: int) -> list[tuple[Any, ...]]:
+        """At most `limit` of the query's rows, in one round trip (no cursor)."""
+        cursor = await self.conn.execute(
+            f"SELECT * FROM ({sql}) AS pgsift_rows LIMIT {int(limit)}", params
+        )
+        return await cursor.fetchall()
+
     async def estimate_rows(self, sql: str, params: Sequence[Any]) -> int:
         """The planner's row estimate (for progress and ETAs; no scan)."""
         cursor = await self.conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)

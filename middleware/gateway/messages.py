@@ -62,28 +62,51 @@ def wire_change(
     )
 
 
-async def with_types(
+def with_types(
     messages: AsyncIterator[SyncMessage], types: Mapping[str, str]
 ) -> AsyncIterator[SyncMessage]:
     """`messages` with the column types on the first one, so that a client knows how
-    to decode the wire form of every value it will get (`docs/wire-values.md`)."""
-    first = True
-    try:
-        async for message in messages:
-            yield replace(message, types=types) if first else message
-            first = False
-    finally:
-        close = getattr(messages, "aclose", None)
-        if close is not None:  # stop the session (snapshot, inbox) with its consumer
+    to decode the wire form of every value it will get (`docs/wire-values.md`).
+    Closing it (`aclose`) stops the session (snapshot, inbox) with its consumer."""
+    return _Typed(messages, types)
+
+
+class _Typed:
+    """`with_types`: an object, not an async generator, because one lives as long as its
+    subscription and a generator's frame (plus the event loop's weak reference to it)
+    weighs several times more."""
+
+    __slots__ = ("_messages", "_types")
+
+    def __init__(self, messages: AsyncIterator[SyncMessage], types: Mapping[str, str]) -> None:
+        self._messages = messages
+        self._types: Mapping[str, str] | None = types
+
+    def __aiter__(self) -> _Typed:
+        return self
+
+    async def __anext__(self) -> SyncMessage:
+        message = await self._messages.__anext__()
+        types, self._types = self._types, None
+        return message if types is None else replace(message, types=types)
+
+    async def aclose(self) -> None:
+        close = getattr(self._messages, "aclose", None)
+        if close is not None:
             await close()
 
 
 def change_size(change: WireChange) -> int:
     """Approximate bytes of `change` in a JSON frame."""
-    size = CHANGE_OVERHEAD_BYTES + len(json.dumps(change.key, default=str))
+    size = CHANGE_OVERHEAD_BYTES + len(_json_size(change.key))
     if change.row is not None:
-        size += len(json.dumps(change.row, default=str))
+        size += len(_json_size(change.row))
     return size
+
+
+# One encoder for every size: json.dumps with an option builds a new one per call,
+# which cost more than the encoding (every snapshot row is sized).
+_json_size = json.JSONEncoder(default=str).encode
 
 
 def batched(

@@ -153,14 +153,29 @@ async def open_sync(
     return client_errors(messages)
 
 
-async def client_errors(messages: AsyncIterator[Message]) -> AsyncGenerator[Message, None]:
-    try:
-        async for message in messages:
-            yield message
-    except PgsiftError as exc:
-        raise graphql_error(exc) from exc
-    finally:
-        close = getattr(messages, "aclose", None)
+def client_errors(messages: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    """`messages` with the client-caused errors of the stream turned into GraphQL errors
+    (an object, not an async generator: one lives as long as its subscription)."""
+    return _ClientErrors(messages)
+
+
+class _ClientErrors:
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: AsyncIterator[Message]) -> None:
+        self._messages = messages
+
+    def __aiter__(self) -> _ClientErrors:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self._messages.__anext__()
+        except PgsiftError as exc:
+            raise graphql_error(exc) from exc
+
+    async def aclose(self) -> None:
+        close = getattr(self._messages, "aclose", None)
         if close is not None:
             await close()
 

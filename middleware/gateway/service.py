@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsift.middleware.bootstrap.connections import SnapshotConnections
 from pgsift.middleware.bootstrap.layout import ShapeLayout
+from pgsift.middleware.bootstrap.shared import SharedSnapshots
 from pgsift.middleware.bootstrap.snapshot import snapshot_pool
 from pgsift.middleware.bootstrap.sources import RowSource, find_dump_source
 from pgsift.middleware.catalog import require_replica_identity
@@ -134,6 +135,8 @@ class SyncService:
         self.metrics.watch_heartbeat(self.freshness.age_s)
         # The one bound on this process's snapshot backends: sessions and /v1/bootstrap.
         self.connections = SnapshotConnections.from_settings(self.database_url, settings)
+        # Subscriptions that start together read their rows in shared snapshots.
+        self.snapshots = SharedSnapshots(self.connections, self.retention)
         self.catalog: Catalog | None = None
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
         self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
@@ -172,6 +175,7 @@ class SyncService:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.snapshots.close()
         await self.connections.close()
         await self.sets_pool.close()
         await self.reader.close()
@@ -346,6 +350,7 @@ class SyncService:
             metrics=self.metrics,
             dump=dump,
             client=client,
+            snapshots=self.snapshots,
         )
         return with_types(session.messages(), shape.wire.type_names())
 

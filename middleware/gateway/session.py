@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -59,6 +59,7 @@ from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotPool
 from pgsift.middleware.bootstrap.cursor import Snapshot
+from pgsift.middleware.bootstrap.shared import SharedSnapshots
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
@@ -117,6 +118,25 @@ class CatchUpEnd:
 class SyncSession:
     """The message stream of one `sync(query, params, cursor)` subscription."""
 
+    # One per subscription, alive as long as it is: no per-instance dict.
+    __slots__ = (
+        "_budget",
+        "_client",
+        "_cursor",
+        "_dump",
+        "_initial",
+        "_last_read",
+        "_max_bytes",
+        "_metrics",
+        "_pool",
+        "_reader",
+        "_retention",
+        "_snapshots",
+        "_stamp",
+        "_tailer",
+        "shape",
+    )
+
     def __init__(
         self,
         *,
@@ -131,8 +151,11 @@ class SyncSession:
         metrics: GatewayMetrics | None = None,
         dump: RowSource | None = None,
         client: ClientBinding | None = None,
+        snapshots: SharedSnapshots | None = None,
     ) -> None:
         self.shape = shape
+        # Where the snapshot of a subscription without a client comes from, if not its own.
+        self._snapshots = snapshots
         self._dump = dump
         self._client = client
         # The ledger version the starting snapshot holds: on the first message with a cursor.
@@ -157,6 +180,10 @@ class SyncSession:
             async with aclosing(self._bootstrap(source, started)) as bootstrap:
                 async for message in bootstrap:
                     yield message
+                    # This frame lives as long as the subscription: it must not keep the
+                    # snapshot's last rows (nor, below, the source) alive that long.
+                    del message
+            del bootstrap, source
             if self._stamp is not None:
                 position = await self._replay_start(position, self._stamp)
         else:
@@ -169,12 +196,18 @@ class SyncSession:
         inbox = self._tailer.subscribe(self.shape, self._budget, self._client)
         reached = CatchUpEnd(position, position.lsn)
         catch_up = self._caught_up(reached, inbox.after_lsn)
+        closing: AsyncGenerator[SyncMessage, None] | None = catch_up
         try:
             async for message in catch_up:
                 yield message
                 if message.must_refetch:
                     return
+                del message
             position, done = reached.position, reached.done
+            # Done with: not kept as long as the subscription.
+            await catch_up.aclose()
+            closing = None
+            del catch_up, reached
             if self._cursor is not None:
                 # Which side of the handoff skipped, should a resumed client ever miss
                 # transactions: the catch-up (up to `last read`) or the tailer (after `end`).
@@ -196,7 +229,8 @@ class SyncSession:
                 for message in live.live_messages(self._max_bytes):
                     yield message
         finally:
-            await catch_up.aclose()
+            if closing is not None:
+                await closing.aclose()
             self._tailer.unsubscribe(inbox)
 
     async def _caught_up(
@@ -276,17 +310,27 @@ class SyncSession:
         return await replay_start(self._retention, position, stamp, self._tailer.recent)
 
     async def _live_source(self) -> RowSource:
-        """Record the feed's end, then take the snapshot on a pooled connection."""
+        """Record the feed's end, then take the snapshot on a pooled connection (or join
+        a shared one: a session with a client reads the ledger in its own snapshot)."""
+        if self._snapshots is not None and self._client is None:
+            with self._snapshot_errors():
+                return await self._snapshots.open(RowQuery.of_shape(self.shape))
         position = (await self._retention.bounds()).end
         await self.before_snapshot(position)
         return await self._open_live(position)
 
     async def _open_live(self, position: FeedPosition) -> LiveRows:
         """A snapshot of the shape's rows, recorded at `position`, on a pooled connection."""
-        try:
+        with self._snapshot_errors():
             return await LiveRows.open(
                 self._pool.connection(), position, RowQuery.of_shape(self.shape)
             )
+
+    @contextmanager
+    def _snapshot_errors(self) -> Iterator[None]:
+        """A snapshot that cannot be had, as the client's GatewayError."""
+        try:
+            yield
         except PoolTimeout as exc:
             raise GatewayError(
                 "the gateway is busy: no database connection for the snapshot came free "

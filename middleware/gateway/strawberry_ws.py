@@ -90,8 +90,10 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         if plan is None:
             await super().run_operation(operation)
             return
+        running = self._run_sync(operation, plan)
+        del plan  # held by `running` only as long as it needs it
         try:
-            await self._run_sync(operation, plan)
+            await running
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except Exception as error:
             # As strawberry's own run_operation ends a failed operation.
@@ -118,13 +120,19 @@ class ExpiringHandler(BaseGraphQLTransportWSHandler[dict[str, Any], None]):
         `data: null` and the (masked) error, then `complete`."""
         args = plan.arguments
         serializer, prefix = plan.serializer, next_prefix(operation.id)
+        # This frame lives as long as the subscription: it keeps only what it sends with
+        # (nor does the operation keep its decoded variables, read by now).
+        del plan
+        operation.variables = None
         try:
             messages = await open_for(
                 self.context, args["query"], args.get("params"), args.get("cursor")
             )
+            del args
             async with aclosing(messages):  # type: ignore[type-var]  # an async generator
                 async for message in messages:
                     await self._send_text(prefix + serializer.payload_json(message) + "}")
+                    del message
         except WebSocketDisconnected:
             raise
         except Exception as exc:
