@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway.moves import MoveReads
 from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, classify
@@ -83,6 +84,8 @@ class SetRouter(Generic[L]):
         self.registry = registry
         self.max_changes = max_changes
         self._index: RoutingIndex[L] = RoutingIndex(sets=registry)
+        # The sessions' move reads, shared by shape (`gateway/moves.py`).
+        self.reads = MoveReads()
         self._by_table: dict[str, set[L]] = {}
         self._primary_key: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Pending] = {}
