@@ -55,10 +55,9 @@ MOVE_RETRY_S = 0.01
 # A splice is forgotten at the first transaction that committed this long after
 # its snapshot was taken (see `set_router.PENDING_S`).
 SPLICE_S = 5.0
-# A finished read stays shared this long: the sessions of one shape reach the
-# same transaction within one pass of the tailer; a session far behind reads
-# again (a later snapshot, just as exact).
-SHARE_S = 2.0
+# A read not taken by every session expected stays shared this long at most; a
+# session later than that reads again (a later snapshot, just as exact).
+SHARE_S = 30.0
 
 
 def key_id(key: Mapping[str, Any]) -> Hashable:
@@ -137,33 +136,57 @@ async def read_moves(pool: SnapshotPool, shape: Shape, tx: RoutedTx) -> MoveRead
     return None
 
 
+@dataclass(slots=True)
+class _Shared:
+    future: asyncio.Future[MoveRead | None]
+    since: float  # monotonic
+    takers: int = 0
+
+
 class MoveReads:
-    """The process's move reads under way or just done, by (transaction, shape, moves):
-    the sessions of one shape share one statement and its wire form."""
+    """The process's move reads, by (transaction, shape): the sessions of one shape
+    share one statement and its wire form.
+
+    The tailer says how many sessions of a shape got a transaction's moves
+    (`expect`); the read is forgotten once that many took it. One that some
+    session never takes (it refetched, or went away) is forgotten `SHARE_S`
+    later.
+    """
 
     def __init__(self) -> None:
-        self._reads: dict[Hashable, asyncio.Future[MoveRead | None]] = {}
+        self._reads: dict[tuple[int, str], _Shared] = {}
+        self._expected: dict[tuple[int, str], tuple[int, float]] = {}
         self.started = 0  # reads started: one statement each (plus retries)
+
+    def expect(self, lsn: int, shape_key: str, sessions: int) -> None:
+        """`sessions` listeners of the shape got the moves of the transaction at `lsn`
+        (the same moves: one transaction, routed with the same sets)."""
+        now = time.monotonic()
+        self._expected = {k: v for k, v in self._expected.items() if v[1] > now - SHARE_S}
+        self._reads = {k: v for k, v in self._reads.items() if v.since > now - SHARE_S}
+        self._expected[(lsn, shape_key)] = (sessions, now)
 
     async def read(self, pool: SnapshotPool, shape: Shape, tx: RoutedTx) -> MoveRead | None:
         """`tx`'s moves for `shape` (exceptions of the read reach every sharer)."""
-        key = (tx.lsn, shape.key, tuple(id(move) for move in tx.moves))
-        future = self._reads.get(key)
-        if future is None:
+        key = (tx.lsn, shape.key)
+        shared = self._reads.get(key)
+        if shared is None:
             self.started += 1
-            future = self._reads[key] = asyncio.ensure_future(read_moves(pool, shape, tx))
-            future.add_done_callback(lambda done: self._done(key, done))
+            future = asyncio.ensure_future(read_moves(pool, shape, tx))
+            future.add_done_callback(_retrieved)
+            shared = self._reads[key] = _Shared(future, time.monotonic())
+        shared.takers += 1
+        if shared.takers >= self._expected.get(key, (1, 0.0))[0]:
+            self._reads.pop(key, None)
+            self._expected.pop(key, None)
         # Shielded: a sharer that goes away does not cancel the read for the others.
-        return await asyncio.shield(future)
+        return await asyncio.shield(shared.future)
 
-    def _done(self, key: Hashable, future: asyncio.Future[MoveRead | None]) -> None:
-        if not future.cancelled():
-            future.exception()  # retrieved here: a read nobody awaits any more is no error
-        asyncio.get_running_loop().call_later(SHARE_S, self._forget, key, future)
 
-    def _forget(self, key: Hashable, future: asyncio.Future[MoveRead | None]) -> None:
-        if self._reads.get(key) is future:
-            del self._reads[key]
+def _retrieved(future: asyncio.Future[MoveRead | None]) -> None:
+    """A read whose sharers all went away is no error to log."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,7 @@ class SetRouter(Generic[L]):
         finally:
             for delta in deltas:
                 index.narrow(delta)
+        moved: dict[str, set[L]] = {}  # per shape, its listeners with moves
         for delta in deltas:
             for move, listeners in index.moves(delta):
                 for listener in listeners:
@@ -247,6 +248,10 @@ class SetRouter(Generic[L]):
                         routed = out[listener] = Routed()
                     routed.moves.append(move)
                     self._regions.setdefault(listener, []).append(_Region(move))
+                    moved.setdefault(listener.shape.key, set()).add(listener)
+        if self._lsn is not None:
+            for shape_key, sessions in moved.items():
+                self.reads.expect(self._lsn, shape_key, len(sessions))
         for delta in deltas:
             self._versions[delta.key] = self._versions.get(delta.key, 0) + 1
         return out
