@@ -80,9 +80,27 @@ async def with_types(
 
 def change_size(change: WireChange) -> int:
     """Approximate bytes of `change` in a JSON frame."""
-    size = CHANGE_OVERHEAD_BYTES + len(json.dumps(change.key, default=str))
+    size = CHANGE_OVERHEAD_BYTES + _json_size(change.key)
     if change.row is not None:
-        size += len(json.dumps(change.row, default=str))
+        size += _json_size(change.row)
+    return size
+
+
+def _json_size(values: Mapping[str, Any]) -> int:
+    """Bytes of `values` as a JSON object, near enough (ASCII text counted without its
+    escapes); summed per value because a `json.dumps` per row cost more than the
+    rest of a 1,000-row move's path in the gateway."""
+    size = 2
+    for name, value in values.items():
+        size += len(name) + 4
+        if isinstance(value, str):
+            size += len(value) + 2 if value.isascii() else len(json.dumps(value))
+        elif value is None or isinstance(value, bool):
+            size += 5
+        elif isinstance(value, int | float):
+            size += len(repr(value))
+        else:  # lists, objects (json, arrays)
+            size += len(json.dumps(value, default=str))
     return size
 
 

@@ -169,7 +169,7 @@ class RelationalSession(SyncSession):
                 if read is None:
                     yield REFETCH
                     return
-                sets.snapshot_taken(inbox, tx.moves, read.taken_at)
+                sets.snapshot_taken(inbox, tx.moves, read.stamp, read.taken_at)
                 held.extend(inbox.drain())
                 # The transactions the snapshot saw go out with the move, before its
                 # rows, up to one with moves of its own (read next, at a later snapshot).

@@ -30,7 +30,10 @@ return it, while the client still holds it. So from `T` on, a change whose old
 row is in the region of a listener's move is classified as if the listener
 held it (`classify(assume_held=True)`: a DELETE, or an INSERT as an upsert)
 until that listener's session reports its snapshot (`snapshot_taken`), and
-then for the transactions that committed up to `PENDING_S` after it.
+then for the transactions that snapshot saw (by xid; the region is forgotten
+once a transaction committed `PENDING_S` after the snapshot was taken). A
+transaction it did not see cannot hide a row from the move: the move's image
+predates it.
 
 A set that grows past the registry's bound is dropped: the shapes reading it
 are unregistered and their listeners refetch (`evicted`).
@@ -75,6 +78,9 @@ class _Region:
 
     move: Move
     until: float | None = None  # commit times after this no longer need it
+    # The snapshot the move was read in, once taken: only the transactions it saw
+    # can have taken a row out of the region unseen.
+    stamp: Snapshot | None = None
 
 
 class SetRouter(Generic[L]):
@@ -91,6 +97,7 @@ class SetRouter(Generic[L]):
         self._pending: dict[str, _Pending] = {}
         # Per listener, the regions of its moves under way (the conservative rule).
         self._regions: dict[L, list[_Region]] = {}
+        self._active: dict[L, list[_Region]] = {}  # those the transaction under way needs
         # Per set, bumped with every delta (a resume's catch-up checks them).
         self._versions: dict[str, int] = {}
         self.routed_changes = 0
@@ -114,6 +121,7 @@ class SetRouter(Generic[L]):
     def remove(self, shape: Shape, listener: L) -> None:
         self._index.remove(shape, listener)
         self._regions.pop(listener, None)
+        self._active.pop(listener, None)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
             listeners.discard(listener)
@@ -126,13 +134,16 @@ class SetRouter(Generic[L]):
         for key in keys:
             self._pending[key] = _Pending(stamp, taken_at)
 
-    def snapshot_taken(self, listener: L, moves: Iterable[Move], taken_at: float) -> None:
-        """`listener`'s session read `moves` at a snapshot taken at `taken_at` (unix
-        seconds): their regions matter only to transactions that snapshot may have seen."""
+    def snapshot_taken(
+        self, listener: L, moves: Iterable[Move], stamp: Snapshot, taken_at: float
+    ) -> None:
+        """`listener`'s session read `moves` in snapshot `stamp`, taken by `taken_at`
+        (unix seconds): their regions matter only to the transactions it saw."""
         read = {id(move) for move in moves}
         for region in self._regions.get(listener, ()):
             if id(region.move) in read:
                 region.until = taken_at + PENDING_S
+                region.stamp = stamp
 
     def listeners(self) -> set[L]:
         return {listener for listeners in self._by_table.values() for listener in listeners}
@@ -151,6 +162,7 @@ class SetRouter(Generic[L]):
                     self._by_table.get(shape.table, set()).discard(listener)
         self._pending.clear()
         self._regions.clear()
+        self._active.clear()
 
     def _clear(self) -> None:
         """Forget the transaction under way."""
@@ -194,10 +206,15 @@ class SetRouter(Generic[L]):
         self._skip = frozenset(
             key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
         )
+        self._active = {}
         for listener, regions in list(self._regions.items()):
             regions[:] = [r for r in regions if r.until is None or committed <= r.until]
             if not regions:
                 del self._regions[listener]
+                continue
+            active = [r for r in regions if r.stamp is None or r.stamp.visible(entry.xid)]
+            if active:
+                self._active[listener] = active
 
     def _evict(self) -> None:
         """Sets the registry dropped (past its bound): their readers must refetch."""
@@ -223,7 +240,7 @@ class SetRouter(Generic[L]):
                 first = self._first_change(change, seen)
                 old_sets = before if first else None
                 events = index.route(change, before=old_sets)
-                if self._regions and change.old is not None:
+                if self._active and change.old is not None:
                     events = self._held(change, events, old_sets)
                 for listener, event in events:
                     routed = out.get(listener)
@@ -269,7 +286,7 @@ class SetRouter(Generic[L]):
         assert old is not None
         held = [
             listener
-            for listener, regions in self._regions.items()
+            for listener, regions in self._active.items()
             if listener.shape.table == change.table
             and any(region.move.in_region(old) for region in regions)
         ]
