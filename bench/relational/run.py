@@ -5,7 +5,9 @@ Issues over 1,000 teams; subscriptions
 WHERE user_id = $1)`, one per user (a member of three teams).
 
 * (a) outer changes routed through the inner sets (pure core, `core.py`): µs per
-  change at 100 and at 10,000 subscriptions. Target: within 2x.
+  change at 100 and at 10,000 subscriptions. Target: within 2x. A change
+  reaches every subscriber of its team (0.4 at 100, ~40 at 10,000), so the
+  lookup alone, a change reaching nobody, is shown too.
 * (b) a membership insert that moves `moved` (1,000) issues into one
   subscription: commit -> the last row at a websocket client (`live.py`, real
   capture, Redis, gateway). Target: under 200 ms. The move-out and a plain
@@ -42,6 +44,10 @@ def percentiles(timings: Sequence[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, p99 * 1000
 
 
+def within(ratio: float) -> str:
+    return "<= 2x " + ("met" if ratio <= 2 else "NOT met")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,10000")
@@ -63,12 +69,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     rows: list[tuple[str, str, str, str]] = []
     for row in routed:
-        rows.append((f"(a) outer change routed, {row.subscriptions:,} subs (µs)",
+        rows.append((f"(a) {row.subscriptions:,} subs: µs/change ({row.events:.1f} events)",
                      f"{row.index_us:.1f}", f"naive {row.naive_us:.1f}", ""))  # fmt: skip
+        rows.append(("    µs/change reaching nobody (the lookup)", f"{row.miss_us:.1f}", "", ""))
     if len(routed) > 1:
-        ratio = routed[-1].index_us / routed[0].index_us
-        rows.append((f"(a) {sizes[-1]:,} vs {sizes[0]:,} subs", f"{ratio:.2f}x", "",
-                     "<= 2x " + ("met" if ratio <= 2 else "NOT met")))  # fmt: skip
+        first, last = routed[0], routed[-1]
+        ratio, lookup = last.index_us / first.index_us, last.miss_us / first.miss_us
+        events = last.events / max(first.events, 1e-9)
+        rows.append((f"(a) {sizes[-1]:,} vs {sizes[0]:,} subs: µs/change", f"{ratio:.2f}x",
+                     f"events {events:.0f}x", within(ratio)))  # fmt: skip
+        rows.append(("    µs/change reaching nobody", f"{lookup:.2f}x", "", within(lookup)))
     names = {"in": "(b) move-in", "out": "    move-out", "edit": "    issue edit",
              "plain": "    plain tx (scale)"}  # fmt: skip
     for kind, name in names.items():
@@ -77,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         other = "" if base is None else "{:.1f} / {:.1f}".format(*percentiles(base))
         target = ""
         if kind == "in":
-            target = "< 200 ms " + ("met" if p50 < 200 else "NOT met") + " (p50)"
+            target = "< 200 ms " + ("met" if p99 < 200 else "NOT met") + " (p99)"
         rows.append((f"{name} {args.moved if kind != 'edit' else 1} rows p50 / p99 (ms)",
                      f"{p50:.1f} / {p99:.1f}", other, target))  # fmt: skip
     every = [t for kind in ("in", "edit", "out") for t in pgsift.latencies[kind]]
