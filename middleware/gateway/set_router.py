@@ -47,6 +47,7 @@ from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway.messages import WireChange
 from pgsift.middleware.gateway.moves import MoveReads
 from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
 from pgsift.subscriptions.change import Change
@@ -235,6 +236,7 @@ class SetRouter(Generic[L]):
         for delta in deltas:
             index.widen(delta)
         seen: set[Hashable] = set()
+        wired: dict[tuple[int, int], tuple[Any, WireChange]] = {}  # shared events, converted once
         try:
             for change in self._outer:
                 first = self._first_change(change, seen)
@@ -249,7 +251,7 @@ class SetRouter(Generic[L]):
                     self.routed_changes += 1
                     if routed.refetch:
                         continue
-                    apply_event(routed, event, listener.shape)
+                    apply_event(routed, event, listener.shape, wired)
                     if self.max_changes is not None and len(routed.changes) > self.max_changes:
                         routed.changes.clear()
                         routed.refetch = True
