@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.events import TRUNCATE, Event
@@ -128,7 +128,9 @@ class PreparedChange:
     `primary_key` is the table's primary key (the same for all its shapes).
     """
 
-    __slots__ = ("_delete", "change", "changed", "key_changed", "new_key", "old_key", "old_known")
+    __slots__ = (
+        "_delete", "_events", "change", "changed", "key_changed", "new_key", "old_key", "old_known"
+    )
 
     def __init__(
         self, change: Change, primary_key: tuple[str, ...], *, old_known: bool = True
@@ -155,12 +157,24 @@ class PreparedChange:
                 c for c, v in new.items() if c not in old or not same_value(old[c], v)
             )
         self._delete: Event | None = None
+        self._events: dict[tuple[str, tuple[str, ...]], Event] = {}
 
     def delete_event(self) -> Event:
         """The delete of the old key, one object shared by every shape."""
         if self._delete is None:
             self._delete = Event("delete", self.old_key, None)
         return self._delete
+
+    def with_row(self, op: Literal["insert", "update"], shape: RoutableShape) -> Event:
+        """An insert / update of the new row through `shape`, one object shared by every
+        shape selecting the same columns (events are read, never changed)."""
+        memo = (op, shape.columns)
+        event = self._events.get(memo)
+        if event is None:
+            new = self.change.new
+            assert new is not None  # only asked for changes with a new row
+            event = self._events[memo] = Event(op, self.new_key, shape.project(new))
+        return event
 
 
 def classify(
@@ -188,7 +202,7 @@ def classify(
     new, old = change.new, change.old
     if op == "insert":
         if new is not None and shape.matches(new, sets):
-            return (Event("insert", prepared.new_key, shape.project(new)),)
+            return (prepared.with_row("insert", shape),)
         return ()
     if op == "delete":
         if prepared.old_known and old is not None and not shape.matches(old, old_sets):
@@ -199,19 +213,19 @@ def classify(
     in_new = shape.matches(new, sets)
     if not prepared.old_known or old is None:
         if in_new:
-            insert = Event("insert", prepared.new_key, shape.project(new))
+            insert = prepared.with_row("insert", shape)
             return (prepared.delete_event(), insert) if prepared.key_changed else (insert,)
         return (prepared.delete_event(),)
     in_old = shape.matches(old, old_sets)
     if in_old and in_new:
         if prepared.key_changed:
-            return (prepared.delete_event(), Event("insert", prepared.new_key, shape.project(new)))
+            return (prepared.delete_event(), prepared.with_row("insert", shape))
         changed = prepared.changed
         if changed is not None and changed.isdisjoint(shape.columns):
             return ()
-        return (Event("update", prepared.new_key, shape.project(new)),)
+        return (prepared.with_row("update", shape),)
     if in_new:
-        return (Event("insert", prepared.new_key, shape.project(new)),)
+        return (prepared.with_row("insert", shape),)
     if in_old:
         return (prepared.delete_event(),)
     return ()

@@ -166,10 +166,15 @@ class Shape:
 
         A shape with inner sets reads their states from `sets` (SetError without).
         """
-        predicate = self._template.predicate
+        template = self._template
+        predicate = template.predicate
         if predicate is None:
             return True
         consts = self._consts
+        if template.member_test is not None and sets is not None:
+            keyed, position = template.member_test
+            value = keyed(row, consts)  # type: ignore[arg-type]
+            return value is not None and value in sets.state(self._set_keys[position]).members
         if self._set_keys:
             consts = bind_states(consts, self._set_keys, sets)
         return predicate(row, consts) is True  # type: ignore[arg-type]

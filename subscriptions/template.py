@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from pgsift.subscriptions.compile import Fn, compile_expr
-from pgsift.subscriptions.ir import Expr
+from pgsift.subscriptions.compile import Fn, compile_expr, compile_keyed
+from pgsift.subscriptions.ir import Col, Expr, InSet
 from pgsift.subscriptions.render import render_select
 from pgsift.subscriptions.terms import Recipe, term_recipe
 from pgsift.subscriptions.wire import RowWire
@@ -32,6 +32,20 @@ class Template:
     normalized: str  # for people and for the key, `$n::type` placeholders
     recipe: Recipe
     where: Expr | None
+    # When the whole condition is `col IN (SELECT ...)`: the keyed column and the set's
+    # position. Then a row matches exactly when its keyed value is a member (`in_set`
+    # is TRUE only so), a dict lookup instead of the general evaluation.
+    member_test: tuple[Fn, int] | None = None
+
+
+def member_test(where: Expr | None) -> tuple[Fn, int] | None:
+    """The keyed column and set position of a condition that is one `col IN (SELECT)`."""
+    if not isinstance(where, InSet) or len(where.args) != 1:
+        return None
+    (arg,) = where.args
+    if not isinstance(arg, Col):
+        return None
+    return compile_keyed(arg, where.arg_keys[0]), where.position
 
 
 _templates: dict[
@@ -66,6 +80,7 @@ def template_for(
             normalized=render_select(table, columns, where, psycopg=False),
             recipe=term_recipe(where),
             where=where,
+            member_test=member_test(where),
         )
         with _templates_lock:
             template = _templates.get(cache_key)

@@ -1,27 +1,30 @@
-"""Relational moves live: a membership change -> the moved rows at a websocket client.
+"""Relational moves live (parts (b) and (c) of `bench/relational/run.py`).
 
-    .venv/bin/python bench/relational/live.py [--subscriptions 100] [--rounds 10]
-        [--moved 1000] [--teams 1000]
-
-Starts a throwaway Postgres and Redis, `pgsift capture` and `pgsift serve` as
-subprocesses. Issues over `teams` teams (20 each), plus `rounds` big teams of
-`moved` issues each; `subscriptions` users, each a member of three small teams,
-each subscribed over websockets to
+A throwaway Postgres (with `pg_stat_statements`) and Redis, `pgsift capture`
+and `pgsift serve` as subprocesses. Issues over `teams` teams (20 each), plus
+`rounds` big teams of `moved` issues each; `subscriptions` users, each a member
+of three small teams, each subscribed over websockets to
 `SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM memberships
-WHERE user_id = $1)`. Each round one user joins a big team (its issues move
-in), then leaves it (they move out).
+WHERE user_id = $1)`.
 
-* pgsift: commit -> the client's copy holds every moved row (and, for the
-  move-out, none of them); the gateway reads the moved rows once, at a
-  snapshot (one region query), and sends them.
-* pgsift, plain tx (for scale): a transaction inserting (deleting) as many rows
-  in a team the user is in: the delivery path without a move.
-* re-query (baseline, same run, same rounds): what a live-query server does on
-  a relevant change: re-run the subscription's whole query and diff it with
-  the previous result. Timed from the commit to the diff, without the time such
-  a server needs to learn of the change (which favours the baseline).
+The workload, per round: one user joins a big team (its `moved` issues move
+into that user's subscription), `edits` issues of the subscribers' teams are
+edited one transaction each (outer changes), and the user leaves the big team
+again (the issues move out).
 
-Latency p50 / p99 and moved rows per second are printed for both.
+* pgsift: each latency is commit -> the change is in the websocket client's
+  copy (every moved row; the edited title at one subscriber of the team).
+* re-query (the baseline, same run, same database, same changes, after pgsift
+  is stopped): what a live-query server does on a relevant change: re-run the
+  query of every subscription the change affects, and diff it with the
+  previous result. Timed from the commit to the last diff, without the time
+  such a server needs to learn of the change (which favours the baseline).
+* Postgres statements: every statement the gateway (its own role) or the
+  re-query server (its own role) ran during the workload, by
+  `pg_stat_statements` (transaction control, cursors and pool checks
+  included).
+* plain tx, for scale: a transaction inserting (deleting) `moved` rows in a
+  team the user is in: pgsift's delivery path without a move.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import socket
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,46 +47,74 @@ from typing import Any
 import psycopg
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
-from pgsift.middleware.gateway.client import LocalCopy, SyncConnection
+from pgsift.middleware.gateway.client import LocalCopy, SyncConnection, key_of
 
 PGSIFT = Path(sys.executable).with_name("pgsift")
 TEAMS_OF = "SELECT team_id FROM memberships WHERE user_id = $1"
 QUERY = f"SELECT id, title FROM issues WHERE team_id IN ({TEAMS_OF})"
 SMALL = 20  # issues per small team
 WAIT_S = 60.0
+GATEWAY_ROLE, REQUERY_ROLE = "bench_gateway", "bench_requery"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscriptions", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--moved", type=int, default=1000)
-    parser.add_argument("--teams", type=int, default=1000)
-    args = parser.parse_args()
-    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
-        with psycopg.connect(postgres.url, autocommit=True) as admin:
-            # The embedded server turns synchronous_commit off; then WAL reaches the
-            # walsender (and capture) only at the WAL writer's next round (200 ms).
-            admin.execute("ALTER SYSTEM SET synchronous_commit = on")
-            admin.execute("ALTER SYSTEM SET max_connections = 300")
-        postgres.restart()
-        url = setup_database(postgres.url, args)
-        with capture(url, redis_server.url), serve(url, redis_server.url) as ws_url:
-            live, plain = asyncio.run(pgsift_rounds(args, ws_url, url))
-        baseline = requery_rounds(args, url)
-    print_table(args, [
-        ("pgsift (move query)", live),
-        ("re-query + diff", baseline),
-        ("pgsift, plain tx", plain),
-    ])
+@dataclass
+class Step:
+    """One change of the workload: SQL, and the users whose subscriptions it affects."""
+
+    kind: str  # "in", "edit", "out"
+    sql: str
+    params: list[Any]
+    users: list[int]
+    check: Callable[[LocalCopy], bool] | None = None
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    statements: int = 0
+    top: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+
+def teams_of(user: int, teams: int) -> list[int]:
+    return [(user * 7 + k * 13) % teams for k in range(3)]
+
+
+def workload(args: argparse.Namespace, tag: str) -> list[Step]:
+    """The rounds' changes (deterministic: both approaches run the same; `tag` makes
+    the edited titles new for each)."""
+    rng = random.Random(args.seed)
+    members: dict[int, list[int]] = {}
+    for user in range(args.subscriptions):
+        for team in teams_of(user, args.teams):
+            members.setdefault(team, []).append(user)
+    steps = []
+    for round_ in range(args.rounds):
+        user = round_ % args.subscriptions
+        team = args.teams + 1 + round_
+        steps.append(Step("in", "INSERT INTO memberships VALUES (%s, %s, %s)",
+                          [-1 - round_, team, f"u{user}"], [user]))  # fmt: skip
+        for edit in range(args.edits):
+            team = rng.choice(teams_of(rng.randrange(args.subscriptions), args.teams))
+            issue = team + args.teams * rng.randrange(1 if team else 2, SMALL)
+            title = f"{tag} {round_}.{edit}"
+            steps.append(Step("edit", "UPDATE issues SET title = %s WHERE id = %s",
+                              [title, issue], sorted(set(members[team]))))  # fmt: skip
+        steps.append(Step("out", "DELETE FROM memberships WHERE id = %s", [-1 - round_], [user]))
+    return steps
 
 
 def setup_database(admin_url: str, args: argparse.Namespace) -> str:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("CREATE DATABASE bench")
+        for role in (GATEWAY_ROLE, REQUERY_ROLE):
+            admin.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
     url = str(psycopg.conninfo.make_conninfo(admin_url, dbname="bench"))
     big = args.teams + 1  # big teams: teams+1 .. teams+rounds
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pg_stat_statements")
         conn.execute(
             "CREATE TABLE issues (id bigint PRIMARY KEY, team_id int NOT NULL, title text);"
             "CREATE INDEX ON issues (team_id);"
@@ -105,6 +137,40 @@ def setup_database(admin_url: str, args: argparse.Namespace) -> str:
             [args.teams, args.subscriptions - 1],
         )
     return url
+
+
+def as_role(url: str, role: str) -> str:
+    return str(psycopg.conninfo.make_conninfo(url, user=role))
+
+
+def statements(url: str, role: str) -> tuple[int, list[tuple[int, str]]]:
+    """Statements `role` ran since the last reset, and the most frequent ones."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT s.calls, s.query FROM pg_stat_statements s"
+            " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = %s ORDER BY s.calls DESC",
+            [role],
+        ).fetchall()
+    return sum(int(calls) for calls, _ in rows), [(int(c), str(q)) for c, q in rows[:8]]
+
+
+def reset_statements(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """Postgres (pg_stat_statements loaded) and Redis: the bench database's URL and Redis's."""
+    with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
+        with psycopg.connect(postgres.url, autocommit=True) as admin:
+            # The embedded server turns synchronous_commit off; then WAL reaches the
+            # walsender (and capture) only at the WAL writer's next round (200 ms).
+            admin.execute("ALTER SYSTEM SET synchronous_commit = on")
+            admin.execute("ALTER SYSTEM SET max_connections = 300")
+            admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        postgres.restart()
+        yield setup_database(postgres.url, args), redis_server.url
 
 
 @contextlib.contextmanager
@@ -133,8 +199,8 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "WARNING", "serve", "--database-url", url,
-         "--redis-url", redis_url, "--port", str(port)],
+        [str(PGSIFT), "--log-level", "WARNING", "serve", "--database-url",
+         as_role(url, GATEWAY_ROLE), "--redis-url", redis_url, "--port", str(port)],
         env={**os.environ, "PGSIFT_AUTH_ANONYMOUS": "true",
              "PGSIFT_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION": "100000"},
     )
@@ -154,7 +220,7 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
         process.wait(10)
 
 
-async def until(check: Any, what: str) -> None:
+async def until(check: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while not check():
         if time.monotonic() > deadline:
@@ -166,11 +232,14 @@ def holds(copy: LocalCopy, rows: int, at_least: bool) -> bool:
     return len(copy.rows) >= rows if at_least else len(copy.rows) <= rows
 
 
-async def pgsift_rounds(
-    args: argparse.Namespace, ws_url: str, url: str
-) -> tuple[list[float], list[float]]:
-    """Seconds from commit to the moved rows at the client, per move (in and out); and,
-    for comparison, per plain transaction inserting (deleting) as many rows."""
+def titled(copy: LocalCopy, key: str, title: str) -> bool:
+    row = copy.rows.get(key)
+    return row is not None and row.get("title") == title
+
+
+async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results:
+    """The workload against pgsift, then the plain transactions (not counted)."""
+    results = Results()
     copies = [LocalCopy() for _ in range(args.subscriptions)]
     conns = [await SyncConnection.connect(ws_url) for _ in range(10)]
 
@@ -179,85 +248,81 @@ async def pgsift_rounds(
             copies[user].apply(message)
 
     tasks = [asyncio.create_task(follow(user)) for user in range(args.subscriptions)]
-    timings: list[float] = []
-    plain: list[float] = []
     try:
         await until(lambda: all(c.up_to_date for c in copies), "every copy up to date")
+        reset_statements(url)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for step in workload(args, "pgsift"):
+                copy = copies[step.users[0]] if step.users else None
+                before = len(copy.rows) if copy is not None else 0
+                started = time.perf_counter()
+                await conn.execute(step.sql, step.params)
+                if copy is None:
+                    continue
+                if step.kind == "in":
+                    await until(partial(holds, copy, before + args.moved, True), "move-in")
+                elif step.kind == "out":
+                    await until(partial(holds, copy, before - args.moved, False), "move-out")
+                else:
+                    key = key_of({"id": str(step.params[1])})
+                    await until(partial(titled, copy, key, step.params[0]), "the edit")
+                results.add(step.kind, time.perf_counter() - started)
+            results.statements, results.top = statements(url, GATEWAY_ROLE)
             for round_ in range(args.rounds):
                 user = round_ % args.subscriptions
                 copy, before = copies[user], len(copies[user].rows)
-                team = args.teams + 1 + round_
-                started = time.perf_counter()
-                await conn.execute(
-                    "INSERT INTO memberships VALUES (%s, %s, %s)", [-1 - round_, team, f"u{user}"]
-                )
-                await until(partial(holds, copy, before + args.moved, True), "the move-in")
-                timings.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                await conn.execute("DELETE FROM memberships WHERE id = %s", [-1 - round_])
-                await until(partial(holds, copy, before, False), "the move-out")
-                timings.append(time.perf_counter() - started)
-                # The same number of rows in one transaction of a team the user is in.
                 first = 10_000_000 * (round_ + 1)
                 started = time.perf_counter()
                 await conn.execute(
                     "INSERT INTO issues SELECT %s + i, %s, 'plain' FROM generate_series(1, %s) i",
-                    [first, (user * 7) % args.teams, args.moved],
+                    [first, teams_of(user, args.teams)[0], args.moved],
                 )
                 await until(partial(holds, copy, before + args.moved, True), "the insert")
-                plain.append(time.perf_counter() - started)
-                started = time.perf_counter()
+                results.add("plain", time.perf_counter() - started)
                 await conn.execute("DELETE FROM issues WHERE id > %s", [first])
                 await until(partial(holds, copy, before, False), "the delete")
-                plain.append(time.perf_counter() - started)
         assert not any(c.must_refetch for c in copies)
     finally:
         for task in tasks:
             task.cancel()
         for conn_ in conns:
             await conn_.close()
-    return timings, plain
+    return results
 
 
-def requery_rounds(args: argparse.Namespace, url: str) -> list[float]:
-    """The same rounds, each answered by re-running the query and diffing."""
-    timings: list[float] = []
+def requery_run(args: argparse.Namespace, url: str, writer_url: str) -> Results:
+    """The same workload: every affected subscription's query re-run and diffed."""
+    results = Results()
     sql = QUERY.replace("$1", "%s")
-    with psycopg.connect(url, autocommit=True) as conn:
-        for round_ in range(args.rounds):
-            user = f"u{round_ % args.subscriptions}"
-            previous = {row[0]: row for row in conn.execute(sql, [user]).fetchall()}
-            for statement, values in (
-                ("INSERT INTO memberships VALUES (%s, %s, %s)",
-                 [-1 - round_, args.teams + 1 + round_, user]),
-                ("DELETE FROM memberships WHERE id = %s", [-1 - round_]),
-            ):
-                started = time.perf_counter()
-                conn.execute(statement, values)
-                now = {row[0]: row for row in conn.execute(sql, [user]).fetchall()}
-                moved = {k for k in now.keys() ^ previous.keys()}
-                moved |= {k for k in now.keys() & previous.keys() if now[k] != previous[k]}
-                timings.append(time.perf_counter() - started)
-                assert len(moved) == args.moved, len(moved)
-                previous = now
-    return timings
+    with psycopg.connect(as_role(url, REQUERY_ROLE), autocommit=True) as conn, \
+            psycopg.connect(writer_url, autocommit=True) as writer:  # fmt: skip
+        previous = {
+            user: {row[0]: row for row in conn.execute(sql, [f"u{user}"]).fetchall()}
+            for user in range(args.subscriptions)
+        }
+        reset_statements(url)
+        for step in workload(args, "re-query"):
+            started = time.perf_counter()
+            writer.execute(step.sql, step.params)
+            moved = 0
+            for user in step.users:
+                now = {row[0]: row for row in conn.execute(sql, [f"u{user}"]).fetchall()}
+                was = previous[user]
+                moved += len(now.keys() ^ was.keys())
+                moved += sum(1 for k in now.keys() & was.keys() if now[k] != was[k])
+                previous[user] = now
+            if step.users:
+                results.add(step.kind, time.perf_counter() - started)
+                want = args.moved if step.kind != "edit" else len(step.users)
+                assert moved == want, (step, moved)
+        results.statements, results.top = statements(url, REQUERY_ROLE)
+    return results
 
 
-def print_table(args: argparse.Namespace, results: list[tuple[str, list[float]]]) -> None:
-    print(f"\nmoves of {args.moved} rows into / out of one of {args.subscriptions} "
-          f"subscriptions, {args.rounds} rounds (in + out)")
-    print(f"{'approach':<22} {'p50 ms':>9} {'p99 ms':>9} {'rows/s (p50)':>14}")
-    for name, timings in results:
-        ordered = sorted(timings)
-        p50 = statistics.median(ordered)
-        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-        print(f"{name:<22} {p50 * 1000:>9.1f} {p99 * 1000:>9.1f} {args.moved / p50:>14,.0f}")
-    print("Postgres statements per membership change: pgsift one region read per affected "
-          "subscription (only the moved rows); re-query one whole query per affected "
-          "subscription. Per outer change (an issue edited): pgsift none, re-query one per "
-          "affected subscription.")
-
-
-if __name__ == "__main__":
-    main()
+def run(args: argparse.Namespace) -> tuple[Results, Results]:
+    """pgsift's results and the re-query baseline's, in one run on one database."""
+    with services(args) as (url, redis_url):
+        with capture(url, redis_url), serve(url, redis_url) as ws_url:
+            live = asyncio.run(pgsift_run(args, ws_url, url))
+        baseline = requery_run(args, url, url)
+    return live, baseline

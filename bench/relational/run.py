@@ -1,212 +1,118 @@
-"""Relational routing benchmark (pure core): changes routed through inner sets.
+"""Relational subscriptions: the benchmark of issue 12, one table.
 
-Issues over 1,000 teams; each subscriber is a user who is a member of three
-random teams and subscribes to
+Issues over 1,000 teams; subscriptions
 `SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM memberships
-WHERE user_id = $1)`: one inner set per user, materialized in a `SetRegistry`,
-the shapes filed under their sets' values in a `RoutingIndex`.
+WHERE user_id = $1)`, one per user (a member of three teams).
 
-* outer: an UPDATE of an issue of a random team (its title, or its team), routed
-  by the index, and by naive evaluation of every shape with the same sets
-  (measured in the same run, on the same changes, checked equal); and the same
-  UPDATEs in teams no subscriber is a member of (`miss`: the lookup alone);
-* inner: one membership inserted and deleted (one transaction each): the
-  registry's delta, widen / narrow of the index, and the moves it asks for.
-
-The issue's target for outer changes: within 2x between 100 and 10,000
-subscriptions. A change reaches every subscriber of its team, so the events per
-change grow with the subscriptions (30 per team at 10,000); the per-event cost
-and the cost of a change reaching nobody are printed to separate the lookup
-from the delivery. The live part (moves read from Postgres, splice, websocket,
-against re-running the query) is `bench/relational/live.py`.
+* (a) outer changes routed through the inner sets (pure core, `core.py`): µs per
+  change at 100 and at 10,000 subscriptions. Target: within 2x. A change
+  reaches every subscriber of its team (0.4 at 100, ~40 at 10,000), so the
+  lookup alone, a change reaching nobody, is shown too.
+* (b) a membership insert that moves `moved` (1,000) issues into one
+  subscription: commit -> the last row at a websocket client (`live.py`, real
+  capture, Redis, gateway). Target: under 200 ms. The move-out and a plain
+  transaction of as many rows (the delivery path without a move) for scale.
+* (c) the same workload (rounds of: a move-in, `edits` issue edits, a move-out)
+  answered by re-running each affected subscription's query and diffing, in
+  the same run: Postgres statements (`pg_stat_statements`, per role) and p99
+  per change. Targets: at least 10x fewer statements, lower p99.
 
     .venv/bin/python bench/relational/run.py [--sizes 100,10000] [--changes 3000]
-        [--teams 1000] [--seed 1]
+        [--subscriptions 100] [--rounds 10] [--edits 20] [--moved 1000]
+        [--teams 1000] [--seed 1] [--statements]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import random
+import os
+import statistics
 import sys
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from pathlib import Path
 
-from pgsift.subscriptions.catalog import Catalog
-from pgsift.subscriptions.change import Change
-from pgsift.subscriptions.classify import PreparedChange, classify
-from pgsift.subscriptions.events import Event
-from pgsift.subscriptions.registry import SetRegistry
-from pgsift.subscriptions.routing import RoutingIndex
-from pgsift.subscriptions.sets import BeforeView
-from pgsift.subscriptions.shape import Shape
+sys.path.insert(0, str(Path(__file__).parent))
 
-CATALOG = Catalog.from_dict(
-    {
-        "issues": {
-            "columns": {"id": "int8", "team_id": "int4", "title": "text"},
-            "primary_key": ["id"],
-        },
-        "memberships": {
-            "columns": {"team_id": "int4", "user_id": "text"},
-            "primary_key": ["team_id", "user_id"],
-        },
-    }
-)
-QUERY = (
-    "SELECT id, title FROM issues WHERE team_id IN "
-    "(SELECT team_id FROM memberships WHERE user_id = $1)"
-)
-TEAMS_PER_USER = 3
-Routed = list[tuple[int, Event]]
+import core
+import live
 
 
-@dataclass
-class Row:
-    subscriptions: int
-    set_filed: int
-    events: float
-    index_us: float
-    miss_us: float
-    naive_us: float
-    inner_us: float
+def percentiles(timings: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99 in ms."""
+    ordered = sorted(timings)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p99 * 1000
 
 
-def build(size: int, teams: int, rng: random.Random) -> tuple[SetRegistry, RoutingIndex[int],
-                                                             list[Shape]]:  # fmt: skip
-    registry = SetRegistry()
-    index: RoutingIndex[int] = RoutingIndex(registry)
-    shapes = []
-    for user in range(size):
-        shape = Shape.parse(QUERY, [f"u{user}"], catalog=CATALOG)
-        rows = [{"team_id": t, "user_id": f"u{user}"}
-                for t in rng.sample(range(teams), TEAMS_PER_USER)]  # fmt: skip
-        for inner in registry.acquire(shape.inner_sets):
-            registry.load(inner, rows)
-        index.add(shape, user)
-        shapes.append(shape)
-    return registry, index, shapes
-
-
-def build_changes(teams: int, count: int, rng: random.Random, offset: int = 0) -> list[Change]:
-    """UPDATEs of issues of teams `offset` .. `offset + teams`."""
-    changes = []
-    for _ in range(count):
-        id_ = rng.randrange(10**9)
-        old = {"id": id_, "team_id": offset + rng.randrange(teams), "title": f"issue {id_}"}
-        new = dict(old)
-        if rng.random() < 0.7:
-            new["title"] = f"issue {id_} (edited)"
-        else:
-            new["team_id"] = offset + rng.randrange(teams)
-        changes.append(Change("public.issues", "update", {"id": id_}, new, old))
-    return changes
-
-
-def naive(shapes: Sequence[Shape], registry: SetRegistry, change: Change) -> Routed:
-    prepared = PreparedChange(change, ("id",))
-    return [
-        (listener, event)
-        for listener, shape in enumerate(shapes)
-        for event in classify(shape, prepared, registry)
-    ]
-
-
-def timed(route: Callable[[Change], Routed], changes: Sequence[Change]) -> tuple[float, int]:
-    """Seconds per change (best of three passes) and events per pass."""
-    best, events = float("inf"), 0
-    for _ in range(3):
-        gc.collect()
-        start = time.perf_counter()
-        events = sum(len(route(change)) for change in changes)
-        best = min(best, time.perf_counter() - start)
-    return best / len(changes), events
-
-
-def inner_cost(registry: SetRegistry, index: RoutingIndex[int], teams: int, size: int,
-               rng: random.Random, count: int = 500) -> float:  # fmt: skip
-    """Seconds per membership change: registry delta, widen / narrow, moves planned."""
-    best = float("inf")
-    for _ in range(3):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(count):
-            row = {"team_id": rng.randrange(teams), "user_id": f"u{rng.randrange(size)}"}
-            for op in ("insert", "delete"):
-                change = Change("public.memberships", op, dict(row),
-                                row if op == "insert" else None, None)  # fmt: skip
-                deltas = registry.apply([change])
-                BeforeView(registry, deltas)
-                for delta in deltas:
-                    index.widen(delta)
-                for delta in deltas:
-                    index.narrow(delta)
-                    index.moves(delta)
-        best = min(best, time.perf_counter() - start)
-    return best / (2 * count)
-
-
-def measure(size: int, args: argparse.Namespace) -> Row:
-    rng = random.Random(args.seed)
-    registry, index, shapes = build(size, args.teams, rng)
-    changes = build_changes(args.teams, args.changes, rng)
-    naive_changes = changes[: max(5, min(len(changes), 300_000 // size))]
-    for change in naive_changes:
-        got, want = index.route(change), naive(shapes, registry, change)
-        if Counter(map(repr, got)) != Counter(map(repr, want)):
-            sys.exit(f"index and naive routing disagree on {change}")
-    index_s, events = timed(index.route, changes)
-    misses = build_changes(args.teams, args.changes, rng, offset=args.teams)
-    miss_s, missed = timed(index.route, misses)
-    assert missed == 0
-    naive_s, _ = timed(lambda change: naive(shapes, registry, change), naive_changes)
-    return Row(
-        subscriptions=size,
-        set_filed=index.stats().set_filed,
-        events=events / len(changes),
-        index_us=index_s * 1e6,
-        miss_us=miss_s * 1e6,
-        naive_us=naive_s * 1e6,
-        inner_us=inner_cost(registry, index, args.teams, size, rng) * 1e6,
-    )
+def within(ratio: float) -> str:
+    return "<= 2x " + ("met" if ratio <= 2 else "NOT met")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,10000")
     parser.add_argument("--changes", type=int, default=3000)
+    parser.add_argument("--subscriptions", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--moved", type=int, default=1000)
     parser.add_argument("--teams", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
-    header = (
-        f"{'subs':>7} {'set-filed':>9} {'events/chg':>10} {'index µs/chg':>12} "
-        f"{'µs/event':>8} {'miss µs/chg':>11} {'naive µs/chg':>12} {'speedup':>8} "
-        f"{'membership µs':>13}"
+    parser.add_argument(
+        "--statements", action="store_true", help="print each side's most frequent statements"
     )
+    args = parser.parse_args(argv)
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    routed = [core.measure(size, args) for size in sizes]
+    pgsift, requery = live.run(args)
+
+    rows: list[tuple[str, str, str, str]] = []
+    for row in routed:
+        rows.append((f"(a) {row.subscriptions:,} subs: µs/change ({row.events:.1f} events)",
+                     f"{row.index_us:.1f}", f"naive {row.naive_us:.1f}", ""))  # fmt: skip
+        rows.append(("    µs/change reaching nobody (the lookup)", f"{row.miss_us:.1f}", "", ""))
+    if len(routed) > 1:
+        first, last = routed[0], routed[-1]
+        ratio, lookup = last.index_us / first.index_us, last.miss_us / first.miss_us
+        events = last.events / max(first.events, 1e-9)
+        rows.append((f"(a) {sizes[-1]:,} vs {sizes[0]:,} subs: µs/change", f"{ratio:.2f}x",
+                     f"events {events:.0f}x", within(ratio)))  # fmt: skip
+        rows.append(("    µs/change reaching nobody", f"{lookup:.2f}x", "", within(lookup)))
+    names = {"in": "(b) move-in", "out": "    move-out", "edit": "    issue edit",
+             "plain": "    plain tx (scale)"}  # fmt: skip
+    for kind, name in names.items():
+        p50, p99 = percentiles(pgsift.latencies[kind])
+        base = requery.latencies.get(kind)
+        other = "" if base is None else "{:.1f} / {:.1f}".format(*percentiles(base))
+        target = ""
+        if kind == "in":
+            target = "< 200 ms " + ("met" if p99 < 200 else "NOT met") + " (p99)"
+        rows.append((f"{name} {args.moved if kind != 'edit' else 1} rows p50 / p99 (ms)",
+                     f"{p50:.1f} / {p99:.1f}", other, target))  # fmt: skip
+    every = [t for kind in ("in", "edit", "out") for t in pgsift.latencies[kind]]
+    base_every = [t for kind in ("in", "edit", "out") for t in requery.latencies[kind]]
+    p99, base_p99 = percentiles(every)[1], percentiles(base_every)[1]
+    rows.append(("(c) p99 over the workload's changes (ms)", f"{p99:.1f}", f"{base_p99:.1f}",
+                 "lower " + ("met" if p99 < base_p99 else "NOT met")))  # fmt: skip
+    fewer = requery.statements / max(pgsift.statements, 1)
+    rows.append(("(c) Postgres statements, the workload", f"{pgsift.statements:,}",
+                 f"{requery.statements:,}",
+                 f">= 10x fewer: {fewer:.1f}x " + ("met" if fewer >= 10 else "NOT met")))
+
+    print(f"\n{args.subscriptions} live subscriptions, {args.rounds} rounds of a move of "
+          f"{args.moved} rows in, {args.edits} issue edits, the move out; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    header = f"{'measure':<52} {'pgsift':>16} {'re-query':>16}  target"
     print(header)
-    print("-" * len(header))
-    rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        row = measure(size, args)
-        rows.append(row)
-        per_event = row.index_us / row.events if row.events else 0.0
-        print(
-            f"{row.subscriptions:>7} {row.set_filed:>9} {row.events:>10.2f} "
-            f"{row.index_us:>12.1f} {per_event:>8.1f} {row.miss_us:>11.1f} "
-            f"{row.naive_us:>12.1f} {row.naive_us / row.index_us:>7.0f}x {row.inner_us:>13.1f}"
-        )
-    if len(rows) > 1:
-        first, last = rows[0], rows[-1]
-        print(
-            f"\n{last.subscriptions} vs {first.subscriptions} subscriptions: index µs/change "
-            f"{last.index_us / first.index_us:.2f}x (events/change "
-            f"{last.events / max(first.events, 1e-9):.0f}x), a change reaching nobody "
-            f"{last.miss_us / first.miss_us:.2f}x, a membership change "
-            f"{last.inner_us / first.inner_us:.2f}x"
-        )
+    print("-" * (len(header) + 20))
+    for name, ours, theirs, target in rows:
+        print(f"{name:<52} {ours:>16} {theirs:>16}  {target}")
+    if args.statements:
+        for label, results in (("pgsift", pgsift), ("re-query", requery)):
+            print(f"\n{label}: most frequent statements")
+            for calls, query in results.top:
+                print(f"{calls:>7}  {' '.join(query.split())[:100]}")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ class RelationalSession(SyncSession):
     async def _live(
         self, inbox: Inbox, sets: SetRouter[Any], done: int
     ) -> AsyncGenerator[SyncMessage, None]:
-        reader = MoveReader(self.shape, self._pool)
+        reader = MoveReader(self.shape, self._pool, sets.reads)
         held: deque[RoutedTx] = deque()
         while True:
             tx = held.popleft() if held else await inbox.get()
@@ -137,41 +137,31 @@ class RelationalSession(SyncSession):
                 yield REFETCH
                 return
             changes: list[WireChange] = list(reader.unspliced(tx))
-            if not tx.moves:
-                for message in batched(
-                    changes, max_bytes=self._max_bytes, cursor=tx.id, up_to_date=True,
-                    confirmed=tx.confirmed,
-                ):
-                    yield message
-                continue
-            try:
-                source = await reader.open(tx)
-            except (PoolTimeout, *SNAPSHOT_LOST):
-                source = None  # no snapshot for the move: the client starts over
-            if source is None:
-                yield REFETCH
-                return
-            try:
-                stamp = source.cursor.snapshot
-                assert stamp is not None
+            last, confirmed = tx, tx.confirmed
+            if tx.moves:
+                try:
+                    read = await reader.read(tx)
+                except (PoolTimeout, *SNAPSHOT_LOST):
+                    read = None  # no snapshot for the move: the client starts over
+                if read is None:
+                    yield REFETCH
+                    return
+                sets.snapshot_taken(inbox, tx.moves, read.stamp, read.taken_at)
                 held.extend(inbox.drain())
-                moves, last, confirmed = list(tx.moves), tx, tx.confirmed
-                # The transactions the snapshot saw go out with the move, before its rows.
-                while held and stamp.visible(held[0].xid):
+                # The transactions the snapshot saw go out with the move, before its
+                # rows, up to one with moves of its own (read next, at a later snapshot).
+                while held and read.stamp.visible(held[0].xid) and not held[0].moves:
                     seen = held.popleft()
                     if seen.lsn <= done or self._seen_by_snapshot(seen.xid):
                         continue
                     done, last = seen.lsn, seen
-                    if seen.refetch or any(move.refetch for move in seen.moves):
+                    if seen.refetch:
                         yield REFETCH
                         return
                     changes.extend(reader.unspliced(seen))
-                    moves.extend(seen.moves)
                     confirmed = seen.confirmed or confirmed  # a later one covers the earlier
-                changes.extend(await reader.read(source, moves))
-                sets.snapshot_taken(inbox, moves, source.read.taken_at)
-            finally:
-                await source.close()
+                reader.spliced(read)
+                changes.extend(read.changes)
             for message in batched(
                 changes, max_bytes=self._max_bytes, cursor=last.id, up_to_date=True,
                 confirmed=confirmed,

@@ -77,11 +77,26 @@ class RoutedTx:
         return messages
 
 
-def apply_event(routed: Routed, event: Any, shape: Shape) -> None:
-    """Add one routed event to a listener's transaction, in wire form."""
+def apply_event(
+    routed: Routed,
+    event: Any,
+    shape: Shape,
+    wired: dict[tuple[int, int], tuple[Any, WireChange]] | None = None,
+) -> None:
+    """Add one routed event to a listener's transaction, in wire form; `wired` (by
+    event and wire encoders; it keeps the event alive, so its id is not reused)
+    converts an event shared by many listeners once."""
     op = WIRE_OPS.get(event.op)
     if op is None:  # truncate: the client cannot know which of its rows went
         routed.refetch = True
         return
-    row = None if op == "DELETE" else event.row
-    routed.changes.append(wire_change(op, event.key, row, shape.wire))
+    wire = shape.wire
+    memo = (id(event), id(wire))
+    known = None if wired is None else wired.get(memo)
+    if known is not None:
+        routed.changes.append(known[1])
+        return
+    change = wire_change(op, event.key, None if op == "DELETE" else event.row, wire)
+    if wired is not None:
+        wired[memo] = (event, change)
+    routed.changes.append(change)

@@ -130,9 +130,12 @@ class SetLoads(Generic[T]):
     async def serve_at(self, position: FeedPosition | None) -> None:
         """Serve every waiting request at `position`: a transaction boundary (None: not
         at one; they wait)."""
+        # Cleared whenever nothing can be served: a `wake` left set would make
+        # `while_reading` spin (wake.wait() done at once) until the read completes,
+        # on every read (40% of a core with 100 idle subscriptions).
+        self.wake.clear()
         if position is None or not self._requests:
             return
-        self.wake.clear()
         while self._requests:
             request = self._requests.popleft()
             if request.done.done():

@@ -30,7 +30,10 @@ return it, while the client still holds it. So from `T` on, a change whose old
 row is in the region of a listener's move is classified as if the listener
 held it (`classify(assume_held=True)`: a DELETE, or an INSERT as an upsert)
 until that listener's session reports its snapshot (`snapshot_taken`), and
-then for the transactions that committed up to `PENDING_S` after it.
+then for the transactions that snapshot saw (by xid; the region is forgotten
+once a transaction committed `PENDING_S` after the snapshot was taken). A
+transaction it did not see cannot hide a row from the move: the move's image
+predates it.
 
 A set that grows past the registry's bound is dropped: the shapes reading it
 are unregistered and their listeners refetch (`evicted`).
@@ -44,6 +47,8 @@ from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway.messages import WireChange
+from pgsift.middleware.gateway.moves import MoveReads
 from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, classify
@@ -74,6 +79,9 @@ class _Region:
 
     move: Move
     until: float | None = None  # commit times after this no longer need it
+    # The snapshot the move was read in, once taken: only the transactions it saw
+    # can have taken a row out of the region unseen.
+    stamp: Snapshot | None = None
 
 
 class SetRouter(Generic[L]):
@@ -83,11 +91,14 @@ class SetRouter(Generic[L]):
         self.registry = registry
         self.max_changes = max_changes
         self._index: RoutingIndex[L] = RoutingIndex(sets=registry)
+        # The sessions' move reads, shared by shape (`gateway/moves.py`).
+        self.reads = MoveReads()
         self._by_table: dict[str, set[L]] = {}
         self._primary_key: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Pending] = {}
         # Per listener, the regions of its moves under way (the conservative rule).
         self._regions: dict[L, list[_Region]] = {}
+        self._active: dict[L, list[_Region]] = {}  # those the transaction under way needs
         # Per set, bumped with every delta (a resume's catch-up checks them).
         self._versions: dict[str, int] = {}
         self.routed_changes = 0
@@ -111,6 +122,7 @@ class SetRouter(Generic[L]):
     def remove(self, shape: Shape, listener: L) -> None:
         self._index.remove(shape, listener)
         self._regions.pop(listener, None)
+        self._active.pop(listener, None)
         listeners = self._by_table.get(shape.table)
         if listeners is not None:
             listeners.discard(listener)
@@ -123,13 +135,16 @@ class SetRouter(Generic[L]):
         for key in keys:
             self._pending[key] = _Pending(stamp, taken_at)
 
-    def snapshot_taken(self, listener: L, moves: Iterable[Move], taken_at: float) -> None:
-        """`listener`'s session read `moves` at a snapshot taken at `taken_at` (unix
-        seconds): their regions matter only to transactions that snapshot may have seen."""
+    def snapshot_taken(
+        self, listener: L, moves: Iterable[Move], stamp: Snapshot, taken_at: float
+    ) -> None:
+        """`listener`'s session read `moves` in snapshot `stamp`, taken by `taken_at`
+        (unix seconds): their regions matter only to the transactions it saw."""
         read = {id(move) for move in moves}
         for region in self._regions.get(listener, ()):
             if id(region.move) in read:
                 region.until = taken_at + PENDING_S
+                region.stamp = stamp
 
     def listeners(self) -> set[L]:
         return {listener for listeners in self._by_table.values() for listener in listeners}
@@ -148,6 +163,7 @@ class SetRouter(Generic[L]):
                     self._by_table.get(shape.table, set()).discard(listener)
         self._pending.clear()
         self._regions.clear()
+        self._active.clear()
 
     def _clear(self) -> None:
         """Forget the transaction under way."""
@@ -191,10 +207,15 @@ class SetRouter(Generic[L]):
         self._skip = frozenset(
             key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
         )
+        self._active = {}
         for listener, regions in list(self._regions.items()):
             regions[:] = [r for r in regions if r.until is None or committed <= r.until]
             if not regions:
                 del self._regions[listener]
+                continue
+            active = [r for r in regions if r.stamp is None or r.stamp.visible(entry.xid)]
+            if active:
+                self._active[listener] = active
 
     def _evict(self) -> None:
         """Sets the registry dropped (past its bound): their readers must refetch."""
@@ -215,12 +236,13 @@ class SetRouter(Generic[L]):
         for delta in deltas:
             index.widen(delta)
         seen: set[Hashable] = set()
+        wired: dict[tuple[int, int], tuple[Any, WireChange]] = {}  # shared events, converted once
         try:
             for change in self._outer:
                 first = self._first_change(change, seen)
                 old_sets = before if first else None
                 events = index.route(change, before=old_sets)
-                if self._regions and change.old is not None:
+                if self._active and change.old is not None:
                     events = self._held(change, events, old_sets)
                 for listener, event in events:
                     routed = out.get(listener)
@@ -229,13 +251,14 @@ class SetRouter(Generic[L]):
                     self.routed_changes += 1
                     if routed.refetch:
                         continue
-                    apply_event(routed, event, listener.shape)
+                    apply_event(routed, event, listener.shape, wired)
                     if self.max_changes is not None and len(routed.changes) > self.max_changes:
                         routed.changes.clear()
                         routed.refetch = True
         finally:
             for delta in deltas:
                 index.narrow(delta)
+        moved: dict[str, set[L]] = {}  # per shape, its listeners with moves
         for delta in deltas:
             for move, listeners in index.moves(delta):
                 for listener in listeners:
@@ -244,6 +267,10 @@ class SetRouter(Generic[L]):
                         routed = out[listener] = Routed()
                     routed.moves.append(move)
                     self._regions.setdefault(listener, []).append(_Region(move))
+                    moved.setdefault(listener.shape.key, set()).add(listener)
+        if self._lsn is not None:
+            for shape_key, sessions in moved.items():
+                self.reads.expect(self._lsn, shape_key, len(sessions))
         for delta in deltas:
             self._versions[delta.key] = self._versions.get(delta.key, 0) + 1
         return out
@@ -261,7 +288,7 @@ class SetRouter(Generic[L]):
         assert old is not None
         held = [
             listener
-            for listener, regions in self._regions.items()
+            for listener, regions in self._active.items()
             if listener.shape.table == change.table
             and any(region.move.in_region(old) for region in regions)
         ]

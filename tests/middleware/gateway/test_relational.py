@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pgsift.middleware.gateway.app import create_app
 from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
@@ -22,6 +23,7 @@ from tests.middleware.gateway.harness import (
     eventually,
     gateway_settings,
     serve,
+    serving,
     token,
 )
 from tests.middleware.gateway.pgrows import execute, expected
@@ -115,6 +117,36 @@ async def test_membership_changes_move_issues_in_and_out(database_url: str, redi
             await execute(database_url, "UPDATE issues SET title = 'edited' WHERE id = 2")
             await converges(copy, database_url, ORACLE, oracle_params)
             assert '{"id": "5"}' not in copy.rows
+
+
+async def test_sessions_of_one_shape_share_one_move_read(
+    database_url: str, redis_url: str
+) -> None:
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    app = create_app(settings)
+    claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+    with capturing(database_url, redis_url):
+        async with (
+            serving(app, settings) as url,
+            following(url, claims, RELATIONAL, ["u1"]) as first,
+            following(url, claims, RELATIONAL, ["u1"]) as second,
+            following(url, claims, RELATIONAL, ["u2"]) as other,
+        ):
+            reads = app.state.service.tailer.sets.reads
+            started = reads.started
+            # Two moves in one transaction (u1 joins teams 2 and 3), one shape moved.
+            await execute(
+                database_url,
+                "INSERT INTO memberships VALUES (3, 2, 'u1')",
+                "INSERT INTO memberships VALUES (4, 3, 'u1')",
+            )
+            for copy in (first, second):
+                await converges(copy, database_url, ORACLE, ["u1", [1, 2, 3]])
+                assert len(copy.rows) == 4
+            await converges(other, database_url, ORACLE, ["u2", [1, 2, 3]])
+            assert reads.started == started + 1  # one statement for both sessions
 
 
 async def test_a_policy_subquery_follows_memberships(database_url: str, redis_url: str) -> None:
@@ -220,14 +252,32 @@ async def test_sets_past_the_memory_bound_end_in_must_refetch(
     assert copy.must_refetch and not copy.rows
 
 
-async def test_nested_inner_selects_are_refused_live(database_url: str, redis_url: str) -> None:
+NESTED_2 = (
+    "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM memberships WHERE "
+    "user_id IN (SELECT user_id FROM memberships WHERE team_id = $1))"
+)
+NESTED_3 = NESTED_2.replace(
+    "team_id = $1", "team_id IN (SELECT team_id FROM memberships WHERE id = $1)"
+)
+NESTED_4 = NESTED_3.replace(
+    "id = $1", "id IN (SELECT id FROM memberships WHERE team_id = $1)"
+)
+
+
+@pytest.mark.parametrize(
+    ("nested", "why"),
+    [
+        (NESTED_2, "not served live yet"),
+        (NESTED_3, "not served live yet"),  # the default depth (3) parses; live refuses
+        (NESTED_4, "nested too deeply"),
+    ],
+)
+async def test_nested_inner_selects_are_refused_live(
+    database_url: str, redis_url: str, nested: str, why: str
+) -> None:
     await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
     policies = {**POLICIES, "public.memberships": {}}
     settings = gateway_settings(database_url, redis_url, policies=policies)
-    nested = (
-        "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM memberships WHERE "
-        "user_id IN (SELECT user_id FROM memberships WHERE team_id = $1))"
-    )
     async with (
         serve(settings) as url,
         await SyncConnection.connect(
@@ -236,7 +286,7 @@ async def test_nested_inner_selects_are_refused_live(database_url: str, redis_ur
     ):
         with pytest.raises(OperationError) as refused:
             _ = [m async for m in conn.sync(nested, [1])]
-        assert "not served live yet" in refused.value.errors[0]["message"]
+        assert why in refused.value.errors[0]["message"]
 
 
 async def test_a_query_subquery_reads_under_the_inner_tables_policy(
