@@ -75,14 +75,24 @@ class GraphQLTransportWS:
         max_tokens: int | None = None,
         json_limits: JsonLimits = client_json.DEFAULT_LIMITS,
     ) -> None:
-        self.schema = schema
         self.max_tokens = max_tokens
-        self.documents = DocumentCache(schema, max_tokens=max_tokens)
+        self.schema = schema
         self.json_limits = json_limits
         self.context = context
         self.acknowledge = acknowledge
         self.init_timeout_s = init_timeout_s
         self.max_operations = max_operations
+
+    @property
+    def schema(self) -> GraphQLSchema:
+        return self._schema
+
+    @schema.setter
+    def schema(self, schema: GraphQLSchema) -> None:
+        # A rebuilt schema (`graphql.live_schema`) gets its own cache: a document
+        # validated against the previous one may name fields it lacks, or miss new ones.
+        self._schema = schema
+        self.documents = DocumentCache(schema, max_tokens=self.max_tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
