@@ -149,5 +149,6 @@ def graphene_websocket_app(
         init_timeout_s=settings.gateway_connection_init_timeout_s,
         max_operations=settings.gateway_max_subscriptions_per_connection,
         max_tokens=settings.gateway_max_graphql_tokens,
+        max_keys=settings.loader_max_keys,
         json_limits=JsonLimits.from_settings(settings),
     )
