@@ -178,6 +178,11 @@ class FeedWriter:
 
 
 def _cut(entry: FeedEntry) -> tuple[object, ...]:
-    """What makes two chunks the same piece of the same transaction."""
+    """What makes two chunks the same piece of the same transaction.
+
+    Not `schema_changes`: capture saves the column fingerprints it flagged with
+    the batch that carries the flag, so a capture killed before confirming the
+    slot re-sends that transaction without the flag (its fingerprints are known
+    now). The stored entry, flag included, is the one kept."""
     changes = tuple((change.table, change.op) for change in entry.changes)
-    return entry.xid, entry.last, entry.schema_changes, changes
+    return entry.xid, entry.last, changes

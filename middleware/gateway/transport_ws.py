@@ -81,7 +81,7 @@ class GraphQLTransportWS:
     ) -> None:
         self.max_tokens = max_tokens
         self.max_keys = max_keys  # of `rows` and `...ByKey` fields, per document
-        self.schema = schema
+        self.schema = schema  # and its document cache
         self.json_limits = json_limits
         self.context = context
         self.acknowledge = acknowledge
@@ -94,8 +94,8 @@ class GraphQLTransportWS:
 
     @schema.setter
     def schema(self, schema: GraphQLSchema) -> None:
-        # A rebuilt schema (`graphql.live_schema`) gets its own cache: a document
-        # validated against the previous one may name fields it lacks, or miss new ones.
+        """A rebuilt schema (`graphql.live_schema`) comes with a cache of its own: a
+        document checked against the old one may not be valid against it."""
         self._schema = schema
         self.documents = DocumentCache(schema, max_tokens=self.max_tokens)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -126,6 +127,19 @@ def test_re_sent_entries_trimmed_or_stored_in_another_encoding_are_skipped(
                                     encode(tx(400))])
     assert (result.appended, result.skipped) == (1, 3)
     assert [e.id for e in FeedReader(client, DB).read_after(None)] == ["300-0", "400-0"]
+
+
+def test_a_re_sent_entry_without_its_schema_flag_is_skipped(
+    client: redis.Redis[bytes], writer: FeedWriter
+) -> None:
+    """Capture killed after storing a flagged transaction, before confirming the slot,
+    re-sends it unflagged (the fingerprints were saved with it): the same chunk."""
+    writer.append([tx(100), replace(tx(200), schema_changes=("public.t",))])
+    result = writer.append([tx(100), tx(200), tx(300)])
+    assert (result.appended, result.skipped) == (1, 2)
+    entries = FeedReader(client, DB).read_after(None)
+    assert [(e.id, e.schema_changes) for e in entries] == [
+        ("100-0", ()), ("200-0", ("public.t",)), ("300-0", ())]
 
 
 def test_empty_feed_has_no_ids(client: redis.Redis[bytes]) -> None:

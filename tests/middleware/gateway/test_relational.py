@@ -194,7 +194,12 @@ async def test_a_resume_continues_unless_the_sets_changed_meanwhile(
             assert not copy.must_refetch
             await converges(copy, database_url, ORACLE, oracle_params)
             # A membership changed while away: the copy cannot be caught up by the feed.
-            await execute(database_url, "INSERT INTO memberships VALUES (3, 2, 'u1')")
+            # (Resumed only once the gateway delivered the change: resumed before, the
+            # catch-up ends before it and the change moves the rows in live instead.)
+            async with following(url, claims, "SELECT id FROM memberships WHERE id = $1",
+                                 [3]) as marker:
+                await execute(database_url, "INSERT INTO memberships VALUES (3, 2, 'u1')")
+                await eventually(lambda: len(marker.rows) == 1, "the membership to be routed")
             await sync_until_up_to_date(url, claims, copy, RELATIONAL, ["u1"])
             assert copy.must_refetch
 
