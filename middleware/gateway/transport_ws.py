@@ -247,16 +247,19 @@ class _Connection:
                 await self._error(op_id, list(checked.errors))
                 return
             name = payload.get("operationName")
-            operation = get_operation_ast(document, name)
             refused = None if self.app.max_keys is None else row_keys_error(
                 document, name, variables, self.app.max_keys
             )
-            plan = plan_sync(self.app.schema, document, name, variables) if (
-                self.app.compiled_sync and refused is None) else None
             if refused is not None:
                 # Answered as strawberry does: one `next` with the error, then `complete`.
                 await self._next(op_id, ExecutionResult(data=None, errors=[refused]))
-            elif plan is not None:
+                if self.operations.pop(op_id, None) is not None:
+                    await self.send({"id": op_id, "type": "complete"})
+                return
+            operation = get_operation_ast(document, name)
+            plan = plan_sync(self.app.schema, document, name, variables) if (
+                self.app.compiled_sync) else None
+            if plan is not None:
                 # The source stream only: each message is serialized by the plan.
                 stream = await create_source_event_stream(
                     self.app.schema, document, variable_values=variables,
