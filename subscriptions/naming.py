@@ -38,7 +38,8 @@ RESERVED_TYPES: Mapping[str, str] = {
                                                                 "Boolean", "ID")},
     **{name: f"the root type {name}" for name in ("Query", "Mutation", "Subscription")},
     **{name: f"pgsift's type {name}" for name in ("Change", "SyncMessage", "Op", "JSON",
-                                                    "Confirmed", "MutationStatus")},
+                                                    "Confirmed", "FailedMutation",
+                                                    "MutationStatus")},
 }  # fmt: skip
 RESERVED_FIELDS: Mapping[str, str] = {
     "sync": "pgsift's root field sync",

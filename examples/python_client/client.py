@@ -55,7 +55,7 @@ subscription Sync($query: String!, $params: JSON, $cursor: String) {
     upToDate
     mustRefetch
     types
-    confirmed { lastMutationId status message }
+    confirmed { lastMutationId status message failed { id status message } }
   }
 }
 """

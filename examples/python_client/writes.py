@@ -9,7 +9,10 @@ server refuses as input, a gap in the ids).
 Confirmations come in the `sync` stream itself: on a connection whose
 `connection_init` names the client id, every message of the transaction that
 ran one of the client's mutations carries `confirmed {lastMutationId status
-message}` (docs/writes.md); `confirmation_of` turns it into a `Confirmation`.
+message failed {id status message}}` (docs/writes.md); `confirmation_of` turns it
+into a `Confirmation`. `failed` lists the client's recent mutations that changed
+nothing, so a confirmation that covers several at once (the first after a
+snapshot, when the mutate answer was lost) reports each refusal as one.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ def confirmation_of(message: Mapping[str, Any]) -> Confirmation | None:
     if not confirmed:
         return None
     last = int(confirmed["lastMutationId"])
+    failed = {
+        int(item["id"]): Failure(str(item["status"]).lower(), str(item.get("message") or ""))
+        for item in confirmed.get("failed") or ()
+        if int(item["id"]) <= last
+    }
     status = str(confirmed["status"]).lower()
-    failed = {}
     if status != "ok":
         failed[last] = Failure(status, str(confirmed.get("message") or ""))
     return Confirmation(last, message.get("cursor"), failed)

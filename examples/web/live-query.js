@@ -24,7 +24,7 @@ export const SYNC = `subscription Sync($query: String!, $params: JSON, $cursor: 
     upToDate
     mustRefetch
     types
-    confirmed { lastMutationId status message }
+    confirmed { lastMutationId status message failed { id status message } }
   }
 }`;
 

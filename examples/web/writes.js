@@ -74,14 +74,18 @@ export class PendingWrites {
     }
   }
 
-  /** A `sync` message's `confirmed` (every mutation up to its id has run). */
+  /**
+   * A `sync` message's `confirmed`: every mutation up to its id has run; those that
+   * changed nothing are the last one when not OK, and the ones `failed` lists.
+   */
   confirmed(confirmed) {
     for (const mutation of this.mutations) {
       if (mutation.id > confirmed.lastMutationId || !["pending", "sent"].includes(mutation.status)) {
         continue;
       }
-      const failed = mutation.id === confirmed.lastMutationId && confirmed.status !== "OK";
-      if (failed) this.settle(mutation, confirmed.status.toLowerCase(), confirmed.message);
+      const failure = mutation.id === confirmed.lastMutationId && confirmed.status !== "OK"
+        ? confirmed : (confirmed.failed ?? []).find((failed) => failed.id === mutation.id);
+      if (failure) this.settle(mutation, failure.status.toLowerCase(), failure.message);
       else this.settle(mutation, "confirmed", null);
     }
   }

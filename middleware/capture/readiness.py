@@ -238,12 +238,19 @@ def _identity_problems(
 
 
 def _ledger_problems(conn: Conn, target: CaptureTarget) -> list[Problem]:
-    if not target.ledger or mutation_ledger.exists(conn):
+    if not target.ledger:
+        return []
+    missing = mutation_ledger.missing_columns(conn)
+    if missing == ():
         return []
     database = conn.info.dbname
+    what = (
+        f"table {mutation_ledger.QUALIFIED} does not exist" if missing is None
+        else f"table {mutation_ledger.QUALIFIED} lacks column(s) {', '.join(missing)} "
+        "(made by an older pgsift)"
+    )
     return [Problem(
-        f"table {mutation_ledger.QUALIFIED} does not exist (the mutation ledger: "
-        "[mutators] are configured)",
+        f"{what} (the mutation ledger: [mutators] are configured)",
         mutation_ledger.CREATE_SQL,
         automatic=True,
         who=f"a role with CREATE on database {database} (then the gateway's role needs "

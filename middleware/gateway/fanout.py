@@ -32,7 +32,6 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis.exceptions
@@ -45,6 +44,7 @@ from pgsift.middleware.gateway.inbox import Inbox, SendBudget
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.reassembly import TxRouter
 from pgsift.middleware.gateway.recent import RecentEntries
+from pgsift.middleware.gateway.schema_watch import SchemaWatch
 from pgsift.middleware.gateway.set_loading import Connect, SetLoads
 from pgsift.middleware.gateway.set_router import SetRouter
 from pgsift.middleware.mutations.confirmed import ClientBinding
@@ -90,7 +90,7 @@ class FeedTailer:
         metrics: GatewayMetrics | None = None,
         batch: int = READ_BATCH,
         block_ms: int = BLOCK_MS,
-        on_schema_change: Callable[[tuple[str, ...]], None] | None = None,
+        schema_watch: SchemaWatch | None = None,
         max_tx_changes: int | None = None,
         sets: SetRegistry | None = None,
         sets_connection: Connect | None = None,
@@ -99,7 +99,7 @@ class FeedTailer:
         # Reads entries from `source`; bounds, and what cannot be decoded, from `retention`.
         self._source, self._retention = source, retention
         self._batch, self._block_ms = batch, block_ms
-        self.loader, self._on_schema_change, self._metrics = loader, on_schema_change, metrics
+        self.loader, self._schema_watch, self._metrics = loader, schema_watch, metrics
         self.max_tx_changes = max_tx_changes  # per subscription and transaction; then refetch
         self._router: TxRouter[Inbox] = TxRouter(max_tx_changes, sets=sets)
         self.sets: SetRouter[Inbox] | None = self._router.sets  # relational routing, if any
@@ -353,8 +353,8 @@ class FeedTailer:
                 log.exception("the batch loader failed to observe feed entry %s; "
                               "it forgets every cached row", entry.id)
                 self.loader.forget_all()
-        if entry.schema_changes and self._on_schema_change is not None:
-            self._on_schema_change(entry.schema_changes)
+        if self._schema_watch is not None:
+            self._schema_watch.observe(entry)
         before = self._router.routed_changes
         routed = self._router.route(entry)
         if self._metrics:

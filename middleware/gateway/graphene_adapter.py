@@ -8,8 +8,8 @@ app may also place it itself, where it wants it:
         sync = sync_field()
         ...                                          # the app's own subscriptions
 
-The field's types (`SyncMessage`, `Change`, `Op`, `Confirmed`, `MutationStatus`,
-`JSON`) match the strawberry schema's, so the same clients work against either.
+The field's types (`SyncMessage`, `Change`, `Op`, `Confirmed`, `FailedMutation`,
+`MutationStatus`, `JSON`) match the strawberry schema's, so the same clients work against either.
 """
 
 from __future__ import annotations
@@ -64,10 +64,17 @@ class MutationStatus(graphene.Enum):  # type: ignore[misc]
     DUPLICATE = "duplicate"
 
 
+class FailedMutation(graphene.ObjectType):  # type: ignore[misc]
+    id = graphene.Int(required=True)
+    status = graphene.Field(MutationStatus, required=True)
+    message = graphene.String()
+
+
 class Confirmed(graphene.ObjectType):  # type: ignore[misc]
     last_mutation_id = graphene.Int(required=True)
     status = graphene.Field(MutationStatus, required=True)
     message = graphene.String()
+    failed = graphene.List(graphene.NonNull(FailedMutation), required=True)
 
 
 class SyncMessage(graphene.ObjectType):  # type: ignore[misc]
@@ -149,5 +156,6 @@ def graphene_websocket_app(
         init_timeout_s=settings.gateway_connection_init_timeout_s,
         max_operations=settings.gateway_max_subscriptions_per_connection,
         max_tokens=settings.gateway_max_graphql_tokens,
+        max_keys=settings.loader_max_keys,
         json_limits=JsonLimits.from_settings(settings),
     )

@@ -90,6 +90,23 @@ def requested_keys(
     return sum(by_name.values())
 
 
+def row_keys_error(
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any],
+    max_keys: int,
+) -> GraphQLError | None:
+    """The error refusing the operation when its `rows` and `...ByKey` fields ask for more
+    than `max_keys` keys together (`requested_keys`); None when it may run. Every
+    transport checks this before executing anything: strawberry's (`RowKeysLimit`),
+    graphene's over HTTP (`graphql.graphene_http`) and over websockets (`transport_ws`)."""
+    try:
+        check_key_count(requested_keys(document, operation_name, variables), max_keys)
+    except PgsiftError as exc:
+        return _graphql_error(exc)
+    return None
+
+
 class RowKeysLimit(SchemaExtension):
     """Refuses a document whose `rows` fields ask for more than `max_keys` keys in all,
     before execution (and so before the variables are coerced)."""
@@ -101,11 +118,11 @@ class RowKeysLimit(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.result is None:
-            count = requested_keys(document, context.operation_name, context.variables or {})
-            try:
-                check_key_count(count, self.max_keys)
-            except PgsiftError as exc:
-                context.result = ExecutionResult(data=None, errors=[_graphql_error(exc)])
+            error = row_keys_error(
+                document, context.operation_name, context.variables or {}, self.max_keys
+            )
+            if error is not None:
+                context.result = ExecutionResult(data=None, errors=[error])
         yield
 
 

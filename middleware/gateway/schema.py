@@ -36,6 +36,7 @@ from pgsift.middleware.gateway.mutate_schema import MutationStatus, WriteMutatio
 from pgsift.middleware.gateway.rows import RowKeysLimit, load_rows
 from pgsift.middleware.gateway.service import SyncService
 from pgsift.middleware.mutations.confirmed import ClientBinding
+from pgsift.middleware.mutations.ledger import FAILED_KEPT
 from pgsift.middleware.settings import Settings
 from pgsift.subscriptions.errors import PgsiftError, QueryError
 
@@ -55,6 +56,15 @@ class Change:
 
 
 @strawberry.type(
+    description="A mutation of the connection's client that changed nothing: REFUSED or ERROR."
+)
+class FailedMutation:
+    id: int
+    status: MutationStatus
+    message: str | None = strawberry.field(default=None, description="Why.")
+
+
+@strawberry.type(
     description="The outcome of mutation `lastMutationId` of the connection's client, every "
     "earlier one having run (docs/writes.md)."
 )
@@ -63,6 +73,11 @@ class Confirmed:
     status: MutationStatus
     message: str | None = strawberry.field(
         default=None, description="Why: for REFUSED and ERROR."
+    )
+    failed: list[FailedMutation] = strawberry.field(
+        default_factory=list,
+        description="The client's recent mutations up to `lastMutationId` that changed "
+        f"nothing (the last {FAILED_KEPT}, oldest first): every other one up to it ran.",
     )
 
 
@@ -198,6 +213,10 @@ def to_graphql(message: Message) -> SyncMessage:
             last_mutation_id=message.confirmed.last_mutation_id,
             status=MutationStatus(message.confirmed.status),
             message=message.confirmed.message,
+            failed=[
+                FailedMutation(id=f.id, status=MutationStatus(f.status), message=f.message)
+                for f in message.confirmed.failed
+            ],
         ),
     )
 

@@ -42,6 +42,7 @@ from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage, with_types
 from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.relational_session import RelationalSession
+from pgsift.middleware.gateway.schema_watch import SchemaWatch
 from pgsift.middleware.gateway.session import SyncSession
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
 from pgsift.middleware.mutations.confirmed import ClientBinding, read_confirmed
@@ -107,11 +108,13 @@ class SyncService:
         )
         self.sets = SetRegistry(max_bytes=settings.relational_max_set_bytes)
         self.metrics.watch_sets(self.sets.stats)
+        # Changed and new tables in the feed: re-read the catalog (the typed schema follows).
+        self.schema_watch = SchemaWatch(self._schema_changed)
         self.tailer = FeedTailer(
             self._tail_reader,
             loader=loader,
             metrics=self.metrics,
-            on_schema_change=self._schema_changed,
+            schema_watch=self.schema_watch,
             retention=AsyncFeedRetention.for_database(tail_client, database),
             max_tx_changes=settings.gateway_max_tx_changes,
             sets=self.sets,
@@ -145,7 +148,7 @@ class SyncService:
         self._dump_shapes_at = float("-inf")
         self._read_dump_shapes = Coalesced(self._fetch_dump_shapes)
         # Called with each newly read catalog (the batch loader follows schema changes).
-        self.catalog_listeners: list[Callable[[Catalog], None]] = []
+        self.catalog_listeners: list[Callable[[Catalog], None]] = [self.schema_watch.use_catalog]
         self._refresh: asyncio.Task[None] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -371,6 +374,6 @@ class SyncService:
         return shapes
 
     def _schema_changed(self, tables: tuple[str, ...]) -> None:
-        log.info("schema of %s changed; re-reading the catalog", ", ".join(tables))
+        log.info("schema of %s changed (or new); re-reading the catalog", ", ".join(tables))
         self._refresh = asyncio.get_running_loop().create_task(self.refresh_catalog())
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -48,22 +48,44 @@ MAX_SERIALIZERS = 256
 
 Getter = Callable[[Any], Any]
 
-MESSAGE_FIELDS: dict[str, Getter] = {
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """The fields a serializer knows on one object type: `plain` values by their getter,
+    and `nested` objects (getter, their fields, whether it is a list of them)."""
+
+    plain: Mapping[str, Getter]
+    nested: Mapping[str, tuple[Getter, Fields, bool]] = field(default_factory=dict)
+
+
+def _status(outcome: Any) -> str:
+    return str(outcome.status.upper())  # the GraphQL enum's value names: OK, REFUSED...
+
+
+FAILED_FIELDS = Fields({
+    "id": attrgetter("id"),
+    "status": _status,
+    "message": attrgetter("message"),
+})
+CONFIRMED_FIELDS = Fields({
+    "lastMutationId": attrgetter("last_mutation_id"),
+    "status": _status,
+    "message": attrgetter("message"),
+}, {"failed": (attrgetter("failed"), FAILED_FIELDS, True)})
+CHANGE_FIELDS = Fields({
+    "op": attrgetter("op"),
+    "key": attrgetter("key"),
+    "row": attrgetter("row"),
+})
+MESSAGE_FIELDS = Fields({
     "cursor": attrgetter("cursor"),
     "upToDate": attrgetter("up_to_date"),
     "mustRefetch": attrgetter("must_refetch"),
     "types": lambda m: None if m.types is None else dict(m.types),
-}
-CHANGE_FIELDS: dict[str, Getter] = {
-    "op": attrgetter("op"),
-    "key": attrgetter("key"),
-    "row": attrgetter("row"),
-}
-CONFIRMED_FIELDS: dict[str, Getter] = {
-    "lastMutationId": attrgetter("last_mutation_id"),
-    "status": lambda c: c.status.upper(),  # the GraphQL enum's value names: OK, REFUSED...
-    "message": attrgetter("message"),
-}
+}, {
+    "changes": (attrgetter("changes"), CHANGE_FIELDS, True),
+    "confirmed": (attrgetter("confirmed"), CONFIRMED_FIELDS, False),
+})
 
 
 def encode(value: Any) -> str:
@@ -173,44 +195,23 @@ def _compile(
     nodes: list[FieldNode],
     response_key: str,
 ) -> MessageSerializer | None:
-    fields: list[tuple[str, Getter]] = []
-    shape: list[Hashable] = [response_key]
-    selected = collect_sub_fields(schema, fragments, variables, message_type, nodes)
-    for name, field_nodes in selected.items():
-        field_name = field_nodes[0].name.value
-        if field_name == "__typename":
-            fields.append((name, _constant(message_type.name)))
-            shape.append((name, field_name, message_type.name))
-        elif field_name in ("changes", "confirmed"):
-            item_type = _object_of(message_type, field_name)
-            known = CHANGE_FIELDS if field_name == "changes" else CONFIRMED_FIELDS
-            sub = None if item_type is None else _sub_fields(
-                schema, fragments, variables, item_type, field_nodes, known
-            )
-            if sub is None:
-                return None
-            sub_fields, sub_shape = sub
-            fields.append((name, _changes(sub_fields) if field_name == "changes"
-                           else _confirmed(sub_fields)))
-            shape.append((name, field_name, sub_shape))
-        elif field_name in MESSAGE_FIELDS:
-            fields.append((name, MESSAGE_FIELDS[field_name]))
-            shape.append((name, field_name))
-        else:
-            return None
-    return MessageSerializer(response_key, fields, tuple(shape))
+    compiled = _object(schema, fragments, variables, message_type, nodes, MESSAGE_FIELDS)
+    if compiled is None:
+        return None
+    fields, shape = compiled
+    return MessageSerializer(response_key, fields, (response_key, *shape))
 
 
-def _sub_fields(
+def _object(
     schema: GraphQLSchema,
     fragments: dict[str, FragmentDefinitionNode],
     variables: dict[str, Any],
     object_type: GraphQLObjectType,
     nodes: list[FieldNode],
-    known: dict[str, Getter],
+    known: Fields,
 ) -> tuple[list[tuple[str, Getter]], tuple[Hashable, ...]] | None:
-    """The getters of the fields selected on `object_type`, and the selection's shape;
-    None when one is not in `known`."""
+    """The getters of the fields selected on `object_type` (nested objects compiled
+    likewise), and the selection's shape; None when one is not in `known`."""
     fields: list[tuple[str, Getter]] = []
     shape: list[Hashable] = []
     for name, field_nodes in collect_sub_fields(
@@ -220,27 +221,38 @@ def _sub_fields(
         if field_name == "__typename":
             fields.append((name, _constant(object_type.name)))
             shape.append((name, field_name, object_type.name))
-        elif field_name in known:
-            fields.append((name, known[field_name]))
+        elif field_name in known.plain:
+            fields.append((name, known.plain[field_name]))
             shape.append((name, field_name))
+        elif field_name in known.nested:
+            get, inner, many = known.nested[field_name]
+            item_type = _object_of(object_type, field_name)
+            sub = None if item_type is None else _object(
+                schema, fragments, variables, item_type, field_nodes, inner
+            )
+            if sub is None:
+                return None
+            sub_fields, sub_shape = sub
+            fields.append((name, _many(get, sub_fields) if many else _one(get, sub_fields)))
+            shape.append((name, field_name, sub_shape))
         else:
             return None
     return fields, tuple(shape)
 
 
-def _confirmed(fields: list[tuple[str, Getter]]) -> Getter:
-    def confirmed(message: SyncMessage) -> dict[str, Any] | None:
-        value = message.confirmed
-        return None if value is None else {name: get(value) for name, get in fields}
+def _one(get: Getter, fields: list[tuple[str, Getter]]) -> Getter:
+    def one(parent: Any) -> dict[str, Any] | None:
+        value = get(parent)
+        return None if value is None else {name: g(value) for name, g in fields}
 
-    return confirmed
+    return one
 
 
-def _changes(fields: list[tuple[str, Getter]]) -> Getter:
-    def changes(message: SyncMessage) -> list[dict[str, Any]]:
-        return [{name: get(change) for name, get in fields} for change in message.changes]
+def _many(get: Getter, fields: list[tuple[str, Getter]]) -> Getter:
+    def many(parent: Any) -> list[dict[str, Any]]:
+        return [{name: g(item) for name, g in fields} for item in get(parent)]
 
-    return changes
+    return many
 
 
 def _constant(value: str) -> Getter:

@@ -7,7 +7,9 @@ The same protocol rules as strawberry's handler, checked by the same tests:
 wrong type) or unparsable document (or one of more than `max_tokens` tokens; documents
 are parsed and validated once per distinct text, `documents.DocumentCache`), 4403 when the
 token is rejected or, later, expires (`context["exp"]`, unix seconds); ping/pong;
-a cap on operations per connection answered with an `error` message. Errors
+a cap on operations per connection answered with an `error` message; a document whose
+`rows` and `...ByKey` fields ask for more than `max_keys` keys together answered with
+one `next` carrying the error, before anything runs (`rows.row_keys_error`). Errors
 reach the client through `pgsift.middleware.gateway.error_masking`'s policy.
 A lone `sync` subscription is not executed per message: its selection is
 compiled once (`sync_plan`) and each message's payload encoded once per selection.
@@ -41,6 +43,7 @@ from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.documents import CheckedDocument, DocumentCache
 from pgsift.middleware.gateway.error_masking import masked
 from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.rows import row_keys_error
 from pgsift.middleware.gateway.sync_plan import SyncPlan, encode, next_prefix, plan_sync
 
 PROTOCOL = "graphql-transport-ws"
@@ -73,9 +76,11 @@ class GraphQLTransportWS:
         acknowledge: Acknowledge | None = None,
         max_operations: int | None,
         max_tokens: int | None = None,
+        max_keys: int | None = None,
         json_limits: JsonLimits = client_json.DEFAULT_LIMITS,
     ) -> None:
         self.max_tokens = max_tokens
+        self.max_keys = max_keys  # of `rows` and `...ByKey` fields, per document
         self.schema = schema  # and its document cache
         self.json_limits = json_limits
         self.context = context
@@ -242,6 +247,15 @@ class _Connection:
                 await self._error(op_id, list(checked.errors))
                 return
             name = payload.get("operationName")
+            refused = None if self.app.max_keys is None else row_keys_error(
+                document, name, variables, self.app.max_keys
+            )
+            if refused is not None:
+                # Answered as strawberry does: one `next` with the error, then `complete`.
+                await self._next(op_id, ExecutionResult(data=None, errors=[refused]))
+                if self.operations.pop(op_id, None) is not None:
+                    await self.send({"id": op_id, "type": "complete"})
+                return
             operation = get_operation_ast(document, name)
             plan = plan_sync(self.app.schema, document, name, variables) if (
                 self.app.compiled_sync) else None

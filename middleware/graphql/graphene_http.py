@@ -33,9 +33,7 @@ from pgsift.middleware.gateway import client_json
 from pgsift.middleware.gateway.client_json import ClientJSONError, JsonLimits
 from pgsift.middleware.gateway.error_masking import masked
 from pgsift.middleware.gateway.http_subscriptions import names_subscription, refusal
-from pgsift.middleware.gateway.rows import requested_keys
-from pgsift.middleware.loader.request import check_key_count
-from pgsift.subscriptions.errors import PgsiftError
+from pgsift.middleware.gateway.rows import row_keys_error
 
 # An HTTP request -> the operation's context (claims None when it carries no valid token).
 HTTPContext = Callable[[Request], dict[str, Any]]
@@ -100,10 +98,9 @@ class GrapheneHTTP:
             return JSONResponse(
                 {"data": None, "errors": [e.formatted for e in errors]}, status_code=400
             )
-        try:
-            check_key_count(requested_keys(document, operation_name, variables), self.max_keys)
-        except PgsiftError as exc:
-            return _bad_request(str(exc), type(exc).__name__)
+        refused = row_keys_error(document, operation_name, variables, self.max_keys)
+        if refused is not None:
+            return JSONResponse({"data": None, "errors": [refused.formatted]}, status_code=400)
         result = execute(
             self.schema, document, variable_values=variables,
             context_value=self.context(request), operation_name=operation_name,

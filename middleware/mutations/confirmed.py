@@ -34,24 +34,39 @@ from pgsift.middleware.mutations.request import CLIENT_ID
 
 STATUSES: frozenset[str] = frozenset({"ok", "refused", "error"})
 _READ = (
-    "SELECT xmin::text::bigint, last_mutation_id, last_status, last_error"
+    "SELECT xmin::text::bigint, last_mutation_id, last_status, last_error, failed"
     f" FROM {QUALIFIED} WHERE client_id = %s AND owner = %s"
 )
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """A mutation of the client that changed nothing: refused, or its mutator failed."""
+
+    id: int
+    status: Status
+    message: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
 class Confirmed:
     """Every mutation of the client up to `last_mutation_id` has run; that one ended
-    with `status` (`message`: why, for refused and error)."""
+    with `status` (`message`: why, for refused and error). `failed`: the client's
+    recent mutations that changed nothing (`ledger.FAILED_KEPT` at most, oldest
+    first), so that a client learning of several at once knows which did not run."""
 
     last_mutation_id: int
     status: Status
     message: str | None
     owner: str
+    failed: tuple[Failure, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"lastMutationId": self.last_mutation_id, "status": self.status,
-                "message": self.message}
+                "message": self.message, "failed": [f.to_json() for f in self.failed]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +118,22 @@ def _confirmed(row: Mapping[str, Any]) -> Confirmed | None:
         return None
     message = row.get("last_error")
     return Confirmed(last, status, None if message is None else str(message),
-                     str(row.get("owner")))
+                     str(row.get("owner")), failures(row.get("failed")))
+
+
+def failures(value: Any) -> tuple[Failure, ...]:
+    """The `failed` column's entries (a ledger from before it: none). Written only by
+    `ledger.advance`; an entry of another form is skipped, not trusted."""
+    if not isinstance(value, list):
+        return ()
+    found = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        mutation_id, status, message = item.get("id"), item.get("status"), item.get("message")
+        if isinstance(mutation_id, int) and status in STATUSES and status != "ok":
+            found.append(Failure(mutation_id, status, None if message is None else str(message)))
+    return tuple(found)
 
 
 async def read_confirmed(
@@ -117,4 +147,4 @@ async def read_confirmed(
         return None
     if stamp is not None and not stamp.visible(int(row[0])):
         return None  # written after the snapshot: the feed brings it at its own cursor
-    return Confirmed(int(row[1]), row[2], row[3], binding.owner)
+    return Confirmed(int(row[1]), row[2], row[3], binding.owner, failures(row[4]))

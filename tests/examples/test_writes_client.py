@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -211,3 +212,43 @@ async def test_an_answer_lost_after_the_commit_is_not_run_twice(
             "SELECT title, count(*) FROM issues WHERE title LIKE 'Once %' GROUP BY 1 ORDER BY 1"
         ).fetchall() == [("Once 0", 1), ("Once 1", 1)]
 
+
+
+async def test_a_refusal_whose_answer_was_lost_is_learned_from_a_fresh_snapshot(
+    stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    """The mutate answer is lost and the copy is reset: the client learns its mutations'
+    outcomes only from the snapshot's one confirmation (of the later, ok mutation). Its
+    `failed` names the refused one, which is reported refused and its change goes."""
+    path = tmp_path / "r.sqlite"
+    async with running(stack, path) as client:  # a first session, to have a copy
+        await client.wait_up_to_date(timeout=WAIT_S)
+    offline = SyncClient(stack.base_url, Replica(path), token=stack.token, writes=True)
+    offline.add("open", OPEN, [stack.team])
+    assert offline.queue is not None
+    args, optimistic = create("Not my team", stack.team)
+    refused = offline.mutate(
+        "create_issue", {**args, "team_id": stack.other_team}, optimistic=optimistic
+    )
+    args, optimistic = create("Mine", stack.team)
+    kept = offline.mutate("create_issue", args, optimistic=optimistic)
+    # Sent, but the answer never reaches the queue.
+    body = {"clientId": offline.queue.client_id, "mutations": [
+        {"id": m.id, "name": m.name, "args": m.args} for m in offline.queue.unsent(10)]}
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=WAIT_S) as http:
+        answer = await http.post("/v1/mutate", json=body,
+                                 headers={"authorization": f"Bearer {stack.token}"})
+    assert [r["status"] for r in answer.json()["results"]] == ["refused", "ok"]
+    offline.replica.reset("open")  # the feed's versions of each mutation are not replayed
+    await offline.aclose()
+    offline.replica.close()
+    reported: list[Settled] = []
+    async with running(stack, path, on_outcome=reported.append) as client:
+        outcome = await client.settled(refused, timeout=WAIT_S)
+        assert (outcome.status, outcome.message) == (
+            "refused", f"you are not a member of team {stack.other_team}"
+        )
+        assert (await client.settled(kept, timeout=WAIT_S)).status == "ok"
+        await until(lambda: converged(client, database_url, stack.team), "converged")
+        assert "Not my team" not in titles(client) and titles(client).count("Mine") == 1
+    assert sorted((r.id, r.status) for r in reported) == [(refused, "refused"), (kept, "ok")]

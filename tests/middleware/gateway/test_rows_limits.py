@@ -22,7 +22,9 @@ from pgsift.middleware.loader import BatchLoader
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
+    TRANSPORTS,
     WAIT_S,
+    app_options,
     eventually,
     gateway_settings,
     serving,
@@ -114,6 +116,55 @@ async def test_the_limit_counts_every_rows_field_of_a_document(
         assert "errors" not in body
         assert [len(body["data"][a]) for a in ("a0", "a1")] == [4000, 4000]
         assert body["data"]["a0"][:2] == [{"id": "1"}, {"id": "2"}]
+
+
+def mixed(count: int) -> str:
+    """`count` aliases, half of them `rows` ($r0, ...), half typed `issuesByKey` ($t0, ...)."""
+    half = count // 2
+    variables = [f"$r{i}: [JSON!]!" for i in range(half)]
+    variables += [f"$t{i}: [IssuesKeyInput!]!" for i in range(count - half)]
+    fields = [f"r{i}: " + ROWS % f"r{i}" for i in range(half)]
+    fields += [f"t{i}: issuesByKey(keys: $t{i}) {{ id }}" for i in range(count - half)]
+    return f"query({', '.join(variables)}) {{ {' '.join(fields)} }}"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_fifty_aliases_of_many_keys_are_refused_on_every_transport(
+    issues: str, redis_url: str, transport: str
+) -> None:
+    """`rows` and typed `issuesByKey` aliases count together, for strawberry and graphene,
+    over HTTP and the websocket: a clear error, and no key reaches the loader."""
+    settings = gateway_settings(issues, redis_url)
+    app = create_app(settings, **app_options(transport))
+    keys = list(range(1, 251))
+    variables = {**{f"r{i}": keys for i in range(25)},
+                 **{f"t{i}": [{"id": k} for k in keys] for i in range(25)}}  # fmt: skip
+    expected = "too many keys: 12500 > 10000 (loader_max_keys)"
+    async with serving(app, settings) as url, httpx.AsyncClient(
+        base_url=url.replace("ws://", "http://").removesuffix("/graphql"),
+        headers=HEADERS, timeout=WAIT_S,
+    ) as http:
+        response = await http.post("/graphql", json={"query": mixed(50), "variables": variables})
+        body = response.json()
+        assert body["data"] is None, body
+        [error] = body["errors"]
+        assert error["message"] == expected
+        assert error["extensions"] == {"code": "TooManyKeysError"}
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init", "payload": HEADERS}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            payload = {"query": mixed(50), "variables": variables}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            answer = json.loads(await ws.recv())
+            assert answer["type"] == "next", answer
+            assert answer["payload"]["data"] is None
+            assert [e["message"] for e in answer["payload"]["errors"]] == [expected]
+            assert json.loads(await ws.recv()) == {"id": "1", "type": "complete"}
+        assert loader_of(app).stats.keys_requested == 0  # nothing ran
+        # Within the limit, the same document runs on both transports.
+        response = await http.post("/graphql", json={"query": mixed(2), "variables": {
+            "r0": [1, 2], "t0": [{"id": 3}]}})  # fmt: skip
+        assert response.json()["data"] == {"r0": [{"id": "1"}, {"id": "2"}], "t0": [{"id": "3"}]}
 
 
 async def test_the_limit_is_a_setting_for_every_path(issues: str, redis_url: str) -> None:

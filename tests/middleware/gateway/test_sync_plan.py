@@ -22,12 +22,13 @@ from pgsift.middleware.gateway.graphene_adapter import sync_field
 from pgsift.middleware.gateway.messages import SyncMessage, WireChange
 from pgsift.middleware.gateway.schema import build_schema
 from pgsift.middleware.gateway.sync_plan import encode, next_frame, plan_sync
-from pgsift.middleware.mutations.confirmed import Confirmed
+from pgsift.middleware.mutations.confirmed import Confirmed, Failure
 
 MESSAGE_FIELDS = ("changes", "cursor", "upToDate", "mustRefetch", "types", "confirmed",
                   "__typename")
 CHANGE_FIELDS = ("op", "key", "row", "__typename")
-CONFIRMED_FIELDS = ("lastMutationId", "status", "message", "__typename")
+CONFIRMED_FIELDS = ("lastMutationId", "status", "message", "failed", "__typename")
+FAILED_FIELDS = ("id", "status", "message", "__typename")
 ALIASES = ("a", "b", "c")
 
 
@@ -84,6 +85,12 @@ messages = st.builds(
         status=st.sampled_from(["ok", "refused", "error", "duplicate"]),
         message=st.none() | st.text(max_size=5),
         owner=st.just("u1"),
+        failed=st.lists(st.builds(
+            Failure,
+            id=st.integers(1, 2**31 - 1),
+            status=st.sampled_from(["refused", "error"]),
+            message=st.none() | st.text(max_size=5),
+        ), max_size=3).map(tuple),
     ),
 )
 
@@ -120,7 +127,8 @@ def selection(draw: st.DrawFn, fields: tuple[str, ...], inner: dict[str, str],
 @st.composite
 def documents(draw: st.DrawFn) -> str:
     change_body = draw(selection(CHANGE_FIELDS, {}, "Change"))
-    confirmed_body = draw(selection(CONFIRMED_FIELDS, {}, "Confirmed"))
+    failed_body = draw(selection(FAILED_FIELDS, {}, "FailedMutation"))
+    confirmed_body = draw(selection(CONFIRMED_FIELDS, {"failed": failed_body}, "Confirmed"))
     message_body = draw(selection(
         MESSAGE_FIELDS, {"changes": change_body, "confirmed": confirmed_body}, "SyncMessage"
     ))

@@ -13,6 +13,7 @@ from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConn
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
+    POLICIES,
     TRANSPORTS,
     app_options,
     eventually,
@@ -222,15 +223,55 @@ async def test_a_schema_change_rebuilds_the_schema_and_refetches_its_subscribers
             assert rows["1"] == {"id": "1", "title": "uno", "points2": 7}
 
 
-def _subscribed(conn: SyncConnection, rows: dict[str, Any]) -> Any:
-    """A check that subscribes with `points2` until the rebuilt schema is served and the
-    snapshot arrives (its rows by id in `rows`)."""
+LABELS = """
+subscription { labels { changes { op row { id name } } upToDate mustRefetch } }
+"""
+LABELS_TABLE = (
+    "CREATE TABLE labels (id bigint PRIMARY KEY, team_id int NOT NULL, name text NOT NULL,"
+    " secret text)",
+    "ALTER TABLE labels REPLICA IDENTITY FULL",
+)
+LABELS_ROWS = "INSERT INTO labels VALUES (1, 1, 'bug', 's'), (2, 2, 'ops', 's')"
+LABELS_POLICY = {"columns": ["id", "team_id", "name"], "row": "team_id = ANY(auth.team_ids)"}
+
+
+@pytest.mark.parametrize("policies", ["none", "policy"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_table_created_while_serving_gets_typed_fields(
+    issues: str, redis_url: str, transport: str, policies: str
+) -> None:
+    """A table created after the gateway started, readable with no policies or by a policy
+    named before it existed, gets its typed fields once its first change is in the feed
+    (capture does not flag a table's first appearance: the gateway spots the table its
+    catalog lacks) - no restart."""
+    readable = {} if policies == "none" else {**POLICIES, "public.labels": LABELS_POLICY}
+    settings = gateway_settings(issues, redis_url, policies=readable)
+    with capturing(issues, redis_url):
+        async with (
+            serve(settings, **app_options(transport)) as url,
+            await SyncConnection.connect(url, authorization=TEAM_1) as conn,
+        ):
+            with pytest.raises(OperationError, match="labels"):  # no such field yet
+                async for _ in conn.subscribe(LABELS, {}):
+                    pass
+            await execute(issues, *LABELS_TABLE, LABELS_ROWS)
+            rows: dict[str, Any] = {}
+            await eventually(_subscribed(conn, rows, LABELS, "labels"), "the labels field")
+            want = {"1": {"id": "1", "name": "bug"}, "2": {"id": "2", "name": "ops"}}
+            assert rows == (want if policies == "none" else {"1": want["1"]})
+
+
+def _subscribed(
+    conn: SyncConnection, rows: dict[str, Any], document: str = POINTS, field: str = "issues"
+) -> Any:
+    """A check that subscribes with `document` (`points2`) until the rebuilt schema is
+    served and the snapshot arrives (its rows by id in `rows`)."""
 
     async def check() -> bool:
         rows.clear()
         try:
-            async for data in conn.subscribe(POINTS, {}):
-                message = data["issues"]
+            async for data in conn.subscribe(document, {}):
+                message = data[field]
                 rows.update({c["row"]["id"]: c["row"] for c in message["changes"]})
                 if message["upToDate"]:
                     return True

@@ -168,9 +168,11 @@ async def test_every_subscription_of_the_client_gets_each_outcome_at_its_cursor(
 
         async with GraphQLWebSocket(url, {"authorization": ALICE, "clientId": "c1"}) as ws:
             # Reconnecting, the client learns at once how far its ledger is.
+            failed = "the mutator failed; the gateway's log has the details"
             assert ws.ack_payload == {
-                "clientId": "c1", "lastMutationId": 4, "status": "error",
-                "message": "the mutator failed; the gateway's log has the details"}
+                "clientId": "c1", "lastMutationId": 4, "status": "error", "message": failed,
+                "failed": [{"id": 2, "status": "refused", "message": "nope"},
+                           {"id": 4, "status": "error", "message": failed}]}
             # Resumed after mutation 1: the catch-up brings 2, 3 and 4 at their cursors.
             resumed = Stream(ws, NOTES, cursor=resume_at)
             await resumed.until(lambda s: s.last_confirmed() == 4, "caught up")
@@ -237,3 +239,45 @@ async def test_a_relational_subscription_gets_each_outcome_with_the_rows_it_move
         assert [c["row"]["body"] for m in fresh.messages for c in m["changes"]] == [
             "moved in"]
         await fresh.stop()
+
+
+SYNC_FAILED = SYNC.replace("status message }", "status message failed { id status message } }")
+
+
+@pytest.mark.parametrize("transport", ["strawberry", "graphene"])
+async def test_a_fresh_snapshot_names_each_refusal_it_holds(
+    captured: str, redis_url: str, transport: str
+) -> None:
+    """A client whose copy was reset after its mutate answer was lost learns its outcomes
+    from the snapshot's one `confirmed` only: `failed` names the mutations that changed
+    nothing, so the refused one is not taken for run."""
+    async with gateway(settings_for(captured, redis_url), transport) as (url, base):
+        await post(base, "c4", [{"id": 1, "name": "refuse", "args": {"why": "nope"}},
+                                note(2, "kept"), {"id": 3, "name": "explode", "args": {}},
+                                note(4, "kept too")])  # fmt: skip
+        error = "the mutator failed; the gateway's log has the details"
+        refusals = [{"id": 1, "status": "REFUSED", "message": "nope"},
+                    {"id": 3, "status": "ERROR", "message": error}]  # fmt: skip
+        async with GraphQLWebSocket(url, {"authorization": ALICE, "clientId": "c4"}) as ws:
+            fresh = _FailedStream(ws, NOTES)
+            await fresh.until(Stream.up_to_date, "the snapshot")
+            first = next(m for m in fresh.messages if m["cursor"] is not None)
+            assert first["confirmed"] == {"lastMutationId": 4, "status": "OK", "message": None,
+                                          "failed": refusals}  # fmt: skip
+            assert sorted(c["row"]["body"] for m in fresh.messages
+                          for c in m["changes"]) == ["kept", "kept too"]  # fmt: skip
+            # Live, each version carries the list as it stands then.
+            await post(base, "c4", [{"id": 5, "name": "refuse", "args": {"why": "again"}}])
+            await fresh.until(lambda s: s.last_confirmed() == 5, "the next refusal")
+            assert fresh.confirmed()[-1]["failed"] == [
+                *refusals, {"id": 5, "status": "REFUSED", "message": "again"}]
+            await fresh.stop()
+
+
+class _FailedStream(Stream):
+    """A Stream whose document selects `confirmed.failed` too."""
+
+    async def _read(self, ws: GraphQLWebSocket, query: str, cursor: str | None) -> None:
+        async for data in ws.subscribe(SYNC_FAILED, {"query": query, "cursor": cursor}):
+            self.messages.append(data["sync"])
+            self.changed.set()

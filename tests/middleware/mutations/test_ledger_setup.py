@@ -131,3 +131,51 @@ def test_serve_refuses_to_start_without_the_ledger(
     assert "pgsift.clients is missing" in result.stderr
     assert "capture --setup" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# The ledger as an earlier version created it: no `failed` column.
+OLDER_LEDGER = (
+    "CREATE SCHEMA pgsift; CREATE TABLE pgsift.clients (client_id text PRIMARY KEY,"
+    " owner text NOT NULL, last_mutation_id bigint NOT NULL DEFAULT 0,"
+    " last_status text NOT NULL DEFAULT 'ok', last_error text,"
+    " updated_at timestamptz NOT NULL DEFAULT now());"
+    " ALTER TABLE pgsift.clients REPLICA IDENTITY FULL;"
+    " INSERT INTO pgsift.clients (client_id, owner, last_mutation_id) VALUES ('c1', 'alice', 7)"
+)
+
+
+def test_a_ledger_of_an_older_version_gains_its_missing_column(
+    database_url: str, redis_url: str, conn: Conn, config: Path
+) -> None:
+    """Doctor names the missing column, `serve` says how to add it, setup adds it and
+    keeps the rows (with no failures kept)."""
+    conn.execute(OLDER_LEDGER)
+    [problem] = [p for p in readiness.check(conn, target("notes")) if p.step is Step.TABLE
+                 and "pgsift.clients" in p.what]  # fmt: skip
+    assert problem.what.startswith("table pgsift.clients lacks column(s) failed")
+    assert problem.fix == ledger.CREATE_SQL
+    result = run_cli("serve", "--database-url", database_url, "--redis-url", redis_url,
+                     "--port", "0", "--config", str(config))
+    assert result.returncode == 2
+    assert "pgsift.clients lacks column(s) failed" in result.stderr
+    readiness.setup(conn, target("notes"))
+    assert readiness.check(conn, target("notes")) == []
+    assert conn.execute(
+        "SELECT client_id, last_mutation_id, failed FROM pgsift.clients"
+    ).fetchall() == [("c1", 7, [])]
+
+
+def test_the_ledger_keeps_the_last_refusals_only(conn: Conn) -> None:
+    conn.execute(ledger.CREATE_SQL)
+    with conn.transaction():
+        ledger.lock(conn, "c1", "alice")
+    ids = range(1, ledger.FAILED_KEPT + 10)  # 37 refusals, and every tenth one ran
+    for i in ids:
+        if i % 10:
+            ledger.advance(conn, "c1", i, "refused", f"no {i}")
+        else:
+            ledger.advance(conn, "c1", i, "ok", None)
+    [(failed,)] = conn.execute("SELECT failed FROM pgsift.clients").fetchall()
+    kept = [i for i in ids if i % 10][-ledger.FAILED_KEPT:]
+    assert kept[0] == 6  # the five oldest refusals went
+    assert failed == [{"id": i, "status": "refused", "message": f"no {i}"} for i in kept]
