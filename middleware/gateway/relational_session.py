@@ -37,18 +37,14 @@ from pgsift.middleware.bootstrap.sources import RowSource
 from pgsift.middleware.errors import GatewayError
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
+from pgsift.middleware.gateway.catch_up import CatchUpEnd, CatchUpRouter
 from pgsift.middleware.gateway.inbox import Inbox
 from pgsift.middleware.gateway.messages import REFETCH, SyncMessage, WireChange, batched
 from pgsift.middleware.gateway.moves import MoveReader
 from pgsift.middleware.gateway.reassembly import TxAssembler
 from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.routed import RoutedTx
-from pgsift.middleware.gateway.session import (
-    SNAPSHOT_LOST,
-    CatchUpEnd,
-    CatchUpRouter,
-    SyncSession,
-)
+from pgsift.middleware.gateway.session import SNAPSHOT_LOST, SyncSession
 from pgsift.middleware.gateway.set_loading import SetBoundError
 from pgsift.middleware.gateway.set_router import SetRouter
 from pgsift.middleware.mutations.confirmed import ClientBinding

@@ -11,14 +11,11 @@ the steps is what makes the copy exact:
 3. Register at the feed tailer; from then on every transaction above the
    tailer's position lands in this subscription's inbox.
 4. Catch up from the replay start to the tailer's position by reading the
-   feed directly, wait for the tailer to be reading the feed (a tailer that
-   cannot reach Redis would leave the client "up to date" and then silent: the
-   client gets an error instead, after `TAILER_WAIT_S`), then send `upToDate`
-   with a cursor, then go live from the inbox.
+   feed (`catch_up`: the tailer's decoded entries, else Redis), wait for the
+   tailer to be reading the feed (a tailer that cannot reach Redis would leave
+   the client "up to date" and then silent: the client gets an error instead,
+   after `TAILER_WAIT_S`), then send `upToDate` with a cursor, then go live.
 5. Skip every replayed transaction the snapshot saw (by xid).
-
-Steps 2 and 4 read the entries the tailer holds decoded (`tailer.recent`)
-when it holds them, and Redis otherwise.
 
 Visibility does *not* follow the feed's (commit-LSN) order. Postgres writes a
 commit record before it makes the transaction visible (ProcArrayEndTransaction),
@@ -48,13 +45,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
 
 import psycopg
-import redis.exceptions
 from psycopg_pool import PoolTimeout
 
 from pgsift.middleware.bootstrap.connections import SnapshotPool
@@ -62,9 +57,13 @@ from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.bootstrap.shared import SharedSnapshots
 from pgsift.middleware.bootstrap.sources import LiveRows, RowQuery, RowSource
 from pgsift.middleware.errors import GatewayError
-from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
+from pgsift.middleware.gateway.catch_up import (
+    CatchUpEnd,
+    CatchUpRouter,
+    entries_after,
+)
 from pgsift.middleware.gateway.fanout import FeedSource, FeedTailer
 from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import (
@@ -81,8 +80,6 @@ from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_BATCH = 500
-CATCH_UP_BLOCK_MS = 1000
 # How long a subscription waits, before `upToDate`, for a tailer that is not
 # reading the feed (Redis unreachable); then the client gets an error.
 TAILER_WAIT_S = 10.0
@@ -99,20 +96,6 @@ SNAPSHOT_LOST_MESSAGE = (
     "the snapshot could not be read to the end (too slow a reader, or the database went "
     "away); subscribe again"
 )
-
-
-class CatchUpRouter(Protocol):
-    """Routes the feed entries of a catch-up for one session (a `TxRouter`)."""
-
-    def route(self, entry: FeedEntry) -> Mapping[Any, RoutedTx] | None: ...
-
-
-@dataclass
-class CatchUpEnd:
-    """How far a catch-up got: the cursor for `upToDate`, and the last LSN it covers."""
-
-    position: FeedPosition
-    done: int
 
 
 class SyncSession:
@@ -376,26 +359,12 @@ class SyncSession:
             return
         router = self._catch_up_router()
         while done < through:
-            # What the tailer holds needs no retention check: it is a contiguous run.
-            entries = self._tailer.recent.after(cursor, CATCH_UP_BATCH)
+            entries = await entries_after(
+                cursor, self._tailer.recent, self._reader, self._retention
+            )
             if entries is None:
-                try:
-                    entries = await self._reader.read_after(
-                        cursor, CATCH_UP_BATCH, CATCH_UP_BLOCK_MS
-                    )
-                except (redis.exceptions.RedisError, OSError):
-                    raise
-                except Exception:
-                    # An entry that does not decode cannot be replayed (the tailer stepped
-                    # over it and told its subscribers to refetch).
-                    log.exception("the catch-up after %s met an unreadable feed entry", cursor)
-                    yield RoutedTx(cursor, done, 0, 0.0, (), True)
-                    return
-                # Checked after the read: a trim that overtook the cursor before it
-                # made XREAD skip to later entries without a sign.
-                if not await self._retained(cursor):
-                    yield RoutedTx(cursor, done, 0, 0.0, (), True)
-                    return
+                yield RoutedTx(cursor, done, 0, 0.0, (), True)
+                return
             for entry in entries:
                 if entry.lsn > through:
                     return

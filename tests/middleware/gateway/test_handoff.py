@@ -25,7 +25,7 @@ from pgsift.middleware.feed import keys
 from pgsift.middleware.feed.entry import FeedEntry
 from pgsift.middleware.feed.reader import AsyncFeedReader
 from pgsift.middleware.feed.retention import AsyncFeedRetention, FeedRetention
-from pgsift.middleware.gateway import session as session_module
+from pgsift.middleware.gateway import catch_up as catch_up_module
 from pgsift.middleware.gateway.fanout import FeedTailer
 from pgsift.middleware.gateway.inbox import SendBudget
 from pgsift.middleware.gateway.messages import SyncMessage
@@ -288,7 +288,7 @@ class TrimmingReader:
 async def test_a_trim_during_the_catch_up_gets_must_refetch(
     parts: Parts, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(session_module, "CATCH_UP_BATCH", 1)
+    monkeypatch.setattr(catch_up_module, "CATCH_UP_BATCH", 1)
     entries = []
     for row_id in (40, 41, 42, 43):
         xid = await commit(parts.database_url,
