@@ -11,19 +11,15 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 import redis
 from rq import Queue
-from starlette.applications import Starlette
 
-from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps import keys as dump_keys
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE
 from pgsift.middleware.dumps.leases import claim_for_drop, lease, leased_ids
 from pgsift.middleware.errors import ConfigError
-from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
 from pgsift.middleware.wiring import Wiring
 from pgsift.workers.context import JobContext
@@ -35,7 +31,7 @@ from tests.middleware.bootstrap.test_http import (
     check_complete,
     expected_rows,
 )
-from tests.middleware.dumps.server import serve
+from tests.middleware.dumps.server import bootstrap_client
 from tests.workers.conftest import run_jobs
 from tests.workers.feeds import append
 from tests.workers.schema import create_things
@@ -71,11 +67,9 @@ def test_a_dump_built_and_served_on_a_cluster(
     settings = Settings(database_url=database_url, redis_url=redis_cluster_url,
                         jobs_redis_url=redis_url, policies=POLICIES)
     wiring = Wiring.from_settings(settings)
-    app = Starlette(routes=[bootstrap_route(BootstrapService(wiring))])
-    app.state.authenticator = Authenticator(secret=SECRET)
     expected = expected_rows(database_url, (1,))
     try:
-        with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
+        with bootstrap_client(wiring, SECRET) as http:
             response, lines = bootstrap(http)
             assert response.headers["x-pgsift-source"] == "live"
             live_cursor = check_complete(lines, "live", expected)

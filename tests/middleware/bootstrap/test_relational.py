@@ -21,19 +21,16 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import JobStatus
-from starlette.applications import Starlette
 
 from pgsift.middleware.bootstrap.finder import fresh_dump
-from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.dumps.enqueue import DUMPS_QUEUE, enqueue_build, popular_specs
-from pgsift.middleware.gateway.auth import Authenticator
 from pgsift.middleware.settings import Settings
 from pgsift.middleware.wiring import Wiring
 from pgsift.workers.build import DumpBuilder
 from pgsift.workers.build_status import BuildStatus
 from pgsift.workers.context import JobContext
 from pgsift.workers.warm import WarmShape, due_builds
-from tests.middleware.dumps.server import serve
+from tests.middleware.dumps.server import bootstrap_client
 from tests.wire import described
 from tests.workers.conftest import run_jobs
 from tests.workers.schema import create_things
@@ -87,9 +84,7 @@ def client(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch,
     settings = Settings(database_url=database_url, redis_url=redis_url, policies=POLICIES)
     connection = redis.Redis.from_url(redis_url)
     wiring = Wiring.from_settings(settings, client=connection)
-    app = Starlette(routes=[bootstrap_route(BootstrapService(wiring))])
-    app.state.authenticator = Authenticator(secret=SECRET)
-    with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
+    with bootstrap_client(wiring, SECRET) as http:
         yield http
     connection.close()
 

@@ -7,10 +7,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from pgsift.middleware.bootstrap.http import BootstrapService, bootstrap_route
 from pgsift.middleware.embedded.ports import free_port
+from pgsift.middleware.gateway.auth import Authenticator
+from pgsift.middleware.wiring import Wiring
 
 
 @contextmanager
@@ -31,3 +36,12 @@ def serve(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def bootstrap_client(wiring: Wiring, secret: str) -> Iterator[httpx.Client]:
+    """A client of `/v1/bootstrap` alone, served with `wiring`; tokens signed with `secret`."""
+    app = Starlette(routes=[bootstrap_route(BootstrapService(wiring))])
+    app.state.authenticator = Authenticator(secret=secret)
+    with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=60) as http:
+        yield http
