@@ -25,16 +25,15 @@ from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
 from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope, readable_column
 from pgsift.subscriptions.sets import SetProvider, bind_states
-from pgsift.subscriptions.template import Template, template_for
+from pgsift.subscriptions.template import Template, Templated, template_for
 from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
-from pgsift.subscriptions.wire import RowWire, untyped_json
+from pgsift.subscriptions.wire import untyped_json
 
 
-class Shape:
+class Shape(Templated):
     """The rows of one table a subscriber may see and asked for, and the columns."""
 
-    __slots__ = ("_consts", "_params", "_set_keys", "_template", "index_terms", "inner_sets",
-                 "key", "set_terms")  # fmt: skip
+    __slots__ = ("_consts", "_set_keys", "index_terms", "inner_sets", "key", "set_terms")
 
     def __init__(
         self,
@@ -43,8 +42,7 @@ class Shape:
         consts: tuple[Any, ...],
         inner_sets: tuple[InnerSet, ...] = (),
     ):
-        self._template = template
-        self._params = params
+        super().__init__(template, params)
         self._consts = consts
         # The sets the predicate reads, by position (`InSet.position`).
         self.inner_sets = inner_sets
@@ -120,31 +118,8 @@ class Shape:
         return cls(template, tuple(slots.params), tuple(slots.runtime), tuple(slots.sets))
 
     @property
-    def table(self) -> str:
-        return self._template.table
-
-    @property
     def columns(self) -> tuple[str, ...]:
         return self._template.columns
-
-    @property
-    def primary_key(self) -> tuple[str, ...]:
-        return self._template.primary_key
-
-    @property
-    def wire(self) -> RowWire:
-        """Encodes this shape's rows and keys into their wire form (by column type)."""
-        return self._template.wire
-
-    @property
-    def normalized(self) -> str:
-        """The statement as pgsift understood it, constants as typed `$n` placeholders."""
-        return self._template.normalized
-
-    @property
-    def params(self) -> tuple[Any, ...]:
-        """The typed constants, in the order of the placeholders."""
-        return self._params
 
     @property
     def like_terms(self) -> tuple[tuple[str, str, bool], ...]:
@@ -155,11 +130,6 @@ class Shape:
     def consts(self) -> tuple[Any, ...]:
         """The constants as the predicate reads them (keyed), by slot."""
         return self._consts
-
-    @property
-    def where(self) -> Expr | None:
-        """The typed condition (the policy ANDed in); slots index `params`."""
-        return self._template.where
 
     def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
         """True exactly when Postgres's `SELECT ... WHERE` would return `row`.
@@ -183,18 +153,6 @@ class Shape:
         """`row` cut down to the selected columns."""
         return {column: row.get(column) for column in self._template.columns}
 
-    def to_sql(self) -> tuple[str, list[Any]]:
-        """The snapshot query for psycopg 3: every constant a parameter, the policy ANDed in."""
-        return self._template.sql, list(self._params)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shape) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"Shape({self._template.normalized!r}, params={self._params!r})"
 
 
 def _and(left: Expr, right: Expr) -> Expr:

@@ -2,13 +2,15 @@
 wire encoders).
 
 Shapes that differ only in constants have one template, compiled once and kept
-in a bounded, thread-safe cache; a shape adds only its constants.
+in a bounded, thread-safe cache; a shape adds only its constants. `Templated` is
+what a shape and an inner set (`pgsift.subscriptions.inner`) read from theirs.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from pgsift.subscriptions.compile import Fn, compile_expr, compile_keyed
 from pgsift.subscriptions.ir import Col, Expr, InSet
@@ -36,6 +38,60 @@ class Template:
     # position. Then a row matches exactly when its keyed value is a member (`in_set`
     # is TRUE only so), a dict lookup instead of the general evaluation.
     member_test: tuple[Fn, int] | None = None
+
+
+class Templated:
+    """A compiled `Template` with its own constants: what a `Shape` and an `InnerSet` are
+    alike in. Two are equal when their `key`s are (the subclass says what a key covers)."""
+
+    __slots__ = ("_params", "_template")
+
+    key: str
+
+    def __init__(self, template: Template, params: tuple[Any, ...]) -> None:
+        self._template = template
+        self._params = params
+
+    @property
+    def table(self) -> str:
+        return self._template.table
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self._template.primary_key
+
+    @property
+    def wire(self) -> RowWire:
+        """The encoders of the fetched columns to their wire form, by column type."""
+        return self._template.wire
+
+    @property
+    def normalized(self) -> str:
+        """The statement as pgsift understood it, constants as typed `$n` placeholders."""
+        return self._template.normalized
+
+    @property
+    def params(self) -> tuple[Any, ...]:
+        """The typed constants, in the order of the placeholders."""
+        return self._params
+
+    @property
+    def where(self) -> Expr | None:
+        """The typed condition (the policy ANDed in); slots index `params`."""
+        return self._template.where
+
+    def to_sql(self) -> tuple[str, list[Any]]:
+        """The statement for psycopg 3: every constant a parameter, the policy ANDed in."""
+        return self._template.sql, list(self._params)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._template.normalized!r}, params={self._params!r})"
 
 
 def member_test(where: Expr | None) -> tuple[Fn, int] | None:
