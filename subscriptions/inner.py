@@ -23,7 +23,6 @@ from typing import Any
 from pgsift.subscriptions.catalog import Table
 from pgsift.subscriptions.domains import KeySpec, key_function
 from pgsift.subscriptions.ir import Select
-from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.template import Templated, template_for
 from pgsift.subscriptions.wire import untyped_json
 
@@ -31,7 +30,7 @@ from pgsift.subscriptions.wire import untyped_json
 class InnerSet(Templated):
     """The values `(args) IN (SELECT columns FROM table WHERE ...)` compares with."""
 
-    __slots__ = ("_keys", "consts", "dependencies", "element_keys", "key", "select")
+    __slots__ = ("_keys", "element_keys", "key", "select")
 
     def __init__(
         self,
@@ -44,14 +43,12 @@ class InnerSet(Templated):
     ) -> None:
         self.select = select
         self.element_keys = element_keys
-        self.consts = consts
-        self.dependencies = dependencies
         names = tuple(column.name for column in select.columns)
         primary_key = source.primary_key
         fetched = primary_key + tuple(n for n in names if n not in primary_key)
         types = tuple(source.columns[n] for n in fetched)
         template = template_for(select.table, fetched, primary_key, select.where, types)
-        super().__init__(template, params)
+        super().__init__(template, params, consts, dependencies)
         self._keys = tuple(key_function(spec) for spec in element_keys)
         identity = json.dumps(
             [
@@ -75,19 +72,9 @@ class InnerSet(Templated):
         return self._template.columns
 
     @property
-    def inner_sets(self) -> tuple[InnerSet, ...]:
-        """The sets the select's own `IN (SELECT ...)` read, by position."""
-        return self.dependencies
-
-    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
-        """Whether `row` of `table` is in the select (nested sets read from `sets`)."""
-        predicate = self._template.predicate
-        if predicate is None:
-            return True
-        consts = self.consts
-        if self.dependencies:
-            consts = bind_states(consts, [d.key for d in self.dependencies], sets)
-        return predicate(row, consts) is True  # type: ignore[arg-type]
+    def dependencies(self) -> tuple[InnerSet, ...]:
+        """The sets the select's own `IN (SELECT ...)` read (`inner_sets`), by position."""
+        return self.inner_sets
 
     def element(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The row's value in the set, keyed for comparison (None for NULL components)."""

@@ -24,7 +24,6 @@ from pgsift.subscriptions.ir import Expr, Logic
 from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
 from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope, readable_column
-from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.template import Template, Templated, template_for
 from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
 from pgsift.subscriptions.wire import untyped_json
@@ -33,7 +32,7 @@ from pgsift.subscriptions.wire import untyped_json
 class Shape(Templated):
     """The rows of one table a subscriber may see and asked for, and the columns."""
 
-    __slots__ = ("_consts", "_set_keys", "index_terms", "inner_sets", "key", "set_terms")
+    __slots__ = ("index_terms", "key", "set_terms")
 
     def __init__(
         self,
@@ -42,11 +41,7 @@ class Shape(Templated):
         consts: tuple[Any, ...],
         inner_sets: tuple[InnerSet, ...] = (),
     ):
-        super().__init__(template, params)
-        self._consts = consts
-        # The sets the predicate reads, by position (`InSet.position`).
-        self.inner_sets = inner_sets
-        self._set_keys = tuple(inner.key for inner in inner_sets)
+        super().__init__(template, params, consts, inner_sets)
         document = json.dumps([untyped_json(p) for p in params], sort_keys=True)
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
@@ -125,29 +120,6 @@ class Shape(Templated):
     def like_terms(self) -> tuple[tuple[str, str, bool], ...]:
         """(column, pattern, insensitive) of top-level `col [I]LIKE constant` conjuncts."""
         return like_terms(self._template.recipe, self._params)
-
-    @property
-    def consts(self) -> tuple[Any, ...]:
-        """The constants as the predicate reads them (keyed), by slot."""
-        return self._consts
-
-    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
-        """True exactly when Postgres's `SELECT ... WHERE` would return `row`.
-
-        A shape with inner sets reads their states from `sets` (SetError without).
-        """
-        template = self._template
-        predicate = template.predicate
-        if predicate is None:
-            return True
-        consts = self._consts
-        if template.member_test is not None and sets is not None:
-            keyed, position = template.member_test
-            value = keyed(row, consts)  # type: ignore[arg-type]
-            return value is not None and value in sets.state(self._set_keys[position]).members
-        if self._set_keys:
-            consts = bind_states(consts, self._set_keys, sets)
-        return predicate(row, consts) is True  # type: ignore[arg-type]
 
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """`row` cut down to the selected columns."""

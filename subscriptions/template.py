@@ -9,14 +9,19 @@ what a shape and an inner set (`pgsift.subscriptions.inner`) read from theirs.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgsift.subscriptions.compile import Fn, compile_expr, compile_keyed
 from pgsift.subscriptions.ir import Col, Expr, InSet
 from pgsift.subscriptions.render import render_select
+from pgsift.subscriptions.sets import SetProvider, bind_states
 from pgsift.subscriptions.terms import Recipe, term_recipe
 from pgsift.subscriptions.wire import RowWire
+
+if TYPE_CHECKING:
+    from pgsift.subscriptions.inner import InnerSet
 
 _MAX_TEMPLATES = 10_000
 
@@ -41,16 +46,27 @@ class Template:
 
 
 class Templated:
-    """A compiled `Template` with its own constants: what a `Shape` and an `InnerSet` are
-    alike in. Two are equal when their `key`s are (the subclass says what a key covers)."""
+    """A compiled `Template` with its own constants and the inner sets its condition
+    reads: what a `Shape` and an `InnerSet` are alike in, matching rows included.
+    Two are equal when their `key`s are (the subclass says what a key covers)."""
 
-    __slots__ = ("_params", "_template")
+    __slots__ = ("_consts", "_params", "_set_keys", "_template", "inner_sets")
 
     key: str
 
-    def __init__(self, template: Template, params: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        template: Template,
+        params: tuple[Any, ...],
+        consts: tuple[Any, ...],
+        inner_sets: tuple[InnerSet, ...],
+    ) -> None:
         self._template = template
         self._params = params
+        self._consts = consts
+        # The sets the predicate reads, by position (`InSet.position`).
+        self.inner_sets = inner_sets
+        self._set_keys = tuple(inner.key for inner in inner_sets)
 
     @property
     def table(self) -> str:
@@ -79,6 +95,29 @@ class Templated:
     def where(self) -> Expr | None:
         """The typed condition (the policy ANDed in); slots index `params`."""
         return self._template.where
+
+    @property
+    def consts(self) -> tuple[Any, ...]:
+        """The constants as the predicate reads them (keyed), by slot."""
+        return self._consts
+
+    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
+        """True exactly when Postgres's `SELECT ... WHERE` would return `row`.
+
+        With inner sets, their states are read from `sets` (SetError without).
+        """
+        template = self._template
+        predicate = template.predicate
+        if predicate is None:
+            return True
+        consts = self._consts
+        if template.member_test is not None and sets is not None:
+            keyed, position = template.member_test
+            value = keyed(row, consts)  # type: ignore[arg-type]
+            return value is not None and value in sets.state(self._set_keys[position]).members
+        if self._set_keys:
+            consts = bind_states(consts, self._set_keys, sets)
+        return predicate(row, consts) is True  # type: ignore[arg-type]
 
     def to_sql(self) -> tuple[str, list[Any]]:
         """The statement for psycopg 3: every constant a parameter, the policy ANDed in."""
