@@ -9,6 +9,9 @@ this module dispatches on the node and builds the boolean structure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlglot import exp
 
 from pgsift.subscriptions.domains import TEXT_TYPES, KeySpec, comparison_keys
@@ -70,12 +73,13 @@ class Analyzer(SubqueryAnalyzer):
         return operand
 
     def operand(self, node: exp.Expression) -> Operand:
+        # A node type (or a base of it: `isinstance`) with a method of its own.
+        for kind in type(node).__mro__:
+            method = _METHODS.get(kind)
+            if method is not None:
+                return method(self, node)
         if isinstance(node, exp.Paren):
             return self.operand(node.this)
-        if isinstance(node, exp.And | exp.Or):
-            return self.logic(node)
-        if isinstance(node, exp.Not):
-            return self.negation(node)
         if type(node) in _COMPARISONS:
             return self.comparison(node, _COMPARISONS[type(node)])
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
@@ -83,34 +87,14 @@ class Analyzer(SubqueryAnalyzer):
                 node.this, node.expression, "IS DISTINCT FROM", node
             )
             return Distinct(lhs, rhs, lkey, rkey, negated=isinstance(node, exp.NullSafeEQ))
-        if isinstance(node, exp.Is):
-            return self.is_test(node)
-        if isinstance(node, exp.Between):
-            return self.between(node)
         if isinstance(node, exp.In):
             if node.args.get("query") is not None:
                 return self.in_select(node)
             return self.in_list(node)
-        if isinstance(node, exp.Exists):
-            return self.exists(node)
-        if isinstance(node, exp.Like | exp.ILike):
-            return self.like(node)
-        if isinstance(node, exp.Column):
-            return self.column(node)
-        if isinstance(node, exp.Literal):
-            return self.literal(node)
-        if isinstance(node, exp.Neg):
-            return self.negative(node)
         if isinstance(node, exp.Boolean):
             return Typed(bool(node.this), "bool", node.sql(), position_of(node))
         if isinstance(node, exp.Null):
             return Pending("null", None, "NULL", position_of(node))
-        if isinstance(node, exp.Parameter):
-            return self.parameter(node)
-        if isinstance(node, exp.Cast):
-            return self.cast(node)
-        if isinstance(node, exp.Lower | exp.Upper):
-            return self.case_call(node)
         if isinstance(node, exp.Escape):
             raise self.fail("LIKE ... ESCAPE is not supported (use backslash escapes)", node)
         if isinstance(node, exp.UnicodeString | exp.ByteString | exp.RawString):
@@ -267,3 +251,24 @@ def _flip(expr: IsNull | IsBool) -> Expr:
     if isinstance(expr, IsNull):
         return IsNull(expr.arg, not expr.negated)
     return IsBool(expr.arg, expr.value, not expr.negated)
+
+
+# The node types `Analyzer.operand` hands to one method as they are (no other node
+# type is a subclass of two of them, so the order of the lookup does not matter).
+_METHODS: dict[type[exp.Expression], Callable[[Analyzer, Any], Operand]] = {
+    exp.And: Analyzer.logic,
+    exp.Or: Analyzer.logic,
+    exp.Not: Analyzer.negation,
+    exp.Is: Analyzer.is_test,
+    exp.Between: Analyzer.between,
+    exp.Exists: Analyzer.exists,
+    exp.Like: Analyzer.like,
+    exp.ILike: Analyzer.like,
+    exp.Column: Analyzer.column,
+    exp.Literal: Analyzer.literal,
+    exp.Neg: Analyzer.negative,
+    exp.Parameter: Analyzer.parameter,
+    exp.Cast: Analyzer.cast,
+    exp.Lower: Analyzer.case_call,
+    exp.Upper: Analyzer.case_call,
+}

@@ -22,17 +22,15 @@ from typing import Any
 
 from pgsift.subscriptions.catalog import Table
 from pgsift.subscriptions.domains import KeySpec, key_function
-from pgsift.subscriptions.ir import Expr, Select
-from pgsift.subscriptions.sets import SetProvider, bind_states
-from pgsift.subscriptions.template import Template, template_for
-from pgsift.subscriptions.wire import RowWire, untyped_json
+from pgsift.subscriptions.ir import Select
+from pgsift.subscriptions.template import Templated, template_for
+from pgsift.subscriptions.wire import untyped_json
 
 
-class InnerSet:
+class InnerSet(Templated):
     """The values `(args) IN (SELECT columns FROM table WHERE ...)` compares with."""
 
-    __slots__ = ("_keys", "_template", "consts", "dependencies", "element_keys", "key", "params",
-                 "select")  # fmt: skip
+    __slots__ = ("_keys", "element_keys", "key", "select")
 
     def __init__(
         self,
@@ -45,16 +43,12 @@ class InnerSet:
     ) -> None:
         self.select = select
         self.element_keys = element_keys
-        self.params = params
-        self.consts = consts
-        self.dependencies = dependencies
         names = tuple(column.name for column in select.columns)
         primary_key = source.primary_key
         fetched = primary_key + tuple(n for n in names if n not in primary_key)
         types = tuple(source.columns[n] for n in fetched)
-        self._template: Template = template_for(
-            select.table, fetched, primary_key, select.where, types
-        )
+        template = template_for(select.table, fetched, primary_key, select.where, types)
+        super().__init__(template, params, consts, dependencies)
         self._keys = tuple(key_function(spec) for spec in element_keys)
         identity = json.dumps(
             [
@@ -68,17 +62,9 @@ class InnerSet:
         self.key: str = hashlib.sha256(identity.encode()).hexdigest()
 
     @property
-    def table(self) -> str:
-        return self.select.table
-
-    @property
     def columns(self) -> tuple[str, ...]:
         """The selected columns, whose values form the set (none for EXISTS)."""
         return tuple(column.name for column in self.select.columns)
-
-    @property
-    def primary_key(self) -> tuple[str, ...]:
-        return self._template.primary_key
 
     @property
     def fetched(self) -> tuple[str, ...]:
@@ -86,38 +72,9 @@ class InnerSet:
         return self._template.columns
 
     @property
-    def wire(self) -> RowWire:
-        """The encoders of the `fetched` columns, by their types (a `RowQuery` needs them)."""
-        return self._template.wire
-
-    @property
-    def inner_sets(self) -> tuple[InnerSet, ...]:
-        """The sets the select's own `IN (SELECT ...)` read, by position."""
-        return self.dependencies
-
-    @property
-    def where(self) -> Expr | None:
-        """The select's condition (its policy ANDed in), slots numbered from 0."""
-        return self.select.where
-
-    @property
-    def normalized(self) -> str:
-        """The materializing statement as pgsift understood it, with typed `$n`."""
-        return self._template.normalized
-
-    def to_sql(self) -> tuple[str, list[Any]]:
-        """`SELECT <primary key>, <columns> FROM table WHERE ...` for psycopg 3."""
-        return self._template.sql, list(self.params)
-
-    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
-        """Whether `row` of `table` is in the select (nested sets read from `sets`)."""
-        predicate = self._template.predicate
-        if predicate is None:
-            return True
-        consts = self.consts
-        if self.dependencies:
-            consts = bind_states(consts, [d.key for d in self.dependencies], sets)
-        return predicate(row, consts) is True  # type: ignore[arg-type]
+    def dependencies(self) -> tuple[InnerSet, ...]:
+        """The sets the select's own `IN (SELECT ...)` read (`inner_sets`), by position."""
+        return self.inner_sets
 
     def element(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The row's value in the set, keyed for comparison (None for NULL components)."""
@@ -135,14 +92,6 @@ class InnerSet:
         """This set and those it depends on, each once, the deepest first."""
         return walk_sets((self,))
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, InnerSet) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"InnerSet({self._template.normalized!r}, params={self.params!r})"
 
 
 def walk_sets(sets: tuple[InnerSet, ...]) -> tuple[InnerSet, ...]:

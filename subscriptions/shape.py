@@ -24,17 +24,15 @@ from pgsift.subscriptions.ir import Expr, Logic
 from pgsift.subscriptions.parse import ParsedSelect, parse_select
 from pgsift.subscriptions.policy import Policy, policy_for
 from pgsift.subscriptions.scope import DEFAULT_SUBQUERY_DEPTH, Scope, readable_column
-from pgsift.subscriptions.sets import SetProvider, bind_states
-from pgsift.subscriptions.template import Template, template_for
+from pgsift.subscriptions.template import Template, Templated, template_for
 from pgsift.subscriptions.terms import IndexTerms, SetTerms, index_terms, like_terms, set_terms
-from pgsift.subscriptions.wire import RowWire, untyped_json
+from pgsift.subscriptions.wire import untyped_json
 
 
-class Shape:
+class Shape(Templated):
     """The rows of one table a subscriber may see and asked for, and the columns."""
 
-    __slots__ = ("_consts", "_params", "_set_keys", "_template", "index_terms", "inner_sets",
-                 "key", "set_terms")  # fmt: skip
+    __slots__ = ("index_terms", "key", "set_terms")
 
     def __init__(
         self,
@@ -43,12 +41,7 @@ class Shape:
         consts: tuple[Any, ...],
         inner_sets: tuple[InnerSet, ...] = (),
     ):
-        self._template = template
-        self._params = params
-        self._consts = consts
-        # The sets the predicate reads, by position (`InSet.position`).
-        self.inner_sets = inner_sets
-        self._set_keys = tuple(inner.key for inner in inner_sets)
+        super().__init__(template, params, consts, inner_sets)
         document = json.dumps([untyped_json(p) for p in params], sort_keys=True)
         digest = hashlib.sha256(f"{template.normalized}\0{document}".encode())
         self.key: str = digest.hexdigest()
@@ -120,81 +113,18 @@ class Shape:
         return cls(template, tuple(slots.params), tuple(slots.runtime), tuple(slots.sets))
 
     @property
-    def table(self) -> str:
-        return self._template.table
-
-    @property
     def columns(self) -> tuple[str, ...]:
         return self._template.columns
-
-    @property
-    def primary_key(self) -> tuple[str, ...]:
-        return self._template.primary_key
-
-    @property
-    def wire(self) -> RowWire:
-        """Encodes this shape's rows and keys into their wire form (by column type)."""
-        return self._template.wire
-
-    @property
-    def normalized(self) -> str:
-        """The statement as pgsift understood it, constants as typed `$n` placeholders."""
-        return self._template.normalized
-
-    @property
-    def params(self) -> tuple[Any, ...]:
-        """The typed constants, in the order of the placeholders."""
-        return self._params
 
     @property
     def like_terms(self) -> tuple[tuple[str, str, bool], ...]:
         """(column, pattern, insensitive) of top-level `col [I]LIKE constant` conjuncts."""
         return like_terms(self._template.recipe, self._params)
 
-    @property
-    def consts(self) -> tuple[Any, ...]:
-        """The constants as the predicate reads them (keyed), by slot."""
-        return self._consts
-
-    @property
-    def where(self) -> Expr | None:
-        """The typed condition (the policy ANDed in); slots index `params`."""
-        return self._template.where
-
-    def matches(self, row: Mapping[str, Any], sets: SetProvider | None = None) -> bool:
-        """True exactly when Postgres's `SELECT ... WHERE` would return `row`.
-
-        A shape with inner sets reads their states from `sets` (SetError without).
-        """
-        template = self._template
-        predicate = template.predicate
-        if predicate is None:
-            return True
-        consts = self._consts
-        if template.member_test is not None and sets is not None:
-            keyed, position = template.member_test
-            value = keyed(row, consts)  # type: ignore[arg-type]
-            return value is not None and value in sets.state(self._set_keys[position]).members
-        if self._set_keys:
-            consts = bind_states(consts, self._set_keys, sets)
-        return predicate(row, consts) is True  # type: ignore[arg-type]
-
     def project(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """`row` cut down to the selected columns."""
         return {column: row.get(column) for column in self._template.columns}
 
-    def to_sql(self) -> tuple[str, list[Any]]:
-        """The snapshot query for psycopg 3: every constant a parameter, the policy ANDed in."""
-        return self._template.sql, list(self._params)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shape) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"Shape({self._template.normalized!r}, params={self._params!r})"
 
 
 def _and(left: Expr, right: Expr) -> Expr:

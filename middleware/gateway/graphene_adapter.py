@@ -64,10 +64,19 @@ class MutationStatus(graphene.Enum):  # type: ignore[misc]
     DUPLICATE = "duplicate"
 
 
-class FailedMutation(graphene.ObjectType):  # type: ignore[misc]
+class MutationOutcome(graphene.ObjectType):  # type: ignore[misc]
+    """The fields of one mutation's outcome, shared by the types that report one."""
+
+    class Meta:
+        abstract = True
+
     id = graphene.Int(required=True)
     status = graphene.Field(MutationStatus, required=True)
     message = graphene.String()
+
+
+class FailedMutation(MutationOutcome):
+    pass
 
 
 class Confirmed(graphene.ObjectType):  # type: ignore[misc]
@@ -94,11 +103,7 @@ async def subscribe_sync(
     cursor: str | None = None,
 ) -> Any:
     """The source stream: messages of `SyncService.sync` (errors raised before it starts)."""
-    context = info.context
-    return await open_sync(
-        context["service"], query, params, cursor, context["claims"], context["budget"],
-        context.get("client"),
-    )
+    return await open_sync(info.context, query, params, cursor)
 
 
 class SyncField(graphene.Field):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from typing import Any
 import graphene  # type: ignore[import-untyped]
 from graphql import GraphQLResolveInfo
 
-from pgsift.middleware.gateway.graphene_adapter import JSON, MutationStatus
+from pgsift.middleware.gateway.graphene_adapter import JSON, MutationOutcome
 from pgsift.middleware.gateway.mutate import resolve_mutate
 
 
@@ -27,10 +27,8 @@ class MutationInput(graphene.InputObjectType):  # type: ignore[misc]
     args = JSON()
 
 
-class MutationResult(graphene.ObjectType):  # type: ignore[misc]
-    id = graphene.Int(required=True)
-    status = graphene.Field(MutationStatus, required=True)
-    message = graphene.String()
+class MutationResult(MutationOutcome):
+    pass
 
 
 class MutateResult(graphene.ObjectType):  # type: ignore[misc]

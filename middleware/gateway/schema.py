@@ -14,7 +14,7 @@ the `rows` fields of one document ask for at most `max_keys` keys together
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 import strawberry
@@ -140,29 +140,24 @@ async def open_for(
 ) -> AsyncIterator[Message]:
     """The messages of `sync` for the websocket connection of `context` (its claims,
     its send budget); also what the transport's compiled `sync` reads."""
-    service: SyncService = context["service"]
     if context["claims"] is None:
         raise GraphQLError("not authenticated", extensions={"code": "AuthError"})
-    messages: AsyncIterator[Message] = await open_sync(
-        service, query, params, cursor, context["claims"], context["budget"],
-        context.get("client"),
-    )
+    messages: AsyncIterator[Message] = await open_sync(context, query, params, cursor)
     return messages
 
 
 async def open_sync(
-    service: SyncService,
-    query: str,
-    params: Any,
-    cursor: str | None,
-    claims: dict[str, Any],
-    budget: Any,
-    client: ClientBinding | None = None,
+    context: Mapping[str, Any], query: str, params: Any, cursor: str | None
 ) -> Any:
-    """`service.sync(...)` with client-caused errors turned into GraphQL errors, both
+    """`service.sync(...)` for the connection of `context` (its service, claims, send
+    budget and client), with client-caused errors turned into GraphQL errors, both
     before the first message and while the messages stream (e.g. "busy")."""
+    service: SyncService = context["service"]
+    client: ClientBinding | None = context.get("client")
     try:
-        messages = await service.sync(query, params, cursor, claims, budget, client)
+        messages = await service.sync(
+            query, params, cursor, context["claims"], context["budget"], client
+        )
     except PgsiftError as exc:
         raise graphql_error(exc) from exc
     return client_errors(messages)

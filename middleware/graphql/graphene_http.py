@@ -13,6 +13,7 @@ websocket. A browser's GET gets strawberry's GraphiQL page unless
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from graphql import (
@@ -44,25 +45,17 @@ def _bad_request(message: str, code: str = "BadRequest") -> JSONResponse:
     return JSONResponse({"data": None, "errors": [error]}, status_code=400)
 
 
+@dataclass(eq=False)  # an ASGI app: compared and hashed by identity
 class GrapheneHTTP:
     """An ASGI endpoint serving `schema` (swappable: `self.schema`) over HTTP."""
 
-    def __init__(
-        self,
-        schema: GraphQLSchema,
-        *,
-        context: HTTPContext,
-        max_tokens: int,
-        max_keys: int,
-        json_limits: JsonLimits,
-        graphiql: bool,
-    ) -> None:
-        self.schema = schema
-        self.context = context
-        self.max_tokens = max_tokens
-        self.max_keys = max_keys
-        self.json_limits = json_limits
-        self.graphiql = graphiql
+    schema: GraphQLSchema
+    _: KW_ONLY
+    context: HTTPContext
+    max_tokens: int
+    max_keys: int
+    json_limits: JsonLimits
+    graphiql: bool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
