@@ -17,6 +17,8 @@ set's values once for all shapes reading it. The caller tells the index about
 every delta of those sets: `widen` before routing the transaction's changes,
 `narrow` after (old rows may hold values that left, new rows values that
 entered), and asks which shapes a delta moves rows of (`moves`).
+Shapes whose whole condition is one `col IN (SELECT ...)` are grouped by
+their sets' values (`set_groups`): `route_groups` gives a verdict per group.
 
 Equal shapes (same `shape.key`) are one entry with many listeners. Listeners
 are compared by equality: adding the same (shape, listener) twice registers it
@@ -120,8 +122,7 @@ class RoutingIndex(Generic[L]):
         self._readers: dict[str, dict[str, _Entry[L]]] = {}
         # inner set key -> the set columns it is filed in
         self._filed: dict[str, dict[tuple[str, str], SetColumn[_Entry[L]]]] = {}
-        # inner set key -> deltas widened and not yet narrowed: while any is, the
-        # groups hold values of the sets before and after, and are not used as verdicts
+        # set key -> deltas widened, not narrowed: groups then mix before and after
         self._widened: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -232,8 +233,7 @@ class RoutingIndex(Generic[L]):
     def _candidates(
         self, table: _Table[L], change: Change, prepared: PreparedChange, *, grouped: bool
     ) -> dict[_Entry[L], None]:
-        """Shapes the change's rows can match: bucket hits plus the scan list, and
-        the grouped shapes holding the rows' values if `grouped`."""
+        """Shapes the change's rows can match: bucket hits, scan list, `grouped` ones."""
         rows: tuple[Row | None, ...]
         if change.op == "insert" or not prepared.old_known:
             rows = (change.new,)  # a delete without old row looks up nothing

@@ -76,7 +76,7 @@ class Reached(Generic[E]):
 class _Family(Generic[E]):
     """The grouped shapes of one structure."""
 
-    __slots__ = ("by_set", "column", "groups", "keyed", "shape")
+    __slots__ = ("by_set", "column", "groups", "held", "keyed", "shape")
 
     def __init__(self, shape: RoutableShape, keyed: Fn) -> None:
         self.shape = shape  # any shape of the family: they share columns and key
@@ -86,6 +86,8 @@ class _Family(Generic[E]):
         self.column = where.args[0].name
         self.by_set: dict[str, dict[str, E]] = {}  # set key -> shape key -> entry
         self.groups: dict[Hashable, MemberGroup[E]] = {}  # keyed value -> group
+        # shape key -> the values it is grouped under (to unfile without its set)
+        self.held: dict[str, dict[Hashable, None]] = {}
 
     def value(self, row: Row | None) -> Hashable | None:
         """The keyed value of `row` the sets are compared with (None: no group)."""
@@ -100,14 +102,17 @@ class _Family(Generic[E]):
 
     def move(self, shape_key: str, entry: E, values: Iterable[Any], *, holds: bool) -> None:
         groups = self.groups
+        held = self.held.setdefault(shape_key, {})
         for value in values:
             group = groups.get(value)
             if holds:
                 if group is None:
                     group = groups[value] = MemberGroup()
                 group.entries[shape_key] = entry
+                held[value] = None
             elif group is not None:
                 group.entries.pop(shape_key, None)
+                held.pop(value, None)
                 if not group.entries:
                     del groups[value]
 
@@ -164,9 +169,9 @@ class MemberGroups(Generic[E]):
             del families[shape.normalized]
             if not families:
                 del self.readers[set_key]
-        # The set's values are not at hand: walk the family's groups (unsubscribing
-        # is rare next to routing, and a family's groups are its sets' values).
-        family.move(shape.key, entry, list(family.groups), holds=False)
+        # The set may be gone already (evicted): its values are the shape's own.
+        family.move(shape.key, entry, list(family.held[shape.key]), holds=False)
+        del family.held[shape.key]
         if not family.by_set:
             del self.families[shape.normalized]
 
