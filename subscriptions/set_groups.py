@@ -89,16 +89,15 @@ class _Family(Generic[E]):
         # shape key -> the values it is grouped under (to unfile without its set)
         self.held: dict[str, dict[Hashable, None]] = {}
 
-    def value(self, row: Row | None) -> Hashable | None:
-        """The keyed value of `row` the sets are compared with (None: no group)."""
+    def group(self, row: Row | None) -> MemberGroup[E] | None:
+        """The group of the shapes whose set holds `row`'s keyed value."""
         if row is None:
             return None
         value = self.keyed(row, self.shape.consts)
         try:
-            hash(value)
+            return self.groups.get(value)
         except TypeError:
-            return None  # no set member can equal it (members are hashable)
-        return value  # type: ignore[no-any-return]
+            return None  # unhashable: no set member (hashable) can equal it
 
     def move(self, shape_key: str, entry: E, values: Iterable[Any], *, holds: bool) -> None:
         groups = self.groups
@@ -191,7 +190,7 @@ class MemberGroups(Generic[E]):
         for family in self.families.values():
             seen: dict[str, None] = {}
             for row in rows:
-                group = family.groups.get(family.value(row))
+                group = family.group(row)
                 if group is not None:
                     for shape_key, entry in group.entries.items():
                         if shape_key not in seen:
@@ -209,11 +208,8 @@ class MemberGroups(Generic[E]):
             shape, own = family.shape, prepared
             if shape.primary_key != table_key:
                 own = PreparedChange(change, shape.primary_key)
-            old = family.value(change.old) if change.op != "insert" else None
-            new = family.value(change.new) if change.op != "delete" else None
-            groups = family.groups
-            before = None if old is None else groups.get(old)
-            after = None if new is None else groups.get(new)
+            before = family.group(change.old) if change.op != "insert" else None
+            after = family.group(change.new) if change.op != "delete" else None
             if before is not None and before is after:
                 _add(out, before, verdict_events(shape, own, True, True))
                 continue
