@@ -104,14 +104,6 @@ class RoutingStats:
     groups: int = 0  # groups of shapes holding one value of their inner set
 
 
-def _set_values(table: _Table[L]) -> int:
-    """Distinct (column, value) of inner sets filed or grouped by in `table`."""
-    filed = table.groups.values()
-    for column, shapes in table.sets.items():
-        filed.setdefault(column, set()).update(shapes.by_value)
-    return sum(len(values) for values in filed.values())
-
-
 class RoutingIndex(Generic[L]):
     """Registered shapes and their listeners, indexed for routing changes."""
 
@@ -168,51 +160,56 @@ class RoutingIndex(Generic[L]):
         transaction, for its old row (`sets.BeforeView`; the first change of a
         row in the transaction); by default the index's sets judge both rows.
         """
-        out, reached = self.route_groups(change, before=before)
-        for group in reached:
-            for listener in group.listeners():
-                out.extend((listener, event) for event in group.events)
-        return out
+        with self._lock:
+            out, reached = self._route(change, before)
+            for group in reached:
+                for listener in group.listeners():
+                    out.extend((listener, event) for event in group.events)
+            return out
 
     def route_groups(
         self, change: Change, *, before: SetProvider | None = None
     ) -> tuple[list[tuple[L, Event]], list[Reached[Any]]]:
         """`route`, with the events of grouped shapes (`set_groups`) one verdict per
-        group: every listener of a `Reached` (`listeners()`) gets its `events`."""
+        group: every listener of a `Reached` (`listeners()`) gets its `events`.
+        Iterate them before the index changes (they are views of its groups)."""
         with self._lock:
-            table = self._tables.get(change.table)
-            if table is None:
-                return [], []
-            out: list[tuple[L, Event]] = []
-            if change.op == "truncate":
-                for entry in table.entries.values():
-                    out.extend((listener, TRUNCATE) for listener in entry.listeners)
-                return out, []
-            prepared = PreparedChange(change, table.primary_key)
-            # Verdicts per group need the old row, and groups holding the sets' states.
-            by_group = not self._widened and (change.op == "insert" or prepared.old_known)
-            candidates = self._candidates(table, change, prepared, grouped=not by_group)
-            reached = table.groups.reach(prepared, table.primary_key) if by_group else []
-            sets, old_sets = self._sets, before or self._sets
-            for entry in candidates:
-                shape = entry.shape
-                if shape.primary_key != table.primary_key:
-                    events = classify(
-                        shape, PreparedChange(change, shape.primary_key), sets, old_sets
-                    )
-                else:
-                    events = classify(shape, prepared, sets, old_sets)
-                if events:
-                    for listener in entry.listeners:
-                        out.extend((listener, event) for event in events)
-            if change.op != "insert" and not prepared.old_known:
-                # Without the old row any shape of the table may have held it; a
-                # shape the new row cannot match (not a candidate) loses it.
-                delete = prepared.delete_event()
-                for entry in table.entries.values():
-                    if entry not in candidates:
-                        out.extend((listener, delete) for listener in entry.listeners)
-            return out, reached
+            return self._route(change, before)
+
+    def _route(
+        self, change: Change, before: SetProvider | None
+    ) -> tuple[list[tuple[L, Event]], list[Reached[Any]]]:
+        table = self._tables.get(change.table)
+        if table is None:
+            return [], []
+        out: list[tuple[L, Event]] = []
+        if change.op == "truncate":
+            for entry in table.entries.values():
+                out.extend((listener, TRUNCATE) for listener in entry.listeners)
+            return out, []
+        prepared = PreparedChange(change, table.primary_key)
+        # Verdicts per group need the old row, and groups holding the sets' states.
+        by_group = not self._widened and (change.op == "insert" or prepared.old_known)
+        candidates = self._candidates(table, change, prepared, grouped=not by_group)
+        reached = table.groups.reach(prepared, table.primary_key) if by_group else []
+        sets, old_sets = self._sets, before or self._sets
+        for entry in candidates:
+            shape = entry.shape
+            if shape.primary_key != table.primary_key:
+                events = classify(shape, PreparedChange(change, shape.primary_key), sets, old_sets)
+            else:
+                events = classify(shape, prepared, sets, old_sets)
+            if events:
+                for listener in entry.listeners:
+                    out.extend((listener, event) for event in events)
+        if change.op != "insert" and not prepared.old_known:
+            # Without the old row any shape of the table may have held it; a
+            # shape the new row cannot match (not a candidate) loses it.
+            delete = prepared.delete_event()
+            for entry in table.entries.values():
+                if entry not in candidates:
+                    out.extend((listener, delete) for listener in entry.listeners)
+        return out, reached
 
     def stats(self) -> RoutingStats:
         """Counts of shapes, listeners and buckets over all tables."""
@@ -226,7 +223,7 @@ class RoutingIndex(Generic[L]):
                 patterned=sum(e.pattern is not None for e in entries),
                 scanned=sum(len(t.scan) for t in self._tables.values()),
                 buckets=sum(len(b) for t in self._tables.values() for b in t.buckets.values())
-                + sum(_set_values(t) for t in self._tables.values()),
+                + sum(t.groups.distinct_values(t.sets) for t in self._tables.values()),
                 groups=sum(t.groups.groups() for t in self._tables.values()),
             )
 

@@ -11,14 +11,16 @@ whose set holds it, moved as the sets change (`apply`). A change looks up the
 group of its old and of its new value and gets one verdict per group
 (`Reached`): its cost does not grow with the shapes a group holds.
 
-The groups follow the sets' current states, so they judge the old row with the
+A `Reached` is a view of the groups: the caller iterates it before the
+index changes (`RoutingIndex.route` does so under its lock). The groups
+follow the sets' current states, so they judge the old row with the
 sets after its transaction: the caller (`RoutingIndex`) uses them only while
 no delta is widened (between `widen` and `narrow` it evaluates shape by shape).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -27,6 +29,7 @@ from pgsift.subscriptions.classify import PreparedChange, RoutableShape, verdict
 from pgsift.subscriptions.compile import Fn
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.ir import Col, InSet
+from pgsift.subscriptions.set_index import SetColumn
 from pgsift.subscriptions.template import member_test
 
 
@@ -140,12 +143,14 @@ class MemberGroups(Generic[E]):
     def groups(self) -> int:
         return sum(len(family.groups) for family in self.families.values())
 
-    def values(self) -> dict[str, set[Hashable]]:
-        """The values grouped by, per column (for statistics)."""
+    def distinct_values(self, columns: Mapping[str, SetColumn[Any]]) -> int:
+        """Distinct (column, value) grouped by here or filed in `columns` (statistics)."""
         out: dict[str, set[Hashable]] = {}
         for family in self.families.values():
             out.setdefault(family.column, set()).update(family.groups)
-        return out
+        for column, filed in columns.items():
+            out.setdefault(column, set()).update(filed.by_value)
+        return sum(len(values) for values in out.values())
 
     def file(self, shape: RoutableShape, entry: E, set_key: str, members: Iterable[Any]) -> None:
         """Group a shape (`grouped_set` gave `set_key`) under its set's `members`."""
