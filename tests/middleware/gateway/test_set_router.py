@@ -95,12 +95,12 @@ def issue_edit(id_: int, old_team: int, new_team: int, title: str) -> Change:
     return Change("public.issues", "update", {"id": id_}, new, old)
 
 
-def test_a_group_is_finished_once_and_a_held_listener_apart() -> None:
-    # u1..u4 in team 1, u1 and u2 in team 2: one shape each, one group per team.
+def grouped(max_changes: int | None = None) -> tuple[SetRouter[Listener], dict[int, Listener]]:
+    """u1..u4 in team 1, u1 and u2 in team 2: one shape each, one group per team."""
     rows = [{"id": n, "team_id": 1, "user_id": f"u{n}"} for n in range(1, 5)]
     rows += [{"id": 10 + n, "team_id": 2, "user_id": f"u{n}"} for n in (1, 2)]
     registry = SetRegistry()
-    router: SetRouter[Listener] = SetRouter(registry)
+    router: SetRouter[Listener] = SetRouter(registry, max_changes)
     listeners = {}
     for n in range(1, 5):
         shape = Shape.parse(MINE, [f"u{n}"], catalog=CATALOG)
@@ -108,6 +108,11 @@ def test_a_group_is_finished_once_and_a_held_listener_apart() -> None:
         assert registry.load(inner, [row for row in rows if inner.matches(row)])
         listeners[n] = Listener(shape)
         router.add(shape, listeners[n])
+    return router, listeners
+
+
+def test_a_group_is_finished_once_and_a_held_listener_apart() -> None:
+    router, listeners = grouped()
     # A title edit in team 1: the same wire change, converted once, for each member.
     routed = router.route(entry(10, issue_edit(7, 1, 1, "new")))
     assert routed is not None and set(routed) == set(listeners.values())
@@ -133,3 +138,16 @@ def test_a_group_is_finished_once_and_a_held_listener_apart() -> None:
         listeners[3]: ["INSERT"]
     }
     assert router.routed_changes == 4 + 2 + 1
+
+
+def test_a_group_past_max_changes_refetches() -> None:
+    router, listeners = grouped(max_changes=1)
+    # One change, within the bound of outer changes, but it moves its row to another
+    # key: a delete and an insert for each member of team 1, past the bound.
+    old = {"id": 7, "team_id": 1, "title": "t"}
+    rekeyed = Change("public.issues", "update", {"id": 7}, {**old, "id": 70}, old)
+    routed = router.route(entry(10, rekeyed))
+    assert routed is not None
+    assert {n: (r.refetch, r.changes) for n, r in routed.items()} == {
+        listener: (True, []) for listener in listeners.values()
+    }
