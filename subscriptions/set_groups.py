@@ -52,7 +52,9 @@ class MemberGroup(Generic[E]):
         self.entries: dict[str, E] = {}  # shape key -> entry
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per group a change reaches, and a frozen dataclass's
+# __init__ costs about three times more; it is read, never changed.
+@dataclass(slots=True)
 class Reached(Generic[E]):
     """One verdict for a group: `events` for every shape of `group` that is also in
     `within` (when given) and not in `without` (when given)."""
