@@ -1,4 +1,5 @@
-"""Hash-bucket keys of column values, as routing files and looks them up (`bucket_key`).
+"""Hash-bucket keys of column values, as routing files and looks them up (`bucket_key`),
+and the choice of the index term a shape is filed under (`choose_term`).
 
 Bucket keys follow Postgres equality, not Python's, where the two differ in the
 direction that would lose events: NaN equals NaN (float and numeric), a
@@ -9,7 +10,7 @@ predicate runs on every candidate anyway.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -38,3 +39,36 @@ def bucket_key(value: Any) -> Hashable:
         return ("{}", frozenset((k, bucket_key(v)) for k, v in value.items()))
     hash(value)  # the TypeError of an unhashable value
     return value  # type: ignore[no-any-return]
+
+
+def term_keys(values: Iterable[Any]) -> frozenset[Hashable]:
+    """The bucket keys of an index term's values; TypeError if one has none."""
+    # NULL never equals anything, so a NULL in `IN (...)` can be left out.
+    return frozenset(bucket_key(v) for v in values if v is not None)
+
+
+def choose_term(
+    filed: Mapping[str, Mapping[Hashable, object]],
+    index_terms: Sequence[tuple[str, frozenset[Any]]],
+) -> tuple[int, frozenset[Hashable], tuple[float, int]]:
+    """The most selective of `index_terms`, or -1 if none has keys; its keys and rank.
+
+    A term is as selective as the fraction of changes that will hit one of
+    its buckets. Without data statistics, estimate that by its number of
+    values over the number of distinct values the column has among the
+    shapes filed so far (`filed`: column -> bucket key -> shapes):
+    `team_id = 7` beats `status IN ('open', 'todo')` once several teams are
+    registered. Ties go to fewer values, then to the earlier term.
+    """
+    best, best_keys, best_rank = -1, frozenset[Hashable](), (float("inf"), 0)
+    for i, (column, values) in enumerate(index_terms):
+        try:
+            keys = term_keys(values)
+        except TypeError:
+            continue
+        buckets = filed.get(column, {})
+        distinct = len(buckets) + sum(1 for key in keys if key not in buckets)
+        rank = (len(keys) / max(distinct, 1), len(keys))
+        if rank < best_rank:
+            best, best_keys, best_rank = i, keys, rank
+    return best, best_keys, best_rank

@@ -129,7 +129,14 @@ class PreparedChange:
     """
 
     __slots__ = (
-        "_delete", "_events", "change", "changed", "key_changed", "new_key", "old_key", "old_known"
+        "_delete",
+        "_events",
+        "change",
+        "changed",
+        "key_changed",
+        "new_key",
+        "old_key",
+        "old_known",
     )
 
     def __init__(
@@ -216,7 +223,19 @@ def classify(
             insert = prepared.with_row("insert", shape)
             return (prepared.delete_event(), insert) if prepared.key_changed else (insert,)
         return (prepared.delete_event(),)
-    in_old = shape.matches(old, old_sets)
+    return verdict_events(shape, prepared, shape.matches(old, old_sets), in_new)
+
+
+def verdict_events(
+    shape: RoutableShape, prepared: PreparedChange, in_old: bool, in_new: bool
+) -> tuple[Event, ...]:
+    """The events of a change whose old row is known (or an INSERT), from whether its
+    old and its new row are in the shape: shared by `classify` and grouped routing."""
+    op = prepared.change.op
+    if op == "insert":
+        return (prepared.with_row("insert", shape),) if in_new else ()
+    if op == "delete":
+        return (prepared.delete_event(),) if in_old else ()
     if in_old and in_new:
         if prepared.key_changed:
             return (prepared.delete_event(), prepared.with_row("insert", shape))

@@ -17,6 +17,8 @@ set's values once for all shapes reading it. The caller tells the index about
 every delta of those sets: `widen` before routing the transaction's changes,
 `narrow` after (old rows may hold values that left, new rows values that
 entered), and asks which shapes a delta moves rows of (`moves`).
+Shapes whose whole condition is one `col IN (SELECT ...)` are grouped by
+their sets' values (`set_groups`): `route_groups` gives a verdict per group.
 
 Equal shapes (same `shape.key`) are one entry with many listeners. Listeners
 are compared by equality: adding the same (shape, listener) twice registers it
@@ -33,17 +35,18 @@ Postgres, since the full predicate runs on every candidate anyway.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pgsift.subscriptions.buckets import bucket_key
+from pgsift.subscriptions.buckets import bucket_key, choose_term, term_keys
 from pgsift.subscriptions.casefold import pg_lower
 from pgsift.subscriptions.change import Change, Row
 from pgsift.subscriptions.classify import PreparedChange, RoutableShape, classify
 from pgsift.subscriptions.events import TRUNCATE, Event
 from pgsift.subscriptions.moves import Move, plan_move
 from pgsift.subscriptions.patterns import FragmentIndex, choose_pattern
+from pgsift.subscriptions.set_groups import MemberGroups, Reached, grouped_set
 from pgsift.subscriptions.set_index import SetColumn, choose_set_term
 from pgsift.subscriptions.sets import SetDelta, SetError, SetProvider
 
@@ -53,7 +56,7 @@ L = TypeVar("L", bound=Hashable)
 class _Entry(Generic[L]):
     """One distinct shape, its listeners and the index term it is filed under."""
 
-    __slots__ = ("listeners", "pattern", "set_term", "shape", "term")
+    __slots__ = ("grouped", "listeners", "pattern", "set_term", "shape", "term")
 
     def __init__(self, shape: RoutableShape, term: int) -> None:
         self.shape = shape
@@ -63,13 +66,15 @@ class _Entry(Generic[L]):
         self.pattern: tuple[str, bool, str] | None = None
         # (column, inner set key) when filed under an inner set.
         self.set_term: tuple[str, str] | None = None
+        # The inner set key when grouped by its values (`set_groups`).
+        self.grouped: str | None = None
         self.listeners: dict[L, None] = {}
 
 
 class _Table(Generic[L]):
     """The shapes of one table."""
 
-    __slots__ = ("buckets", "entries", "patterns", "primary_key", "scan", "sets")
+    __slots__ = ("buckets", "entries", "groups", "patterns", "primary_key", "scan", "sets")
 
     def __init__(self, primary_key: tuple[str, ...]) -> None:
         self.primary_key = primary_key
@@ -78,6 +83,8 @@ class _Table(Generic[L]):
         self.buckets: dict[str, dict[Hashable, dict[str, _Entry[L]]]] = {}
         # column -> shapes filed under inner sets compared with it
         self.sets: dict[str, SetColumn[_Entry[L]]] = {}
+        # shapes whose whole condition is `col IN (SELECT ...)`, by the values they hold
+        self.groups: MemberGroups[_Entry[L]] = MemberGroups()
         # (column, insensitive) -> entries by a gram of their LIKE / ILIKE pattern
         self.patterns: dict[tuple[str, bool], FragmentIndex[_Entry[L]]] = {}
         self.scan: dict[str, _Entry[L]] = {}
@@ -90,15 +97,11 @@ class RoutingStats:
     shapes: int
     listeners: int
     indexed: int  # filed in hash buckets (equality / IN terms)
-    set_filed: int  # filed under an inner set (IN (SELECT ...) terms)
+    set_filed: int  # filed under an inner set (IN (SELECT ...) terms), grouped or not
     patterned: int  # filed in a pattern index (LIKE / ILIKE terms)
     scanned: int  # on a scan list: evaluated for every change of their table
     buckets: int  # hash buckets: values of index terms, and of inner sets filed under
-
-
-def _term_keys(values: Iterable[Any]) -> frozenset[Hashable]:
-    # NULL never equals anything, so a NULL in `IN (...)` can be left out.
-    return frozenset(bucket_key(v) for v in values if v is not None)
+    groups: int = 0  # groups of shapes holding one value of their inner set
 
 
 class RoutingIndex(Generic[L]):
@@ -111,6 +114,8 @@ class RoutingIndex(Generic[L]):
         self._readers: dict[str, dict[str, _Entry[L]]] = {}
         # inner set key -> the set columns it is filed in
         self._filed: dict[str, dict[tuple[str, str], SetColumn[_Entry[L]]]] = {}
+        # set key -> deltas widened, not narrowed: groups then mix before and after
+        self._widened: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def add(self, shape: RoutableShape, listener: L) -> None:
@@ -156,36 +161,55 @@ class RoutingIndex(Generic[L]):
         row in the transaction); by default the index's sets judge both rows.
         """
         with self._lock:
-            table = self._tables.get(change.table)
-            if table is None:
-                return []
-            out: list[tuple[L, Event]] = []
-            if change.op == "truncate":
-                for entry in table.entries.values():
-                    out.extend((listener, TRUNCATE) for listener in entry.listeners)
-                return out
-            prepared = PreparedChange(change, table.primary_key)
-            candidates = self._candidates(table, change, prepared)
-            sets, old_sets = self._sets, before or self._sets
-            for entry in candidates:
-                shape = entry.shape
-                if shape.primary_key != table.primary_key:
-                    events = classify(
-                        shape, PreparedChange(change, shape.primary_key), sets, old_sets
-                    )
-                else:
-                    events = classify(shape, prepared, sets, old_sets)
-                if events:
-                    for listener in entry.listeners:
-                        out.extend((listener, event) for event in events)
-            if change.op != "insert" and not prepared.old_known:
-                # Without the old row any shape of the table may have held it; a
-                # shape the new row cannot match (not a candidate) loses it.
-                delete = prepared.delete_event()
-                for entry in table.entries.values():
-                    if entry not in candidates:
-                        out.extend((listener, delete) for listener in entry.listeners)
+            out, reached = self._route(change, before)
+            for group in reached:
+                for listener in group.listeners():
+                    out.extend((listener, event) for event in group.events)
             return out
+
+    def route_groups(
+        self, change: Change, *, before: SetProvider | None = None
+    ) -> tuple[list[tuple[L, Event]], list[Reached[Any]]]:
+        """`route`, with the events of grouped shapes (`set_groups`) one verdict per
+        group: every listener of a `Reached` (`listeners()`) gets its `events`.
+        Iterate them before the index changes (they are views of its groups)."""
+        with self._lock:
+            return self._route(change, before)
+
+    def _route(
+        self, change: Change, before: SetProvider | None
+    ) -> tuple[list[tuple[L, Event]], list[Reached[Any]]]:
+        table = self._tables.get(change.table)
+        if table is None:
+            return [], []
+        out: list[tuple[L, Event]] = []
+        if change.op == "truncate":
+            for entry in table.entries.values():
+                out.extend((listener, TRUNCATE) for listener in entry.listeners)
+            return out, []
+        prepared = PreparedChange(change, table.primary_key)
+        # Verdicts per group need the old row, and groups holding the sets' states.
+        by_group = not self._widened and (change.op == "insert" or prepared.old_known)
+        candidates = self._candidates(table, change, prepared, grouped=not by_group)
+        reached = table.groups.reach(prepared, table.primary_key) if by_group else []
+        sets, old_sets = self._sets, before or self._sets
+        for entry in candidates:
+            shape = entry.shape
+            if shape.primary_key != table.primary_key:
+                events = classify(shape, PreparedChange(change, shape.primary_key), sets, old_sets)
+            else:
+                events = classify(shape, prepared, sets, old_sets)
+            if events:
+                for listener in entry.listeners:
+                    out.extend((listener, event) for event in events)
+        if change.op != "insert" and not prepared.old_known:
+            # Without the old row any shape of the table may have held it; a
+            # shape the new row cannot match (not a candidate) loses it.
+            delete = prepared.delete_event()
+            for entry in table.entries.values():
+                if entry not in candidates:
+                    out.extend((listener, delete) for listener in entry.listeners)
+        return out, reached
 
     def stats(self) -> RoutingStats:
         """Counts of shapes, listeners and buckets over all tables."""
@@ -195,17 +219,18 @@ class RoutingIndex(Generic[L]):
                 shapes=len(entries),
                 listeners=sum(len(e.listeners) for e in entries),
                 indexed=sum(e.term >= 0 for e in entries),
-                set_filed=sum(e.set_term is not None for e in entries),
+                set_filed=sum(e.set_term is not None or e.grouped is not None for e in entries),
                 patterned=sum(e.pattern is not None for e in entries),
                 scanned=sum(len(t.scan) for t in self._tables.values()),
                 buckets=sum(len(b) for t in self._tables.values() for b in t.buckets.values())
-                + sum(len(c.by_value) for t in self._tables.values() for c in t.sets.values()),
+                + sum(t.groups.distinct_values(t.sets) for t in self._tables.values()),
+                groups=sum(t.groups.groups() for t in self._tables.values()),
             )
 
     def _candidates(
-        self, table: _Table[L], change: Change, prepared: PreparedChange
+        self, table: _Table[L], change: Change, prepared: PreparedChange, *, grouped: bool
     ) -> dict[_Entry[L], None]:
-        """Shapes the change's rows can match: bucket hits plus the scan list."""
+        """Shapes the change's rows can match: bucket hits, scan list, `grouped` ones."""
         rows: tuple[Row | None, ...]
         if change.op == "insert" or not prepared.old_known:
             rows = (change.new,)  # a delete without old row looks up nothing
@@ -232,6 +257,8 @@ class RoutingIndex(Generic[L]):
                     seen = bucket
         for column, filed in table.sets.items():
             candidates.update(dict.fromkeys(filed.candidates(column, rows)))
+        if grouped and table.groups:
+            candidates.update(dict.fromkeys(table.groups.entries(rows)))
         for (column, insensitive), fragments in table.patterns.items():
             looked_up = None
             for row in rows:
@@ -249,6 +276,9 @@ class RoutingIndex(Generic[L]):
         with self._lock:
             for filed in self._filed.get(delta.key, {}).values():
                 filed.apply(delta.key, delta.added, ())
+            self._widened[delta.key] = self._widened.get(delta.key, 0) + 1
+            for table in self._tables.values():
+                table.groups.apply(delta.key, delta.added, holds=True)
 
     def narrow(self, delta: SetDelta) -> None:
         """Unfile the values that left the set: after routing the transaction's
@@ -256,6 +286,13 @@ class RoutingIndex(Generic[L]):
         with self._lock:
             for filed in self._filed.get(delta.key, {}).values():
                 filed.apply(delta.key, (), delta.removed)
+            for table in self._tables.values():
+                table.groups.apply(delta.key, delta.removed, holds=False)
+            left = self._widened.get(delta.key, 0) - 1
+            if left > 0:
+                self._widened[delta.key] = left
+            else:
+                self._widened.pop(delta.key, None)
 
     def moves(self, delta: SetDelta) -> list[tuple[Move, tuple[L, ...]]]:
         """The move `delta` means for each shape reading the set, with its listeners."""
@@ -284,11 +321,16 @@ class RoutingIndex(Generic[L]):
             return out
 
     def _file(self, table: _Table[L], shape: RoutableShape) -> _Entry[L]:
-        term, keys, rank = self._choose_term(table, shape)
+        term, keys, rank = choose_term(table.buckets, shape.index_terms)
         entry: _Entry[L] = _Entry(shape, term)
         table.entries[shape.key] = entry
         for inner in shape.inner_sets:
             self._readers.setdefault(inner.key, {})[shape.key] = entry
+        grouped = None if self._sets is None else grouped_set(shape)
+        if grouped is not None and self._sets is not None:
+            entry.term, entry.grouped = -1, grouped
+            table.groups.file(shape, entry, grouped, self._sets.state(grouped).members)
+            return entry
         set_term = choose_set_term(table.sets, shape, self._sets, rank)
         if set_term is not None:
             entry.term, entry.set_term = -1, set_term
@@ -319,6 +361,9 @@ class RoutingIndex(Generic[L]):
             readers.pop(shape.key, None)
             if not readers:
                 del self._readers[inner.key]
+        if entry.grouped is not None:
+            table.groups.unfile(shape, entry.grouped)
+            return
         if entry.set_term is not None:
             column, set_key = entry.set_term
             filed = table.sets[column]
@@ -343,36 +388,10 @@ class RoutingIndex(Generic[L]):
             return
         column, values = shape.index_terms[entry.term]
         buckets = table.buckets[column]
-        for key in _term_keys(values):
+        for key in term_keys(values):
             bucket = buckets[key]
             del bucket[shape.key]
             if not bucket:
                 del buckets[key]
         if not buckets:
             del table.buckets[column]
-
-    @staticmethod
-    def _choose_term(
-        table: _Table[L], shape: RoutableShape
-    ) -> tuple[int, frozenset[Hashable], tuple[float, int]]:
-        """The most selective index term of `shape`, or -1 if it has none.
-
-        A term is as selective as the fraction of changes that will hit one of
-        its buckets. Without data statistics, estimate that by its number of
-        values over the number of distinct values the column has among the
-        shapes filed so far: `team_id = 7` beats `status IN ('open', 'todo')`
-        once several teams are registered. Ties go to fewer values, then to
-        the earlier term.
-        """
-        best, best_keys, best_rank = -1, frozenset[Hashable](), (float("inf"), 0)
-        for i, (column, values) in enumerate(shape.index_terms):
-            try:
-                keys = _term_keys(values)
-            except TypeError:
-                continue
-            filed = table.buckets.get(column, {})
-            distinct = len(filed) + sum(1 for key in keys if key not in filed)
-            rank = (len(keys) / max(distinct, 1), len(keys))
-            if rank < best_rank:
-                best, best_keys, best_rank = i, keys, rank
-        return best, best_keys, best_rank

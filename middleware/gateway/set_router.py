@@ -12,7 +12,10 @@ each transaction, in this order (docs/relational.md, "Live semantics"):
    a new row is judged with the sets *after* the whole transaction.
 2. At the last chunk: `widen` every delta, route the held outer changes -- the
    first change of a row judges its old image with the sets before the
-   transaction (`BeforeView`), later ones with the sets after it -- `narrow`,
+   transaction (`BeforeView`), later ones with the sets after it; shapes
+   that differ only in their inner set get one verdict per group of them
+   (`RoutingIndex.route_groups`, applied once per group: `SharedResults`) --
+   `narrow`,
    and attach to each listener the `Move`s of the deltas
    (`RoutingIndex.moves`). The session runs them at a snapshot that sees the
    transaction (`gateway/moves.py`).
@@ -47,15 +50,15 @@ from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
-from pgsift.middleware.gateway.messages import WireChange
 from pgsift.middleware.gateway.moves import MoveReads
-from pgsift.middleware.gateway.routed import Listener, Routed, apply_event
+from pgsift.middleware.gateway.routed import Listener, Routed, SharedResults
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, classify
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.moves import Move
 from pgsift.subscriptions.registry import SetRegistry
 from pgsift.subscriptions.routing import RoutingIndex
+from pgsift.subscriptions.set_groups import Reached
 from pgsift.subscriptions.sets import BeforeView, SetDelta, SetProvider
 from pgsift.subscriptions.shape import Shape
 
@@ -236,26 +239,22 @@ class SetRouter(Generic[L]):
         for delta in deltas:
             index.widen(delta)
         seen: set[Hashable] = set()
-        wired: dict[tuple[int, int], tuple[Any, WireChange]] = {}  # shared events, converted once
+        # Events of many listeners are turned into wire form once; a group's verdict
+        # (shapes differing only in their inner set) is applied group by group.
+        results = SharedResults(out, self.max_changes)
         try:
             for change in self._outer:
                 first = self._first_change(change, seen)
                 old_sets = before if first else None
-                events = index.route(change, before=old_sets)
+                events, reached = index.route_groups(change, before=old_sets)
                 if self._active and change.old is not None:
-                    events = self._held(change, events, old_sets)
+                    events, reached = self._held(change, events, reached, old_sets)
                 for listener, event in events:
-                    routed = out.get(listener)
-                    if routed is None:
-                        routed = out[listener] = Routed()
-                    self.routed_changes += 1
-                    if routed.refetch:
-                        continue
-                    apply_event(routed, event, listener.shape, wired)
-                    if self.max_changes is not None and len(routed.changes) > self.max_changes:
-                        routed.changes.clear()
-                        routed.refetch = True
+                    results.add(listener, event)
+                for group in reached:
+                    results.add_group(group.events, group.listeners())
         finally:
+            self.routed_changes += results.routed_changes
             for delta in deltas:
                 index.narrow(delta)
         moved: dict[str, set[L]] = {}  # per shape, its listeners with moves
@@ -280,10 +279,15 @@ class SetRouter(Generic[L]):
         return tuple(self._versions.get(key, 0) for key in keys)
 
     def _held(
-        self, change: Change, events: list[tuple[L, Event]], old_sets: SetProvider | None
-    ) -> list[tuple[L, Event]]:
-        """`events` with those of listeners whose move's region holds the old row
-        classified as if they held it (their snapshot may miss this change)."""
+        self,
+        change: Change,
+        events: list[tuple[L, Event]],
+        reached: list[Reached[Any]],
+        old_sets: SetProvider | None,
+    ) -> tuple[list[tuple[L, Event]], list[Reached[Any]]]:
+        """`events` and `reached` with those of listeners whose move's region holds the
+        old row classified as if they held it (their snapshot may miss this change);
+        a group holding such a listener is applied listener by listener."""
         old = change.old
         assert old is not None
         held = [
@@ -293,7 +297,15 @@ class SetRouter(Generic[L]):
             and any(region.move.in_region(old) for region in regions)
         ]
         if not held:
-            return events
+            return events, reached
+        keys = {listener.shape.key for listener in held}
+        groups = []
+        for group in reached:
+            if keys.isdisjoint(group.group.entries):
+                groups.append(group)
+            else:
+                expanded = [(each, event) for each in group.listeners() for event in group.events]
+                events = events + expanded
         out = [(listener, event) for listener, event in events if listener not in held]
         by_shape: dict[str, tuple[Event, ...]] = {}
         for listener in held:
@@ -305,7 +317,7 @@ class SetRouter(Generic[L]):
                     shape, prepared, self.registry, old_sets, assume_held=True
                 )
             out.extend((listener, event) for event in again)
-        return out
+        return out, groups
 
     def _first_change(self, change: Change, seen: set[Hashable]) -> bool:
         """Whether `change` is the transaction's first of its row (by old and new key)."""

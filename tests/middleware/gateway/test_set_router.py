@@ -87,3 +87,67 @@ def test_a_reset_drops_the_sets_and_their_shapes() -> None:
     # Routing goes on without the dropped shape; attaching again loads the set.
     assert router.route(entry(11, issue_moved(7, 1, 1), member(2, 2))) == {}
     assert registry.acquire(listener.shape.inner_sets) == listener.shape.inner_sets
+
+
+def issue_edit(id_: int, old_team: int, new_team: int, title: str) -> Change:
+    old = {"id": id_, "team_id": old_team, "title": "t"}
+    new = {"id": id_, "team_id": new_team, "title": title}
+    return Change("public.issues", "update", {"id": id_}, new, old)
+
+
+def grouped(max_changes: int | None = None) -> tuple[SetRouter[Listener], dict[int, Listener]]:
+    """u1..u4 in team 1, u1 and u2 in team 2: one shape each, one group per team."""
+    rows = [{"id": n, "team_id": 1, "user_id": f"u{n}"} for n in range(1, 5)]
+    rows += [{"id": 10 + n, "team_id": 2, "user_id": f"u{n}"} for n in (1, 2)]
+    registry = SetRegistry()
+    router: SetRouter[Listener] = SetRouter(registry, max_changes)
+    listeners = {}
+    for n in range(1, 5):
+        shape = Shape.parse(MINE, [f"u{n}"], catalog=CATALOG)
+        (inner,) = registry.acquire(shape.inner_sets)
+        assert registry.load(inner, [row for row in rows if inner.matches(row)])
+        listeners[n] = Listener(shape)
+        router.add(shape, listeners[n])
+    return router, listeners
+
+
+def test_a_group_is_finished_once_and_a_held_listener_apart() -> None:
+    router, listeners = grouped()
+    # A title edit in team 1: the same wire change, converted once, for each member.
+    routed = router.route(entry(10, issue_edit(7, 1, 1, "new")))
+    assert routed is not None and set(routed) == set(listeners.values())
+    changes = [routed[listener].changes for listener in listeners.values()]
+    assert all([(c.op, c.key) for c in got] == [("UPDATE", {"id": "7"})] for got in changes)
+    assert all(got[0] is changes[0][0] for got in changes)
+    # To team 2, title unchanged: u1 and u2 keep it as it is, u3 and u4 lose it.
+    routed = router.route(entry(11, issue_edit(8, 1, 2, "t")))
+    assert routed is not None
+    assert {listener: [c.op for c in r.changes] for listener, r in routed.items()} == {
+        listeners[3]: ["DELETE"],
+        listeners[4]: ["DELETE"],
+    }
+    # u3 joins team 3: its move's region holds team 3 until its snapshot is taken, so a
+    # title edit there reaches u3 as if it held the row (an upsert), not as the group's
+    # update -- and only once.
+    join = {"id": 20, "team_id": 3, "user_id": "u3"}
+    routed = router.route(entry(12, Change("public.members", "insert", {"id": 20}, join, None)))
+    assert routed is not None and routed[listeners[3]].moves
+    routed = router.route(entry(13, issue_edit(9, 3, 3, "new")))
+    assert routed is not None
+    assert {listener: [c.op for c in r.changes] for listener, r in routed.items()} == {
+        listeners[3]: ["INSERT"]
+    }
+    assert router.routed_changes == 4 + 2 + 1
+
+
+def test_a_group_past_max_changes_refetches() -> None:
+    router, listeners = grouped(max_changes=1)
+    # One change, within the bound of outer changes, but it moves its row to another
+    # key: a delete and an insert for each member of team 1, past the bound.
+    old = {"id": 7, "team_id": 1, "title": "t"}
+    rekeyed = Change("public.issues", "update", {"id": 7}, {**old, "id": 70}, old)
+    routed = router.route(entry(10, rekeyed))
+    assert routed is not None
+    assert {n: (r.refetch, r.changes) for n, r in routed.items()} == {
+        listener: (True, []) for listener in listeners.values()
+    }
