@@ -281,8 +281,8 @@ class FeedTailer:
                 self._count(entries, routed_before, consumed)
 
     def _count(self, entries: list[FeedEntry], routed_before: int, consumed: int) -> None:
-        """The metrics of one read, updated once for all its entries (per entry they
-        cost as much as routing a one-row entry)."""
+        """The metrics of one read, updated once for all its entries instead of three
+        metric updates (each taking a lock) and a clock read per entry."""
         if self._metrics is None or not consumed:
             return
         self._metrics.routed_changes.inc(self._router.routed_changes - routed_before)
