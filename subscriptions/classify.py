@@ -83,6 +83,10 @@ def same_value(a: Any, b: Any) -> bool:
     json values and arrays are walked with an explicit stack: a jsonb value may
     nest thousands of levels deep, which neither recursion nor `==` survives.
     """
+    kind = type(a)
+    if kind in _EXACT and kind is type(b):
+        # The common case (keys, text, integers) without the walk: `==` is exact there.
+        return bool(a == b)
     pending = [(a, b)]
     while pending:
         a, b = pending.pop()
@@ -101,6 +105,10 @@ def same_value(a: Any, b: Any) -> bool:
         elif not _same_scalar(a, b):
             return False
     return True
+
+
+# Types whose `==` between two values of the same type is already "looks the same".
+_EXACT = frozenset({str, int, bool, bytes, type(None)})
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
@@ -146,7 +154,9 @@ class PreparedChange:
         old, new = change.old, change.new
         # An old image holding only key columns (REPLICA IDENTITY DEFAULT with a
         # changed key) says nothing about membership.
-        self.old_known = old_known and old is not None and any(c not in primary_key for c in old)
+        self.old_known = old_known and old is not None and (
+            len(old) > len(primary_key) or any(c not in primary_key for c in old)
+        )
         self.new_key = None if new is None else {c: new[c] for c in primary_key}
         if old is not None and all(c in old for c in primary_key):
             self.old_key: Row | None = {c: old[c] for c in primary_key}

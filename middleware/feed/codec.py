@@ -18,6 +18,7 @@ import struct
 import threading
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import starmap
 from typing import Any
 from uuid import UUID
 
@@ -97,7 +98,7 @@ def decode_entry(stream_id: str | bytes, fields: dict[bytes, bytes]) -> FeedEntr
         lsn=lsn,
         xid=xid,
         commit_time=commit_time,
-        changes=tuple(Change(t, op, key, new, old) for t, op, key, new, old in changes),
+        changes=tuple(starmap(Change, changes)),  # [table, op, key, new, old] each
         chunk=chunk,
         last=last,
         schema_changes=tuple(schema_changes),

@@ -263,17 +263,32 @@ class FeedTailer:
             await self._check_retained(entries)
             self.ready = True
             self._retry_s = RETRY_S
-            for entry in entries:
-                try:
-                    await self._consume(entry)
-                except Exception:
-                    log.exception("routing feed entry %s failed; its subscribers must refetch",
-                                  entry.id)
-                    self._overflow(self._router.listeners_of(entry))
-                self._cursor = entry.id
-                self.recent.append(entry)
-                if self._loads is not None:
-                    await self._loads.serve_at(self._boundary())
+            routed_before, consumed = self._router.routed_changes, 0
+            try:
+                for entry in entries:
+                    try:
+                        if await self._consume(entry):
+                            consumed += 1
+                    except Exception:
+                        log.exception("routing feed entry %s failed; its subscribers must "
+                                      "refetch", entry.id)
+                        self._overflow(self._router.listeners_of(entry))
+                    self._cursor = entry.id
+                    self.recent.append(entry)
+                    if self._loads is not None:
+                        await self._loads.serve_at(self._boundary())
+            finally:
+                self._count(entries, routed_before, consumed)
+
+    def _count(self, entries: list[FeedEntry], routed_before: int, consumed: int) -> None:
+        """The metrics of one read, updated once for all its entries instead of three
+        metric updates (each taking a lock) and a clock read per entry."""
+        if self._metrics is None or not consumed:
+            return
+        self._metrics.routed_changes.inc(self._router.routed_changes - routed_before)
+        self._metrics.feed_entries.inc(consumed)
+        newest = entries[-1].commit_time.timestamp()
+        self._metrics.feed_lag.set(max(0.0, time.time() - newest))
 
     async def _read(self, batch: int) -> list[FeedEntry]:
         reading = self._source.read_after(self._cursor, batch, self._block_ms)
@@ -341,9 +356,10 @@ class FeedTailer:
             if self._metrics:
                 self._metrics.queue_drops.inc()
 
-    async def _consume(self, entry: FeedEntry) -> None:
+    async def _consume(self, entry: FeedEntry) -> bool:
+        """Route `entry`; False when it was delivered before the tailer started."""
         if entry.lsn <= self.done_lsn:
-            return  # the rest of a transaction that was under way when we started
+            return False  # the rest of a transaction that was under way when we started
         if self.loader is not None:
             try:
                 observed = self.loader.observe(entry)
@@ -355,15 +371,11 @@ class FeedTailer:
                 self.loader.forget_all()
         if self._schema_watch is not None:
             self._schema_watch.observe(entry)
-        before = self._router.routed_changes
         routed = self._router.route(entry)
-        if self._metrics:
-            self._metrics.routed_changes.inc(self._router.routed_changes - before)
-            self._metrics.feed_entries.inc()
-            self._metrics.feed_lag.set(max(0.0, time.time() - entry.commit_time.timestamp()))
         if routed is None:
-            return
+            return True
         self.done_lsn = entry.lsn
         for inbox, tx in routed.items():
             if inbox.after_lsn < entry.lsn and not inbox.offer(tx) and self._metrics:
                 self._metrics.queue_drops.inc()
+        return True

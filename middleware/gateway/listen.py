@@ -35,10 +35,13 @@ def serve(app: ASGIApp, listener: socket.socket, settings: Settings) -> None:
     # Imported here: `bind` is also the demo's port check, which must answer at once.
     import uvicorn
 
+    from pgsift.middleware.gateway.coalesced_writes import CoalescedWebSocketsProtocol
+
     config = uvicorn.Config(
         app,
         log_level="warning",
         lifespan="on",
+        ws=CoalescedWebSocketsProtocol,  # one socket write per connection and loop turn
         ws_max_size=settings.gateway_max_frame_bytes,
     )
     uvicorn.Server(config).run(sockets=[listener])

@@ -553,3 +553,13 @@ def test_json_null_and_sql_null_in_predicates_and_classification() -> None:
     # A jsonb constant `'null'` is the JSON null, not SQL NULL; Postgres gets its text.
     constant = Shape.parse("SELECT id FROM docs WHERE 'null'::jsonb IS NULL", catalog=catalog)
     assert constant.params == ("null",) and not constant.matches({"id": 1, "meta": None})
+
+
+def test_same_value_of_plain_scalars_is_strict_about_types() -> None:
+    """The fast path for text, integers, booleans, bytes and None keeps `same_value`
+    stricter than `==`: 1, True and 1.0 are different values to a client."""
+    assert same_value("a", "a") and same_value(7, 7) and same_value(None, None)
+    assert same_value(b"\x00", b"\x00") and same_value(True, True)
+    assert not same_value("a", "b") and not same_value(7, 8) and not same_value(b"a", b"b")
+    assert not same_value(1, True) and not same_value(True, 1) and not same_value(1, 1.0)
+    assert not same_value(0, None) and not same_value("1", 1) and not same_value(False, 0)

@@ -10,6 +10,7 @@ repeated fields) and random messages, compared byte for byte.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -218,3 +219,17 @@ def test_other_operations_are_not_planned() -> None:
     assert plan("subscription ($q: String!) { sync(query: $q) { cursor } }") is None  # no $q
     skipped = "subscription ($q: String!) { sync(query: $q) @skip(if: true) { cursor } }"
     assert plan(skipped, {"q": "x"}) is None
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_encode_is_compact_json_dumps(value: Any) -> None:
+    """The encoder built once writes what `json.dumps` writes, escapes and NaN included."""
+    assert encode(value) == json.dumps(value, separators=(",", ":"))
