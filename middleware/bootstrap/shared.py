@@ -198,13 +198,13 @@ class SharedSnapshots:
             if error is not None:
                 # The transaction is aborted now: the one that failed gets the error; the
                 # ones after it, and a big one that would read on in it, wait for the next.
-                failed = batch[len(results)]
                 if taken is not None:
                     later.insert(0, taken)
                     taken = None
                 later.extend(batch[len(results) + 1:])
-                if not failed[1].done():
-                    failed[1].set_exception(error)
+                failed = batch[min(len(results), len(batch) - 1)][1]
+                if not failed.done():
+                    failed.set_exception(error)
             self._push_back(later)
             if taken is not None:
                 taken[1].set_result(LiveRows(read, position, taken[0], exits))
