@@ -4,7 +4,7 @@ and poll-and-diff as the baseline.
     .venv/bin/python bench/e2e/run.py [--subscriptions 1000] [--connections 50]
         [--rates 1000,2000,5000] [--seconds 10] [--big-subscriptions 20000]
         [--big-connections 200] [--big-tps 200] [--big-timeout 120] [--poll-ms 100]
-        [--skip-baseline] [--skip-big]
+        [--skip-baseline] [--skip-big] [--skip-small]
 
 Starts a throwaway Postgres and Redis, `pgsift capture` and `pgsift serve` as
 subprocesses (the `pgsift` next to this Python: run it with another checkout's
@@ -15,8 +15,9 @@ one writer per 1,000 tx/s asked; the rate they really reached is reported).
 1. `subscriptions` sync subscriptions (one bucket each) over `connections`
    websockets, then each rate of `--rates` in turn for `--seconds`.
 2. `big-subscriptions` over `big-connections` on a fresh `serve`: the time until
-   every one is up to date, `serve`'s RSS growth per subscription, then
-   `--big-tps` for `--seconds`.
+   every one is up to date (and `serve`'s CPU seconds until then: "up CPU s"),
+   `serve`'s RSS growth per subscription, then `--big-tps` for `--seconds`.
+   `--skip-small` runs this phase alone (no phase 1).
 3. The baseline at the first rate: every subscription's query re-run every
    poll-ms and diffed against its previous result.
 Latency: `clock_timestamp()` written in the row -> the client reading it.
@@ -61,7 +62,8 @@ DRAIN_MAX_S = 60.0
 Pids = tuple[int, int]  # serve, capture
 HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
           f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
-          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'kB/sub':>7}")
+          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'up CPU s':>8}"
+          f" {'kB/sub':>7}")
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Row:
     capture_cpu_per_1k: float | None = None
     client_cpu_per_1k: float | None = None  # this process: the websocket clients
     up_to_date_s: float | None = None
+    up_cpu_s: float | None = None  # serve's CPU seconds until all were up to date
     rss_kb_per_sub: float | None = None
     errors: int = 0
 
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=100.0)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--skip-small", action="store_true")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     buckets = max(args.subscriptions, 0 if args.skip_big else args.big_subscriptions)
@@ -110,9 +114,10 @@ def main() -> None:
         url = setup_database(postgres.url, buckets)
         gateway_url = role_url(url, "gateway")
         with capture(url, redis_server.url) as capture_pid:
-            with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
-                                         Path(folder)))
+            if not args.skip_small:
+                with serve(gateway_url, redis_server.url) as (ws_url, pid):
+                    rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
+                                             Path(folder)))
             if not args.skip_big:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
                     rows.append(asyncio.run(big(args, ws_url, url, (pid, capture_pid),
@@ -342,19 +347,23 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
     subscriptions, pid = args.big_subscriptions, pids[0]
     rss = rss_kb(pid)
     clients = Clients()
+    cpu = cpu_seconds(pid)
     started = time.monotonic()
     await clients.start(ws_url, subscriptions, args.big_connections)
     took = await wait_up_to_date(clients, subscriptions, args.big_timeout)
     if took is not None:
         took = time.monotonic() - started
+        up_cpu: float | None = cpu_seconds(pid) - cpu
     else:
+        up_cpu = None
+    if took is None:
         print(f"big: {clients.up_to_date()} of {subscriptions} up to date after"
               f" {time.monotonic() - started:.0f} s, {clients.errors} errors:"
               f" {clients.error_kinds.most_common(3)}", flush=True)
     grown = (rss_kb(pid) - rss) / subscriptions
     row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
                               args.big_tps, args.seconds, subscriptions, folder)
-    row.up_to_date_s, row.rss_kb_per_sub = took, grown
+    row.up_to_date_s, row.up_cpu_s, row.rss_kb_per_sub = took, up_cpu, grown
     print_rows([row])
     await clients.close()
     return row
@@ -445,7 +454,8 @@ def print_rows(rows: list[Row], *, header: bool = False) -> None:
             f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
             f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
             f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
-            f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.rss_kb_per_sub, '.1f'):>7}",
+            f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.up_cpu_s, '.1f'):>8}"
+            f" {shown(r.rss_kb_per_sub, '.1f'):>7}",
             flush=True,
         )
 

@@ -25,14 +25,25 @@ fresh one is taken. Requests are served in the order they came, by at most
 `workers` transactions at once, each on a connection of the gateway's one
 snapshot pool; when none comes free within the pool's wait, every request
 waiting fails with `PoolTimeout` (the session calls the gateway busy).
+
+Requests are read `PIPELINE_READS` at a time in one round trip (a pipeline):
+the shapes of 20,000 subscriptions starting at once took as many round trips,
+each a wait on Postgres and a turn of the event loop. The rows are the same:
+every statement of the transaction sees its one snapshot.
+
+"In the order they came" is per owner (the session passes its connection's
+send budget): requests are served in turn, one of each owner with requests
+waiting, so a client starting thousands of subscriptions on one connection
+delays another connection's first snapshot by one request, not by thousands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -47,6 +58,10 @@ BATCH_READS = 200
 BATCH_S = 0.5
 # Transactions serving requests at once: more only crowd Postgres and the event loop.
 WORKERS = 4
+# Shapes read in one round trip; at most this many times `held_rows` + 1 rows held.
+PIPELINE_READS = 32
+
+Request = tuple[RowQuery, "asyncio.Future[LiveRows]"]
 
 
 class HeldRows(LiveRows):
@@ -84,14 +99,19 @@ class SharedSnapshots:
         self._connections, self._retention = connections, retention
         self._workers = max(1, min(workers, connections.size))
         self.held_rows = held_rows
-        self._waiting: deque[tuple[RowQuery, asyncio.Future[LiveRows]]] = deque()
+        # Requests waiting, by owner; the owners with requests waiting, in turn.
+        self._waiting: dict[object, deque[Request]] = {}
+        self._turns: deque[object] = deque()
+        # Requests a transaction could not serve (see `_serve_in`): served first.
+        self._again: deque[Request] = deque()
         self._serving: set[asyncio.Task[None]] = set()
 
-    async def open(self, query: RowQuery) -> LiveRows:
+    async def open(self, query: RowQuery, owner: object = None) -> LiveRows:
         """`query`'s rows in a snapshot, at a feed position recorded before it; the caller
-        closes the source (a `LiveRows` still holding its transaction ends it)."""
+        closes the source (a `LiveRows` still holding its transaction ends it). Owners
+        are served in turn (see the module docstring)."""
         future: asyncio.Future[LiveRows] = asyncio.get_running_loop().create_future()
-        self._waiting.append((query, future))
+        self._push(owner, (query, future))
         if len(self._serving) < self._workers:
             task = asyncio.create_task(self._serve(), name="pgsift-shared-snapshots")
             self._serving.add(task)
@@ -119,7 +139,7 @@ class SharedSnapshots:
         """
 
     async def _serve(self) -> None:
-        while self._waiting:
+        while self._waiting or self._again:
             try:
                 await self._transaction()
             except Exception as exc:
@@ -151,29 +171,83 @@ class SharedSnapshots:
         """Serve requests in the open snapshot `read`; True when one took it over."""
         deadline = time.monotonic() + BATCH_S
         served = 0
-        while self._waiting and served < BATCH_READS and time.monotonic() < deadline:
-            query, future = self._waiting.popleft()
-            if future.done():
-                continue  # its subscription went away meanwhile
-            try:
-                rows = await read.first(query.sql, query.params, self.held_rows + 1)
-            except Exception as exc:
-                # The transaction is aborted now: the others wait for the next one.
-                if not future.done():
-                    future.set_exception(exc)
+        while (
+            (self._waiting or self._again)
+            and served < BATCH_READS
+            and time.monotonic() < deadline
+        ):
+            batch = self._take(min(PIPELINE_READS, BATCH_READS - served))
+            if not batch:
+                continue  # their subscriptions went away meanwhile
+            results, error = await read.first_of_each(
+                [(query.sql, query.params) for query, _ in batch], self.held_rows + 1
+            )
+            taken: Request | None = None
+            later: list[Request] = []
+            for request, rows in zip(batch, results, strict=False):
+                query, future = request
+                if future.done():
+                    continue
+                served += 1
+                if len(rows) <= self.held_rows:
+                    future.set_result(HeldRows(read, position, query, rows))
+                elif taken is None:
+                    taken = request  # gets the rest of the transaction, once the batch is out
+                else:
+                    later.append(request)  # a bigger one again: in the next transaction
+            if error is not None:
+                # The transaction is aborted now: the one that failed gets the error; the
+                # ones after it, and a big one that would read on in it, wait for the next.
+                if taken is not None:
+                    later.insert(0, taken)
+                    taken = None
+                later.extend(batch[len(results) + 1:])
+                failed = batch[min(len(results), len(batch) - 1)][1]
+                if not failed.done():
+                    failed.set_exception(error)
+            self._push_back(later)
+            if taken is not None:
+                taken[1].set_result(LiveRows(read, position, taken[0], exits))
+                return True
+            if error is not None:
                 return False
-            if future.done():
-                continue
-            served += 1
-            if len(rows) <= self.held_rows:
-                future.set_result(HeldRows(read, position, query, rows))
-                continue
-            future.set_result(LiveRows(read, position, query, exits))
-            return True
         return False
 
+    def _push(self, owner: object, request: Request) -> None:
+        queue = self._waiting.get(owner)
+        if queue is None:
+            queue = self._waiting[owner] = deque()
+            self._turns.append(owner)
+        queue.append(request)
+
+    def _push_back(self, requests: Iterable[Request]) -> None:
+        """`requests` served again first, before any owner's."""
+        self._again.extendleft(reversed(list(requests)))
+
+    def _take(self, most: int) -> list[Request]:
+        """Up to `most` requests still wanted: those to serve again, then one of each
+        owner in turn."""
+        batch: list[Request] = []
+        while self._again and len(batch) < most:
+            request = self._again.popleft()
+            if not request[1].done():
+                batch.append(request)
+        while self._turns and len(batch) < most:
+            owner = self._turns.popleft()
+            queue = self._waiting[owner]
+            request = queue.popleft()
+            if queue:
+                self._turns.append(owner)
+            else:
+                del self._waiting[owner]
+            if not request[1].done():
+                batch.append(request)
+        return batch
+
     def _fail_all(self, exc: Exception) -> None:
-        while self._waiting:
-            _, future = self._waiting.popleft()
+        for _, future in itertools.chain(self._again, *self._waiting.values()):
             if not future.done():
                 future.set_exception(exc)
+        self._again.clear()
+        self._waiting.clear()
+        self._turns.clear()

@@ -129,6 +129,38 @@ class SnapshotRead:
         )
         return await cursor.fetchall()
 
+    async def first_of_each(
+        self, queries: Sequence[tuple[str, Sequence[Any]]], limit: int
+    ) -> tuple[list[list[tuple[Any, ...]]], Exception | None]:
+        """At most `limit` rows of each query, all in one round trip (a pipeline): the
+        rows of the queries that ran, in order, and the error of the one that failed
+        (the transaction is aborted then: the queries after it did not run)."""
+        cursors = []
+        error: Exception | None = None
+        try:
+            async with self.conn.pipeline() as pipeline:
+                for sql, params in queries:
+                    cursor = self.conn.cursor()
+                    cursors.append(cursor)
+                    await cursor.execute(
+                        f"SELECT * FROM ({sql}) AS pgsift_rows LIMIT {int(limit)}", params
+                    )
+                await pipeline.sync()
+        except psycopg.Error as exc:
+            error = exc
+        results: list[list[tuple[Any, ...]]] = []
+        for cursor in cursors:
+            if cursor.pgresult is None:
+                break  # the one that failed, or one after it: no result
+            try:
+                results.append(await cursor.fetchall())
+            except psycopg.Error as exc:
+                error = error or exc
+                break
+        if error is None and len(results) < len(queries):
+            error = psycopg.OperationalError("the pipeline ended before every query ran")
+        return results, error
+
     async def estimate_rows(self, sql: str, params: Sequence[Any]) -> int:
         """The planner's row estimate (for progress and ETAs; no scan)."""
         cursor = await self.conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)

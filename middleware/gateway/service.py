@@ -44,6 +44,7 @@ from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.relational_session import RelationalSession
 from pgsift.middleware.gateway.schema_watch import SchemaWatch
 from pgsift.middleware.gateway.session import SyncSession
+from pgsift.middleware.gateway.shapes import ShapeCache
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
 from pgsift.middleware.mutations.confirmed import ClientBinding, read_confirmed
 from pgsift.middleware.wiring import Wiring
@@ -141,6 +142,8 @@ class SyncService:
         # Subscriptions that start together read their rows in shared snapshots.
         self.snapshots = SharedSnapshots(self.connections, self.retention)
         self.catalog: Catalog | None = None
+        # Subscriptions to one shape (query, params, claims) share one, parsed once.
+        self.shapes = ShapeCache()
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
         self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
         # The shapes that have dumps, as last read (`_may_have_dump`).
@@ -289,10 +292,19 @@ class SyncService:
     ) -> Shape:
         """A big query is parsed in a worker thread, so that it cannot stall the feed
         tailer; a small one (a tenth of a millisecond) right here, which costs less than
-        the hop to a thread and back (20,000 subscribes spent more there than parsing)."""
+        the hop to a thread and back (20,000 subscribes spent more there than parsing).
+        One parsed for the same query, params and claims before is taken as it is."""
+        catalog = self.catalog
+        key = ShapeCache.key(query, params, claims) if catalog is not None else None
+        if catalog is not None and (shape := self.shapes.get(catalog, key)) is not None:
+            return shape
         if size <= INLINE_PARSE_BYTES and _small(params):
-            return self._parse(query, params, claims)
-        return await asyncio.to_thread(self._parse, query, params, claims)
+            shape = self._parse(query, params, claims)
+        else:
+            shape = await asyncio.to_thread(self._parse, query, params, claims)
+        if catalog is not None:
+            self.shapes.put(catalog, key, shape)
+        return shape
 
     def _parse(self, query: str, params: list[Any], claims: Mapping[str, Any]) -> Shape:
         if self.catalog is None:

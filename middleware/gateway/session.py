@@ -297,7 +297,8 @@ class SyncSession:
         a shared one: a session with a client reads the ledger in its own snapshot)."""
         if self._snapshots is not None and self._client is None:
             with self._snapshot_errors():
-                return await self._snapshots.open(RowQuery.of_shape(self.shape))
+                # Owned by the connection (its budget): connections take turns.
+                return await self._snapshots.open(RowQuery.of_shape(self.shape), self._budget)
         position = (await self._retention.bounds()).end
         await self.before_snapshot(position)
         return await self._open_live(position)

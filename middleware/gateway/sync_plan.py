@@ -29,16 +29,24 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
+    GraphQLField,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     OperationType,
+    VariableDefinitionNode,
     get_operation_ast,
 )
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from pgsift.middleware.gateway.messages import SyncMessage
+from pgsift.middleware.gateway.operation_variables import (
+    Scalars,
+    reads_variables_in_directives,
+    scalar_definitions,
+    scalar_variables,
+)
 
 SYNC_FIELD = "sync"
 # Encodings kept on one message (REFETCH is one object for every subscription).
@@ -155,6 +163,26 @@ class SyncPlan:
 
 
 _SERIALIZERS: OrderedDict[Hashable, MessageSerializer] = OrderedDict()
+# Operations compiled (selection, field, serializer) kept for the next subscription.
+MAX_OPERATIONS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """What `plan_sync` makes of an operation whose selection reads no variable: the
+    same for every subscription that sends it, with any variables."""
+
+    schema: GraphQLSchema
+    document: DocumentNode  # kept: the key holds its id
+    definitions: tuple[VariableDefinitionNode, ...]
+    scalars: Scalars | None  # the variables, when all are scalars (coerced directly)
+    response_key: str
+    nodes: tuple[FieldNode, ...]
+    field: GraphQLField
+    serializer: MessageSerializer
+
+
+_OPERATIONS: OrderedDict[tuple[int, int, str | None], _Compiled] = OrderedDict()
 
 
 def plan_sync(
@@ -163,7 +191,37 @@ def plan_sync(
     operation_name: str | None,
     variables: Mapping[str, Any] | None,
 ) -> SyncPlan | None:
-    """The plan of a valid `document`'s operation, or None when it is not a lone `sync`."""
+    """The plan of a valid `document`'s operation, or None when it is not a lone `sync`.
+
+    Every subscription of a client library sends the same document: unless its
+    selection reads variables (`@skip(if: $v)`), the operation is compiled once
+    (`_OPERATIONS`), and each subscription only coerces its variables (scalars
+    directly) and the field's arguments."""
+    key = (id(schema), id(document), operation_name)
+    compiled = _OPERATIONS.get(key)
+    if compiled is None or compiled.document is not document or compiled.schema is not schema:
+        return _plan_anew(schema, document, operation_name, variables, key)
+    _OPERATIONS.move_to_end(key)
+    coerced = scalar_variables(compiled.scalars, variables)
+    if coerced is None:
+        general = get_variable_values(schema, compiled.definitions, dict(variables or {}))
+        if isinstance(general, list):
+            return None  # the execution reports the variables' errors
+        coerced = general
+    try:
+        arguments = get_argument_values(compiled.field, compiled.nodes[0], coerced)
+    except GraphQLError:
+        return None
+    return SyncPlan(compiled.response_key, compiled.nodes, arguments, compiled.serializer)
+
+
+def _plan_anew(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    key: tuple[int, int, str | None],
+) -> SyncPlan | None:
     operation = get_operation_ast(document, operation_name)
     root = schema.subscription_type
     if operation is None or operation.operation != OperationType.SUBSCRIPTION or root is None:
@@ -192,7 +250,15 @@ def plan_sync(
     serializer = _compile(schema, fragments, coerced, message_type, nodes, response_key)
     if serializer is None:
         return None
-    return SyncPlan(response_key, tuple(nodes), arguments, _shared(serializer))
+    serializer = _shared(serializer)
+    if not reads_variables_in_directives(document):
+        _OPERATIONS[key] = _Compiled(
+            schema, document, tuple(definitions), scalar_definitions(schema, definitions),
+            response_key, tuple(nodes), field, serializer,
+        )
+        if len(_OPERATIONS) > MAX_OPERATIONS:
+            _OPERATIONS.popitem(last=False)
+    return SyncPlan(response_key, tuple(nodes), arguments, serializer)
 
 
 def _shared(serializer: MessageSerializer) -> MessageSerializer:
