@@ -99,7 +99,8 @@ async def test_an_open_subscription_is_closed_4403_when_its_token_expires(
 ) -> None:
     async with serve(gateway_settings(issues, redis_url), **app_options(transport)) as url:
         ws = await connect(url)
-        await init(ws, token({"team_ids": [1]}, expires_in=2))
+        # `exp` is whole seconds: the token lives 3 to 4 s, time enough for the first reply.
+        await init(ws, token({"team_ids": [1]}, expires_in=4))
         await subscribe(ws, QUERY)
         first = json.loads(await ws.recv())
         assert first["type"] == "next" and first["payload"]["data"]["sync"]["upToDate"]
