@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -198,9 +199,15 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    command = [str(PGSIFT), "--log-level", "WARNING", "serve", "--database-url",
+               as_role(url, GATEWAY_ROLE), "--redis-url", redis_url, "--port", str(port)]
+    profile = os.environ.get("PGSIFT_BENCH_PROFILE")  # py-spy's output file (SVG)
+    if profile:
+        py_spy = Path(sys.executable).with_name("py-spy")
+        command = [str(py_spy), "record", "-o", profile, "--format", "raw", "--rate", "200", "--",
+                   *command]
     process = subprocess.Popen(
-        [str(PGSIFT), "--log-level", "WARNING", "serve", "--database-url",
-         as_role(url, GATEWAY_ROLE), "--redis-url", redis_url, "--port", str(port)],
+        command,
         env={**os.environ, "PGSIFT_AUTH_ANONYMOUS": "true",
              "PGSIFT_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION": "100000"},
     )
@@ -216,7 +223,8 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
             time.sleep(0.1)
         yield f"ws://127.0.0.1:{port}/graphql"
     finally:
-        process.terminate()
+        # py-spy writes its profile on SIGINT (and stops the gateway with it).
+        process.send_signal(signal.SIGINT if profile else signal.SIGTERM)
         process.wait(10)
 
 
