@@ -228,8 +228,8 @@ def serve(url: str, redis_url: str) -> Iterator[str]:
         process.wait(10)
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
+async def until(check: Callable[[], bool], what: str, wait_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + wait_s
     while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"never happened: {what}")
@@ -257,7 +257,9 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
 
     tasks = [asyncio.create_task(follow(user)) for user in range(args.subscriptions)]
     try:
-        await until(lambda: all(c.up_to_date for c in copies), "every copy up to date")
+        # Attaching loads one inner set per user, one after another: minutes at 10,000.
+        await until(lambda: all(c.up_to_date for c in copies), "every copy up to date",
+                    max(WAIT_S, 0.1 * args.subscriptions))
         reset_statements(url)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for step in workload(args, "pgsift"):
