@@ -55,6 +55,7 @@ TEAMS_OF = "SELECT team_id FROM memberships WHERE user_id = $1"
 QUERY = f"SELECT id, title FROM issues WHERE team_id IN ({TEAMS_OF})"
 SMALL = 20  # issues per small team
 WAIT_S = 60.0
+STARTING = 500  # subscriptions started at once
 GATEWAY_ROLE, REQUERY_ROLE = "bench_gateway", "bench_requery"
 
 
@@ -236,6 +237,14 @@ async def until(check: Callable[[], bool], what: str, wait_s: float = WAIT_S) ->
         await asyncio.sleep(0.001)
 
 
+def all_started(copies: list[LocalCopy], tasks: list[asyncio.Task[None]]) -> bool:
+    """Whether every copy is up to date; a subscription that ended stops the bench."""
+    for task in tasks:
+        if task.done():
+            raise SystemExit(f"a subscription ended while starting: {task.exception()!r}")
+    return all(copy.up_to_date for copy in copies)
+
+
 def holds(copy: LocalCopy, rows: int, at_least: bool) -> bool:
     return len(copy.rows) >= rows if at_least else len(copy.rows) <= rows
 
@@ -255,11 +264,13 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
         async for message in conns[user % len(conns)].sync(QUERY, [f"u{user}"]):
             copies[user].apply(message)
 
-    tasks = [asyncio.create_task(follow(user)) for user in range(args.subscriptions)]
+    tasks: list[asyncio.Task[None]] = []
     try:
-        # Attaching loads one inner set per user, one after another: minutes at 10,000.
-        await until(lambda: all(c.up_to_date for c in copies), "every copy up to date",
-                    max(WAIT_S, 0.1 * args.subscriptions))
+        # In waves: 10,000 bootstraps at once wait past the snapshot pool's timeout.
+        for first in range(0, args.subscriptions, STARTING):
+            users = range(first, min(first + STARTING, args.subscriptions))
+            tasks.extend(asyncio.create_task(follow(user)) for user in users)
+            await until(partial(all_started, copies[: users.stop], tasks), "copies up to date")
         reset_statements(url)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for step in workload(args, "pgsift"):
