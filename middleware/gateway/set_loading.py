@@ -5,13 +5,18 @@ moment: the sets must be exact at the position where its inbox starts. So the
 feed tailer serves these requests itself, between two transactions (no chunk
 of a transaction routed without its last), at its position `p`:
 
-1. `registry.acquire(shape.inner_sets)` gives the sets nobody holds yet.
+1. `registry.acquire(shape.inner_sets)` gives the sets nobody holds yet, for
+   every request waiting at `p` (they are served together).
 2. Those are read with one `LiveRows` (the bootstrap seam) on a connection of
-   the tailer's own (sessions cannot exhaust it), recorded at `p`. A snapshot
-   that misses a transaction at or below `p` (visibility lags the commit
-   record by microseconds: see `session`) is retaken, up to `LOAD_ATTEMPTS`
-   times. Each set is loaded deepest first (`registry.load`); one past the
-   memory bound fails the request with `SetBoundError`.
+   the tailer's own (sessions cannot exhaust it), recorded at `p`: one
+   snapshot for all the waiting requests, not one each (10,000 subscriptions
+   starting at once were 10,000 snapshots, each checked with `sees_through`).
+   A snapshot that misses a transaction at or below `p` (visibility lags the
+   commit record by microseconds: see `session`) is retaken, up to
+   `LOAD_ATTEMPTS` times. Each set is loaded deepest first (`registry.load`;
+   a request's sets, or an earlier request's, come before those reading
+   them); a request with a set past the memory bound fails with
+   `SetBoundError`, the others attach.
 3. The sets become *pending* with the snapshot's stamp: the tailer does not
    apply to them again the transactions after `p` the snapshot saw
    (`SetRouter.add_pending`).
