@@ -18,7 +18,11 @@ again (the issues move out).
   is stopped): what a live-query server does on a relevant change: re-run the
   query of every subscription the change affects, and diff it with the
   previous result. Timed from the commit to the last diff, without the time
-  such a server needs to learn of the change (which favours the baseline).
+  such a server needs to learn of the change, and in-process: the diff is
+  never encoded or delivered to a websocket client (both favour the baseline;
+  pgsift's times include capture, Redis, the gateway and the client).
+* The workload is closed-loop: one change at a time, the next after the last
+  one arrived (no steady rate of changes, no queueing between them).
 * Postgres statements: every statement the gateway (its own role) or the
   re-query server (its own role) ran during the workload, by
   `pg_stat_statements` (transaction control, cursors and pool checks
