@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]  # "": (b) and (c) only
     routed = [core.measure(size, args) for size in sizes]
     pgsift, requery = live.run(args)
 

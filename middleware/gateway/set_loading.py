@@ -5,13 +5,18 @@ moment: the sets must be exact at the position where its inbox starts. So the
 feed tailer serves these requests itself, between two transactions (no chunk
 of a transaction routed without its last), at its position `p`:
 
-1. `registry.acquire(shape.inner_sets)` gives the sets nobody holds yet.
+1. `registry.acquire(shape.inner_sets)` gives the sets nobody holds yet, for
+   every request waiting at `p` (they are served together).
 2. Those are read with one `LiveRows` (the bootstrap seam) on a connection of
-   the tailer's own (sessions cannot exhaust it), recorded at `p`. A snapshot
-   that misses a transaction at or below `p` (visibility lags the commit
-   record by microseconds: see `session`) is retaken, up to `LOAD_ATTEMPTS`
-   times. Each set is loaded deepest first (`registry.load`); one past the
-   memory bound fails the request with `SetBoundError`.
+   the tailer's own (sessions cannot exhaust it), recorded at `p`: one
+   snapshot for all the waiting requests, not one each (10,000 subscriptions
+   starting at once were 10,000 snapshots, each checked with `sees_through`).
+   A snapshot that misses a transaction at or below `p` (visibility lags the
+   commit record by microseconds: see `session`) is retaken, up to
+   `LOAD_ATTEMPTS` times. Each set is loaded deepest first (`registry.load`;
+   a request's sets, or an earlier request's, come before those reading
+   them); a request with a set past the memory bound fails with
+   `SetBoundError`, the others attach.
 3. The sets become *pending* with the snapshot's stamp: the tailer does not
    apply to them again the transactions after `p` the snapshot saw
    (`SetRouter.add_pending`).
@@ -41,7 +46,7 @@ from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.set_router import SetRouter
-from pgsift.subscriptions.inner import InnerSet
+from pgsift.subscriptions.inner import InnerSet, walk_sets
 from pgsift.subscriptions.shape import Shape
 
 log = logging.getLogger(__name__)
@@ -137,12 +142,39 @@ class SetLoads(Generic[T]):
         if position is None or not self._requests:
             return
         while self._requests:
-            request = self._requests.popleft()
-            if request.done.done():
-                continue
+            waiting = [r for r in self._requests if not r.done.done()]
+            self._requests.clear()
+            await self._attach_all(waiting, position)
+
+    async def _attach_all(self, requests: list[_Request[T]], position: FeedPosition) -> None:
+        """Attach every waiting request at `position`, their new sets read in one
+        snapshot (one `LiveRows`: 10,000 subscriptions starting at once are not 10,000
+        snapshots, each a round of `sees_through`)."""
+        registry = self.router.registry
+        acquired = [(request, registry.acquire(request.shape.inner_sets)) for request in requests]
+        needed = tuple(inner for _, sets in acquired for inner in sets)
+        try:
+            if needed:
+                await self._load(needed, position)
+        except BaseException as exc:
+            for request, _ in acquired:
+                registry.release(request.shape.inner_sets)
+                if isinstance(exc, Exception) and not request.done.done():
+                    request.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the tailer fails every request (`fail_all`)
+            return
+        for request, _ in acquired:
+            sets = request.shape.inner_sets
             try:
-                result = await self._attach(request, position)
+                if not all(registry.materialized(inner.key) for inner in walk_sets(sets)):
+                    raise SetBoundError(
+                        "the inner sets of this subscription would pass the gateway's "
+                        "memory bound (relational_max_set_bytes)"
+                    )
+                result = request.make()
             except Exception as exc:
+                registry.release(sets)
                 if not request.done.done():
                     request.done.set_exception(exc)
                 continue
@@ -150,18 +182,6 @@ class SetLoads(Generic[T]):
                 request.undo(result)
                 continue
             request.done.set_result(result)
-
-    async def _attach(self, request: _Request[T], position: FeedPosition) -> T:
-        registry = self.router.registry
-        sets = request.shape.inner_sets
-        needed = registry.acquire(sets)
-        try:
-            if needed:
-                await self._load(needed, position)
-            return request.make()
-        except BaseException:
-            registry.release(sets)
-            raise
 
     async def _load(self, needed: tuple[InnerSet, ...], position: FeedPosition) -> None:
         registry = self.router.registry
@@ -185,14 +205,10 @@ class SetLoads(Generic[T]):
                         async for batch in source.statement(sql, params)
                         for row in batch
                     ]
-                    if not registry.load(inner, rows):
-                        raise SetBoundError(
-                            "the inner sets of this subscription would pass the gateway's "
-                            "memory bound (relational_max_set_bytes)"
-                        )
-                self.router.add_pending(
-                    (inner.key for inner in needed), stamp, source.read.taken_at
-                )
+                    # False: past the bound; the requests reading it fail (`_attach_all`).
+                    registry.load(inner, rows)
+                loaded = [inner.key for inner in needed if registry.materialized(inner.key)]
+                self.router.add_pending(loaded, stamp, source.read.taken_at)
                 return
             finally:
                 await source.close()

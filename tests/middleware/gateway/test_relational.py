@@ -320,3 +320,41 @@ async def test_a_query_subquery_reads_under_the_inner_tables_policy(
                 )
             await converges(copy, database_url, oracle, ["u2", [1, 2, 3]])
             assert copy.rows == {}
+
+
+async def test_subscriptions_attaching_at_once_are_each_exact(
+    database_url: str, redis_url: str
+) -> None:
+    """Attaches waiting together are served in one snapshot (`SetLoads`): two of them
+    share a set (u1 twice), and each copy follows its own memberships afterwards."""
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+    users = ["u1", "u1", "u2", "u3"]
+    copies = [LocalCopy() for _ in users]
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url, await SyncConnection.connect(
+            url, authorization=token(claims)
+        ) as conn:
+
+            async def follow(user: str, copy: LocalCopy) -> None:
+                async for message in conn.sync(RELATIONAL, [user]):
+                    copy.apply(message)
+
+            pairs = list(zip(users, copies, strict=True))
+            tasks = [asyncio.create_task(follow(user, copy)) for user, copy in pairs]
+            try:
+                for user, copy in pairs:
+                    await converges(copy, database_url, ORACLE, [user, [1, 2, 3]])
+                assert [len(copy.rows) for copy in copies] == [1, 1, 1, 0]
+                await execute(
+                    database_url, "INSERT INTO memberships VALUES (3, 2, 'u1'), (4, 2, 'u3')"
+                )
+                for user, copy in pairs:
+                    await converges(copy, database_url, ORACLE, [user, [1, 2, 3]])
+                assert [len(copy.rows) for copy in copies] == [3, 3, 1, 2]
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
