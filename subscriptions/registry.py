@@ -226,6 +226,23 @@ class SetRegistry:
             for row in state.row_keys():
                 self._filing.held(state.inner.table, key, row, holds=False)
 
+    def evict(self, key: str) -> list[str]:
+        """Drop set `key`'s contents and those of every set reading it, transitively
+        (they cannot be kept exact without it); listed in `over_bound`, and returned."""
+        out = []
+        waiting = [key]
+        while waiting:
+            each = waiting.pop()
+            if each in out:
+                continue
+            out.append(each)
+            waiting.extend(self._readers.get(each, ()))
+        for each in out:
+            if each in self._states:
+                self._drop(each)
+                self.over_bound.append(each)
+        return out
+
     def drop_all(self) -> list[str]:
         """Forget every set's contents (they may be stale: changes went by unseen); the
         holders stay, and `acquire` lists the sets as needing a load again."""

@@ -318,13 +318,6 @@ class SyncService:
             max_subquery_depth=self.settings.relational_max_subquery_depth,
         )
         require_replica_identity(shape, self.catalog, self.policies)
-        if any(inner.dependencies for inner in shape.inner_sets):
-            # A nested set changes by region reads of its own, which the tailer does not run.
-            raise QueryError(
-                "an inner select that reads another inner select (nested IN (SELECT ...), in "
-                "the query or in a policy) is not served live yet; GET /v1/bootstrap reads it",
-                sql=query,
-            )
         return shape
 
     async def sync(

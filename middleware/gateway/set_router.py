@@ -111,6 +111,7 @@ class SetRouter(Generic[L]):
         self._deltas: dict[str, SetDelta] = {}
         self._outer: list[Change] = []
         self._refetch: set[L] = set()
+        self._taken: FeedEntry | None = None  # the chunk `take` applied, if not routed yet
 
     @property
     def in_flight_lsn(self) -> int | None:
@@ -171,18 +172,33 @@ class SetRouter(Generic[L]):
     def _clear(self) -> None:
         """Forget the transaction under way."""
         self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
+        self._taken = None
 
     def route(self, entry: FeedEntry) -> dict[L, Routed] | None:
         """Route one chunk; at a transaction's last chunk, what it means per listener."""
+        if self._taken is not entry:
+            self.take(entry)
+        self._taken = None
+        if not entry.last:
+            return None
+        self._evict()  # sets dropped since the chunk was taken (`NestedSets`)
+        try:
+            return self._finish()
+        finally:
+            self._clear()
+
+    def take(self, entry: FeedEntry) -> None:
+        """Apply one chunk's inner changes and hold its outer ones; `route` does it unless
+        it was done already (`NestedSets` takes a last chunk before its region reads)."""
         if self._lsn != entry.lsn:
             self._begin(entry)
+        self._taken = entry
         registry = self.registry
         inner_tables = registry.tables()
         inner = [c for c in entry.changes if c.table in inner_tables]
         if inner:
             for delta in registry.apply(inner, skip=self._skip):
-                earlier = self._deltas.get(delta.key)
-                self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
+                self.merge(delta)
         self._evict()
         for change in entry.changes:
             if change.table in self._by_table:
@@ -193,12 +209,20 @@ class SetRouter(Generic[L]):
         self._refetch |= self.listeners_of(entry.schema_changes)
         if inner_tables.intersection(entry.schema_changes):
             self._refetch |= self.listeners()  # an inner table changed shape: start over
-        if not entry.last:
-            return None
-        try:
-            return self._finish()
-        finally:
-            self._clear()
+
+    def merge(self, delta: SetDelta) -> None:
+        """Add a delta of set `delta.key` to the transaction under way's."""
+        earlier = self._deltas.get(delta.key)
+        self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
+
+    def tx_deltas(self) -> dict[str, SetDelta]:
+        """The transaction under way's deltas so far, by set."""
+        return dict(self._deltas)
+
+    def skips(self, key: str) -> bool:
+        """Whether set `key` is pending with a snapshot that saw the transaction under
+        way (it holds it already)."""
+        return key in self._skip
 
     def _begin(self, entry: FeedEntry) -> None:
         self._clear()
@@ -226,6 +250,7 @@ class SetRouter(Generic[L]):
         while registry.over_bound:
             key = registry.over_bound.pop()
             self._versions[key] = self._versions.get(key, 0) + 1
+            self._deltas.pop(key, None)  # nobody reads it now
             for shape, listeners in self._index.evict_set(key):
                 for listener in listeners:
                     self._refetch.add(listener)
