@@ -10,8 +10,8 @@ sets"), level by level from the deepest:
 1. every held set reading a set that changed in `T` gets the `Move` of that
    set's delta (`plan_move(dependent, dependent.fetched, delta, registry)`);
    a dependent pending with a snapshot that saw `T` holds `T` already;
-2. the level's moves are read in one statement (`move_statement`) on the
-   tailer's own connection, retaken until its snapshot sees `T`;
+2. each set's moves of the level are read in one statement (`move_statement`)
+   on the tailer's own connection, retaken until its snapshot sees `T`;
 3. `registry.apply_move` for each, and the deltas it gives join `T`'s
    (`SetRouter.merge`): the next level's input.
 
@@ -100,38 +100,40 @@ class NestedSets:
                         self._evict(inner.key)
                         break
                     planned.append((inner, move))
-            planned = [(inner, move) for inner, move in planned if registry.materialized(inner.key)]
-            if planned:
-                await self._apply(planned, entry.xid)
+            # One statement per set: the regions of one set have the same columns (those
+            # of two sets may not UNION).
+            by_set: dict[str, list[Move]] = {}
+            for inner, move in planned:
+                if registry.materialized(inner.key):
+                    by_set.setdefault(inner.key, []).append(move)
+            for key, moves in by_set.items():
+                await self._apply(waiting[key], moves, entry.xid)
 
-    async def _apply(self, planned: list[tuple[InnerSet, Move]], xid: int) -> None:
-        """Read the level's moves at a snapshot that sees `xid` and apply them."""
-        moves = [move for _, move in planned]
+    async def _apply(self, inner: InnerSet, moves: list[Move], xid: int) -> None:
+        """Read `inner`'s moves at a snapshot that sees `xid` and apply them."""
         try:
             rows = await self._read(moves, xid)
         except (psycopg.Error, OSError):
-            log.exception("reading the regions of nested inner sets failed; their "
+            log.exception("reading the region of a nested inner set failed; its "
                           "subscriptions refetch")
             rows = None
         registry = self.router.registry
         if rows is None:
-            for inner, _ in planned:
-                self._evict(inner.key)
+            self._evict(inner.key)
             return
-        by_move: list[list[dict[str, Any]]] = [[] for _ in planned]
+        # A set released meanwhile (its last subscription ended while we read).
+        if not registry.materialized(inner.key):
+            return
+        width = len(inner.fetched)
+        images: list[list[dict[str, Any]]] = [[] for _ in moves]
         for row in rows:
             if row[1] is None:
                 continue  # the snapshot's row when no region has a row
-            inner = planned[row[1]][0]
-            width = len(inner.fetched)
             image = dict(zip(inner.fetched, row[2 : 2 + width], strict=True))
             image[IN_SHAPE] = row[2 + width]
-            by_move[row[1]].append(image)
-        for (inner, _), images in zip(planned, by_move, strict=True):
-            # A set released meanwhile (its last subscription ended while we read).
-            if not registry.materialized(inner.key):
-                continue
-            delta = registry.apply_move(inner.key, images, flagged=True)
+            images[row[1]].append(image)
+        for each in images:  # in order: a later move's rows win
+            delta = registry.apply_move(inner.key, each, flagged=True)
             if delta:
                 self.router.merge(delta)
 

@@ -255,6 +255,10 @@ class SetRouter(Generic[L]):
                 for listener in listeners:
                     self._refetch.add(listener)
                     self._by_table.get(shape.table, set()).discard(listener)
+                    # Its moves' regions no longer matter (it starts over), and its shape
+                    # cannot be judged without the set.
+                    self._regions.pop(listener, None)
+                    self._active.pop(listener, None)
 
     def _finish(self) -> dict[L, Routed]:
         deltas = list(self._deltas.values())
