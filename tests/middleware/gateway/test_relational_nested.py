@@ -17,6 +17,7 @@ from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
     POLICIES,
+    eventually,
     gateway_settings,
     serve,
     token,
@@ -156,3 +157,34 @@ async def test_deeper_than_the_setting_is_refused(database_url: str, redis_url: 
         with pytest.raises(OperationError) as refused:
             _ = [m async for m in conn.sync(NESTED_4, ["pro"])]
         assert "nested too deeply" in refused.value.errors[0]["message"]
+
+
+EXISTS_NESTED = (
+    "SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM projects WHERE"
+    " lead = 'ann' OR EXISTS (SELECT 1 FROM members WHERE org = $1))"
+)
+
+
+async def test_a_nested_set_without_a_region_ends_in_must_refetch(
+    database_url: str, redis_url: str
+) -> None:
+    """An EXISTS in a nested select that flips has no region to read: the nested set is
+    dropped and its subscribers refetch, never keeping a wrong row."""
+    await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
+    settings = gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)
+    claims = {"sub": "ann", "team_ids": ALLOWED}
+    sql, params = oracle(EXISTS_NESTED), [3, ALLOWED]
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url:
+            async with following(url, claims, EXISTS_NESTED, [3]) as copy:
+                await converges(copy, database_url, sql, params)
+                assert set(copy.rows) == {'{"id": "1"}'}
+                # Org 3 gets a member: every project's team is in the set now.
+                await execute(database_url, "INSERT INTO members VALUES (3, 'dan', 3)")
+                await eventually(lambda: copy.must_refetch, "mustRefetch")
+            async with following(url, claims, EXISTS_NESTED, [3]) as again:
+                await converges(again, database_url, sql, params)
+                assert len(again.rows) == 4  # the teams of every project
+                # Still followed live after loading the sets again.
+                await execute(database_url, "UPDATE members SET org = 1 WHERE id = 3")
+                await eventually(lambda: again.must_refetch, "mustRefetch")
