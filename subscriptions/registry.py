@@ -135,12 +135,20 @@ class SetRegistry:
         """The inner tables of the held sets (whose changes `apply` wants)."""
         return frozenset(self._filing.tables())
 
-    def apply(self, changes: Iterable[Change], *, skip: Collection[str] = ()) -> list[SetDelta]:
+    def apply(
+        self,
+        changes: Iterable[Change],
+        *,
+        skip: Collection[str] = (),
+        only: Collection[str] | None = None,
+    ) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`.
 
         `skip`: sets that already hold this transaction (loaded from a snapshot
-        that saw it); they are left as they are."""
+        that saw it); they are left as they are. `only`: apply to these sets alone
+        (a nested set's changed rows judged again once the sets it reads settled:
+        applying a transaction's changes again gives each row its last image)."""
         # Each set gets the changes that may touch it (`SetFiling`), in their order.
         touched: dict[str, list[Change]] = {}
         keys: dict[int, RowKey | None] = {}
@@ -164,7 +172,7 @@ class SetRegistry:
         # The deepest (fewest dependencies) first.
         for key in sorted(touched, key=self._depth.__getitem__):
             state = self._states.get(key)
-            if state is None or key in skip:
+            if state is None or key in skip or (only is not None and key not in only):
                 continue
             if any(d.key not in self._states for d in state.inner.dependencies):
                 self._drop(key)  # a set it reads was dropped: it cannot be kept exact

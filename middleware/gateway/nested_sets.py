@@ -13,7 +13,9 @@ sets"), level by level from the deepest:
 2. each set's moves of the level are read in one statement (`move_statement`)
    on the tailer's own connection, retaken until its snapshot sees `T`;
 3. `registry.apply_move` for each, and the deltas it gives join `T`'s
-   (`SetRouter.merge`): the next level's input.
+   (`SetRouter.merge`): the next level's input. A set two deep or more first
+   gets `T`'s changes of its own rows again (`SetRouter.reapply`):
+   `registry.apply` judged them with the sets it reads before their moves.
 
 Rows the snapshot has from transactions after `T` need no skip: the set holds
 its rows by key and every later change of one is applied in commit order,
@@ -82,6 +84,11 @@ class NestedSets:
                 return
             # The shallowest first: a set is read after every set it reads settled.
             level = min(depth(inner) for inner in waiting.values())
+            if level > 1:
+                # `registry.apply` judged the rows `T` changed of a set two deep with the
+                # sets it reads before their region reads: judged again, now that those
+                # settled. Its own region reads follow and overwrite its region.
+                router.reapply({k for k, inner in waiting.items() if depth(inner) == level})
             planned: list[tuple[InnerSet, Move]] = []
             for inner in waiting.values():
                 if depth(inner) != level:

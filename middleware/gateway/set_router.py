@@ -112,6 +112,7 @@ class SetRouter(Generic[L]):
         self._outer: list[Change] = []
         self._refetch: set[L] = set()
         self._taken: FeedEntry | None = None  # the chunk `take` applied, if not routed yet
+        self._inner: list[Change] = []  # the transaction's inner changes so far
 
     @property
     def in_flight_lsn(self) -> int | None:
@@ -172,7 +173,7 @@ class SetRouter(Generic[L]):
     def _clear(self) -> None:
         """Forget the transaction under way."""
         self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
-        self._taken = None
+        self._taken, self._inner = None, []
 
     def route(self, entry: FeedEntry) -> dict[L, Routed] | None:
         """Route one chunk; at a transaction's last chunk, what it means per listener."""
@@ -197,6 +198,7 @@ class SetRouter(Generic[L]):
         inner_tables = registry.tables()
         inner = [c for c in entry.changes if c.table in inner_tables]
         if inner:
+            self._inner.extend(inner)
             for delta in registry.apply(inner, skip=self._skip):
                 self.merge(delta)
         self._evict()
@@ -218,6 +220,13 @@ class SetRouter(Generic[L]):
     def tx_deltas(self) -> dict[str, SetDelta]:
         """The transaction under way's deltas so far, by set."""
         return dict(self._deltas)
+
+    def reapply(self, keys: set[str]) -> None:
+        """Apply the transaction under way's inner changes again to sets `keys` alone
+        (`NestedSets`: their rows judged with the sets they read, settled)."""
+        if self._inner:
+            for delta in self.registry.apply(self._inner, skip=self._skip, only=keys):
+                self.merge(delta)
 
     def skips(self, key: str) -> bool:
         """Whether set `key` is pending with a snapshot that saw the transaction under

@@ -252,6 +252,44 @@ async def test_sets_past_the_memory_bound_end_in_must_refetch(
     assert copy.must_refetch and not copy.rows
 
 
+NESTED_2 = (
+    "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM memberships WHERE "
+    "user_id IN (SELECT user_id FROM memberships WHERE team_id = $1))"
+)
+NESTED_3 = NESTED_2.replace(
+    "team_id = $1", "team_id IN (SELECT team_id FROM memberships WHERE id = $1)"
+)
+NESTED_4 = NESTED_3.replace(
+    "id = $1", "id IN (SELECT id FROM memberships WHERE team_id = $1)"
+)
+
+
+@pytest.mark.parametrize(
+    ("nested", "why"),
+    [
+        (NESTED_2, "not served live yet"),
+        (NESTED_3, "not served live yet"),  # the default depth (3) parses; live refuses
+        (NESTED_4, "nested too deeply"),
+    ],
+)
+async def test_nested_inner_selects_are_refused_live(
+    database_url: str, redis_url: str, nested: str, why: str
+) -> None:
+    """Unless `relational_nested_live` (experimental) is on: test_relational_nested.py."""
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    async with (
+        serve(settings) as url,
+        await SyncConnection.connect(
+            url, authorization=token({"sub": "u1", "team_ids": [1]})
+        ) as conn,
+    ):
+        with pytest.raises(OperationError) as refused:
+            _ = [m async for m in conn.sync(nested, [1])]
+        assert why in refused.value.errors[0]["message"]
+
+
 async def test_a_query_subquery_reads_under_the_inner_tables_policy(
     database_url: str, redis_url: str
 ) -> None:

@@ -19,13 +19,14 @@ from functools import partial
 import psycopg
 
 from tests.middleware.capture.processes import capturing
-from tests.middleware.gateway.harness import ISSUES_SCHEMA, eventually, gateway_settings, serve
+from tests.middleware.gateway.harness import ISSUES_SCHEMA, eventually, serve
 from tests.middleware.gateway.pgrows import execute
 from tests.middleware.gateway.test_relational_convergence import Client
 from tests.middleware.gateway.test_relational_nested import (
     NESTED_POLICIES,
     POLICY_ORACLE,
     POLICY_ROW,
+    nested_settings,
 )
 
 TRANSACTIONS = 120
@@ -134,8 +135,8 @@ async def test_nested_clients_converge_under_churn_on_every_level(
     }
     with capturing(database_url, redis_url):
         async with (
-            serve(gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)) as url,
-            serve(gateway_settings(database_url, redis_url, policies=policies)) as other,
+            serve(nested_settings(database_url, redis_url, NESTED_POLICIES)) as url,
+            serve(nested_settings(database_url, redis_url, policies)) as other,
         ):
             for each in by_claims[:-1]:
                 await each.start(url)
