@@ -17,12 +17,13 @@ sets"), level by level from the deepest:
    gets `T`'s changes of its own rows again (`SetRouter.reapply`):
    `registry.apply` judged them with the sets it reads before their moves.
 
-Rows the snapshot has from transactions after `T` need no skip: the set holds
-its rows by key and every later change of one is applied in commit order,
-judged with the sets after its transaction (the module docstring of
-`set_router` and the doc say why the copies end equal to `SELECT`). A read
-that fails, or a move without a region (`refetch`), drops the dependent and
-every set reading it (`SetRegistry.evict`): their subscriptions refetch.
+Experimental, behind `relational_nested_live` (off: `sync` refuses nested
+selects). Rows the snapshot has from transactions after `T` get no skip: the
+set holds its rows by key and every later change of one is applied in commit
+order, so every set ends exact; but a client's copy can keep a row under
+heavy churn (docs/relational.md, "Nested sets", "What is not solved"). A
+read that fails, or a move without a region (`refetch`), drops the dependent
+and every set reading it (`SetRegistry.evict`): their subscriptions refetch.
 """
 
 from __future__ import annotations
