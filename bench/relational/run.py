@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--moved", type=int, default=1000)
     parser.add_argument("--teams", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--requery-batch", type=int, default=100,
+                        help="subscriptions per statement of the re-query server (Hasura's 100)")
     parser.add_argument(
         "--statements", action="store_true", help="print each side's most frequent statements"
     )
