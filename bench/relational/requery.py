@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import socket
 import subprocess
@@ -66,7 +65,6 @@ NOTIFY = (
     f" $$ BEGIN PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); RETURN NULL; END $$;"
 )
 Rows = dict[int, str]
-DEBUG = bool(os.environ.get("REQUERY_DEBUG"))
 
 
 class Server:
@@ -131,10 +129,7 @@ class Server:
             tables = {await queue.get()}
             while not queue.empty():  # changes that came in meanwhile: the same pass
                 tables.add(queue.get_nowait())
-            t0 = time.perf_counter()
             await self.changed(tables)
-            if DEBUG:
-                print(f"pass {tables} {(time.perf_counter() - t0) * 1000:.1f} ms", file=sys.stderr)
 
     async def client(self, ws: Any) -> None:
         async for message in ws:
@@ -221,6 +216,7 @@ async def measure(args: argparse.Namespace, ws_url: str, url: str) -> Any:
         for user in range(args.subscriptions):
             await sockets[user % len(sockets)].send(json.dumps({"subscribe": f"u{user}"}))
         await live.until(lambda: len(started) == args.subscriptions, "re-query copies")
+        live.settle()
         live.reset_statements(url)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for done, step in enumerate(live.workload(args, "re-query"), 1):

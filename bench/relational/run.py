@@ -116,11 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; re-query: a server re-running "
           f"every subscription reading the changed table, {args.requery_batch} per statement, "
           "diffs over websockets (requery.py)")  # fmt: skip
-    header = f"{'measure':<52} {'pgsift':>16} {'re-query':>16}  target"
+    header = f"{'measure':<46} {'pgsift':>16} {'re-query':>18}  target"
     print(header)
     print("-" * (len(header) + 20))
     for name, ours, theirs, target in rows:
-        print(f"{name:<52} {ours:>16} {theirs:>16}  {target}")
+        print(f"{name:<46} {ours:>16} {theirs:>18}  {target}")
     if args.statements:
         for label, results in (("pgsift", pgsift), ("re-query", requery)):
             print(f"\n{label}: most frequent statements")
