@@ -76,17 +76,22 @@ Resolvers = Callable[[Field], Callable[..., Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectType:
+class FieldsType:
+    """A named type made of `fields`: what an object and an input type are alike in."""
+
     name: str
     fields: tuple[Field, ...]
     description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class InputType:
-    name: str
-    fields: tuple[Field, ...]
-    description: str | None = None
+class ObjectType(FieldsType):
+    """An object type: what a field returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputType(FieldsType):
+    """An input object type: what an argument takes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,10 @@ from dataclasses import replace
 from typing import Generic
 
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway import table_listeners
 from pgsift.middleware.gateway.routed import L, Routed, RoutedTx, apply_event
 from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.middleware.gateway.table_listeners import ListenersByTable
 from pgsift.middleware.mutations.confirmed import (
     ClientBinding,
     Confirmed,
@@ -146,7 +148,7 @@ class TxRouter(Generic[L]):
         self, max_changes: int | None = None, *, sets: SetRegistry | None = None
     ) -> None:
         self._index: RoutingIndex[L] = RoutingIndex()
-        self._by_table: dict[str, set[L]] = {}
+        self._by_table: ListenersByTable[L] = {}
         self._bound: dict[str, dict[L, str]] = {}
         self._clients: dict[L, ClientBinding] = {}
         self._assembler: TxAssembler[L] = TxAssembler(
@@ -187,7 +189,7 @@ class TxRouter(Generic[L]):
             self.sets.add(shape, listener)
             return
         self._index.add(shape, listener)
-        self._by_table.setdefault(shape.table, set()).add(listener)
+        table_listeners.add(self._by_table, shape.table, listener)
 
     def remove(self, shape: Shape, listener: L) -> None:
         client = self._clients.pop(listener, None)
@@ -201,14 +203,10 @@ class TxRouter(Generic[L]):
                 self.sets.remove(shape, listener)
             return
         self._index.remove(shape, listener)
-        listeners = self._by_table.get(shape.table)
-        if listeners is not None:
-            listeners.discard(listener)
-            if not listeners:
-                del self._by_table[shape.table]
+        table_listeners.discard(self._by_table, shape.table, listener)
 
     def listeners(self) -> set[L]:
-        plain = {listener for listeners in self._by_table.values() for listener in listeners}
+        plain = table_listeners.everyone(self._by_table)
         return plain if self.sets is None else plain | self.sets.listeners()
 
     def listeners_of(self, entry: FeedEntry) -> set[L]:
@@ -218,7 +216,7 @@ class TxRouter(Generic[L]):
         tables = {change.table for change in entry.changes} | set(entry.schema_changes)
         if not tables:
             return self.listeners()
-        out = {listener for table in tables for listener in self._by_table.get(table, ())}
+        out = table_listeners.of_tables(self._by_table, tables)
         if self._bound and touches_ledger(entry):
             out |= set(self._clients)  # a confirmation of theirs may be in it
         if self.sets is not None:

@@ -44,7 +44,7 @@ from pgsift.middleware.gateway.metrics import GatewayMetrics
 from pgsift.middleware.gateway.relational_session import RelationalSession
 from pgsift.middleware.gateway.schema_watch import SchemaWatch
 from pgsift.middleware.gateway.session import SyncSession
-from pgsift.middleware.gateway.shapes import ShapeCache
+from pgsift.middleware.gateway.shapes import ShapeCache, claims_named
 from pgsift.middleware.gateway.watchdog import FeedWatchdog
 from pgsift.middleware.mutations.confirmed import ClientBinding, read_confirmed
 from pgsift.middleware.wiring import Wiring
@@ -142,8 +142,8 @@ class SyncService:
         # Subscriptions that start together read their rows in shared snapshots.
         self.snapshots = SharedSnapshots(self.connections, self.retention)
         self.catalog: Catalog | None = None
-        # Subscriptions to one shape (query, params, claims) share one, parsed once.
-        self.shapes = ShapeCache()
+        # Subscriptions to one shape (query, params, claims read) share one, parsed once.
+        self.shapes = ShapeCache(read_claims=claims_named(self.policies))
         # Fresh bootstrap dumps, served instead of a snapshot query when there is one.
         self.dumps = wiring.dump_finder() if settings.gateway_use_dumps else None
         # The shapes that have dumps, as last read (`_may_have_dump`).
@@ -295,7 +295,7 @@ class SyncService:
         the hop to a thread and back (20,000 subscribes spent more there than parsing).
         One parsed for the same query, params and claims before is taken as it is."""
         catalog = self.catalog
-        key = ShapeCache.key(query, params, claims) if catalog is not None else None
+        key = self.shapes.key(query, params, claims) if catalog is not None else None
         if catalog is not None and (shape := self.shapes.get(catalog, key)) is not None:
             return shape
         if size <= INLINE_PARSE_BYTES and _small(params):

@@ -50,8 +50,10 @@ from typing import Any, Generic, TypeVar
 
 from pgsift.middleware.bootstrap.cursor import Snapshot
 from pgsift.middleware.feed.entry import FeedEntry
+from pgsift.middleware.gateway import table_listeners
 from pgsift.middleware.gateway.moves import MoveReads
 from pgsift.middleware.gateway.routed import Listener, Routed, SharedResults
+from pgsift.middleware.gateway.table_listeners import ListenersByTable
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.classify import PreparedChange, classify
 from pgsift.subscriptions.events import Event
@@ -96,7 +98,7 @@ class SetRouter(Generic[L]):
         self._index: RoutingIndex[L] = RoutingIndex(sets=registry)
         # The sessions' move reads, shared by shape (`gateway/moves.py`).
         self.reads = MoveReads()
-        self._by_table: dict[str, set[L]] = {}
+        self._by_table: ListenersByTable[L] = {}
         self._primary_key: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, _Pending] = {}
         # Per listener, the regions of its moves under way (the conservative rule).
@@ -121,19 +123,15 @@ class SetRouter(Generic[L]):
     def add(self, shape: Shape, listener: L) -> None:
         """Register a listener; its shape's sets must be materialized (SetError)."""
         self._index.add(shape, listener)
-        self._by_table.setdefault(shape.table, set()).add(listener)
+        table_listeners.add(self._by_table, shape.table, listener)
         self._primary_key[shape.table] = shape.primary_key
 
     def remove(self, shape: Shape, listener: L) -> None:
         self._index.remove(shape, listener)
         self._regions.pop(listener, None)
         self._active.pop(listener, None)
-        listeners = self._by_table.get(shape.table)
-        if listeners is not None:
-            listeners.discard(listener)
-            if not listeners:
-                del self._by_table[shape.table]
-                del self._primary_key[shape.table]
+        if table_listeners.discard(self._by_table, shape.table, listener):
+            del self._primary_key[shape.table]
 
     def add_pending(self, keys: Iterable[str], stamp: Snapshot, taken_at: float) -> None:
         """Sets just loaded from a snapshot: skip the transactions it saw."""
@@ -152,9 +150,10 @@ class SetRouter(Generic[L]):
                 region.stamp = stamp
 
     def listeners(self) -> set[L]:
-        return {listener for listeners in self._by_table.values() for listener in listeners}
+        return table_listeners.everyone(self._by_table)
 
     def listeners_of(self, tables: Iterable[str]) -> set[L]:
+        # `table_listeners.of_tables`, inlined: `route` asks this for every chunk.
         return {listener for table in tables for listener in self._by_table.get(table, ())}
 
     def reset(self) -> None:

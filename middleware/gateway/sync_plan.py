@@ -247,10 +247,11 @@ def _plan_anew(
         arguments = get_argument_values(field, nodes[0], coerced)
     except GraphQLError:
         return None
-    serializer = _compile(schema, fragments, coerced, message_type, nodes, response_key)
-    if serializer is None:
+    compiled = _object(schema, fragments, coerced, message_type, nodes, MESSAGE_FIELDS)
+    if compiled is None:
         return None
-    serializer = _shared(serializer)
+    getters, shape = compiled
+    serializer = _shared(MessageSerializer(response_key, getters, (response_key, *shape)))
     if not reads_variables_in_directives(document):
         _OPERATIONS[key] = _Compiled(
             schema, document, tuple(definitions), scalar_definitions(schema, definitions),
@@ -271,21 +272,6 @@ def _shared(serializer: MessageSerializer) -> MessageSerializer:
     if len(_SERIALIZERS) > MAX_SERIALIZERS:
         _SERIALIZERS.popitem(last=False)
     return serializer
-
-
-def _compile(
-    schema: GraphQLSchema,
-    fragments: dict[str, FragmentDefinitionNode],
-    variables: dict[str, Any],
-    message_type: GraphQLObjectType,
-    nodes: list[FieldNode],
-    response_key: str,
-) -> MessageSerializer | None:
-    compiled = _object(schema, fragments, variables, message_type, nodes, MESSAGE_FIELDS)
-    if compiled is None:
-        return None
-    fields, shape = compiled
-    return MessageSerializer(response_key, fields, (response_key, *shape))
 
 
 def _object(

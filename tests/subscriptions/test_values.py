@@ -466,6 +466,17 @@ def test_every_known_type_has_a_wire_encoder() -> None:
     assert ENCODERS.keys() == KNOWN_TYPES
 
 
+def test_every_known_type_has_a_text_parser_and_a_json_converter() -> None:
+    """The tables of the other directions (Postgres text -> value, JSON -> value) list
+    the same types: a type added to one and not the others would fall back to text."""
+    from pgsift.subscriptions.pgtext import PARSERS
+    from pgsift.subscriptions.typenames import KNOWN_TYPES
+    from pgsift.subscriptions.wire import CONVERTERS
+
+    assert PARSERS.keys() == KNOWN_TYPES
+    assert CONVERTERS.keys() == KNOWN_TYPES
+
+
 @pytest.mark.parametrize(
     ("type_name", "value", "error"),
     [
