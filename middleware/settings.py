@@ -114,9 +114,6 @@ class Settings:
     # it, the subscription that would need more gets mustRefetch).
     relational_max_subquery_depth: int = 3
     relational_max_set_bytes: int = 256 * 1024 * 1024
-    # Serve nested inner selects live (docs/relational.md, "Nested sets"): experimental and
-    # off, since copies can keep a row under heavy churn; off, `sync` refuses them.
-    relational_nested_live: bool = False
 
     # `GET /v1/bootstrap` (`[bootstrap]`): a live one takes a snapshot connection of the
     # gateway's pool (gateway_snapshot_connections), waiting at most wait_s (then 503); a

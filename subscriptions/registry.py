@@ -135,20 +135,12 @@ class SetRegistry:
         """The inner tables of the held sets (whose changes `apply` wants)."""
         return frozenset(self._filing.tables())
 
-    def apply(
-        self,
-        changes: Iterable[Change],
-        *,
-        skip: Collection[str] = (),
-        only: Collection[str] | None = None,
-    ) -> list[SetDelta]:
+    def apply(self, changes: Iterable[Change], *, skip: Collection[str] = ()) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`.
 
         `skip`: sets that already hold this transaction (loaded from a snapshot
-        that saw it); they are left as they are. `only`: apply to these sets alone
-        (a nested set's changed rows judged again once the sets it reads settled:
-        applying a transaction's changes again gives each row its last image)."""
+        that saw it); they are left as they are."""
         # Each set gets the changes that may touch it (`SetFiling`), in their order.
         touched: dict[str, list[Change]] = {}
         keys: dict[int, RowKey | None] = {}
@@ -172,7 +164,7 @@ class SetRegistry:
         # The deepest (fewest dependencies) first.
         for key in sorted(touched, key=self._depth.__getitem__):
             state = self._states.get(key)
-            if state is None or key in skip or (only is not None and key not in only):
+            if state is None or key in skip:
                 continue
             if any(d.key not in self._states for d in state.inner.dependencies):
                 self._drop(key)  # a set it reads was dropped: it cannot be kept exact
@@ -235,9 +227,13 @@ class SetRegistry:
                 self._filing.held(state.inner.table, key, row, holds=False)
 
     def evict(self, key: str) -> list[str]:
-        """Drop set `key`'s contents and those of every set reading it, transitively
-        (they cannot be kept exact without it); listed in `over_bound`, and returned."""
-        out = []
+        """Drop set `key`'s contents and those of every set reading it, transitively;
+        those dropped are listed in `over_bound`, and every key visited is returned.
+
+        A reader is judged with the sets it reads: without them (or once they changed
+        under it, a nested set's membership: see the gateway's `SetRouter`) it cannot be
+        kept exact, so it goes too, and its subscribers load it again."""
+        out: list[str] = []
         waiting = [key]
         while waiting:
             each = waiting.pop()

@@ -42,7 +42,6 @@ from pgsift.middleware.feed.position import START, FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.inbox import Inbox, SendBudget
 from pgsift.middleware.gateway.metrics import GatewayMetrics
-from pgsift.middleware.gateway.nested_sets import NestedSets
 from pgsift.middleware.gateway.reassembly import TxRouter
 from pgsift.middleware.gateway.recent import RecentEntries
 from pgsift.middleware.gateway.schema_watch import SchemaWatch
@@ -109,10 +108,6 @@ class FeedTailer:
         if self._router.sets is not None and sets_connection is not None:
             # Set loads read the feed on a connection XREAD does not hold (`sets_feed`).
             self._loads = SetLoads(self._router.sets, sets_connection, sets_feed or retention)
-        # Nested inner sets' region reads, before a transaction is routed (`nested_sets`).
-        self.nested: NestedSets | None = None
-        if self._router.sets is not None and sets_connection is not None:
-            self.nested = NestedSets(self._router.sets, sets_connection)
         self._shape_refs: dict[str, int] = {}
         self._cursor: FeedPosition | None = None
         # Every transaction up to here has been delivered, or its subscribers were
@@ -376,14 +371,6 @@ class FeedTailer:
                 self.loader.forget_all()
         if self._schema_watch is not None:
             self._schema_watch.observe(entry)
-        if self.nested is not None and entry.last:
-            try:
-                await self.nested.settle(entry)
-            except Exception:
-                # Half applied: the sets cannot be trusted (as a failed `route`).
-                self._overflow(self._router.listeners())
-                self._router.reset()
-                raise
         routed = self._router.route(entry)
         if routed is None:
             return True

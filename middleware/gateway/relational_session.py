@@ -126,10 +126,16 @@ class RelationalSession(SyncSession):
             if tx is None:
                 yield REFETCH
                 return
+            if tx.refetch:
+                # Even one the bootstrap's snapshot saw: a refetch may mean the tailer
+                # dropped this subscription's sets and unregistered it (`SetRouter._evict`),
+                # so nothing after it would reach the inbox.
+                yield REFETCH
+                return
             if tx.lsn <= done or self._seen_by_snapshot(tx.xid):
                 continue  # the bootstrap's snapshot holds it, and its moves
             done = tx.lsn
-            if tx.refetch or any(move.refetch for move in tx.moves):
+            if any(move.refetch for move in tx.moves):
                 yield REFETCH
                 return
             changes: list[WireChange] = list(reader.unspliced(tx))
@@ -148,12 +154,12 @@ class RelationalSession(SyncSession):
                 # rows, up to one with moves of its own (read next, at a later snapshot).
                 while held and read.stamp.visible(held[0].xid) and not held[0].moves:
                     seen = held.popleft()
+                    if seen.refetch:  # as above, whatever the snapshots saw
+                        yield REFETCH
+                        return
                     if seen.lsn <= done or self._seen_by_snapshot(seen.xid):
                         continue
                     done, last = seen.lsn, seen
-                    if seen.refetch:
-                        yield REFETCH
-                        return
                     changes.extend(reader.unspliced(seen))
                     confirmed = seen.confirmed or confirmed  # a later one covers the earlier
                 reader.spliced(read)

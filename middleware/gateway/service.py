@@ -318,14 +318,6 @@ class SyncService:
             max_subquery_depth=self.settings.relational_max_subquery_depth,
         )
         require_replica_identity(shape, self.catalog, self.policies)
-        nested = any(inner.dependencies for inner in shape.inner_sets)
-        if nested and not self.settings.relational_nested_live:
-            # Experimental (`relational_nested_live`): see docs/relational.md, "Nested sets".
-            raise QueryError(
-                "an inner select that reads another inner select (nested IN (SELECT ...), in "
-                "the query or in a policy) is not served live yet; GET /v1/bootstrap reads it",
-                sql=query,
-            )
         return shape
 
     async def sync(

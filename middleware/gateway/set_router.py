@@ -39,7 +39,21 @@ transaction it did not see cannot hide a row from the move: the move's image
 predates it.
 
 A set that grows past the registry's bound is dropped: the shapes reading it
-are unregistered and their listeners refetch (`evicted`).
+are unregistered and their listeners refetch (`_evict`).
+
+**Nested sets** (a set that reads another: `lead IN (SELECT user_id FROM
+members ...)` inside an inner select). When a chunk changes the membership of
+a set that other sets read (a non-empty delta of a set with dependents),
+every set reading it is dropped, transitively (`registry.evict`), and their
+shapes' listeners refetch; a reader pending with a snapshot that saw the
+transaction is kept (it holds it). A reader is never brought up to date by
+reads of its own: only the rows its own table changes are fed to it, judged
+with the sets it reads, and that is exact only while those sets keep their
+membership. Reloading from scratch (`set_loading`: every missing set, deepest
+first, in one snapshot) is exact by construction, as for the memory bound;
+the cost is that a change deep in a chain makes the subscribers above it
+refetch (docs/relational.md, "Nested sets"). A first-level set whose only
+readers are shapes moves their rows in and out as before.
 """
 
 from __future__ import annotations
@@ -113,8 +127,6 @@ class SetRouter(Generic[L]):
         self._deltas: dict[str, SetDelta] = {}
         self._outer: list[Change] = []
         self._refetch: set[L] = set()
-        self._taken: FeedEntry | None = None  # the chunk `take` applied, if not routed yet
-        self._inner: list[Change] = []  # the transaction's inner changes so far
 
     @property
     def in_flight_lsn(self) -> int | None:
@@ -172,34 +184,19 @@ class SetRouter(Generic[L]):
     def _clear(self) -> None:
         """Forget the transaction under way."""
         self._lsn, self._deltas, self._outer, self._refetch = None, {}, [], set()
-        self._taken, self._inner = None, []
 
     def route(self, entry: FeedEntry) -> dict[L, Routed] | None:
         """Route one chunk; at a transaction's last chunk, what it means per listener."""
-        if self._taken is not entry:
-            self.take(entry)
-        self._taken = None
-        if not entry.last:
-            return None
-        self._evict()  # sets dropped since the chunk was taken (`NestedSets`)
-        try:
-            return self._finish()
-        finally:
-            self._clear()
-
-    def take(self, entry: FeedEntry) -> None:
-        """Apply one chunk's inner changes and hold its outer ones; `route` does it unless
-        it was done already (`NestedSets` takes a last chunk before its region reads)."""
         if self._lsn != entry.lsn:
             self._begin(entry)
-        self._taken = entry
         registry = self.registry
         inner_tables = registry.tables()
         inner = [c for c in entry.changes if c.table in inner_tables]
         if inner:
-            self._inner.extend(inner)
             for delta in registry.apply(inner, skip=self._skip):
-                self.merge(delta)
+                earlier = self._deltas.get(delta.key)
+                self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
+                self._drop_readers(delta.key)
         self._evict()
         for change in entry.changes:
             if change.table in self._by_table:
@@ -210,27 +207,12 @@ class SetRouter(Generic[L]):
         self._refetch |= self.listeners_of(entry.schema_changes)
         if inner_tables.intersection(entry.schema_changes):
             self._refetch |= self.listeners()  # an inner table changed shape: start over
-
-    def merge(self, delta: SetDelta) -> None:
-        """Add a delta of set `delta.key` to the transaction under way's."""
-        earlier = self._deltas.get(delta.key)
-        self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
-
-    def tx_deltas(self) -> dict[str, SetDelta]:
-        """The transaction under way's deltas so far, by set."""
-        return dict(self._deltas)
-
-    def reapply(self, keys: set[str]) -> None:
-        """Apply the transaction under way's inner changes again to sets `keys` alone
-        (`NestedSets`: their rows judged with the sets they read, settled)."""
-        if self._inner:
-            for delta in self.registry.apply(self._inner, skip=self._skip, only=keys):
-                self.merge(delta)
-
-    def skips(self, key: str) -> bool:
-        """Whether set `key` is pending with a snapshot that saw the transaction under
-        way (it holds it already)."""
-        return key in self._skip
+        if not entry.last:
+            return None
+        try:
+            return self._finish()
+        finally:
+            self._clear()
 
     def _begin(self, entry: FeedEntry) -> None:
         self._clear()
@@ -252,18 +234,29 @@ class SetRouter(Generic[L]):
             if active:
                 self._active[listener] = active
 
+    def _drop_readers(self, key: str) -> None:
+        """Set `key` changed membership in this chunk: drop every set reading it,
+        transitively (the nested-set rule in the module docstring). A reader pending
+        with a snapshot that saw this transaction holds it already and stays."""
+        for reader in self.registry.dependents(key):
+            if reader.key not in self._skip:
+                self.registry.evict(reader.key)
+
     def _evict(self) -> None:
-        """Sets the registry dropped (past its bound): their readers must refetch."""
+        """Sets the registry dropped (past its bound, or by `_drop_readers`): their
+        shapes are unregistered and their listeners must refetch."""
         registry = self.registry
         while registry.over_bound:
             key = registry.over_bound.pop()
+            # Whatever read the set cannot be kept exact without it (listed in turn).
+            registry.evict(key)
             self._versions[key] = self._versions.get(key, 0) + 1
             self._deltas.pop(key, None)  # nobody reads it now
             for shape, listeners in self._index.evict_set(key):
                 for listener in listeners:
                     self._refetch.add(listener)
                     self._by_table.get(shape.table, set()).discard(listener)
-                    # Its moves' regions no longer matter (it starts over), and its shape
+                    # It starts over: its moves' regions no longer matter, and its shape
                     # cannot be judged without the set.
                     self._regions.pop(listener, None)
                     self._active.pop(listener, None)

@@ -27,6 +27,7 @@ from tests.middleware.gateway.harness import (
     token,
 )
 from tests.middleware.gateway.pgrows import execute, expected
+from tests.middleware.gateway.refetching import refollowing, settles
 
 MEMBERSHIPS = """
 CREATE TABLE memberships (id int PRIMARY KEY, team_id int, user_id text);
@@ -264,18 +265,37 @@ NESTED_4 = NESTED_3.replace(
 )
 
 
-@pytest.mark.parametrize(
-    ("nested", "why"),
-    [
-        (NESTED_2, "not served live yet"),
-        (NESTED_3, "not served live yet"),  # the default depth (3) parses; live refuses
-        (NESTED_4, "nested too deeply"),
-    ],
-)
-async def test_nested_inner_selects_are_refused_live(
-    database_url: str, redis_url: str, nested: str, why: str
+NESTED_ORACLE = "SELECT id FROM issues WHERE {} AND team_id = ANY(%s)"
+
+
+@pytest.mark.parametrize("nested", [NESTED_2, NESTED_3])
+async def test_nested_inner_selects_are_served_live(
+    database_url: str, redis_url: str, nested: str
 ) -> None:
-    """Unless `relational_nested_live` (experimental) is on: test_relational_nested.py."""
+    """Two and three levels (the default depth): a membership change of a set another
+    set reads drops the sets reading it; the client refetches and its copy is exact."""
+    await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
+    policies = {**POLICIES, "public.memberships": {}}
+    settings = gateway_settings(database_url, redis_url, policies=policies)
+    claims = {"sub": "u1", "team_ids": [1, 2, 3]}
+    where = nested.split(" WHERE ", 1)[1].replace("$1", "%s")
+    sql, params = NESTED_ORACLE.format(where), [1, [1, 2, 3]]
+    with capturing(database_url, redis_url):
+        async with serve(settings) as url, refollowing(url, claims, nested, [1]) as copy:
+            await settles(copy, database_url, sql, params)
+            assert set(copy.rows) == {'{"id": "1"}'}
+            # u2 joins team 1: the teams of u2 (3) are in the outer set, by the deepest one.
+            await execute(database_url, "INSERT INTO memberships VALUES (3, 1, 'u2')")
+            await settles(copy, database_url, sql, params)
+            assert set(copy.rows) == {'{"id": "1"}', '{"id": "4"}'}
+            assert copy.refetches >= 1
+            # An outer row moves in by its own change, as for any shape.
+            await execute(database_url, "UPDATE issues SET team_id = 3 WHERE id = 2")
+            await settles(copy, database_url, sql, params)
+            assert '{"id": "2"}' in copy.rows
+
+
+async def test_deeper_than_the_setting_is_refused_live(database_url: str, redis_url: str) -> None:
     await execute(database_url, ISSUES_SCHEMA, MEMBERSHIPS)
     policies = {**POLICIES, "public.memberships": {}}
     settings = gateway_settings(database_url, redis_url, policies=policies)
@@ -286,8 +306,8 @@ async def test_nested_inner_selects_are_refused_live(
         ) as conn,
     ):
         with pytest.raises(OperationError) as refused:
-            _ = [m async for m in conn.sync(nested, [1])]
-        assert why in refused.value.errors[0]["message"]
+            _ = [m async for m in conn.sync(NESTED_4, [1])]
+        assert "nested too deeply" in refused.value.errors[0]["message"]
 
 
 async def test_a_query_subquery_reads_under_the_inner_tables_policy(

@@ -1,9 +1,12 @@
-"""Nested inner selects live: a change at the deepest table moves outer rows in and out.
+"""Nested inner selects live: a change at any level shows in the copy, exactly.
 
 `issues` of the teams whose project lead is a member of an org (two levels),
 or of an org on a plan (three levels), in the query or in the issues' policy.
-Real capture, Redis and gateway; Postgres is the oracle: after each step the
-client's copy equals `SELECT` of its query under its policy.
+A change of a set other sets read drops those (docs/relational.md, "Nested
+sets"): the client refetches and subscribes again, as clients do
+(`refetching.refollowing`). Real capture, Redis and gateway; Postgres is the
+oracle: after each step the client's copy equals `SELECT` of its query under
+its policy.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tests.middleware.gateway.harness import (
     token,
 )
 from tests.middleware.gateway.pgrows import execute
+from tests.middleware.gateway.refetching import refollowing, settles
 from tests.middleware.gateway.test_relational import converges, following
 
 NESTED_SCHEMA = """
@@ -53,10 +57,8 @@ NESTED_POLICIES = {
 
 
 def nested_settings(database_url: str, redis_url: str, policies: dict[str, Any]) -> Settings:
-    """A gateway serving nested inner selects live (experimental, off by default)."""
-    return gateway_settings(
-        database_url, redis_url, policies=policies, relational_nested_live=True
-    )
+    """A gateway with the default settings (nested inner selects are served live)."""
+    return gateway_settings(database_url, redis_url, policies=policies)
 
 
 def oracle(query: str) -> str:
@@ -73,36 +75,37 @@ async def test_a_change_at_the_deepest_table_moves_outer_rows_live(
     claims = {"sub": "ann", "team_ids": ALLOWED}
     sql, params = oracle(query), [param, ALLOWED]
     with capturing(database_url, redis_url):
-        async with serve(settings) as url, following(url, claims, query, [param]) as copy:
-            await converges(copy, database_url, sql, params)
+        async with serve(settings) as url, refollowing(url, claims, query, [param]) as copy:
+            await settles(copy, database_url, sql, params)
             assert set(copy.rows) == {'{"id": "1"}'}
             # bob joins org 1: the issues of his project's team (2) move in.
             await execute(database_url, "UPDATE members SET org = 1 WHERE id = 2")
-            await converges(copy, database_url, sql, params)
+            await settles(copy, database_url, sql, params)
             assert {row["title"] for row in copy.rows.values()} == {"one", "two", "three"}
+            assert copy.refetches >= 1  # the set reading members was dropped
             # A new member of org 1 who leads project 3, and an edit in the same commit.
             await execute(
                 database_url,
                 "INSERT INTO members VALUES (3, 'cat', 1)",
                 "UPDATE issues SET title = 'four!' WHERE id = 4",
             )
-            await converges(copy, database_url, sql, params)
+            await settles(copy, database_url, sql, params)
             assert '{"id": "4"}' in copy.rows
             # ann leaves: team 1's issues move out; a project moves team (middle level).
             await execute(database_url, "DELETE FROM members WHERE id = 1")
             await execute(database_url, "UPDATE projects SET team_id = 4 WHERE id = 3")
-            await converges(copy, database_url, sql, params)
+            await settles(copy, database_url, sql, params)
             assert set(copy.rows) == {'{"id": "2"}', '{"id": "3"}', '{"id": "5"}'}
             # Every member leaves org 1 at once; then the deepest level changes alone.
             await execute(database_url, "UPDATE members SET org = 2")
-            await converges(copy, database_url, sql, params)
+            await settles(copy, database_url, sql, params)
             assert copy.rows == {}
             await execute(
                 database_url,
                 "UPDATE orgs SET plan = 'pro' WHERE id = 2",
                 "UPDATE members SET org = 1 WHERE id = 2" if param == 1 else "SELECT 1",
             )
-            await converges(copy, database_url, sql, params)
+            await settles(copy, database_url, sql, params)
             assert '{"id": "2"}' in copy.rows
 
 
@@ -128,21 +131,21 @@ async def test_a_nested_policy_follows_its_deepest_table(
     with capturing(database_url, redis_url):
         async with (
             serve(settings) as url,
-            following(url, {"sub": "ann"}, query, ["x"]) as ann,
-            following(url, {"sub": "bob"}, query, ["x"]) as bob,
+            refollowing(url, {"sub": "ann"}, query, ["x"]) as ann,
+            refollowing(url, {"sub": "bob"}, query, ["x"]) as bob,
         ):
-            await converges(ann, database_url, POLICY_ORACLE, ["ann"])
-            await converges(bob, database_url, POLICY_ORACLE, ["bob"])
+            await settles(ann, database_url, POLICY_ORACLE, ["ann"])
+            await settles(bob, database_url, POLICY_ORACLE, ["bob"])
             # ann joins bob's org: both see each other's teams' issues.
             await execute(database_url, "INSERT INTO members VALUES (3, 'ann', 2)")
-            await converges(ann, database_url, POLICY_ORACLE, ["ann"])
-            await converges(bob, database_url, POLICY_ORACLE, ["bob"])
+            await settles(ann, database_url, POLICY_ORACLE, ["ann"])
+            await settles(bob, database_url, POLICY_ORACLE, ["bob"])
             assert {row["team_id"] for row in bob.rows.values()} == {1, 2}
             # The middle level: bob's project moves to team 3; then bob leaves org 2.
             await execute(database_url, "UPDATE projects SET team_id = 3 WHERE id = 2")
             await execute(database_url, "DELETE FROM members WHERE id = 2")
-            await converges(ann, database_url, POLICY_ORACLE, ["ann"])
-            await converges(bob, database_url, POLICY_ORACLE, ["bob"])
+            await settles(ann, database_url, POLICY_ORACLE, ["ann"])
+            await settles(bob, database_url, POLICY_ORACLE, ["bob"])
             assert bob.rows == {}
 
 
@@ -176,8 +179,9 @@ EXISTS_NESTED = (
 async def test_a_nested_set_without_a_region_ends_in_must_refetch(
     database_url: str, redis_url: str
 ) -> None:
-    """An EXISTS in a nested select that flips has no region to read: the nested set is
-    dropped and its subscribers refetch, never keeping a wrong row."""
+    """An EXISTS in a nested select that flips (the set's emptiness changes): the set
+    reading it is dropped and its subscribers refetch, never keeping a wrong row; a
+    subscription after that loads it again and is followed live."""
     await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
     settings = nested_settings(database_url, redis_url, NESTED_POLICIES)
     claims = {"sub": "ann", "team_ids": ALLOWED}

@@ -1,19 +1,15 @@
-"""Nested relational sets under churn on every level: every set ends equal to its SELECT.
+"""Nested relational convergence: under churn on every level, every copy equals SELECT.
 
 Orgs change plan, members join, leave and change org, projects change team
 and lead, issues are inserted, edited, moved and deleted, several writes to a
-transaction, with `relational_nested_live` (experimental) on. Clients
-subscribe with two- and three-level nested `IN (SELECT ...)` in the query
-(alone, under AND, under OR), or read issues under a policy nested three
-deep; one joins mid-load. At the end every inner set of both gateways, at
-every level, equals what Postgres returns for its select, no client
-refetched (every nested set was kept live), and none got a hidden column or
-a row of a team its token does not allow.
-
-The clients' copies are not compared with SELECT here: under churn a copy
-can keep a row a later transaction deleted (docs/relational.md, "Nested
-sets", "What is not solved"); test_relational_nested.py checks the copies
-step by step.
+transaction. Clients subscribe with two- and three-level nested `IN (SELECT
+...)` in the query (alone, under AND, under OR), or read issues under a
+policy nested three deep; one joins mid-load. A change of a set other sets
+read drops those and their subscribers refetch (docs/relational.md, "Nested
+sets"); the clients start over as clients do. At the end every copy equals
+what Postgres returns for its query under its policy, every inner set of both
+gateways, at every level, equals its select, and no client got a hidden
+column or a row of a team its token does not allow.
 """
 
 from __future__ import annotations
@@ -178,10 +174,11 @@ async def test_nested_clients_converge_under_churn_on_every_level(
                         await asyncio.sleep(0.01)
             everyone = [*by_claims, *by_policy]
             for each in everyone:
-                await eventually(lambda each=each: each.copy.up_to_date, each.name)
+                await eventually(partial(each.converged, database_url), each.name)
             for app in apps:
                 await eventually(partial(sets_exact, app, database_url), "the sets exact")
             for each in everyone:
                 await each.stop()
     assert [c.violations for c in everyone] == [[]] * len(everyone)
-    assert [c.refetches for c in everyone] == [0] * len(everyone)
+    # The path under test was taken: membership changes deep in the chains dropped sets.
+    assert sum(c.refetches for c in everyone) > 0
