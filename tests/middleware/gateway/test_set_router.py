@@ -151,3 +151,65 @@ def test_a_group_past_max_changes_refetches() -> None:
     assert {n: (r.refetch, r.changes) for n, r in routed.items()} == {
         listener: (True, []) for listener in listeners.values()
     }
+
+
+NESTED = (
+    "SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM members WHERE"
+    " user_id IN (SELECT user_id FROM members WHERE team_id = $1))"
+)
+
+
+def joins(id_: int, team: int, user: str) -> Change:
+    row = {"id": id_, "team_id": team, "user_id": user}
+    return Change("public.members", "insert", {"id": id_}, row, None)
+
+
+def nested() -> tuple[SetRegistry, SetRouter[Listener], Listener, Listener]:
+    """u1 in team 1: a nested listener (the teams of team 1's users) and a first-level one
+    (u1's teams) share the members table."""
+    registry = SetRegistry()
+    router: SetRouter[Listener] = SetRouter(registry)
+    rows = [{"id": 1, "team_id": 1, "user_id": "u1"}]
+    listeners = []
+    for query, param in ((NESTED, 1), (MINE, "u1")):
+        shape = Shape.parse(query, [param], catalog=CATALOG)
+        for inner in registry.acquire(shape.inner_sets):  # deepest first
+            assert registry.load(inner, [row for row in rows if inner.matches(row, registry)])
+        listeners.append(Listener(shape))
+        router.add(shape, listeners[-1])
+    return registry, router, listeners[0], listeners[1]
+
+
+def test_a_set_read_by_another_changing_drops_the_reader_and_its_listeners_refetch() -> None:
+    registry, router, deep, first = nested()
+    (top,) = deep.shape.inner_sets
+    (users,) = top.dependencies
+    # u1 joins team 2: the set of team 1's users keeps its membership; the top set gains
+    # team 2 by its own row and moves issues in, as for one level.
+    routed = router.route(entry(10, joins(2, 2, "u1")))
+    assert routed is not None and not routed[deep].refetch and routed[deep].moves
+    assert registry.state(top.key).members == {1, 2}
+    # u2 joins team 1: team 1's users change, so the top set (which reads them) is
+    # dropped and its listener refetches; u1's own teams did not change.
+    routed = router.route(entry(11, joins(3, 1, "u2")))
+    assert routed is not None and routed[deep].refetch and first not in routed
+    assert not registry.materialized(top.key) and registry.materialized(users.key)
+    # The dropped shape is no longer routed; attaching again loads the top set only.
+    routed = router.route(entry(12, issue_moved(7, 5, 2)))
+    assert routed is not None and set(routed) == {first}
+    assert [(c.op, c.key) for c in routed[first].changes] == [("INSERT", {"id": "7"})]
+    assert registry.acquire(deep.shape.inner_sets) == (top,)
+
+
+def test_a_pending_reader_whose_snapshot_saw_the_change_stays() -> None:
+    registry, router, deep, _ = nested()
+    (top,) = deep.shape.inner_sets
+    router.add_pending([top.key], Snapshot.parse("20:30:25"), NOW.timestamp())
+    # Seen by the snapshot the top set was loaded from: it holds the change already.
+    routed = router.route(entry(19, joins(3, 1, "u2")))
+    assert routed is not None and deep not in routed
+    assert registry.materialized(top.key)
+    # Not seen (in progress at the snapshot): dropped.
+    routed = router.route(entry(25, joins(4, 1, "u3")))
+    assert routed is not None and routed[deep].refetch
+    assert not registry.materialized(top.key)
