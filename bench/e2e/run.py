@@ -24,8 +24,13 @@ Latency: `clock_timestamp()` written in the row -> the client reading it.
 Missing: row versions (and deletes) the writers' RETURNING says a subscription
 must see that it had not seen when the phase drained (subscriptions that ended
 with an error are counted under errors instead); duplicates: row versions seen
-twice. CPU: user+system seconds during the phase per 1,000 commits of `serve`,
-`capture` and this process (the websocket clients).
+twice. CPU s/1k: `serve`'s user+system seconds during the phase per 1,000 commits.
+
+After the table, for each live phase, where the latency accumulates (`stages.py`):
+each stage's largest lag sampled during the phase (Postgres -> walsender ->
+capture -> Redis -> serve's feed tailer -> the clients), and the CPU of every
+process involved per 1,000 commits, with the cores that demands at the rate
+reached (the machine has `os.cpu_count()`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -47,7 +53,21 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.rows import dict_row
+from stages import (
+    CORES,
+    CPU_HEADER,
+    STAGES_HEADER,
+    Processes,
+    Sampler,
+    Stages,
+    cpu_line,
+    cpu_seconds,
+    rss_kb,
+    stage_line,
+    walsender_pid,
+)
 from workload import ROWS_PER_BUCKET, Written, micros, start_writing
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -59,11 +79,9 @@ POLL_SQL = "SELECT id, bucket, value, ts FROM items WHERE bucket = %s"
 DRAIN_IDLE_S = 5.0  # a phase has drained when nothing new arrived for this long
 DRAIN_MAX_S = 60.0
 
-Pids = tuple[int, int]  # serve, capture
 HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
           f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
-          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'up CPU s':>8}"
-          f" {'kB/sub':>7}")
+          f" {'CPU s/1k':>8} {'all up s':>8} {'up CPU s':>8} {'kB/sub':>7}")
 
 
 @dataclass
@@ -77,12 +95,12 @@ class Row:
     missing: int | None = None
     duplicates: int | None = None
     cpu_per_1k: float | None = None  # serve's
-    capture_cpu_per_1k: float | None = None
-    client_cpu_per_1k: float | None = None  # this process: the websocket clients
     up_to_date_s: float | None = None
     up_cpu_s: float | None = None  # serve's CPU seconds until all were up to date
     rss_kb_per_sub: float | None = None
     errors: int = 0
+    commits: int = 0
+    stages: Stages | None = None  # where the latency accumulated, and every process's CPU
 
 
 def main() -> None:
@@ -113,14 +131,20 @@ def main() -> None:
         postgres.restart()
         url = setup_database(postgres.url, buckets)
         gateway_url = role_url(url, "gateway")
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        with redis.Redis.from_url(redis_server.url) as r:
+            redis_pid = int(r.info("server")["process_id"])
         with capture(url, redis_server.url) as capture_pid:
+            procs = Processes(0, capture_pid, postmaster, walsender_pid(url), redis_pid)
             if not args.skip_small:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                    rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
-                                             Path(folder)))
+                    rows += asyncio.run(live(args, ws_url, url, redis_server.url,
+                                             dataclasses.replace(procs, serve=pid),
+                                             rates, Path(folder)))
             if not args.skip_big:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                    rows.append(asyncio.run(big(args, ws_url, url, (pid, capture_pid),
+                    rows.append(asyncio.run(big(args, ws_url, url, redis_server.url,
+                                                dataclasses.replace(procs, serve=pid),
                                                 Path(folder))))
             if not args.skip_baseline:
                 rows.append(asyncio.run(poll(args, role_url(url, "poller"), url, rates[0],
@@ -210,16 +234,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def sampler(url: str, redis_url: str, ws_url: str) -> Sampler:
+    """The stages of the pipeline feeding `serve` at `ws_url`."""
+    metrics = ws_url.replace("ws://", "http://").replace("/graphql", "/metrics")
+    return Sampler(url, redis_url, metrics, "bench")
 
 
 class Clients:
@@ -271,11 +289,12 @@ class Clients:
             self.errors += 1
             self.error_kinds[str(exc)[:90]] += 1
 
-    async def phase(self, name: str, url: str, pids: Pids, tps: float, seconds: float,
-                    buckets: int, folder: Path) -> Row:
+    async def phase(self, name: str, url: str, procs: Processes, stages: Sampler, tps: float,
+                    seconds: float, buckets: int, folder: Path) -> Row:
         """Write at `tps` for `seconds`; the row of what the clients saw of it."""
         self.latencies_ms, self.deletes = [], Counter()
-        cpu = [cpu_seconds(pid) for pid in (*pids, os.getpid())]
+        cpu, began = procs.cpu(), time.monotonic()
+        stages.start()
         writing = start_writing(url, tps, seconds, buckets, folder)
         while not writing.ready():
             await asyncio.sleep(0.2)
@@ -285,15 +304,16 @@ class Clients:
             time.monotonic() - self.last_arrival < DRAIN_IDLE_S
         ):
             await asyncio.sleep(0.2)
-        per_1k = [
-            (cpu_seconds(pid) - before) / max(written.commits, 1) * 1000
-            for pid, before in zip((*pids, os.getpid()), cpu, strict=True)
-        ]
+        sampled = await stages.stop()
+        sampled.wall_s = time.monotonic() - began
+        sampled.cpu_s = {name: seconds - cpu[name] for name, seconds in procs.cpu().items()}
+        sampled.cpu_s["writers"] = written.cpu_s
         return Row(
             name, tps, written.commits / written.seconds, list(self.latencies_ms),
             missing(written, self),
             sum(self.received[t] - 1 for t in written.rows if self.received[t] > 1),
-            *per_1k, errors=self.errors,
+            sampled.cpu_s["serve"] / max(written.commits, 1) * 1000, errors=self.errors,
+            commits=written.commits, stages=sampled,
         )
 
     async def close(self) -> None:
@@ -324,16 +344,16 @@ async def wait_up_to_date(clients: Clients, subscriptions: int, timeout_s: float
     return time.monotonic() - started
 
 
-async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
-               rates: list[float], folder: Path) -> list[Row]:
+async def live(args: argparse.Namespace, ws_url: str, url: str, redis_url: str,
+               procs: Processes, rates: list[float], folder: Path) -> list[Row]:
     clients = Clients()
     await clients.start(ws_url, args.subscriptions, args.connections)
     await wait_up_to_date(clients, args.subscriptions, args.big_timeout)
     name = f"{args.subscriptions} subs / {args.connections} conns"
     rows = []
     for tps in rates:
-        rows.append(await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions,
-                                        folder))
+        rows.append(await clients.phase(name, url, procs, sampler(url, redis_url, ws_url), tps,
+                                        args.seconds, args.subscriptions, folder))
         print_rows(rows[-1:])
     mismatched = await mismatches(url, {b: c.rows for b, c in clients.copies.items()})
     print(f"{name}: subscriptions not equal to Postgres at the end: {mismatched},"
@@ -342,9 +362,9 @@ async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
     return rows
 
 
-async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
-              folder: Path) -> Row:
-    subscriptions, pid = args.big_subscriptions, pids[0]
+async def big(args: argparse.Namespace, ws_url: str, url: str, redis_url: str,
+              procs: Processes, folder: Path) -> Row:
+    subscriptions, pid = args.big_subscriptions, procs.serve
     rss = rss_kb(pid)
     clients = Clients()
     cpu = cpu_seconds(pid)
@@ -361,8 +381,9 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
               f" {time.monotonic() - started:.0f} s, {clients.errors} errors:"
               f" {clients.error_kinds.most_common(3)}", flush=True)
     grown = (rss_kb(pid) - rss) / subscriptions
-    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
-                              args.big_tps, args.seconds, subscriptions, folder)
+    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, procs,
+                              sampler(url, redis_url, ws_url), args.big_tps, args.seconds,
+                              subscriptions, folder)
     row.up_to_date_s, row.up_cpu_s, row.rss_kb_per_sub = took, up_cpu, grown
     print_rows([row])
     await clients.close()
@@ -440,6 +461,19 @@ def shown(value: float | int | None, spec: str) -> str:
 def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\n~{args.seconds:g} s per rate; {PGSIFT}\n")
     print_rows(rows, header=True)
+    staged = [r for r in rows if r.stages is not None]
+    print("\nWhere the latency accumulates (largest value sampled in each phase):\n")
+    print(STAGES_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(stage_line(r.name, r.asked, r.reached, r.stages, percentile(r.latencies_ms, 0.5),
+                         percentile(r.latencies_ms, 0.99)))
+    print(f"\nCPU ms per 1,000 commits; cores@rate: the cores the reached rate demands"
+          f" (this machine has {CORES}); cores used: CPU / the phase's wall time\n")
+    print(CPU_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(cpu_line(r.name, r.reached, r.commits, r.stages))
 
 
 def print_rows(rows: list[Row], *, header: bool = False) -> None:
@@ -453,7 +487,6 @@ def print_rows(rows: list[Row], *, header: bool = False) -> None:
             f" {percentile(lat, 0.5):>8.1f} {percentile(lat, 0.99):>8.1f}"
             f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
             f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
-            f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
             f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.up_cpu_s, '.1f'):>8}"
             f" {shown(r.rss_kb_per_sub, '.1f'):>7}",
             flush=True,
