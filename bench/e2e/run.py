@@ -59,6 +59,7 @@ from stages import (
     CORES,
     CPU_HEADER,
     STAGES_HEADER,
+    WAIT_HEADER,
     Processes,
     Sampler,
     Stages,
@@ -66,6 +67,7 @@ from stages import (
     cpu_seconds,
     rss_kb,
     stage_line,
+    wait_line,
     walsender_pid,
 )
 from workload import ROWS_PER_BUCKET, Written, micros, start_writing
@@ -293,7 +295,7 @@ class Clients:
                     seconds: float, buckets: int, folder: Path) -> Row:
         """Write at `tps` for `seconds`; the row of what the clients saw of it."""
         self.latencies_ms, self.deletes = [], Counter()
-        cpu, began = procs.cpu(), time.monotonic()
+        cpu, waits, began = procs.cpu(), procs.waits(), time.monotonic()
         stages.start()
         writing = start_writing(url, tps, seconds, buckets, folder)
         while not writing.ready():
@@ -308,6 +310,7 @@ class Clients:
         sampled.wall_s = time.monotonic() - began
         sampled.cpu_s = {name: seconds - cpu[name] for name, seconds in procs.cpu().items()}
         sampled.cpu_s["writers"] = written.cpu_s
+        sampled.wait_s = {name: seconds - waits[name] for name, seconds in procs.waits().items()}
         return Row(
             name, tps, written.commits / written.seconds, list(self.latencies_ms),
             missing(written, self),
@@ -474,6 +477,11 @@ def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
     for r in staged:
         assert r.stages is not None
         print(cpu_line(r.name, r.reached, r.commits, r.stages))
+    print("\nRunnable but waiting for a CPU (share of the phase's wall time)\n")
+    print(WAIT_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(wait_line(r.name, r.reached, r.stages))
 
 
 def print_rows(rows: list[Row], *, header: bool = False) -> None:

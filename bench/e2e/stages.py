@@ -15,6 +15,8 @@ frames) -> the clients. Sampled every `INTERVAL_S` while writing and draining:
   time of the newest entry the feed tailer read (commit -> serve has it);
 * behind: serve's `pgsift_feed_entries_behind` (feed entries after the tailer,
   counted up to 100).
+* clients loop lag s: how late this sampler (a task of the clients' event loop)
+  woke up: a busy or CPU-starved client process delays every frame it reads.
 The client latency minus the tailer lag is what serve's delivery and the clients
 themselves add.
 
@@ -22,14 +24,19 @@ CPU: user+system seconds of each process during the phase (writing and drain):
 `serve`, `capture`, the bench's client process(es), the writer processes (they
 report their own), Postgres split into the walsender and every other process of
 the cluster (the postmaster's own, its live children's and its reaped children's
-time), and Redis.
+time), and Redis; how long each waited, runnable, for a CPU (the kernel's
+schedstat, summed over the process's threads; Postgres: the walsender only); and
+the whole machine's busy time (/proc/stat), of which "others" is what processes
+outside this benchmark (other work on the machine) used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +72,22 @@ def tree_cpu_seconds(pid: int, leave_out: int | None = None) -> float:
     return total
 
 
+def runq_seconds(pid: int) -> float:
+    """Seconds the threads of `pid` spent runnable but waiting for a CPU."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def machine_busy_seconds() -> float:
+    """Core-seconds every CPU of the machine spent busy since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -93,6 +116,17 @@ class Processes:
             "walsender": cpu_seconds(self.walsender),
             "postgres": tree_cpu_seconds(self.postmaster, leave_out=self.walsender),
             "redis": cpu_seconds(self.redis),
+            "machine": machine_busy_seconds(),
+        }
+
+    def waits(self) -> dict[str, float]:
+        """Cumulative seconds waiting for a CPU, by name (those measured)."""
+        return {
+            "serve": runq_seconds(self.serve),
+            "capture": runq_seconds(self.capture),
+            "clients": sum(runq_seconds(pid) for pid in self.clients()),
+            "walsender": runq_seconds(self.walsender),
+            "redis": runq_seconds(self.redis),
         }
 
 
@@ -106,7 +140,9 @@ class Stages:
     flush_lag_s: float = math.nan
     tailer_lag_s: float = math.nan
     behind: float = math.nan
-    cpu_s: dict[str, float] = field(default_factory=dict)
+    loop_lag_s: float = math.nan
+    cpu_s: dict[str, float] = field(default_factory=dict)  # PROCESSES, and "machine"
+    wait_s: dict[str, float] = field(default_factory=dict)  # runnable, waiting for a CPU
     wall_s: float = math.nan  # the phase's writing and drain
 
     def take(self, sample: dict[str, float]) -> None:
@@ -137,17 +173,16 @@ class Sampler:
 
     async def _run(self) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn, \
-                httpx.AsyncClient() as http:
-            feed = redis.asyncio.Redis.from_url(self.redis_url)
-            try:
-                while True:
-                    self.stages.take(await self._sample(conn, feed, http))
-                    await asyncio.sleep(INTERVAL_S)
-            finally:
-                await feed.aclose()
+                httpx.AsyncClient() as http, redis.asyncio.Redis.from_url(self.redis_url) as feed:
+            while True:
+                self.stages.take(await self._sample(conn, feed, http))
+                due = time.monotonic() + INTERVAL_S
+                await asyncio.sleep(INTERVAL_S)
+                self.stages.take({"loop_lag_s": time.monotonic() - due})
 
     async def _sample(self, conn: psycopg.AsyncConnection[tuple[float, ...]],
-                      feed: redis.asyncio.Redis, http: httpx.AsyncClient) -> dict[str, float]:
+                      feed: redis.asyncio.Redis[bytes],
+                      http: httpx.AsyncClient) -> dict[str, float]:
         newest = await feed.xrevrange(self.stream, count=1)
         feed_lsn = int(newest[0][0].split(b"-")[0]) if newest else 0
         cursor = await conn.execute(
@@ -197,18 +232,21 @@ def walsender_pid(url: str) -> int:
 
 STAGES_HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'wal>sent kB':>11}"
                  f" {'wal>feed kB':>11} {'slot kB':>8} {'flush lag s':>11}"
-                 f" {'tailer lag s':>12} {'behind':>6} {'client p50 s':>12} {'client p99 s':>12}")
+                 f" {'tailer lag s':>12} {'behind':>6} {'loop lag s':>10} {'client p50 s':>12}"
+                 f" {'client p99 s':>12}")
 CPU_HEADER = (f"{'':30} {'reached/s':>9} "
               + " ".join(f"{name:>9}" for name in PROCESSES)
-              + f" {'sum':>7} {'cores@rate':>10} {'cores used':>10}")
+              + f" {'sum':>7} {'cores@rate':>10} {'cores used':>10} {'others':>6} {'machine':>7}")
+WAITED = ("serve", "capture", "clients", "walsender", "redis")
+WAIT_HEADER = f"{'':30} {'reached/s':>9} " + " ".join(f"{name:>9}" for name in WAITED)
 
 
 def stage_line(name: str, asked: float, reached: float, s: Stages, p50_ms: float,
                p99_ms: float) -> str:
     return (f"{name:30} {asked:>8.0f} {reached:>9.0f} {s.wal_to_sent_kb:>11.0f}"
             f" {s.wal_to_feed_kb:>11.0f} {s.slot_kb:>8.0f} {s.flush_lag_s:>11.2f}"
-            f" {s.tailer_lag_s:>12.2f} {s.behind:>6.0f} {p50_ms / 1000:>12.2f}"
-            f" {p99_ms / 1000:>12.2f}")
+            f" {s.tailer_lag_s:>12.2f} {s.behind:>6.0f} {s.loop_lag_s:>10.2f}"
+            f" {p50_ms / 1000:>12.2f} {p99_ms / 1000:>12.2f}")
 
 
 def cpu_line(name: str, reached: float, commits: int, s: Stages) -> str:
@@ -216,6 +254,14 @@ def cpu_line(name: str, reached: float, commits: int, s: Stages) -> str:
     demands (CPU per commit x commits per second); cores used: CPU / the phase's wall time."""
     per_1k = {p: s.cpu_s.get(p, math.nan) / max(commits, 1) * 1e6 for p in PROCESSES}
     total = sum(per_1k.values())
-    used = sum(s.cpu_s.values()) / s.wall_s
+    used = sum(s.cpu_s[p] for p in PROCESSES) / s.wall_s
+    machine = s.cpu_s["machine"] / s.wall_s
     return (f"{name:30} {reached:>9.0f} " + " ".join(f"{per_1k[p]:>9.0f}" for p in PROCESSES)
-            + f" {total:>7.0f} {total * reached / 1e6:>10.2f} {used:>10.2f}")
+            + f" {total:>7.0f} {total * reached / 1e6:>10.2f} {used:>10.2f}"
+            + f" {machine - used:>6.2f} {machine:>7.2f}")
+
+
+def wait_line(name: str, reached: float, s: Stages) -> str:
+    """The share of the phase's wall time each process spent runnable, waiting for a CPU."""
+    return (f"{name:30} {reached:>9.0f} "
+            + " ".join(f"{s.wait_s.get(p, math.nan) / s.wall_s:>9.0%}" for p in WAITED))
