@@ -21,8 +21,6 @@ from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from pgsift.middleware.gateway.small_frames import small_frames_plain
-
 
 class CoalescedTransport:
     """`transport` with the writes of one event-loop turn joined into one write."""
@@ -88,14 +86,7 @@ class CoalescedTransport:
 
 
 class CoalescedWebSocketsProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets (sans-I/O) protocol writing through a `CoalescedTransport`,
-    its permessage-deflate leaving small messages uncompressed (`small_frames`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.conn.available_extensions = [
-            small_frames_plain(factory) for factory in self.conn.available_extensions or ()
-        ]
+    """uvicorn's websockets (sans-I/O) protocol writing through a `CoalescedTransport`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: not checked.
