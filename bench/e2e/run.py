@@ -24,8 +24,16 @@ Latency: `clock_timestamp()` written in the row -> the client reading it.
 Missing: row versions (and deletes) the writers' RETURNING says a subscription
 must see that it had not seen when the phase drained (subscriptions that ended
 with an error are counted under errors instead); duplicates: row versions seen
-twice. CPU: user+system seconds during the phase per 1,000 commits of `serve`,
-`capture` and this process (the websocket clients).
+twice. CPU s/1k: `serve`'s user+system seconds during the phase per 1,000 commits.
+
+After the table, for each live phase, where the latency accumulates (`stages.py`):
+each stage's largest lag sampled during the phase (Postgres -> walsender ->
+capture -> Redis -> serve's feed tailer -> the clients), the CPU of every
+process involved per 1,000 commits with the cores that demands at the rate
+reached, the machine's busy cores (and what other work on it used), and how
+long each process waited, runnable, for a CPU. Everything runs on this one
+machine: the writers and the clients (one process, `clients.py`) take their
+share of its cores from pgsift's processes, as the CPU table shows.
 """
 
 from __future__ import annotations
@@ -33,56 +41,46 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
+from clients import Clients, Row, wait_up_to_date
 from psycopg.rows import dict_row
-from workload import ROWS_PER_BUCKET, Written, micros, start_writing
+from stages import (
+    CORES,
+    CPU_HEADER,
+    STAGES_HEADER,
+    WAIT_HEADER,
+    Processes,
+    Sampler,
+    cpu_line,
+    cpu_seconds,
+    rss_kb,
+    stage_line,
+    wait_line,
+    walsender_pid,
+)
+from workload import ROWS_PER_BUCKET, start_writing
 
 from pgsift.middleware.embedded import EmbeddedPostgres, EmbeddedRedis
-from pgsift.middleware.gateway.client import LocalCopy, OperationError, SyncConnection, key_of
+from pgsift.middleware.gateway.client import key_of
 
 PGSIFT = Path(sys.executable).with_name("pgsift")
-QUERY = "SELECT id, bucket, value, ts FROM items WHERE bucket = $1"
 POLL_SQL = "SELECT id, bucket, value, ts FROM items WHERE bucket = %s"
-DRAIN_IDLE_S = 5.0  # a phase has drained when nothing new arrived for this long
-DRAIN_MAX_S = 60.0
 
-Pids = tuple[int, int]  # serve, capture
 HEADER = (f"{'':30} {'asked/s':>8} {'reached/s':>9} {'changes':>8} {'p50 ms':>8}"
           f" {'p99 ms':>8} {'max ms':>8} {'missing':>8} {'dup':>5} {'errors':>6}"
-          f" {'CPU s/1k':>8} {'capture':>7} {'client':>6} {'all up s':>8} {'up CPU s':>8}"
-          f" {'kB/sub':>7}")
-
-
-@dataclass
-class Row:
-    """One line of the table."""
-
-    name: str
-    asked: float
-    reached: float = float("nan")
-    latencies_ms: list[float] = field(default_factory=list)
-    missing: int | None = None
-    duplicates: int | None = None
-    cpu_per_1k: float | None = None  # serve's
-    capture_cpu_per_1k: float | None = None
-    client_cpu_per_1k: float | None = None  # this process: the websocket clients
-    up_to_date_s: float | None = None
-    up_cpu_s: float | None = None  # serve's CPU seconds until all were up to date
-    rss_kb_per_sub: float | None = None
-    errors: int = 0
+          f" {'CPU s/1k':>8} {'all up s':>8} {'up CPU s':>8} {'kB/sub':>7}")
 
 
 def main() -> None:
@@ -113,14 +111,20 @@ def main() -> None:
         postgres.restart()
         url = setup_database(postgres.url, buckets)
         gateway_url = role_url(url, "gateway")
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        with redis.Redis.from_url(redis_server.url) as r:
+            redis_pid = int(r.info("server")["process_id"])
         with capture(url, redis_server.url) as capture_pid:
+            procs = Processes(0, capture_pid, postmaster, walsender_pid(url), redis_pid)
             if not args.skip_small:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                    rows += asyncio.run(live(args, ws_url, url, (pid, capture_pid), rates,
-                                             Path(folder)))
+                    rows += asyncio.run(live(args, ws_url, url, redis_server.url,
+                                             dataclasses.replace(procs, serve=pid),
+                                             rates, Path(folder)))
             if not args.skip_big:
                 with serve(gateway_url, redis_server.url) as (ws_url, pid):
-                    rows.append(asyncio.run(big(args, ws_url, url, (pid, capture_pid),
+                    rows.append(asyncio.run(big(args, ws_url, url, redis_server.url,
+                                                dataclasses.replace(procs, serve=pid),
                                                 Path(folder))))
             if not args.skip_baseline:
                 rows.append(asyncio.run(poll(args, role_url(url, "poller"), url, rates[0],
@@ -210,130 +214,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def sampler(url: str, redis_url: str, ws_url: str) -> Sampler:
+    """The stages of the pipeline feeding `serve` at `ws_url`."""
+    metrics = ws_url.replace("ws://", "http://").replace("/graphql", "/metrics")
+    return Sampler(url, redis_url, metrics, "bench")
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-class Clients:
-    """Subscriptions over websockets, one per bucket; what each received live."""
-
-    def __init__(self) -> None:
-        self.copies: dict[int, LocalCopy] = {}
-        self.received: Counter[tuple[int, int, int]] = Counter()
-        self.deletes: Counter[tuple[int, int]] = Counter()
-        self.latencies_ms: list[float] = []
-        self.refetches = 0
-        self.errors = 0
-        self.error_kinds: Counter[str] = Counter()
-        self.failed: set[int] = set()  # buckets whose subscription ended with an error
-        self.last_arrival = time.monotonic()
-        self.conns: list[SyncConnection] = []
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def start(self, ws_url: str, subscriptions: int, connections: int) -> None:
-        self.conns = [await SyncConnection.connect(ws_url) for _ in range(connections)]
-        self.tasks = [
-            asyncio.create_task(self.follow(self.conns[b % connections], b))
-            for b in range(subscriptions)
-        ]
-
-    def up_to_date(self) -> int:
-        return sum(1 for c in self.copies.values() if c.up_to_date)
-
-    async def follow(self, conn: SyncConnection, bucket: int) -> None:
-        copy = self.copies[bucket] = LocalCopy()
-        try:
-            async for message in conn.sync(QUERY, [bucket]):
-                now = time.time()
-                if message["mustRefetch"]:
-                    self.refetches += 1
-                if message["upToDate"]:
-                    for change in message["changes"]:
-                        self.last_arrival = time.monotonic()
-                        if change["op"] == "DELETE":
-                            self.deletes[(bucket, int(change["key"]["id"]))] += 1
-                            continue
-                        row = change["row"]
-                        written = datetime.fromisoformat(row["ts"])
-                        self.received[(bucket, int(row["id"]), micros(written))] += 1
-                        self.latencies_ms.append((now - written.timestamp()) * 1000)
-                copy.apply(message)
-        except OperationError as exc:
-            self.failed.add(bucket)
-            self.errors += 1
-            self.error_kinds[str(exc)[:90]] += 1
-
-    async def phase(self, name: str, url: str, pids: Pids, tps: float, seconds: float,
-                    buckets: int, folder: Path) -> Row:
-        """Write at `tps` for `seconds`; the row of what the clients saw of it."""
-        self.latencies_ms, self.deletes = [], Counter()
-        cpu = [cpu_seconds(pid) for pid in (*pids, os.getpid())]
-        writing = start_writing(url, tps, seconds, buckets, folder)
-        while not writing.ready():
-            await asyncio.sleep(0.2)
-        written: Written = writing.get()
-        started = time.monotonic()
-        while missing(written, self) and time.monotonic() - started < DRAIN_MAX_S and (
-            time.monotonic() - self.last_arrival < DRAIN_IDLE_S
-        ):
-            await asyncio.sleep(0.2)
-        per_1k = [
-            (cpu_seconds(pid) - before) / max(written.commits, 1) * 1000
-            for pid, before in zip((*pids, os.getpid()), cpu, strict=True)
-        ]
-        return Row(
-            name, tps, written.commits / written.seconds, list(self.latencies_ms),
-            missing(written, self),
-            sum(self.received[t] - 1 for t in written.rows if self.received[t] > 1),
-            *per_1k, errors=self.errors,
-        )
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for conn in self.conns:
-            await conn.close()
-
-
-def missing(written: Written, clients: Clients) -> int:
-    """What subscriptions did not receive (those that ended with an error, counted under
-    `errors`, left out)."""
-    failed = clients.failed
-    rows = sum(1 for t in written.rows if t[0] not in failed and t not in clients.received)
-    deletes = sum(max(0, n - clients.deletes[t]) for t, n in written.deletes.items()
-                  if t[0] not in failed)
-    return rows + deletes
-
-
-async def wait_up_to_date(clients: Clients, subscriptions: int, timeout_s: float) -> float | None:
-    """Seconds until all `subscriptions` are up to date; None after `timeout_s`, or once
-    some failed (they never will be)."""
-    started = time.monotonic()
-    while (done := clients.up_to_date()) < subscriptions:
-        if time.monotonic() - started > timeout_s or done + clients.errors >= subscriptions:
-            return None
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
-
-
-async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
-               rates: list[float], folder: Path) -> list[Row]:
+async def live(args: argparse.Namespace, ws_url: str, url: str, redis_url: str,
+               procs: Processes, rates: list[float], folder: Path) -> list[Row]:
     clients = Clients()
     await clients.start(ws_url, args.subscriptions, args.connections)
     await wait_up_to_date(clients, args.subscriptions, args.big_timeout)
     name = f"{args.subscriptions} subs / {args.connections} conns"
     rows = []
     for tps in rates:
-        rows.append(await clients.phase(name, url, pids, tps, args.seconds, args.subscriptions,
-                                        folder))
+        rows.append(await clients.phase(name, url, procs, sampler(url, redis_url, ws_url), tps,
+                                        args.seconds, args.subscriptions, folder))
         print_rows(rows[-1:])
     mismatched = await mismatches(url, {b: c.rows for b, c in clients.copies.items()})
     print(f"{name}: subscriptions not equal to Postgres at the end: {mismatched},"
@@ -342,9 +238,9 @@ async def live(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
     return rows
 
 
-async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
-              folder: Path) -> Row:
-    subscriptions, pid = args.big_subscriptions, pids[0]
+async def big(args: argparse.Namespace, ws_url: str, url: str, redis_url: str,
+              procs: Processes, folder: Path) -> Row:
+    subscriptions, pid = args.big_subscriptions, procs.serve
     rss = rss_kb(pid)
     clients = Clients()
     cpu = cpu_seconds(pid)
@@ -361,8 +257,9 @@ async def big(args: argparse.Namespace, ws_url: str, url: str, pids: Pids,
               f" {time.monotonic() - started:.0f} s, {clients.errors} errors:"
               f" {clients.error_kinds.most_common(3)}", flush=True)
     grown = (rss_kb(pid) - rss) / subscriptions
-    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, pids,
-                              args.big_tps, args.seconds, subscriptions, folder)
+    row = await clients.phase(f"{subscriptions} subs / {args.big_connections} conns", url, procs,
+                              sampler(url, redis_url, ws_url), args.big_tps, args.seconds,
+                              subscriptions, folder)
     row.up_to_date_s, row.up_cpu_s, row.rss_kb_per_sub = took, up_cpu, grown
     print_rows([row])
     await clients.close()
@@ -440,6 +337,24 @@ def shown(value: float | int | None, spec: str) -> str:
 def print_table(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\n~{args.seconds:g} s per rate; {PGSIFT}\n")
     print_rows(rows, header=True)
+    staged = [r for r in rows if r.stages is not None]
+    print("\nWhere the latency accumulates (largest value sampled in each phase):\n")
+    print(STAGES_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(stage_line(r.name, r.asked, r.reached, r.stages, percentile(r.latencies_ms, 0.5),
+                         percentile(r.latencies_ms, 0.99)))
+    print(f"\nCPU ms per 1,000 commits; cores@rate: the cores the reached rate demands"
+          f" (this machine has {CORES}); cores used: CPU / the phase's wall time\n")
+    print(CPU_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(cpu_line(r.name, r.reached, r.commits, r.stages))
+    print("\nRunnable but waiting for a CPU (share of the phase's wall time)\n")
+    print(WAIT_HEADER)
+    for r in staged:
+        assert r.stages is not None
+        print(wait_line(r.name, r.reached, r.stages))
 
 
 def print_rows(rows: list[Row], *, header: bool = False) -> None:
@@ -453,7 +368,6 @@ def print_rows(rows: list[Row], *, header: bool = False) -> None:
             f" {percentile(lat, 0.5):>8.1f} {percentile(lat, 0.99):>8.1f}"
             f" {max(lat, default=float('nan')):>8.1f} {shown(r.missing, 'd'):>8}"
             f" {shown(r.duplicates, 'd'):>5} {r.errors:>6} {shown(r.cpu_per_1k, '.2f'):>8}"
-            f" {shown(r.capture_cpu_per_1k, '.2f'):>7} {shown(r.client_cpu_per_1k, '.2f'):>6}"
             f" {shown(r.up_to_date_s, '.1f'):>8} {shown(r.up_cpu_s, '.1f'):>8}"
             f" {shown(r.rss_kb_per_sub, '.1f'):>7}",
             flush=True,

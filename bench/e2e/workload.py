@@ -37,6 +37,7 @@ class Written:
 
     commits: int = 0
     seconds: float = 0.0
+    cpu_s: float = 0.0  # the writer processes' user+system seconds
     rows: set[RowToken] = field(default_factory=set)
     deletes: Counter[DeleteToken] = field(default_factory=Counter)
 
@@ -100,7 +101,7 @@ def writer(
                     deletes.append((got[0], victim))
         taken = time.perf_counter() - start
     Path(out).write_text(json.dumps({"commits": n, "seconds": taken, "rows": rows,
-                                     "deletes": deletes}))
+                                     "deletes": deletes, "cpu": time.process_time()}))
 
 
 def write(url: str, tps: float, seconds: float, buckets: int, folder: Path) -> Written:
@@ -130,6 +131,7 @@ def write(url: str, tps: float, seconds: float, buckets: int, folder: Path) -> W
         part = json.loads(path.read_text())
         written.commits += part["commits"]
         written.seconds = max(written.seconds, part["seconds"])
+        written.cpu_s += part["cpu"]
         written.rows.update(tuple(t) for t in part["rows"])
         written.deletes.update(tuple(t) for t in part["deletes"])
         path.unlink()

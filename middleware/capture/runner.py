@@ -68,6 +68,13 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_INTERVAL_S = 5
 ACK_POLL_S = 0.01
+# Entries wait up to this long for more before they are stored, when the stream
+# pauses. Stored at every pause instead, a few thousand small transactions a second
+# cost one append (a script run in Redis, a wake-up of every gateway's tailer, a
+# slot confirmation) each: at 1,000-2,000 commits/s capture and serve spent two to
+# three times the CPU per commit they spend at 5,000 (`bench/e2e/run.py`), on a
+# machine where that CPU is what the latency waits for.
+FLUSH_AFTER_S = 0.005
 CLOCK_EVERY = 256
 
 
@@ -173,6 +180,7 @@ class _Session:
         )
         self.pending: list[EncodedEntry] = []
         self.pending_changes = 0
+        self.flush_due = 0.0  # when the pending entries are stored at a pause (FLUSH_AFTER_S)
         self.completed_lsn = 0  # end LSN of the last transaction fully handed to `pending`
         self.submitted_lsn = 0  # ... handed to the appender
         self.confirmed_lsn = 0  # ... stored and confirmed to the slot
@@ -277,7 +285,12 @@ class _Session:
                     self._confirm(cursor)
 
     def _idle(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
-        """Nothing to read: store what is pending, confirm, wait for the server a while."""
+        """Nothing to read: store what is pending (once it waited FLUSH_AFTER_S), confirm,
+        wait for the server a while."""
+        early = self.flush_due - time.monotonic()
+        if self.pending and early > 0:
+            select.select([cursor.connection], [], [], early)
+            return
         self._flush()
         if not self.assembler.in_transaction:
             self.clock.drained(self.completed_lsn)
@@ -333,6 +346,8 @@ class _Session:
     def _queue(self, entry: FeedEntry) -> None:
         # Encoded here, not on the appender thread: that one then only waits on
         # Redis, without taking the GIL from this thread for long.
+        if not self.pending:
+            self.flush_due = time.monotonic() + FLUSH_AFTER_S
         self.pending.append(encode(entry))
         self.pending_changes += len(entry.changes)
 
