@@ -75,6 +75,10 @@ ACK_POLL_S = 0.01
 # three times the CPU per commit they spend at 5,000 (`bench/e2e/run.py`), on a
 # machine where that CPU is what the latency waits for.
 FLUSH_AFTER_S = 0.005
+# ... but only while the stream is busy: the last store was less than this long ago.
+# A commit after a quiet spell is stored at once (the wait would only add latency:
+# nothing else is coming to share the append with).
+BUSY_WITHIN_S = 0.01
 CLOCK_EVERY = 256
 
 
@@ -181,6 +185,7 @@ class _Session:
         self.pending: list[EncodedEntry] = []
         self.pending_changes = 0
         self.flush_due = 0.0  # when the pending entries are stored at a pause (FLUSH_AFTER_S)
+        self.flushed_at = 0.0  # when entries were last handed to the appender
         self.completed_lsn = 0  # end LSN of the last transaction fully handed to `pending`
         self.submitted_lsn = 0  # ... handed to the appender
         self.confirmed_lsn = 0  # ... stored and confirmed to the slot
@@ -347,7 +352,9 @@ class _Session:
         # Encoded here, not on the appender thread: that one then only waits on
         # Redis, without taking the GIL from this thread for long.
         if not self.pending:
-            self.flush_due = time.monotonic() + FLUSH_AFTER_S
+            now = time.monotonic()
+            busy = now - self.flushed_at < BUSY_WITHIN_S
+            self.flush_due = now + FLUSH_AFTER_S if busy else now
         self.pending.append(encode(entry))
         self.pending_changes += len(entry.changes)
 
@@ -363,6 +370,7 @@ class _Session:
                 and self.completed_lsn <= self.submitted_lsn):
             return
         self.appender.submit(Batch(self.pending, self.completed_lsn, fingerprints, chunk_size))
+        self.flushed_at = time.monotonic()
         self.submitted_lsn = max(self.submitted_lsn, self.completed_lsn)
         self.pending, self.pending_changes = [], 0
 

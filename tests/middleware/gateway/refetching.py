@@ -11,13 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pgsift.middleware.gateway.client import LocalCopy, SyncConnection
 from tests.middleware.gateway.harness import eventually, token
 from tests.middleware.gateway.pgrows import expected
+
+
+@contextlib.asynccontextmanager
+async def kept_by(run: Callable[[], Awaitable[None]], copy: LocalCopy) -> AsyncIterator[None]:
+    """`run()` (which applies messages to `copy`) in the background until the block ends;
+    the block starts once `copy` is up to date (or `run` ended)."""
+    task = asyncio.create_task(run())
+    try:
+        await eventually(lambda: copy.up_to_date or task.done(), "the copy to be up to date")
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass
@@ -47,14 +61,8 @@ async def refollowing(
                 copy.refetches += 1
                 copy.reset()  # no await since `apply`: nobody sees the refetch state
 
-        task = asyncio.create_task(run())
-        try:
-            await eventually(lambda: copy.up_to_date or task.done(), "the copy to be up to date")
+        async with kept_by(run, copy):
             yield copy
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def settles(copy: LocalCopy, database_url: str, sql: str, params: list[Any]) -> None:

@@ -27,7 +27,7 @@ from tests.middleware.gateway.harness import (
     token,
 )
 from tests.middleware.gateway.pgrows import execute, expected
-from tests.middleware.gateway.refetching import refollowing, settles
+from tests.middleware.gateway.refetching import kept_by, refollowing, settles
 
 MEMBERSHIPS = """
 CREATE TABLE memberships (id int PRIMARY KEY, team_id int, user_id text);
@@ -65,14 +65,8 @@ async def following(
             async for message in conn.sync(query, params):
                 copy.apply(message)
 
-        task = asyncio.create_task(run())
-        try:
-            await eventually(lambda: copy.up_to_date or task.done(), "the copy to be up to date")
+        async with kept_by(run, copy):
             yield copy
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def converges(copy: LocalCopy, database_url: str, sql: str, params: list[Any]) -> None:
