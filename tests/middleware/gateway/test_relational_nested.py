@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from pgsift.middleware.gateway.client import OperationError, SyncConnection
-from pgsift.middleware.settings import Settings
 from tests.middleware.capture.processes import capturing
 from tests.middleware.gateway.harness import (
     ISSUES_SCHEMA,
@@ -56,11 +55,6 @@ NESTED_POLICIES = {
 }
 
 
-def nested_settings(database_url: str, redis_url: str, policies: dict[str, Any]) -> Settings:
-    """A gateway with the default settings (nested inner selects are served live)."""
-    return gateway_settings(database_url, redis_url, policies=policies)
-
-
 def oracle(query: str) -> str:
     """`query` under the issues' policy of the claims (`team_id = ANY(team_ids)`)."""
     return query.replace("$1", "%s") + " AND team_id = ANY(%s)"
@@ -71,7 +65,7 @@ async def test_a_change_at_the_deepest_table_moves_outer_rows_live(
     database_url: str, redis_url: str, query: str, param: Any
 ) -> None:
     await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
-    settings = nested_settings(database_url, redis_url, NESTED_POLICIES)
+    settings = gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)
     claims = {"sub": "ann", "team_ids": ALLOWED}
     sql, params = oracle(query), [param, ALLOWED]
     with capturing(database_url, redis_url):
@@ -126,7 +120,7 @@ async def test_a_nested_policy_follows_its_deepest_table(
         **NESTED_POLICIES,
         "public.issues": {"columns": ["id", "team_id", "title", "status"], "row": POLICY_ROW},
     }
-    settings = nested_settings(database_url, redis_url, policies)
+    settings = gateway_settings(database_url, redis_url, policies=policies)
     query = "SELECT id, team_id, title FROM issues WHERE title <> $1"
     with capturing(database_url, redis_url):
         async with (
@@ -158,7 +152,7 @@ NESTED_4 = (
 
 async def test_deeper_than_the_setting_is_refused(database_url: str, redis_url: str) -> None:
     await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
-    settings = nested_settings(database_url, redis_url, NESTED_POLICIES)
+    settings = gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)
     async with (
         serve(settings) as url,
         await SyncConnection.connect(
@@ -183,7 +177,7 @@ async def test_a_nested_set_without_a_region_ends_in_must_refetch(
     reading it is dropped and its subscribers refetch, never keeping a wrong row; a
     subscription after that loads it again and is followed live."""
     await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
-    settings = nested_settings(database_url, redis_url, NESTED_POLICIES)
+    settings = gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)
     claims = {"sub": "ann", "team_ids": ALLOWED}
     sql, params = oracle(EXISTS_NESTED), [3, ALLOWED]
     with capturing(database_url, redis_url):

@@ -23,14 +23,13 @@ from starlette.applications import Starlette
 
 from pgsift.middleware.gateway.app import create_app
 from tests.middleware.capture.processes import capturing
-from tests.middleware.gateway.harness import ISSUES_SCHEMA, eventually, serving
+from tests.middleware.gateway.harness import ISSUES_SCHEMA, eventually, gateway_settings, serving
 from tests.middleware.gateway.pgrows import execute
 from tests.middleware.gateway.test_relational_convergence import Client
 from tests.middleware.gateway.test_relational_nested import (
     NESTED_POLICIES,
     POLICY_ORACLE,
     POLICY_ROW,
-    nested_settings,
 )
 
 TRANSACTIONS = 120
@@ -152,7 +151,9 @@ async def test_nested_clients_converge_under_churn_on_every_level(
         **NESTED_POLICIES,
         "public.issues": {"columns": ["id", "team_id", "title", "status"], "row": POLICY_ROW},
     }
-    settings = [nested_settings(database_url, redis_url, p) for p in (NESTED_POLICIES, policies)]
+    settings = [
+        gateway_settings(database_url, redis_url, policies=p) for p in (NESTED_POLICIES, policies)
+    ]
     apps = [create_app(each) for each in settings]
     with capturing(database_url, redis_url):
         async with (
