@@ -19,6 +19,7 @@ wrong one: the registry never answers for a set it does not hold (SetError).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class RegistryStats:
     rows: int
     approx_bytes: int
     max_bytes: int
+    rejudged: int  # nested sets' membership changes judged in memory, since start
 
 
 class SetRegistry:
@@ -59,6 +61,8 @@ class SetRegistry:
         self._readers: dict[str, dict[str, None]] = {}
         self._bytes = 0
         self.over_bound: list[str] = []
+        # Nested sets' membership changes found by judging their candidates again.
+        self.rejudged = 0
 
     # -- SetProvider ------------------------------------------------------------
 
@@ -121,13 +125,13 @@ class SetRegistry:
         state = MaterializedSet(inner)
         budget = self.max_bytes - self._bytes
         for row in rows:
-            state.load((row,))
+            state.load((row,), self)
             if state.approx_bytes > budget:
                 return False
         self._drop(inner.key)
         self._states[inner.key] = state
         self._bytes += state.approx_bytes
-        for key in state.row_keys():
+        for key in state.held_keys():
             self._filing.held(inner.table, inner.key, key, holds=True)
         return True
 
@@ -135,12 +139,24 @@ class SetRegistry:
         """The inner tables of the held sets (whose changes `apply` wants)."""
         return frozenset(self._filing.tables())
 
-    def apply(self, changes: Iterable[Change], *, skip: Collection[str] = ()) -> list[SetDelta]:
+    def apply(
+        self,
+        changes: Iterable[Change],
+        *,
+        skip: Collection[str] = (),
+        unsafe: Collection[str] = (),
+    ) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`.
 
+        A set that changed makes the nested sets reading it judge their candidates in
+        its region again (`MaterializedSet.rejudge`), after their own table's changes
+        and with every set they read as it is after the transaction.
+
         `skip`: sets that already hold this transaction (loaded from a snapshot
-        that saw it); they are left as they are."""
+        that saw it); they are left as they are. `unsafe`: nested sets that cannot
+        be judged again now (loaded from a snapshot the sets they read were not:
+        the gateway's `SetRouter`); one whose sets changed is dropped (`evict`)."""
         # Each set gets the changes that may touch it (`SetFiling`), in their order.
         touched: dict[str, list[Change]] = {}
         keys: dict[int, RowKey | None] = {}
@@ -161,44 +177,44 @@ class SetRegistry:
             for key in candidates:
                 touched.setdefault(key, []).append(change)
         deltas = []
-        # The deepest (fewest dependencies) first.
-        for key in sorted(touched, key=self._depth.__getitem__):
+        # The deepest (fewest dependencies) first: a set's readers come after it.
+        waiting = [(self._depth[key], key) for key in touched]
+        heapq.heapify(waiting)
+        read: dict[str, list[SetDelta]] = {}  # per nested set, the deltas of sets it reads
+        while waiting:
+            _, key = heapq.heappop(waiting)
             state = self._states.get(key)
             if state is None or key in skip:
                 continue
-            if any(d.key not in self._states for d in state.inner.dependencies):
-                self._drop(key)  # a set it reads was dropped: it cannot be kept exact
+            if any(d.key not in self._states for d in state.inner.dependencies) or (
+                key in unsafe and key in read
+            ):
+                self._drop(key)  # a set it reads was dropped or moved: it cannot be kept exact
                 self.over_bound.append(key)
                 continue
             before = state.approx_bytes
+            mine = touched.get(key, [])
             # A truncate empties the set: every row it held is recorded again.
-            held = list(state.row_keys()) if any(c.op == "truncate" for c in touched[key]) else ()
-            delta = state.apply(touched[key], self)
+            held = list(state.held_keys()) if any(c.op == "truncate" for c in mine) else ()
+            delta = state.apply(mine, self)
+            for earlier in read.pop(key, ()):
+                moved = state.rejudge(earlier, self)
+                if moved:
+                    self.rejudged += 1
+                    delta = delta.then(moved)
             self._bytes += state.approx_bytes - before
-            self._record(state, touched[key], keys, held)
+            self._record(state, mine, keys, held)
             if self._bytes > self.max_bytes:
                 self._drop(key)
                 self.over_bound.append(key)
                 continue
             if delta:
                 deltas.append(delta)
+                for reader in self._readers.get(key, ()):
+                    if reader not in read and reader not in touched:
+                        heapq.heappush(waiting, (self._depth[reader], reader))
+                    read.setdefault(reader, []).append(delta)
         return deltas
-
-    def apply_move(self, key: str, rows: Iterable[Mapping[str, Any]], *, flagged: bool) -> SetDelta:
-        """Apply the rows of a move of held set `key`'s own select (a nested set: see
-        `MaterializedSet.apply_move`); its delta."""
-        state = self._states.get(key)
-        if state is None:
-            raise SetError(f"inner set {key[:12]} is not materialized")
-        moved = list(rows)
-        before = state.approx_bytes
-        delta = state.apply_move(moved, flagged=flagged)
-        self._bytes += state.approx_bytes - before
-        inner = state.inner
-        for row in moved:
-            held = tuple(row[c] for c in inner.primary_key)
-            self._filing.held(inner.table, key, held, holds=state.holds(held))
-        return delta
 
     def _record(
         self,
@@ -223,7 +239,7 @@ class SetRegistry:
         state = self._states.pop(key, None)
         if state is not None:
             self._bytes -= state.approx_bytes
-            for row in state.row_keys():
+            for row in state.held_keys():
                 self._filing.held(state.inner.table, key, row, holds=False)
 
     def evict(self, key: str) -> list[str]:
@@ -255,6 +271,11 @@ class SetRegistry:
             self._drop(key)
         return keys
 
+    def reads(self, key: str) -> tuple[str, ...]:
+        """The keys of the sets held set `key` reads directly (none at the first level)."""
+        inner = self._inner.get(key)
+        return () if inner is None else tuple(d.key for d in inner.dependencies)
+
     def dependents(self, key: str) -> tuple[InnerSet, ...]:
         """The held sets that read set `key` directly (nested selects)."""
         return tuple(self._inner[reader] for reader in self._readers.get(key, ()))
@@ -271,4 +292,5 @@ class SetRegistry:
             rows=sum(state.rows for state in self._states.values()),
             approx_bytes=self.approx_bytes,
             max_bytes=self.max_bytes,
+            rejudged=self.rejudged,
         )

@@ -61,6 +61,11 @@ class GatewayMetrics:
             "Measured memory of the materialized inner sets (bound: relational_max_set_bytes)",
             registry=r,
         )
+        self.nested_moves = Gauge(
+            "pgsift_gateway_nested_set_moves",
+            "Membership changes of nested inner sets judged in memory at the tailer, since start",
+            registry=r,
+        )
         self.feed_lag = Gauge(
             "pgsift_gateway_feed_lag_seconds",
             "Now minus the commit time of the last feed entry read",
@@ -135,6 +140,7 @@ class GatewayMetrics:
         """Report the inner sets' count and measured size at every scrape."""
         self.inner_sets.set_function(lambda: stats().materialized)
         self.inner_set_bytes.set_function(lambda: stats().approx_bytes)
+        self.nested_moves.set_function(lambda: stats().rejudged)
 
     def watch_heartbeat(self, age_s: Callable[[], float | None]) -> None:
         """Report `age_s()` as the heartbeat age at every scrape."""

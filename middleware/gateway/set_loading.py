@@ -13,7 +13,8 @@ of a transaction routed without its last), at its position `p`:
    starting at once were 10,000 snapshots, each checked with `sees_through`).
    A snapshot that misses a transaction at or below `p` (visibility lags the
    commit record by microseconds: see `session`) is retaken, up to
-   `LOAD_ATTEMPTS` times. Each set is loaded deepest first (`registry.load`;
+   `LOAD_ATTEMPTS` times. Each set is loaded deepest first (`registry.load`,
+   a nested set with its candidates: `candidates.load_query`;
    a request's sets, or an earlier request's, come before those reading
    them); a request with a set past the memory bound fails with
    `SetBoundError`, the others attach.
@@ -46,6 +47,7 @@ from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.set_router import SetRouter
+from pgsift.subscriptions.candidates import load_query
 from pgsift.subscriptions.inner import InnerSet, walk_sets
 from pgsift.subscriptions.shape import Shape
 
@@ -90,9 +92,7 @@ class SetLoads(Generic[T]):
     def pending(self) -> bool:
         return bool(self._requests)
 
-    async def request(
-        self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]
-    ) -> T:
+    async def request(self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]) -> T:
         """Wait for the tailer to load `shape`'s sets and call `make` (which registers
         the listener) at a transaction boundary; its result. `undo` unregisters it if
         the caller went away meanwhile."""
@@ -198,8 +198,7 @@ class SetLoads(Generic[T]):
                     await asyncio.sleep(LOAD_RETRY_S)
                     continue
                 for inner in needed:
-                    sql, params = inner.to_sql()
-                    columns = inner.fetched
+                    sql, params, columns = load_query(inner)
                     rows = [
                         dict(zip(columns, row, strict=True))
                         async for batch in source.statement(sql, params)

@@ -42,18 +42,16 @@ A set that grows past the registry's bound is dropped: the shapes reading it
 are unregistered and their listeners refetch (`_evict`).
 
 **Nested sets** (a set that reads another: `lead IN (SELECT user_id FROM
-members ...)` inside an inner select). When a chunk changes the membership of
-a set that other sets read (a non-empty delta of a set with dependents),
-every set reading it is dropped, transitively (`registry.evict`), and their
-shapes' listeners refetch; a reader pending with a snapshot that saw the
-transaction is kept (it holds it). A reader is never brought up to date by
-reads of its own: only the rows its own table changes are fed to it, judged
-with the sets it reads, and that is exact only while those sets keep their
-membership. Reloading from scratch (`set_loading`: every missing set, deepest
-first, in one snapshot) is exact by construction, as for the memory bound;
-the cost is that a change deep in a chain makes the subscribers above it
-refetch (docs/relational.md, "Nested sets"). A first-level set whose only
-readers are shapes moves their rows in and out as before.
+members ...)` inside an inner select) keep their candidate rows
+(`subscriptions/candidates.py`): when a set they read changes, the registry
+judges the candidates in the region again, in memory, at that transaction, so
+the nested set's own delta is exact there and its readers' rows move in and
+out as for a first-level set -- with no query in the tailer and no refetch. A
+nested set loaded from a snapshot the sets it reads were not loaded from (they
+were held already) cannot be judged again while it is pending: the
+transactions that snapshot saw are not applied to it, but are to them. If such
+a set's sets change meanwhile (`unsafe`), it is dropped and its subscribers
+refetch (exact by construction; rare: only in the `PENDING_S` after a load).
 """
 
 from __future__ import annotations
@@ -124,6 +122,7 @@ class SetRouter(Generic[L]):
         # The transaction under way.
         self._lsn: int | None = None
         self._skip: frozenset[str] = frozenset()
+        self._unsafe: frozenset[str] = frozenset()
         self._deltas: dict[str, SetDelta] = {}
         self._outer: list[Change] = []
         self._refetch: set[L] = set()
@@ -193,10 +192,9 @@ class SetRouter(Generic[L]):
         inner_tables = registry.tables()
         inner = [c for c in entry.changes if c.table in inner_tables]
         if inner:
-            for delta in registry.apply(inner, skip=self._skip):
+            for delta in registry.apply(inner, skip=self._skip, unsafe=self._unsafe):
                 earlier = self._deltas.get(delta.key)
                 self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
-                self._drop_readers(delta.key)
         self._evict()
         for change in entry.changes:
             if change.table in self._by_table:
@@ -224,6 +222,12 @@ class SetRouter(Generic[L]):
         self._skip = frozenset(
             key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
         )
+        self._unsafe = frozenset(
+            key
+            for key, pending in self._pending.items()
+            if key not in self._skip
+            and any(self._pending.get(d) != pending for d in self.registry.reads(key))
+        )
         self._active = {}
         for listener, regions in list(self._regions.items()):
             regions[:] = [r for r in regions if r.until is None or committed <= r.until]
@@ -234,16 +238,8 @@ class SetRouter(Generic[L]):
             if active:
                 self._active[listener] = active
 
-    def _drop_readers(self, key: str) -> None:
-        """Set `key` changed membership in this chunk: drop every set reading it,
-        transitively (the nested-set rule in the module docstring). A reader pending
-        with a snapshot that saw this transaction holds it already and stays."""
-        for reader in self.registry.dependents(key):
-            if reader.key not in self._skip:
-                self.registry.evict(reader.key)
-
     def _evict(self) -> None:
-        """Sets the registry dropped (past its bound, or by `_drop_readers`): their
+        """Sets the registry dropped (past their bound, or `unsafe` ones that moved): their
         shapes are unregistered and their listeners must refetch."""
         registry = self.registry
         while registry.over_bound:

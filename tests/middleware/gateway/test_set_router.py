@@ -21,8 +21,7 @@ CATALOG = Catalog.from_dict(
     }
 )  # fmt: skip
 MINE = (
-    "SELECT id, title FROM issues WHERE team_id IN "
-    "(SELECT team_id FROM members WHERE user_id = $1)"
+    "SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM members WHERE user_id = $1)"
 )
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -165,40 +164,53 @@ def joins(id_: int, team: int, user: str) -> Change:
 
 
 def nested() -> tuple[SetRegistry, SetRouter[Listener], Listener, Listener]:
-    """u1 in team 1: a nested listener (the teams of team 1's users) and a first-level one
-    (u1's teams) share the members table."""
+    """u1 in team 1, u2 in team 3: a nested listener (the teams of team 1's users) and a
+    first-level one (u1's teams) share the members table."""
     registry = SetRegistry()
     router: SetRouter[Listener] = SetRouter(registry)
-    rows = [{"id": 1, "team_id": 1, "user_id": "u1"}]
+    rows = [{"id": 1, "team_id": 1, "user_id": "u1"}, {"id": 2, "team_id": 3, "user_id": "u2"}]
     listeners = []
     for query, param in ((NESTED, 1), (MINE, "u1")):
         shape = Shape.parse(query, [param], catalog=CATALOG)
         for inner in registry.acquire(shape.inner_sets):  # deepest first
-            assert registry.load(inner, [row for row in rows if inner.matches(row, registry)])
+            # What `load_query` reads: a first-level set's rows; a nested set's candidates
+            # (every row: its condition has no term without a set), judged on loading.
+            loaded = rows if inner.dependencies else [r for r in rows if inner.matches(r)]
+            assert registry.load(inner, loaded)
         listeners.append(Listener(shape))
         router.add(shape, listeners[-1])
     return registry, router, listeners[0], listeners[1]
 
 
-def test_a_set_read_by_another_changing_drops_the_reader_and_its_listeners_refetch() -> None:
+def test_a_set_read_by_another_changing_moves_the_readers_rows() -> None:
     registry, router, deep, first = nested()
     (top,) = deep.shape.inner_sets
     (users,) = top.dependencies
+    assert registry.state(top.key).members == {1}
     # u1 joins team 2: the set of team 1's users keeps its membership; the top set gains
     # team 2 by its own row and moves issues in, as for one level.
-    routed = router.route(entry(10, joins(2, 2, "u1")))
+    routed = router.route(entry(10, joins(3, 2, "u1")))
     assert routed is not None and not routed[deep].refetch and routed[deep].moves
     assert registry.state(top.key).members == {1, 2}
-    # u2 joins team 1: team 1's users change, so the top set (which reads them) is
-    # dropped and its listener refetches; u1's own teams did not change.
-    routed = router.route(entry(11, joins(3, 1, "u2")))
-    assert routed is not None and routed[deep].refetch and first not in routed
-    assert not registry.materialized(top.key) and registry.materialized(users.key)
-    # The dropped shape is no longer routed; attaching again loads the top set only.
-    routed = router.route(entry(12, issue_moved(7, 5, 2)))
-    assert routed is not None and set(routed) == {first}
-    assert [(c.op, c.key) for c in routed[first].changes] == [("INSERT", {"id": "7"})]
-    assert registry.acquire(deep.shape.inner_sets) == (top,)
+    # u2 joins team 1: team 1's users gain u2, so the top set judges u2's rows again and
+    # gains team 3 (u2's other team): its issues move in; u1's own teams did not change.
+    routed = router.route(entry(11, joins(4, 1, "u2")))
+    assert routed is not None and not routed[deep].refetch and first not in routed
+    assert registry.state(users.key).members == {"u1", "u2"}
+    assert registry.state(top.key).members == {1, 2, 3}
+    (move,) = routed[deep].moves
+    assert move.inserts_only and move.in_region({"id": 7, "team_id": 3, "title": "t"})
+    assert not move.in_region({"id": 8, "team_id": 2, "title": "t"})
+    # u2 leaves team 1: team 3 leaves the top set, and its issues move out.
+    leaves = Change("public.members", "delete", {"id": 4}, None, None)
+    routed = router.route(entry(12, leaves))
+    assert routed is not None and not routed[deep].refetch
+    (move,) = routed[deep].moves
+    assert not move.inserts_only and registry.state(top.key).members == {1, 2}
+    # Outer rows are routed with the nested set as it is now.
+    routed = router.route(entry(13, issue_moved(7, 5, 2)))
+    assert routed is not None and set(routed) == {deep, first}
+    assert registry.rejudged == 2
 
 
 def test_a_pending_reader_whose_snapshot_saw_the_change_stays() -> None:
@@ -209,7 +221,20 @@ def test_a_pending_reader_whose_snapshot_saw_the_change_stays() -> None:
     routed = router.route(entry(19, joins(3, 1, "u2")))
     assert routed is not None and deep not in routed
     assert registry.materialized(top.key)
-    # Not seen (in progress at the snapshot): dropped.
+    # Not seen (in progress at the snapshot), and the set it reads was not loaded from
+    # that snapshot: it cannot be judged again, so it is dropped.
     routed = router.route(entry(25, joins(4, 1, "u3")))
     assert routed is not None and routed[deep].refetch
     assert not registry.materialized(top.key)
+
+
+def test_a_reader_pending_with_the_sets_it_reads_is_judged_again() -> None:
+    """Loaded in one snapshot with the set it reads, a pending nested set follows it."""
+    registry, router, deep, _ = nested()
+    (top,) = deep.shape.inner_sets
+    (users,) = top.dependencies
+    router.add_pending([users.key, top.key], Snapshot.parse("20:30:25"), NOW.timestamp())
+    # u2 joins team 1, not seen by the snapshot: both apply it; team 3 moves in.
+    routed = router.route(entry(25, joins(4, 1, "u2")))
+    assert routed is not None and not routed[deep].refetch and routed[deep].moves
+    assert registry.state(top.key).members == {1, 3}
