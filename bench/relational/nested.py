@@ -1,7 +1,7 @@
 """Nested relational subscriptions: a change deep in a chain, live.
 
     .venv/bin/python bench/relational/nested.py [--subscriptions 100] [--held 300]
-        [--moved 200] [--rounds 10] [--edits 10] [--seed 1] [--requery-batch 100]
+        [--moved 200] [--rounds 20] [--edits 10] [--seed 1] [--requery-batch 100]
         [--statements]
 
 `subscriptions` orgs, each with three members, each member the lead of one
@@ -380,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--held", type=int, default=300, help="issues per subscription")
     parser.add_argument("--moved", type=int, default=200, help="issues a member brings in")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--requery-batch", type=int, default=100)
