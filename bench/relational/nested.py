@@ -5,8 +5,7 @@
         [--statements]
 
 `subscriptions` orgs, each with three members, each member the lead of one
-project, each project a team of `held / 3` issues; one subscription per org,
-over websockets:
+project, each project a team of `held / 3` issues; one subscription per org:
 `SELECT id, title FROM issues WHERE team_id IN (SELECT team_id FROM projects
 WHERE lead IN (SELECT user_id FROM members WHERE org = $1))` (two levels: the
 members' set is read by the projects' set, which the issues read).
@@ -23,17 +22,17 @@ max), the frames and rows its client received (everything the clients got
 from one commit to the next: a refetch sends the whole copy again, an
 incremental move only the moved rows), the clients' `mustRefetch`s (the client
 then drops its copy and subscribes again, as clients do), and the Postgres
-statements of each side's role (`pg_stat_statements`; `--statements` prints
-the most frequent). The gateway on main answers a deep change with
-`mustRefetch` (docs/relational.md, "Nested sets"); the bench only uses the
-public protocol, so it measures an incremental gateway unchanged.
+statements of each side's role (`pg_stat_statements`; `--statements`: the
+most frequent). Only the public protocol is used: a gateway answering a deep
+change with `mustRefetch` (docs/relational.md, "Nested sets") or with moves.
 
 Baselines in the same run, same database, same changes: the re-query server
 (`requery.py --shape nested`: re-runs every subscription reading the changed
 table, `--requery-batch` per statement, sends diffs), and a direct `SELECT` of
 one subscription's rows (the query itself, timed once per org at the end).
-At the end of each side every client's copy must equal that `SELECT` (printed;
-the bench exits 1 otherwise).
+After each move the moved subscription's copy, and at the end of each side
+every client's copy, must equal that `SELECT` (printed; the bench exits 1
+otherwise).
 """
 
 from __future__ import annotations
@@ -164,7 +163,8 @@ class Side:
     holds: Callable[[Step], bool]  # the step's change is in its client's copy
     copy: Callable[[int], dict[int, str]]  # a subscription's copy: id -> title
     tally: Callable[[], tuple[int, int, int]]  # frames, rows, refetches: all clients so far
-    idle: Callable[[int], Awaitable[None]]  # after the n-th change: the server is done
+    # After the n-th change: the server is done (the gateway works per change: None).
+    idle: Callable[[int], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -175,8 +175,14 @@ class Results:
     statements: int = 0
     top: list[tuple[int, str]] = field(default_factory=list)
     exact: int = 0  # copies equal to `SELECT` at the end
+    moved_exact: int = 0  # the moved subscription's copy equal to `SELECT` after its move
     select: list[float] = field(default_factory=list)  # the direct SELECTs' seconds
     selected: int = 0  # rows they returned
+
+
+async def selected(conn: psycopg.AsyncConnection[Any], sub: int) -> dict[int, str]:
+    cursor = await conn.execute(ORACLE, [org(sub)])
+    return {int(id_): title for id_, title in await cursor.fetchall()}
 
 
 async def counted(side: Side, conn: psycopg.AsyncConnection[Any]) -> list[int]:
@@ -197,17 +203,19 @@ async def drive(side: Side, steps: Sequence[Step], url: str, subscriptions: int)
             await conn.execute(step.sql, step.params)
             await live.until(partial(side.holds, step), f"{step.kind} of {step.params}")
             results.latencies.setdefault(step.kind, []).append(time.perf_counter() - started)
-            await side.idle(done)
+            if side.idle is not None:
+                await side.idle(done)
             now = await counted(side, conn)
             per_kind = results.counts.setdefault(step.kind, {what: [] for what in COUNTED})
             for what, before, after in zip(COUNTED, mark, now, strict=True):
                 per_kind[what].append(after - before)
             mark = now
+            if step.kind != "edit":  # not timed; after the counts (not the side's role)
+                results.moved_exact += side.copy(step.sub) == await selected(conn, step.sub)
         results.statements, results.top = live.statements(url, side.role)
         for sub in range(subscriptions):
             started = time.perf_counter()
-            cursor = await conn.execute(ORACLE, [org(sub)])
-            rows = {int(id_): title for id_, title in await cursor.fetchall()}
+            rows = await selected(conn, sub)
             results.select.append(time.perf_counter() - started)
             results.selected += len(rows)
             results.exact += side.copy(sub) == rows
@@ -253,13 +261,6 @@ class Gateway:
             return {}
         return {int(row["id"]): row["title"] for row in self.copies[sub].rows.values()}
 
-    def side(self) -> Side:
-        async def idle(done: int) -> None:
-            pass  # the gateway works per change: nothing to wait for
-
-        return Side(live.GATEWAY_ROLE, self.holds, self.copy,
-                    lambda: (self.frames, self.rows, self.refetches), idle)  # fmt: skip
-
 
 async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results:
     clients = Gateway(args.subscriptions)
@@ -271,7 +272,9 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
             tasks.extend(asyncio.create_task(clients.follow(conns[s % 10], s)) for s in subs)
             copies = clients.copies[: subs.stop]
             await live.until(partial(live.all_started, copies, tasks), "copies up to date")
-        return await drive(clients.side(), workload(args, "pgsift"), url, args.subscriptions)
+        side = Side(live.GATEWAY_ROLE, clients.holds, clients.copy,
+                    lambda: (clients.frames, clients.rows, clients.refetches))  # fmt: skip
+        return await drive(side, workload(args, "pgsift"), url, args.subscriptions)
     finally:
         for task in tasks:
             task.cancel()
@@ -346,11 +349,13 @@ def report(args: argparse.Namespace, ours: Results, theirs: Results) -> bool:
             label = "mustRefetch" if what == "refetches" else what
             rows.append((f"  {label} per change", per_change(ours, kind, what),
                          per_change(theirs, kind, what)))  # fmt: skip
-    every = [t for kind in KINDS for t in ours.latencies[kind]]
-    base = [t for kind in KINDS for t in theirs.latencies[kind]]
-    rows.append(("every change: ms p50/p99/max", ms(every), ms(base)))
+    every = [[t for kind in KINDS for t in r.latencies[kind]] for r in (ours, theirs)]
+    rows.append(("every change: ms p50/p99/max", ms(every[0]), ms(every[1])))
     rows.append(("Postgres statements, the workload", f"{ours.statements:,}",
                  f"{theirs.statements:,}"))  # fmt: skip
+    moves = 2 * args.rounds
+    rows.append(("moved copy equal to SELECT after a move", f"{ours.moved_exact}/{moves}",
+                 f"{theirs.moved_exact}/{moves}"))  # fmt: skip
     rows.append(("copies equal to SELECT at the end", f"{ours.exact}/{subs}",
                  f"{theirs.exact}/{subs}"))  # fmt: skip
     held = ours.selected / max(len(ours.select), 1)
@@ -372,18 +377,14 @@ def report(args: argparse.Namespace, ours: Results, theirs: Results) -> bool:
             print(f"\n{label}: most frequent statements")
             for calls, query in results.top:
                 print(f"{calls:>7}  {' '.join(query.split())[:100]}")
-    return ours.exact == subs and theirs.exact == subs
+    return all(r.exact == subs and r.moved_exact == moves for r in (ours, theirs))
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscriptions", type=int, default=100)
-    parser.add_argument("--held", type=int, default=300, help="issues per subscription")
-    parser.add_argument("--moved", type=int, default=200, help="issues a member brings in")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--edits", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--requery-batch", type=int, default=100)
+    for name, default in (("subscriptions", 100), ("held", 300), ("moved", 200), ("rounds", 20),
+                          ("edits", 10), ("seed", 1), ("requery-batch", 100)):  # fmt: skip
+        parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--statements", action="store_true")
     return parser
 
