@@ -95,7 +95,7 @@ class Step:
 
 def first_big(args: argparse.Namespace) -> int:
     """The id of the first issue of the projects that move (after the orgs' issues)."""
-    return TEAMS * args.subscriptions * (args.held // TEAMS) + 1
+    return int(TEAMS * args.subscriptions * (args.held // TEAMS) + 1)
 
 
 def workload(args: argparse.Namespace, tag: str) -> list[Step]:
