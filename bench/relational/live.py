@@ -115,15 +115,22 @@ def workload(args: argparse.Namespace, tag: str) -> list[Step]:
     return steps
 
 
-def setup_database(admin_url: str, args: argparse.Namespace) -> str:
+def create_database(admin_url: str) -> str:
+    """The database `bench` (with `pg_stat_statements`) and both sides' roles: its URL."""
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("CREATE DATABASE bench")
         for role in (GATEWAY_ROLE, REQUERY_ROLE):
             admin.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
     url = str(psycopg.conninfo.make_conninfo(admin_url, dbname="bench"))
-    big = args.teams + 1  # big teams: teams+1 .. teams+rounds
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
+    return url
+
+
+def setup_database(admin_url: str, args: argparse.Namespace) -> str:
+    url = create_database(admin_url)
+    big = args.teams + 1  # big teams: teams+1 .. teams+rounds
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE issues (id bigint PRIMARY KEY, team_id int NOT NULL, title text);"
             "CREATE INDEX ON issues (team_id);"
@@ -172,8 +179,11 @@ def reset_statements(url: str) -> None:
 
 
 @contextlib.contextmanager
-def services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """Postgres (pg_stat_statements loaded) and Redis: the bench database's URL and Redis's."""
+def services(
+    args: argparse.Namespace, setup: Callable[[str, argparse.Namespace], str] = setup_database
+) -> Iterator[tuple[str, str]]:
+    """Postgres (pg_stat_statements loaded) and Redis: the bench database's URL (made by
+    `setup`, from the admin URL) and Redis's."""
     with EmbeddedPostgres() as postgres, EmbeddedRedis() as redis_server:
         with psycopg.connect(postgres.url, autocommit=True) as admin:
             # The embedded server turns synchronous_commit off; then WAL reaches the
@@ -182,7 +192,7 @@ def services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
             admin.execute("ALTER SYSTEM SET max_connections = 300")
             admin.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         postgres.restart()
-        yield setup_database(postgres.url, args), redis_server.url
+        yield setup(postgres.url, args), redis_server.url
 
 
 @contextlib.contextmanager

@@ -20,6 +20,10 @@ gateway, and sends one JSON frame per changed subscription over websockets.
 Server (a subprocess of the bench):
 
     python bench/relational/requery.py --database-url URL --port PORT [--batch 100]
+        [--shape flat|nested]
+
+`flat`: run.py's query, a user's teams' issues; `nested`: `nested.py`'s, an org's
+members' projects' teams' issues (two levels; `$1` is the org).
 
 Protocol: the client sends `{"subscribe": user}` (the query's `$1`); the server
 answers `{"s": user, "rows": [[id, title], ...]}`, then for every change
@@ -41,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -55,11 +60,15 @@ BATCHED = (
     " CROSS JOIN LATERAL (SELECT id, title FROM issues WHERE team_id IN"
     " (SELECT team_id FROM memberships WHERE user_id = p.user_id)) i"
 )
-TRIGGERS = "".join(
-    f"CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE OR DELETE ON {table}"
-    " FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();"
-    for table in TABLES
+# `bench/relational/nested.py`'s query, nested two levels; `$1` is an org.
+NESTED_TABLES = ("issues", "projects", "members")
+NESTED_BATCHED = (
+    "SELECT p.org, i.id, i.title FROM unnest(%s::text[]) AS p(org)"
+    " CROSS JOIN LATERAL (SELECT id, title FROM issues WHERE team_id IN"
+    " (SELECT team_id FROM projects WHERE lead IN"
+    " (SELECT user_id FROM members WHERE org = p.org))) i"
 )
+SHAPES = {"flat": (BATCHED, TABLES), "nested": (NESTED_BATCHED, NESTED_TABLES)}
 NOTIFY = (
     "CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS"
     f" $$ BEGIN PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); RETURN NULL; END $$;"
@@ -70,9 +79,10 @@ Rows = dict[int, str]
 class Server:
     """Subscriptions (one per user), their last results, and their websockets."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], batch: int) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], batch: int, shape: str) -> None:
         self.conn = conn
         self.batch = batch
+        self.query, self.read = SHAPES[shape]
         self.results: dict[str, Rows] = {}
         self.sockets: dict[str, Any] = {}
         self.tables: dict[str, frozenset[str]] = {}  # tables each subscription reads
@@ -83,7 +93,7 @@ class Server:
     async def run_query(self, users: list[str]) -> dict[str, Rows]:
         found: dict[str, Rows] = {user: {} for user in users}
         async with self.lock:
-            cursor = await self.conn.execute(BATCHED, [users])
+            cursor = await self.conn.execute(self.query, [users])
             for user, id_, title in await cursor.fetchall():
                 found[user][id_] = title
         return found
@@ -91,7 +101,7 @@ class Server:
     async def subscribe(self, ws: Any, user: str) -> None:
         rows = (await self.run_query([user]))[user]
         self.results[user], self.sockets[user] = rows, ws
-        self.tables[user] = frozenset(TABLES)
+        self.tables[user] = frozenset(self.read)
         await ws.send(json.dumps({"s": user, "rows": list(rows.items())}))
 
     async def changed(self, tables: set[str]) -> None:
@@ -136,9 +146,9 @@ class Server:
             await self.subscribe(ws, str(json.loads(message)["subscribe"]))
 
 
-async def serve(url: str, port: int, batch: int) -> None:
+async def serve(url: str, port: int, batch: int, shape: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        server = Server(conn, batch)
+        server = Server(conn, batch, shape)
         async with websockets.serve(server.client, "127.0.0.1", port, max_size=None):
             await server.listen(url)
 
@@ -146,18 +156,23 @@ async def serve(url: str, port: int, batch: int) -> None:
 # The client side: the bench process.
 
 
-def install_triggers(url: str) -> None:
+def install_triggers(url: str, tables: tuple[str, ...] = TABLES) -> None:
+    triggers = "".join(
+        f"CREATE TRIGGER bench_notify AFTER INSERT OR UPDATE OR DELETE ON {table}"
+        " FOR EACH STATEMENT EXECUTE FUNCTION bench_notify();"
+        for table in tables
+    )
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(NOTIFY + TRIGGERS)
+        conn.execute(NOTIFY + triggers)
 
 
 @contextlib.contextmanager
-def server_process(url: str, batch: int) -> Iterator[str]:
+def server_process(url: str, batch: int, shape: str = "flat") -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, __file__, "--database-url", url, "--port", str(port)]
-    process = subprocess.Popen([*command, "--batch", str(batch)])
+    process = subprocess.Popen([*command, "--batch", str(batch), "--shape", shape])
     try:
         while True:
             if process.poll() is not None:
@@ -172,13 +187,28 @@ def server_process(url: str, batch: int) -> Iterator[str]:
         process.wait(10)
 
 
-async def receive(ws: Any, copies: dict[str, Rows], started: set[str], passes: list[int]) -> None:
+@dataclass
+class Tally:
+    """Frames and rows the clients received (a row: one in a result, an upsert or a delete)."""
+
+    frames: int = 0
+    rows: int = 0
+
+
+async def receive(
+    ws: Any, copies: dict[str, Rows], started: set[str], passes: list[int],
+    tally: Tally | None = None,
+) -> None:  # fmt: skip
     async for frame in ws:
         message = json.loads(frame)
         if "pass" in message:
             passes[0] = max(passes[0], message["pass"])
             continue
         user = message["s"]
+        if tally is not None:
+            tally.frames += 1
+            tally.rows += len(message.get("rows", ())) + len(message.get("up", ()))
+            tally.rows += len(message.get("del", ()))
         if "rows" in message:
             copies[user] = {int(k): v for k, v in message["rows"]}
             started.add(user)
@@ -252,9 +282,10 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="flat")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.database_url, args.port, args.batch))
+        asyncio.run(serve(args.database_url, args.port, args.batch, args.shape))
 
 
 if __name__ == "__main__":

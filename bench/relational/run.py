@@ -21,10 +21,14 @@ WHERE user_id = $1)`, one per user (a member of three teams).
   (`pg_stat_statements`, per role) and p50 / p99 / max per change. Targets: at
   least 10x fewer statements, lower p99. With 100 subscriptions one statement
   re-runs them all, so the statements are a measure of the subscriptions.
+* (d) with `--nested`, afterwards: `nested.py` (its own table), subscriptions
+  nested two levels where a change at the deepest table moves issues; its
+  defaults, but for the options below that it shares (`--moved` is not passed
+  on: its default is 200). Alone: `bench/relational/nested.py`.
 
     .venv/bin/python bench/relational/run.py [--sizes 100,10000] [--changes 3000]
         [--subscriptions 100] [--rounds 10] [--edits 20] [--moved 1000]
-        [--teams 1000] [--seed 1] [--requery-batch 100] [--statements]
+        [--teams 1000] [--seed 1] [--requery-batch 100] [--statements] [--nested]
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--statements", action="store_true", help="print each side's most frequent statements"
     )
+    parser.add_argument("--nested", action="store_true", help="then nested.py's bench, (d)")
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",") if s]  # "": (b) and (c) only
@@ -126,6 +131,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"\n{label}: most frequent statements")
             for calls, query in results.top:
                 print(f"{calls:>7}  {' '.join(query.split())[:100]}")
+    if args.nested:
+        nested_main(args)
+
+
+def nested_main(args: argparse.Namespace) -> None:
+    """(d): `nested.py` with its defaults, but for the options this bench shares."""
+    import nested  # here: nested imports this module
+
+    shared = ("subscriptions", "rounds", "edits", "seed", "requery_batch", "statements")
+    nested_args = nested.parser().parse_args([])
+    for name in shared:
+        setattr(nested_args, name, getattr(args, name))
+    if not nested.report(nested_args, *nested.run(nested_args)):
+        raise SystemExit("a copy differs from SELECT of its query")
 
 
 if __name__ == "__main__":
