@@ -8,9 +8,9 @@ needed (a change names its row's key; REPLICA IDENTITY FULL is not required
 of inner tables). One transaction's changes are applied together and give
 one net `SetDelta`, which routing and moves act on.
 
-A nested set (one whose select reads other sets) also keeps its *candidate*
-rows (`candidates`): when a set it reads changes, `rejudge` re-evaluates those
-in the change's region, in memory, so its membership is exact at every
+A nested set (one whose select reads other sets) is also judged again when a set
+it reads changes (`rejudge`): the rows of its table in the region of the change,
+from the registry's in-memory `TableMirror`, so its membership is exact at every
 transaction without a query.
 
 Rows are measured as they are held (`approx_bytes`, shallow sizes of keys and
@@ -24,10 +24,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pgsift.subscriptions.candidates import Candidates
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.inner import InnerSet
-from pgsift.subscriptions.moves import IN_SHAPE
 from pgsift.subscriptions.sets import SetDelta, SetProvider
 
 RowKey = tuple[Any, ...]
@@ -42,18 +40,8 @@ def _size(values: tuple[Any, ...]) -> int:
 class MaterializedSet:
     """One inner set's rows as `primary key -> value`, and its values counted."""
 
-    __slots__ = (
-        "_bytes",
-        "_counts",
-        "_partial",
-        "_raw",
-        "_rows",
-        "_tracker",
-        "candidates",
-        "inner",
-        "members",
-        "partial",
-    )  # fmt: skip
+    __slots__ = ("_counts", "_partial", "_raw", "_rows", "_tracker", "approx_bytes", "inner",
+                 "members", "partial")  # fmt: skip
 
     def __init__(self, inner: InnerSet) -> None:
         self.inner = inner
@@ -68,9 +56,7 @@ class MaterializedSet:
         # One typed value per member, for binding in SQL.
         self._raw: dict[Any, tuple[Any, ...]] = {}
         self._tracker: _Tracker | None = None
-        self._bytes = 0
-        # A nested set's candidate rows (None for a set that reads no other).
-        self.candidates = Candidates(inner) if inner.dependencies else None
+        self.approx_bytes = 0
 
     # -- SetState ---------------------------------------------------------------
 
@@ -83,48 +69,22 @@ class MaterializedSet:
         """How many inner rows the set holds."""
         return len(self._rows)
 
-    @property
-    def approx_bytes(self) -> int:
-        """The measured size of the rows held (candidates included)."""
-        held = self.candidates
-        return self._bytes if held is None else self._bytes + held.approx_bytes
-
     def holds(self, key: RowKey) -> bool:
-        """Whether the set holds the row with primary key `key` (a candidate, for a
-        nested set: a change of it must reach the set)."""
-        held = self.candidates
-        return key in self._rows if held is None else key in held.rows
-
-    def held_keys(self) -> Iterable[RowKey]:
-        """The primary keys of the rows the set holds (`holds`)."""
-        held = self.candidates
-        return self._rows.keys() if held is None else held.rows.keys()
+        """Whether the set holds the row with primary key `key`."""
+        return key in self._rows
 
     def row_keys(self) -> Iterable[RowKey]:
-        """The primary keys of the rows in the select."""
+        """The primary keys of the rows the set holds."""
         return self._rows.keys()
 
     # -- maintenance --------------------------------------------------------------
 
-    def load(self, rows: Iterable[Mapping[str, Any]], sets: SetProvider | None = None) -> SetDelta:
-        """Add rows read with `candidates.load_query(inner)`; the delta from before.
-
-        A set that reads no other: rows of its select. A nested set: its candidates,
-        in the select when flagged `IN_SHAPE`, or without the flag when `matches`
-        with `sets` (their states must be those of the rows' snapshot)."""
+    def load(self, rows: Iterable[Mapping[str, Any]]) -> SetDelta:
+        """Add rows read with `inner.to_sql()` (all in the select); the delta from before."""
         tracker = _Tracker(self)
         inner = self.inner
-        held = self.candidates
         for row in rows:
-            key = tuple(row[c] for c in inner.primary_key)
-            if held is None:
-                self._put(key, row)
-                continue
-            if not held.admits(row):
-                continue
-            held.put(key, row)
-            if row[IN_SHAPE] if IN_SHAPE in row else inner.matches(row, sets):
-                self._put(key, row)
+            self._put(tuple(row[c] for c in inner.primary_key), row)
         return tracker.delta()
 
     def apply(self, changes: Iterable[Change], sets: SetProvider | None = None) -> SetDelta:
@@ -135,43 +95,36 @@ class MaterializedSet:
         """
         tracker = _Tracker(self)
         inner = self.inner
-        held = self.candidates
         for change in changes:
             if change.table != inner.table:
                 continue
             if change.op == "truncate":
                 for key in list(self._rows):
                     self._drop(key)
-                if held is not None:
-                    held.clear()
                 continue
             old_key = old_row_key(change, inner.primary_key)
             if old_key is not None:
                 self._drop(old_key)
-                if held is not None:
-                    held.drop(old_key)
             new = change.new
-            if change.op == "delete" or new is None:
-                continue
-            key = tuple(new[c] for c in inner.primary_key)
-            if held is not None:
-                if not held.admits(new):
-                    continue
-                new = held.put(key, new)
-            if inner.matches(new, sets):
-                self._put(key, new)
+            if change.op != "delete" and new is not None and inner.matches(new, sets):
+                self._put(tuple(new[c] for c in inner.primary_key), new)
         return tracker.delta()
 
-    def rejudge(self, delta: SetDelta, sets: SetProvider) -> SetDelta:
-        """A set this nested set reads changed by `delta` (`sets`: the states after it):
-        its candidates in the region judged again; this set's net delta."""
-        held = self.candidates
-        assert held is not None, "only a nested set reads other sets"
+    def rejudge(
+        self,
+        region: Iterable[RowKey],
+        rows: Mapping[RowKey, Mapping[str, Any]],
+        sets: SetProvider,
+    ) -> SetDelta:
+        """A set this nested set reads changed (`sets`: the states after it): the rows
+        of its table in the change's `region` (their current images in `rows`, the
+        table's mirror; a key not there was deleted) judged again; this set's net
+        delta."""
         tracker = _Tracker(self)
         inner = self.inner
-        for key in held.region(delta, sets):
-            row = held.rows[key]
-            if inner.matches(row, sets):
+        for key in region:
+            row = rows.get(key)
+            if row is not None and inner.matches(row, sets):
                 self._put(key, row)
             else:
                 self._drop(key)
@@ -181,7 +134,7 @@ class MaterializedSet:
         self._drop(key)
         element = self.inner.element(row)
         self._rows[key] = element
-        self._bytes += _size(key) + _size(element) + ENTRY_OVERHEAD
+        self.approx_bytes += _size(key) + _size(element) + ENTRY_OVERHEAD
         if None in element:
             self._touch(element, partial=True)
             self._partial[element] = self._partial.get(element, 0) + 1
@@ -197,7 +150,7 @@ class MaterializedSet:
         element = self._rows.pop(key, None)
         if element is None:
             return
-        self._bytes -= _size(key) + _size(element) + ENTRY_OVERHEAD
+        self.approx_bytes -= _size(key) + _size(element) + ENTRY_OVERHEAD
         if None in element:
             self._touch(element, partial=True)
             _decrement(self._partial, element)

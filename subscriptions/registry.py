@@ -27,6 +27,7 @@ from typing import Any
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.inner import InnerSet, walk_sets
 from pgsift.subscriptions.materialized import MaterializedSet, RowKey, old_row_key
+from pgsift.subscriptions.mirror import TableMirror, mirror_spec
 from pgsift.subscriptions.set_filing import SetFiling
 from pgsift.subscriptions.sets import SetDelta, SetError, SetState
 
@@ -61,8 +62,14 @@ class SetRegistry:
         self._readers: dict[str, dict[str, None]] = {}
         self._bytes = 0
         self.over_bound: list[str] = []
-        # Nested sets' membership changes found by judging their candidates again.
+        # Nested sets' membership changes found by judging their rows again.
         self.rejudged = 0
+        # The mirrors of the tables nested sets read (`mirror`): the one each nested set
+        # reads, how many held sets read each, and those loaded, by table.
+        self._mirror_of: dict[str, str] = {}
+        self._mirror_holders: dict[str, int] = {}
+        self._mirrors: dict[str, TableMirror] = {}
+        self._mirrored: dict[str, dict[str, None]] = {}
 
     # -- SetProvider ------------------------------------------------------------
 
@@ -73,7 +80,8 @@ class SetRegistry:
         return state
 
     def materialized(self, key: str) -> bool:
-        return key in self._states
+        """Whether set (or mirror) `key` is loaded."""
+        return key in self._states or key in self._mirrors
 
     # -- holders ------------------------------------------------------------------
 
@@ -89,6 +97,9 @@ class SetRegistry:
                 )
                 for dependency in inner.dependencies:
                     self._readers.setdefault(dependency.key, {})[inner.key] = None
+                if inner.dependencies:
+                    mirror = self._mirror_of[inner.key] = mirror_spec(inner).key
+                    self._mirror_holders[mirror] = self._mirror_holders.get(mirror, 0) + 1
             self._holders[inner.key] = self._holders.get(inner.key, 0) + 1
             if inner.key not in self._states:
                 needed.append(inner)
@@ -112,6 +123,14 @@ class SetRegistry:
                 del readers[inner.key]
                 if not readers:
                     del self._readers[dependency.key]
+            mirror = self._mirror_of.pop(inner.key, None)
+            if mirror is not None:
+                left = self._mirror_holders[mirror] - 1
+                if left:
+                    self._mirror_holders[mirror] = left
+                else:
+                    del self._mirror_holders[mirror]
+                    self._drop_mirror(mirror)
 
     # -- contents -----------------------------------------------------------------
 
@@ -122,18 +141,56 @@ class SetRegistry:
             return False
         if any(d.key not in self._states for d in inner.dependencies):
             return False
+        if inner.dependencies and self._mirror_of[inner.key] not in self._mirrors:
+            return False
         state = MaterializedSet(inner)
         budget = self.max_bytes - self._bytes
         for row in rows:
-            state.load((row,), self)
+            state.load((row,))
             if state.approx_bytes > budget:
                 return False
         self._drop(inner.key)
         self._states[inner.key] = state
         self._bytes += state.approx_bytes
-        for key in state.held_keys():
+        for key in state.row_keys():
             self._filing.held(inner.table, inner.key, key, holds=True)
         return True
+
+    def needed_mirrors(self, sets: Iterable[InnerSet]) -> list[TableMirror]:
+        """The mirrors `sets` (nested ones) read that are not loaded yet, empty: each to
+        fill with the rows of `mirror.sql()` and pass to `load_mirror`."""
+        out: dict[str, TableMirror] = {}
+        for inner in walk_sets(tuple(sets)):
+            if inner.dependencies and self._mirror_of.get(inner.key) not in self._mirrors:
+                spec = mirror_spec(inner)
+                out.setdefault(spec.key, TableMirror(spec, inner.primary_key))
+        return list(out.values())
+
+    def load_mirror(self, mirror: TableMirror, rows: Iterable[Mapping[str, Any]]) -> bool:
+        """Hold a mirror filled from a snapshot; False (not held) when nobody reads it
+        or it would pass the memory bound."""
+        if mirror.key not in self._mirror_holders:
+            return False
+        budget = self.max_bytes - self._bytes
+        for row in rows:
+            mirror.load((row,))
+            if mirror.approx_bytes > budget:
+                return False
+        self._drop_mirror(mirror.key)
+        self._mirrors[mirror.key] = mirror
+        self._mirrored.setdefault(mirror.table, {})[mirror.key] = None
+        self._bytes += mirror.approx_bytes
+        return True
+
+    def _drop_mirror(self, key: str) -> None:
+        mirror = self._mirrors.pop(key, None)
+        if mirror is None:
+            return
+        self._bytes -= mirror.approx_bytes
+        keys = self._mirrored[mirror.table]
+        del keys[key]
+        if not keys:
+            del self._mirrored[mirror.table]
 
     def tables(self) -> frozenset[str]:
         """The inner tables of the held sets (whose changes `apply` wants)."""
@@ -144,19 +201,19 @@ class SetRegistry:
         changes: Iterable[Change],
         *,
         skip: Collection[str] = (),
-        unsafe: Collection[str] = (),
     ) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`.
 
-        A set that changed makes the nested sets reading it judge their candidates in
-        its region again (`MaterializedSet.rejudge`), after their own table's changes
-        and with every set they read as it is after the transaction.
+        The mirrors take the changes first. A set that changed then makes the nested
+        sets reading it judge the rows of its region again (`MaterializedSet.rejudge`,
+        from the mirror of their table), after their own table's changes and with
+        every set they read as it is after the changes.
 
-        `skip`: sets that already hold this transaction (loaded from a snapshot
-        that saw it); they are left as they are. `unsafe`: nested sets that cannot
-        be judged again now (loaded from a snapshot the sets they read were not:
-        the gateway's `SetRouter`); one whose sets changed is dropped (`evict`)."""
+        `skip`: sets and mirrors that already hold this transaction (loaded from a
+        snapshot that saw it); they are left as they are."""
+        changes = list(changes)
+        self._apply_mirrors(changes, skip)
         # Each set gets the changes that may touch it (`SetFiling`), in their order.
         touched: dict[str, list[Change]] = {}
         keys: dict[int, RowKey | None] = {}
@@ -186,19 +243,23 @@ class SetRegistry:
             state = self._states.get(key)
             if state is None or key in skip:
                 continue
-            if any(d.key not in self._states for d in state.inner.dependencies) or (
-                key in unsafe and key in read
+            mirror = self._mirrors.get(self._mirror_of.get(key, ""))
+            if state.inner.dependencies and (
+                mirror is None or any(d.key not in self._states for d in state.inner.dependencies)
             ):
-                self._drop(key)  # a set it reads was dropped or moved: it cannot be kept exact
+                self._drop(key)  # what it reads was dropped: it cannot be kept exact
                 self.over_bound.append(key)
                 continue
             before = state.approx_bytes
             mine = touched.get(key, [])
             # A truncate empties the set: every row it held is recorded again.
-            held = list(state.held_keys()) if any(c.op == "truncate" for c in mine) else ()
+            held = list(state.row_keys()) if any(c.op == "truncate" for c in mine) else []
             delta = state.apply(mine, self)
             for earlier in read.pop(key, ()):
-                moved = state.rejudge(earlier, self)
+                assert mirror is not None  # a reader of a set is nested
+                region = list(mirror.region(state.inner, earlier, self))
+                moved = state.rejudge(region, mirror.rows, self)
+                held.extend(region)  # recorded below, as the changed rows are
                 if moved:
                     self.rejudged += 1
                     delta = delta.then(moved)
@@ -215,6 +276,28 @@ class SetRegistry:
                         heapq.heappush(waiting, (self._depth[reader], reader))
                     read.setdefault(reader, []).append(delta)
         return deltas
+
+    def _apply_mirrors(self, changes: list[Change], skip: Collection[str]) -> None:
+        """The changes of mirrored tables, to their mirrors; a mirror past the memory
+        bound is dropped, with the sets reading it (listed in `over_bound`)."""
+        grown: dict[str, None] = {}
+        for change in changes:
+            for key in self._mirrored.get(change.table, ()):
+                if key in skip:
+                    continue
+                mirror = self._mirrors[key]
+                before = mirror.approx_bytes
+                mirror.apply(change)
+                self._bytes += mirror.approx_bytes - before
+                grown[key] = None
+        if self._bytes <= self.max_bytes:
+            return
+        for key in grown:
+            self._drop_mirror(key)
+            for set_key, read in self._mirror_of.items():
+                if read == key and set_key in self._states:
+                    self._drop(set_key)
+                    self.over_bound.append(set_key)
 
     def _record(
         self,
@@ -239,7 +322,7 @@ class SetRegistry:
         state = self._states.pop(key, None)
         if state is not None:
             self._bytes -= state.approx_bytes
-            for row in state.held_keys():
+            for row in state.row_keys():
                 self._filing.held(state.inner.table, key, row, holds=False)
 
     def evict(self, key: str) -> list[str]:

@@ -13,8 +13,8 @@ of a transaction routed without its last), at its position `p`:
    starting at once were 10,000 snapshots, each checked with `sees_through`).
    A snapshot that misses a transaction at or below `p` (visibility lags the
    commit record by microseconds: see `session`) is retaken, up to
-   `LOAD_ATTEMPTS` times. Each set is loaded deepest first (`registry.load`,
-   a nested set with its candidates: `candidates.load_query`;
+   `LOAD_ATTEMPTS` times. The mirrors nested sets read come first
+   (`registry.needed_mirrors`), then each set, deepest first (`registry.load`;
    a request's sets, or an earlier request's, come before those reading
    them); a request with a set past the memory bound fails with
    `SetBoundError`, the others attach.
@@ -47,7 +47,6 @@ from pgsift.middleware.feed.position import FeedPosition
 from pgsift.middleware.feed.retention import AsyncFeedRetention
 from pgsift.middleware.gateway.replay import sees_through
 from pgsift.middleware.gateway.set_router import SetRouter
-from pgsift.subscriptions.candidates import load_query
 from pgsift.subscriptions.inner import InnerSet, walk_sets
 from pgsift.subscriptions.shape import Shape
 
@@ -92,7 +91,9 @@ class SetLoads(Generic[T]):
     def pending(self) -> bool:
         return bool(self._requests)
 
-    async def request(self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]) -> T:
+    async def request(
+        self, shape: Shape, make: Callable[[], T], undo: Callable[[T], None]
+    ) -> T:
         """Wait for the tailer to load `shape`'s sets and call `make` (which registers
         the listener) at a transaction boundary; its result. `undo` unregisters it if
         the caller went away meanwhile."""
@@ -197,8 +198,19 @@ class SetLoads(Generic[T]):
                 if not await sees_through(self._retention, position, stamp):
                     await asyncio.sleep(LOAD_RETRY_S)
                     continue
+                # The mirrors of the tables nested sets read, then the sets (`mirror`).
+                mirrors = registry.needed_mirrors(needed)
+                for mirror in mirrors:
+                    columns = mirror.columns
+                    rows = [
+                        dict(zip(columns, row, strict=True))
+                        async for batch in source.statement(mirror.sql(), [])
+                        for row in batch
+                    ]
+                    registry.load_mirror(mirror, rows)  # False: past the bound, as a set
                 for inner in needed:
-                    sql, params, columns = load_query(inner)
+                    sql, params = inner.to_sql()
+                    columns = inner.fetched
                     rows = [
                         dict(zip(columns, row, strict=True))
                         async for batch in source.statement(sql, params)
@@ -207,6 +219,7 @@ class SetLoads(Generic[T]):
                     # False: past the bound; the requests reading it fail (`_attach_all`).
                     registry.load(inner, rows)
                 loaded = [inner.key for inner in needed if registry.materialized(inner.key)]
+                loaded += [m.key for m in mirrors if registry.materialized(m.key)]
                 self.router.add_pending(loaded, stamp, source.read.taken_at)
                 return
             finally:

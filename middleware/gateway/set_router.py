@@ -42,16 +42,16 @@ A set that grows past the registry's bound is dropped: the shapes reading it
 are unregistered and their listeners refetch (`_evict`).
 
 **Nested sets** (a set that reads another: `lead IN (SELECT user_id FROM
-members ...)` inside an inner select) keep their candidate rows
-(`subscriptions/candidates.py`): when a set they read changes, the registry
-judges the candidates in the region again, in memory, at that transaction, so
-the nested set's own delta is exact there and its readers' rows move in and
-out as for a first-level set -- with no query in the tailer and no refetch. A
-nested set loaded from a snapshot the sets it reads were not loaded from (they
-were held already) cannot be judged again while it is pending: the
-transactions that snapshot saw are not applied to it, but are to them. If such
-a set's sets change meanwhile (`unsafe`), it is dropped and its subscribers
-refetch (exact by construction; rare: only in the `PENDING_S` after a load).
+members ...)` inside an inner select): when a set they read changes, the
+registry judges the rows of the change's region again, in memory, from the
+mirror of their table (`subscriptions/mirror.py`), at that transaction; the
+nested set's own delta is exact there and its readers' rows move in and out
+as for a first-level set -- no query in the tailer, no refetch. One case is
+not exact that way: a nested set pending from a snapshot `Q` that was judged
+again at a transaction `Q` did not see, and then meets one `Q` saw (commits
+whose visibility order differs from their order in the feed, microseconds
+apart). Its rows were judged with images from both sides of `Q`, so it is
+dropped (`_stale`) and its subscribers refetch, exact by construction.
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ class SetRouter(Generic[L]):
         # The transaction under way.
         self._lsn: int | None = None
         self._skip: frozenset[str] = frozenset()
-        self._unsafe: frozenset[str] = frozenset()
+        # Nested sets pending from a snapshot that were judged again at a transaction
+        # it did not see (see the module docstring).
+        self._stale: set[str] = set()
         self._deltas: dict[str, SetDelta] = {}
         self._outer: list[Change] = []
         self._refetch: set[L] = set()
@@ -177,6 +179,7 @@ class SetRouter(Generic[L]):
                 for listener in listeners:
                     self._by_table.get(shape.table, set()).discard(listener)
         self._pending.clear()
+        self._stale.clear()
         self._regions.clear()
         self._active.clear()
 
@@ -192,9 +195,11 @@ class SetRouter(Generic[L]):
         inner_tables = registry.tables()
         inner = [c for c in entry.changes if c.table in inner_tables]
         if inner:
-            for delta in registry.apply(inner, skip=self._skip, unsafe=self._unsafe):
+            for delta in registry.apply(inner, skip=self._skip):
                 earlier = self._deltas.get(delta.key)
                 self._deltas[delta.key] = delta if earlier is None else earlier.then(delta)
+                if delta.key in self._pending and registry.reads(delta.key):
+                    self._stale.add(delta.key)
         self._evict()
         for change in entry.changes:
             if change.table in self._by_table:
@@ -222,12 +227,9 @@ class SetRouter(Generic[L]):
         self._skip = frozenset(
             key for key, pending in self._pending.items() if pending.stamp.visible(entry.xid)
         )
-        self._unsafe = frozenset(
-            key
-            for key, pending in self._pending.items()
-            if key not in self._skip
-            and any(self._pending.get(d) != pending for d in self.registry.reads(key))
-        )
+        for key in self._stale.intersection(self._skip):
+            self.registry.evict(key)  # judged on both sides of its snapshot: start over
+        self._stale.intersection_update(self._pending)
         self._active = {}
         for listener, regions in list(self._regions.items()):
             regions[:] = [r for r in regions if r.until is None or committed <= r.until]
@@ -239,7 +241,7 @@ class SetRouter(Generic[L]):
                 self._active[listener] = active
 
     def _evict(self) -> None:
-        """Sets the registry dropped (past their bound, or `unsafe` ones that moved): their
+        """Sets the registry dropped (past their bound, or `_stale`): their
         shapes are unregistered and their listeners must refetch."""
         registry = self.registry
         while registry.over_bound:

@@ -113,6 +113,9 @@ def test_nested_sets_apply_deepest_first() -> None:
     assert users.table == "public.users" and teams.table == "public.members"
     assert not registry.load(teams, [member(1, "a")])  # users are not loaded yet
     assert registry.load(users, [{"id": "a", "active": True}])
+    assert not registry.load(teams, [member(1, "a")])  # nor the members' mirror
+    (mirror,) = registry.needed_mirrors(s.inner_sets)
+    assert registry.load_mirror(mirror, [member(1, "a")])
     assert registry.load(teams, [member(1, "a")])
     # One transaction activates b and adds b to team 2: team 2 enters, judged with the
     # users as they are after the transaction.

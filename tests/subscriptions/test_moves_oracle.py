@@ -9,7 +9,7 @@ materializes every inner set from Postgres, takes each shape's rows as a
 client's copy (checking every verdict of `matches` against the copy), then runs
 random transactions that change inner and outer tables together. After each
 commit, as a gateway would: the registry applies the changes (nested sets judge
-their candidate rows again; every held set must then equal its select), the
+the rows of their tables' mirrors again; every held set must then equal its select), the
 index routes the outer changes (old rows with the sets before the transaction),
 and each shape's moves are read from Postgres and applied. Every copy must then
 equal what Postgres returns for the shape.
@@ -32,7 +32,6 @@ from psycopg.rows import dict_row
 from pgsift.middleware.catalog import load_catalog
 from pgsift.middleware.pgtypes import configure
 from pgsift.subscriptions import Catalog, Shape
-from pgsift.subscriptions.candidates import load_query
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.events import Event
 from pgsift.subscriptions.inner import walk_sets
@@ -241,8 +240,11 @@ def test_routing_and_moves_keep_every_copy_equal_to_select(db: Database, seed: i
     shapes = [Shape.parse(sql, [pick(rng, PARAMS["$1"])], catalog=db.catalog) for sql in SHAPES]
     copies: list[dict[Any, dict[str, Any]]] = []
     for number, shape in enumerate(shapes):
-        for inner in registry.acquire(shape.inner_sets):
-            sql, params, _ = load_query(inner)
+        needed = registry.acquire(shape.inner_sets)
+        for mirror in registry.needed_mirrors(needed):
+            assert registry.load_mirror(mirror, db.rows(mirror.sql()))
+        for inner in needed:
+            sql, params = inner.to_sql()
             assert registry.load(inner, db.rows(sql, params))
         copies.append(snapshot(db, shape))
         # Every verdict, with the sets as Postgres computed them, is Postgres's own.

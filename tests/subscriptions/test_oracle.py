@@ -76,7 +76,10 @@ class Oracle:
     def inner_sets(self, shape: Shape) -> SetRegistry:
         """The shape's inner sets as Postgres computes them; each set's own verdicts checked."""
         registry = SetRegistry()
-        for inner in registry.acquire(shape.inner_sets):
+        needed = registry.acquire(shape.inner_sets)
+        for mirror in registry.needed_mirrors(needed):  # the tables nested sets read
+            assert registry.load_mirror(mirror, self.inner_rows[mirror.table])
+        for inner in needed:
             sql, params = inner.to_sql()
             with self.conn.cursor(row_factory=dict_row) as cur:
                 selected = cur.execute(sql, params).fetchall()

@@ -172,11 +172,11 @@ def nested() -> tuple[SetRegistry, SetRouter[Listener], Listener, Listener]:
     listeners = []
     for query, param in ((NESTED, 1), (MINE, "u1")):
         shape = Shape.parse(query, [param], catalog=CATALOG)
-        for inner in registry.acquire(shape.inner_sets):  # deepest first
-            # What `load_query` reads: a first-level set's rows; a nested set's candidates
-            # (every row: its condition has no term without a set), judged on loading.
-            loaded = rows if inner.dependencies else [r for r in rows if inner.matches(r)]
-            assert registry.load(inner, loaded)
+        needed = registry.acquire(shape.inner_sets)
+        for mirror in registry.needed_mirrors(needed):  # the members, for the nested set
+            assert registry.load_mirror(mirror, rows)
+        for inner in needed:  # deepest first
+            assert registry.load(inner, [row for row in rows if inner.matches(row, registry)])
         listeners.append(Listener(shape))
         router.add(shape, listeners[-1])
     return registry, router, listeners[0], listeners[1]
@@ -213,28 +213,30 @@ def test_a_set_read_by_another_changing_moves_the_readers_rows() -> None:
     assert registry.rejudged == 2
 
 
-def test_a_pending_reader_whose_snapshot_saw_the_change_stays() -> None:
+def test_a_pending_reader_skips_what_its_snapshot_saw_and_follows_the_rest() -> None:
     registry, router, deep, _ = nested()
     (top,) = deep.shape.inner_sets
     router.add_pending([top.key], Snapshot.parse("20:30:25"), NOW.timestamp())
     # Seen by the snapshot the top set was loaded from: it holds the change already.
-    routed = router.route(entry(19, joins(3, 1, "u2")))
+    routed = router.route(entry(19, joins(3, 4, "u1")))
     assert routed is not None and deep not in routed
-    assert registry.materialized(top.key)
-    # Not seen (in progress at the snapshot), and the set it reads was not loaded from
-    # that snapshot: it cannot be judged again, so it is dropped.
-    routed = router.route(entry(25, joins(4, 1, "u3")))
-    assert routed is not None and routed[deep].refetch
-    assert not registry.materialized(top.key)
-
-
-def test_a_reader_pending_with_the_sets_it_reads_is_judged_again() -> None:
-    """Loaded in one snapshot with the set it reads, a pending nested set follows it."""
-    registry, router, deep, _ = nested()
-    (top,) = deep.shape.inner_sets
-    (users,) = top.dependencies
-    router.add_pending([users.key, top.key], Snapshot.parse("20:30:25"), NOW.timestamp())
-    # u2 joins team 1, not seen by the snapshot: both apply it; team 3 moves in.
+    assert registry.state(top.key).members == {1}
+    # Not seen (in progress at the snapshot): u2 joins team 1, and the top set, judged
+    # again, gains u2's team 3; its issues move in.
     routed = router.route(entry(25, joins(4, 1, "u2")))
     assert routed is not None and not routed[deep].refetch and routed[deep].moves
     assert registry.state(top.key).members == {1, 3}
+
+
+def test_a_pending_reader_judged_on_both_sides_of_its_snapshot_is_dropped() -> None:
+    """A transaction the snapshot saw after one it did not (their visibility order
+    differs from the feed's): the set was judged with images of both sides, so it is
+    dropped and its listener refetches."""
+    registry, router, deep, _ = nested()
+    (top,) = deep.shape.inner_sets
+    router.add_pending([top.key], Snapshot.parse("20:30:25"), NOW.timestamp())
+    routed = router.route(entry(25, joins(4, 1, "u2")))
+    assert routed is not None and routed[deep].moves and registry.materialized(top.key)
+    routed = router.route(entry(26, joins(5, 2, "u3")))  # seen by the snapshot
+    assert routed is not None and routed[deep].refetch
+    assert not registry.materialized(top.key)
