@@ -48,6 +48,7 @@ from pgsift.middleware.capture.health import CaptureHealth
 from pgsift.middleware.capture.heartbeat import CompletenessClock, Mark
 from pgsift.middleware.capture.leader import LeaderLock
 from pgsift.middleware.capture.lookup import CatalogLookup
+from pgsift.middleware.capture.pacing import FlushPacing
 from pgsift.middleware.capture.readiness import CaptureTarget
 from pgsift.middleware.errors import CaptureError, FeedError
 from pgsift.middleware.feed import keys
@@ -68,17 +69,6 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_INTERVAL_S = 5
 ACK_POLL_S = 0.01
-# Entries wait up to this long for more before they are stored, when the stream
-# pauses. Stored at every pause instead, a few thousand small transactions a second
-# cost one append (a script run in Redis, a wake-up of every gateway's tailer, a
-# slot confirmation) each: at 1,000-2,000 commits/s capture and serve spent two to
-# three times the CPU per commit they spend at 5,000 (`bench/e2e/run.py`), on a
-# machine where that CPU is what the latency waits for.
-FLUSH_AFTER_S = 0.005
-# ... but only while the stream is busy: the last store was less than this long ago.
-# A commit after a quiet spell is stored at once (the wait would only add latency:
-# nothing else is coming to share the append with).
-BUSY_WITHIN_S = 0.01
 CLOCK_EVERY = 256
 
 
@@ -184,8 +174,9 @@ class _Session:
         )
         self.pending: list[EncodedEntry] = []
         self.pending_changes = 0
-        self.flush_due = 0.0  # when the pending entries are stored at a pause (FLUSH_AFTER_S)
-        self.flushed_at = 0.0  # when entries were last handed to the appender
+        self.flush_due = 0.0  # when the pending entries are stored at a pause (`pacing`)
+        self.pacing = FlushPacing()
+        self.pending_lsn = 0  # the transaction of the last pending entry
         self.completed_lsn = 0  # end LSN of the last transaction fully handed to `pending`
         self.submitted_lsn = 0  # ... handed to the appender
         self.confirmed_lsn = 0  # ... stored and confirmed to the slot
@@ -290,7 +281,7 @@ class _Session:
                     self._confirm(cursor)
 
     def _idle(self, cursor: psycopg2.extras.ReplicationCursor) -> None:
-        """Nothing to read: store what is pending (once it waited FLUSH_AFTER_S), confirm,
+        """Nothing to read: store what is pending (once it is due: `pacing`), confirm,
         wait for the server a while."""
         early = self.flush_due - time.monotonic()
         if self.pending and early > 0:
@@ -352,9 +343,9 @@ class _Session:
         # Encoded here, not on the appender thread: that one then only waits on
         # Redis, without taking the GIL from this thread for long.
         if not self.pending:
-            now = time.monotonic()
-            busy = now - self.flushed_at < BUSY_WITHIN_S
-            self.flush_due = now + FLUSH_AFTER_S if busy else now
+            in_flight = self.appender.acked_lsn < self.submitted_lsn
+            self.flush_due = self.pacing.due(time.monotonic(), entry.lsn, in_flight)
+        self.pending_lsn = entry.lsn
         self.pending.append(encode(entry))
         self.pending_changes += len(entry.changes)
 
@@ -370,7 +361,7 @@ class _Session:
                 and self.completed_lsn <= self.submitted_lsn):
             return
         self.appender.submit(Batch(self.pending, self.completed_lsn, fingerprints, chunk_size))
-        self.flushed_at = time.monotonic()
+        self.pacing.stored(time.monotonic(), self.pending_lsn if self.pending else None)
         self.submitted_lsn = max(self.submitted_lsn, self.completed_lsn)
         self.pending, self.pending_changes = [], 0
 

@@ -24,6 +24,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from pgsift.middleware.errors import GatewayError
+from pgsift.middleware.gateway.json_encoding import one_shot_encoder
 
 SUBPROTOCOL = "graphql-transport-ws"
 SYNC_SUBSCRIPTION = """
@@ -154,8 +155,13 @@ class SyncConnection:
                 queue.put_nowait(None)
 
 
+# json.dumps(key, sort_keys=True)
+_encode_key = one_shot_encoder(item_separator=", ", key_separator=": ", sort_keys=True)
+
+
 def key_of(key: dict[str, Any]) -> str:
-    return json.dumps(key, sort_keys=True)
+    """A row's key as one string (equal keys give equal strings: columns sorted)."""
+    return _encode_key(key)
 
 
 @dataclass

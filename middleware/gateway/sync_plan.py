@@ -17,7 +17,6 @@ fields share one encoding. `next_frame` splices an operation id into it.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from pgsift.middleware.gateway.json_encoding import one_shot_encoder
 from pgsift.middleware.gateway.messages import SyncMessage
 from pgsift.middleware.gateway.operation_variables import (
     Scalars,
@@ -96,24 +96,7 @@ MESSAGE_FIELDS = Fields({
 })
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """`json.dumps(value, separators=(",", ":"))`, with the encoder built once:
-    `json.dumps` makes a `JSONEncoder` and then its C encoder on every call, which
-    cost several times the encoding of a one-change message. Without the check for
-    circular values (`markers`): a message is built from acyclic wire values."""
-    fallback = json.JSONEncoder(separators=(",", ":"))
-    make: Any = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
-    if make is None:  # an interpreter without the C accelerator
-        return fallback.encode
-    one_shot = make(
-        None, fallback.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-        False, False, True,  # sort_keys, skipkeys, allow_nan: json.dumps's defaults
-    )
-    join = "".join
-    return lambda value: join(one_shot(value, 0))
-
-
-_encode = _compact_encoder()
+_encode = one_shot_encoder(item_separator=",", key_separator=":")
 
 
 def encode(value: Any) -> str:
