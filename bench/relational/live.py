@@ -45,7 +45,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -213,6 +213,20 @@ def capture(url: str, redis_url: str) -> Iterator[None]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def gateway_metrics(ws_url: str, names: Sequence[str]) -> dict[str, float | None]:
+    """The gateway's /metrics values of `names` (None: this version exports no such one)."""
+    import httpx
+
+    base = ws_url.replace("ws://", "http://").rsplit("/", 1)[0]
+    text = httpx.get(f"{base}/metrics").text
+    out: dict[str, float | None] = dict.fromkeys(names)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in out:
+            out[name] = float(value)
+    return out
 
 
 @contextlib.contextmanager

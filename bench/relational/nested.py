@@ -178,6 +178,7 @@ class Results:
     moved_exact: int = 0  # the moved subscription's copy equal to `SELECT` after its move
     select: list[float] = field(default_factory=list)  # the direct SELECTs' seconds
     selected: int = 0  # rows they returned
+    gateway: dict[str, float | None] = field(default_factory=dict)  # its /metrics at the end
 
 
 async def selected(conn: psycopg.AsyncConnection[Any], sub: int) -> dict[int, str]:
@@ -274,7 +275,9 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
             await live.until(partial(live.all_started, copies, tasks), "copies up to date")
         side = Side(live.GATEWAY_ROLE, clients.holds, clients.copy,
                     lambda: (clients.frames, clients.rows, clients.refetches))  # fmt: skip
-        return await drive(side, workload(args, "pgsift"), url, args.subscriptions)
+        results = await drive(side, workload(args, "pgsift"), url, args.subscriptions)
+        results.gateway = live.gateway_metrics(ws_url, GAUGES)
+        return results
     finally:
         for task in tasks:
             task.cancel()
@@ -327,6 +330,10 @@ def run(args: argparse.Namespace) -> tuple[Results, Results]:
     return ours, theirs
 
 
+GAUGES = ("pgsift_gateway_inner_sets", "pgsift_gateway_inner_set_bytes",
+          "pgsift_gateway_nested_set_moves")  # fmt: skip
+
+
 def ms(timings: Sequence[float]) -> str:
     return "{:.1f} / {:.1f} / {:.1f}".format(*percentiles(timings))
 
@@ -372,6 +379,10 @@ def report(args: argparse.Namespace, ours: Results, theirs: Results) -> bool:
         print(f"{name:<40} {pgsift:>22} {other:>22}")
     print(f"direct SELECT of one subscription's rows (the query, once per org): {ms(ours.select)}"
           f" ms p50/p99/max, {held:,.0f} rows, 1 statement")  # fmt: skip
+    sets, size, judged = (ours.gateway.get(name) for name in GAUGES)
+    print(f"gateway's inner sets at the end: {sets or 0:,.0f} sets, {(size or 0) / 2**20:.2f} MiB"
+          " measured (sets and table mirrors); nested set changes judged in memory: "
+          + ("n/a (not in this version)" if judged is None else f"{judged:,.0f}"))
     if args.statements:
         for label, results in (("pgsift", ours), ("re-query", theirs)):
             print(f"\n{label}: most frequent statements")
