@@ -111,16 +111,11 @@ class TableMirror:
                 self.drop(key)
             return
         old = old_row_key(change, self.primary_key)
-        new = change.new
-        previous = self.rows.get(old) if old is not None else None
         if old is not None:
             self.drop(old)
+        new = change.new  # whole: capture fills unchanged TOAST values in
         if change.op != "delete" and new is not None:
-            row = dict(new)
-            if previous is not None:  # unchanged TOAST values are not in the feed
-                for column in self.columns:
-                    row.setdefault(column, previous.get(column))
-            self.put(tuple(new[c] for c in self.primary_key), row)
+            self.put(tuple(new[c] for c in self.primary_key), new)
 
     def put(self, key: RowKey, row: Mapping[str, Any]) -> None:
         self.drop(key)

@@ -10,9 +10,16 @@ changes, and gets one `SetDelta` per set that changed, deepest sets first (a
 nested set's rows are judged with the sets it depends on as they are after the
 transaction).
 
-Memory is bounded by `max_bytes` over all sets (`MaterializedSet.approx_bytes`):
-`load` refuses a set that would pass it, and a set that grows past it while it
-is held is dropped by `apply` (`over_bound` lists it). A shape whose set is not
+A nested set (a select that reads other sets) also reads the *mirror* of its
+table (`mirror`): held while a nested set of its structure is, loaded with the
+sets (`needed_mirrors`, `load_mirror`), fed every change of the table first;
+when a set changes, `apply` judges the mirrored rows of the change's region
+again for each nested set reading it.
+
+Memory is bounded by `max_bytes` over all sets and mirrors (their
+`approx_bytes`): `load` / `load_mirror` refuse one that would pass it, and one
+that grows past it while it is held is dropped by `apply`, with the nested sets
+reading a dropped mirror (`over_bound` lists the sets). A shape whose set is not
 materialized takes the slower path described in docs/relational.md, never a
 wrong one: the registry never answers for a set it does not hold (SetError).
 """
@@ -196,12 +203,7 @@ class SetRegistry:
         """The inner tables of the held sets (whose changes `apply` wants)."""
         return frozenset(self._filing.tables())
 
-    def apply(
-        self,
-        changes: Iterable[Change],
-        *,
-        skip: Collection[str] = (),
-    ) -> list[SetDelta]:
+    def apply(self, changes: Iterable[Change], *, skip: Collection[str] = ()) -> list[SetDelta]:
         """Apply one transaction's changes; the deltas of the sets that changed, deepest
         first. Sets that pass the bound are dropped and listed in `over_bound`.
 
@@ -347,11 +349,14 @@ class SetRegistry:
         return out
 
     def drop_all(self) -> list[str]:
-        """Forget every set's contents (they may be stale: changes went by unseen); the
-        holders stay, and `acquire` lists the sets as needing a load again."""
+        """Forget every set's contents and every mirror (they may be stale: changes went
+        by unseen); the holders stay, and `acquire` lists the sets as needing a load
+        again (`needed_mirrors`, their mirrors)."""
         keys = list(self._states)
         for key in keys:
             self._drop(key)
+        for key in list(self._mirrors):
+            self._drop_mirror(key)
         return keys
 
     def reads(self, key: str) -> tuple[str, ...]:
