@@ -64,10 +64,8 @@ def test_a_members_change_moves_the_mirrored_rows_and_a_project_change_moves_its
     shape = attach(registry, 1)
     (projects,) = shape.inner_sets
     # bob joins org 1: his project's team enters, judged from the mirror.
-    (members_delta, projects_delta) = registry.apply(
-        [Change("public.members", "update", {"id": 2}, {"id": 2, "user_id": "bob", "org": 1},
-                None)]  # fmt: skip
-    )
+    bob = {"id": 2, "user_id": "bob", "org": 1}
+    (_, projects_delta) = registry.apply([Change("public.members", "update", {"id": 2}, bob, None)])
     assert projects_delta.key == projects.key and projects_delta.added == {20}
     # A project moves team: the mirror and the set follow (no old image: the key only).
     moved = {"id": 2, "team_id": 30, "lead": "bob", "notes": "y"}
