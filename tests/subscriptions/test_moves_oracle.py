@@ -75,6 +75,9 @@ SHAPES = [
     "archived OR lead IN (SELECT user_id FROM members WHERE role = $1))",
     "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM projects WHERE "
     "archived IS NOT TRUE AND EXISTS (SELECT 1 FROM members WHERE role = $1))",
+    # A constant in the nested IN's argument: its mirror's region is found by a scan.
+    "SELECT id FROM issues WHERE team_id IN (SELECT team_id FROM projects WHERE "
+    "(lead, $1) IN (SELECT user_id, role FROM members))",
     "SELECT id, data FROM issues WHERE team_id IN (SELECT team_id FROM members WHERE "
     "meta IS NOT NULL OR role = $1) AND data IS NOT NULL",
     "SELECT id FROM issues WHERE data IS NULL OR owner NOT IN "
