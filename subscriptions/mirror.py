@@ -71,8 +71,8 @@ class MirrorSpec:
 def mirror_spec(inner: InnerSet) -> MirrorSpec:
     """The mirror a nested set reads: its table, with its primary key, selected columns
     and every column its condition reads (sets of one structure share it)."""
-    read = [c.name for c in _read(inner.where, Col)]
-    return MirrorSpec(inner.table, tuple(dict.fromkeys((*inner.fetched, *read))))
+    read = sorted({c.name for c in _read(inner.where, Col)} - set(inner.fetched))
+    return MirrorSpec(inner.table, (*inner.fetched, *read))
 
 
 Argument = Callable[[Mapping[str, Any]], Any]
