@@ -151,11 +151,8 @@ class SetRegistry:
         if inner.dependencies and self._mirror_of[inner.key] not in self._mirrors:
             return False
         state = MaterializedSet(inner)
-        budget = self.max_bytes - self._bytes
-        for row in rows:
-            state.load((row,))
-            if state.approx_bytes > budget:
-                return False
+        if not self._fills(state, rows):
+            return False
         self._drop(inner.key)
         self._states[inner.key] = state
         self._bytes += state.approx_bytes
@@ -176,17 +173,24 @@ class SetRegistry:
     def load_mirror(self, mirror: TableMirror, rows: Iterable[Mapping[str, Any]]) -> bool:
         """Hold a mirror filled from a snapshot; False (not held) when nobody reads it
         or it would pass the memory bound."""
-        if mirror.key not in self._mirror_holders:
+        if mirror.key not in self._mirror_holders or not self._fills(mirror, rows):
             return False
-        budget = self.max_bytes - self._bytes
-        for row in rows:
-            mirror.load((row,))
-            if mirror.approx_bytes > budget:
-                return False
         self._drop_mirror(mirror.key)
         self._mirrors[mirror.key] = mirror
         self._mirrored.setdefault(mirror.table, {})[mirror.key] = None
         self._bytes += mirror.approx_bytes
+        return True
+
+    def _fills(
+        self, target: MaterializedSet | TableMirror, rows: Iterable[Mapping[str, Any]]
+    ) -> bool:
+        """Load `rows` into `target` row by row; False as soon as it would pass the bound
+        (a set of a million rows is refused before it is read whole)."""
+        budget = self.max_bytes - self._bytes
+        for row in rows:
+            target.load((row,))
+            if target.approx_bytes > budget:
+                return False
         return True
 
     def _drop_mirror(self, key: str) -> None:
