@@ -2,7 +2,7 @@
 
 `issues` of the teams whose project lead is a member of an org (two levels),
 or of an org on a plan (three levels), in the query or in the issues' policy.
-A change of a set other sets read makes those judge their candidate rows
+A change of a set other sets read makes those judge their mirrored rows
 again, and the outer rows move in and out as INSERT / DELETE
 (docs/relational.md, "Nested sets"): no refetch (`refetching.refollowing`
 counts them). Real capture, Redis and gateway; Postgres is the
@@ -173,7 +173,7 @@ async def test_an_exists_flipping_in_a_nested_select_moves_every_row(
     database_url: str, redis_url: str
 ) -> None:
     """An EXISTS in a nested select that flips (the set's emptiness changes) has no
-    region: the nested set judges all its candidates again, and the teams of every
+    region: the nested set judges all its mirrored rows again, and the teams of every
     project move in, then out, without a refetch."""
     await execute(database_url, ISSUES_SCHEMA, NESTED_SCHEMA)
     settings = gateway_settings(database_url, redis_url, policies=NESTED_POLICIES)

@@ -5,7 +5,7 @@ and lead, issues are inserted, edited, moved and deleted, several writes to a
 transaction. Clients subscribe with two- and three-level nested `IN (SELECT
 ...)` in the query (alone, under AND, under OR), or read issues under a
 policy nested three deep; one joins mid-load. A change of a set other sets
-read makes those judge their candidate rows again, and rows move in and out
+read makes those judge their mirrored rows again, and rows move in and out
 (docs/relational.md, "Nested sets"); a client told to refetch (a set loaded
 mid-load, in its pending window) starts over as clients do. At the end every copy equals
 what Postgres returns for its query under its policy, every inner set of both
