@@ -8,8 +8,10 @@ type resolution would pick:
   anything with float4/float8: both converted to float8 (an int8 or numeric
   operand is rounded to the nearest double first, as Postgres does).
 * NaN (float or numeric) equals NaN and sorts above every other number.
-* text, varchar and bpchar: code-point order (collation `C` / `C.UTF-8`);
-  bpchar ignores trailing spaces.
+* text, varchar and bpchar: code-point order (collation `C` / `C.UTF-8`).
+  bpchar with bpchar or varchar is the bpchar operator (varchar casts implicitly to
+  bpchar): both sides ignore trailing spaces. bpchar with text is the text
+  operator: only the bpchar side drops its trailing spaces (its cast to text).
 * enums: by the position of the label in the type's declaration.
 * date, timestamp and timestamptz mixed: promoted to timestamp(tz); a timestamp
   without time zone becomes a timestamptz in the session TimeZone, assumed UTC.
@@ -93,6 +95,8 @@ def comparison_keys(
             return IDENTITY, IDENTITY
         return KeySpec("num"), KeySpec("num")
     if left in TEXT_TYPES and right in TEXT_TYPES:
+        if "bpchar" in (left, right) and "text" not in (left, right):
+            return KeySpec("rstrip"), KeySpec("rstrip")
         return _text_key(left), _text_key(right)
     if left in TIME_TYPES and right in TIME_TYPES:
         target = "timestamptz" if "timestamptz" in (left, right) else "timestamp"

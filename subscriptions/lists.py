@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from pgsift.subscriptions import coerce
-from pgsift.subscriptions.domains import KeySpec, apply_key, comparison_keys
+from pgsift.subscriptions.domains import TEXT_TYPES, KeySpec, apply_key, comparison_keys
 from pgsift.subscriptions.ir import Expr, InList, Quantified, Slot, type_of
 from pgsift.subscriptions.leaves import LeafAnalyzer
 from pgsift.subscriptions.operands import (
@@ -72,7 +72,9 @@ class ListAnalyzer(LeafAnalyzer):
             constants = [
                 self.typed(c, element_type) if isinstance(c, Pending) else c for c in constants
             ]
-            lhs_expr, lkey, typed, common = self.against_constants(lhs, constants, word, node)
+            lhs_expr, lkey, typed, common = self.against_constants(
+                lhs, constants, word, node, element=element_type
+            )
             keys = comparison_keys(operand_type(lhs_expr), common, self.enums)
             if op == "=" and not all_ and keys is not None:
                 return InList(lhs_expr, self.set_slot(typed, common, keys[1]), lkey, negated=False)
@@ -123,15 +125,31 @@ class ListAnalyzer(LeafAnalyzer):
         return Quantified(op, lhs, slot, lkey, ekey, all_)
 
     def against_constants(
-        self, arg: Operand, constants: list[Pending | Typed], word: str, node: exp.Expression
+        self,
+        arg: Operand,
+        constants: list[Pending | Typed],
+        word: str,
+        node: exp.Expression,
+        element: str | None = None,
     ) -> tuple[Expr, KeySpec, list[Typed], str]:
-        """Type `arg` and a list of constants to one common type, as IN / ARRAY[] do."""
+        """Type `arg` and a list of constants to one common type, as IN / ARRAY[] do.
+
+        `element`: the type of an `ARRAY[...]` (typed on its own, without `arg`).
+        """
         if isinstance(arg, Pending):
             first = next((c for c in constants if isinstance(c, Typed)), None)
             arg = self.typed(arg, first.type if first is not None else "text")
         arg_type = operand_type(arg)
         typed = [self.typed(c, arg_type) if isinstance(c, Pending) else c for c in constants]
         common = common_type([arg_type, *(t.type for t in typed)])
+        if arg_type in TEXT_TYPES and common in TEXT_TYPES:
+            # Strings differ between bpchar and text operators, so the operator must be
+            # Postgres's own: `x = ANY (ARRAY[...])` compares with the array's type, and
+            # an IN list of one item is the plain `x = item` (longer lists take x's type).
+            if element is not None:
+                common = element
+            elif len(typed) == 1:
+                common = typed[0].type
         self.comparable(arg_type, common, node)
         for item in typed:
             if comparison_keys(common, item.type, self.enums) is None:

@@ -101,7 +101,9 @@ def common_type(types: list[str]) -> str:
     if all(t in TIME_RANK for t in types):
         return max(types, key=TIME_RANK.__getitem__)
     if all(t in TEXT_TYPES for t in types):
-        return "bpchar" if all(t == "bpchar" for t in types) else "text"
+        # Each of text, varchar and bpchar casts implicitly to the others, so Postgres's
+        # select_common_type keeps the first type (text being preferred changes nothing).
+        return types[0]
     return types[0]
 
 
@@ -116,6 +118,9 @@ def convert(typed: Typed, common: str) -> Any:
         return coerce.cast_number(value, common)
     if common == "numeric" and typed.type in INT_TYPES:
         return Decimal(value)
+    if common in TEXT_TYPES and typed.type in TEXT_TYPES:
+        # Only a cast from bpchar changes a string: it drops the trailing spaces.
+        return value.rstrip(" ") if typed.type == "bpchar" != common else value
     keys = comparison_keys(common, typed.type, {})
     return apply_key(keys[1], value) if keys is not None else value
 

@@ -224,3 +224,39 @@ def test_policy_is_anded_into_matches_and_to_sql(
     rule = ("i4 = ANY({}) OR (b AND t <> {})", [array_text(ids), "a"])
     for clause in batch:
         oracle.check(clause, policies=policies, claims={"ids": ids, "sub": "a"}, rule=rule)
+
+
+# Strings with and without trailing spaces in text, varchar and char(4) columns.
+_PADDED = ["", " ", "a", "a ", "a  ", " a", "b"]
+# bpchar with varchar is the bpchar operator (both sides without trailing spaces), with
+# text the text operator; an IN list of several items takes its left side's type, one
+# item is a plain `=`, and `ARRAY[...]` has its own type.
+_TEXT_CLAUSES = [
+    f"{column} {op} {constant}"
+    for column in ("c", "v", "t")
+    for op in ("=", "<>", "<", "<=", ">", ">=")
+    for constant in ("' '::varchar", "'a '::varchar", "'a'::bpchar", "'a '::text", "$1")
+] + [
+    "c = v", "v = c", "c < v", "v >= c", "c = t", "t > c", "c <> v",
+    "c IN (' '::varchar)", "c IN ('a '::text)", "c IN ('a '::text, 'b'::text)",
+    "c IN ('a '::varchar, 'b'::bpchar)", "v IN ('a'::bpchar)",
+    "v IN ('a'::bpchar, 'b'::varchar)", "t IN ('a'::bpchar, 'b'::varchar)",
+    "c NOT IN ('a '::varchar, ' '::varchar)", "v BETWEEN 'a'::bpchar AND 'a'::bpchar",
+    "c BETWEEN 'a '::varchar AND 'a '::varchar",
+    "c = ANY (ARRAY['a '::text, 'b'::text])", "c = ANY (ARRAY['a '::varchar, 'b'::text])",
+    "v = ANY (ARRAY['a'::bpchar, 'b'::varchar])", "c < ANY (ARRAY['a '::varchar])",
+    "c = ANY (ARRAY['a '::text])", "v <> ALL (ARRAY['a'::bpchar, 'b'::text])",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sql", _TEXT_CLAUSES)
+def test_text_types_compare_as_postgres_does(oracle: Oracle, sql: str) -> None:
+    table = [
+        {"id": i, **dict.fromkeys(COLUMNS), "t": text, "v": text, "c": text}
+        for i, text in enumerate(_PADDED)
+    ]
+    oracle.load(table)
+    params = ["a "] if "$1" in sql else []
+    before = oracle.cases
+    oracle.check(Clause(sql, list(params), list(params)))
+    assert oracle.cases == before + 1
