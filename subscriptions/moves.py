@@ -209,20 +209,20 @@ def _query(
     assert where is not None  # it holds the InSet nodes
     select = ", ".join(quote_identifier(c, psycopg=True) for c in columns)
     table = quote_table(statement.table, psycopg=True)
-    condition_sql, slots = condition(where)
-    bound = tuple(statement.params[index] for index in slots)
+    condition_sql, slots = _condition(where)
+    condition = tuple(statement.params[index] for index in slots)
     region = _Collected(statement.params)
     if inserts_only:
         region_sql = _region(regions, values, region)
         sql = f"SELECT {select} FROM {table} WHERE ({region_sql}) AND ({condition_sql})"
-        params = (*region.bound, *bound)
+        params = (*region.bound, *condition)
     else:
         region_sql = _region(regions, values, region)
         flag = quote_identifier(IN_SHAPE, psycopg=True)
         sql = (
             f"SELECT {select}, ({condition_sql}) IS TRUE AS {flag} FROM {table} WHERE {region_sql}"
         )
-        params = (*bound, *region.bound)
+        params = (*condition, *region.bound)
     test = _region_test(statement.consts, regions, delta.added | delta.removed)
     return Move(delta.key, False, inserts_only, sql, params, test)
 
@@ -249,7 +249,7 @@ def _region_test(
 
 
 @lru_cache(maxsize=1024)
-def condition(where: Expr) -> tuple[str, tuple[int, ...]]:
+def _condition(where: Expr) -> tuple[str, tuple[int, ...]]:
     """A statement's condition for psycopg, and the slots it binds in text order (shared
     by every statement with the same structure)."""
     slots: list[int] = []
