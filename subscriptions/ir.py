@@ -9,8 +9,11 @@ the select's rows as a materialized set, given at evaluation time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pgsift.subscriptions.domains import KeySpec
+
+N = TypeVar("N")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,13 +200,18 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     return ()
 
 
-def in_sets(expr: Expr | None) -> tuple[InSet, ...]:
-    """The `InSet` nodes of `expr` (not those inside their selects), in tree order."""
-    found: list[InSet] = []
+def nodes(expr: Expr | None, kind: type[N]) -> tuple[N, ...]:
+    """The nodes of type `kind` in `expr` (not those inside its selects), in tree order."""
+    found: list[N] = []
     pending: list[Expr] = [] if expr is None else [expr]
     while pending:
         node = pending.pop()
-        if isinstance(node, InSet):
+        if isinstance(node, kind):
             found.append(node)
         pending.extend(reversed(children(node)))
     return tuple(found)
+
+
+def in_sets(expr: Expr | None) -> tuple[InSet, ...]:
+    """The `InSet` nodes of `expr` (not those inside their selects), in tree order."""
+    return nodes(expr, InSet)

@@ -32,7 +32,7 @@ from typing import Any
 from pgsift.subscriptions.change import Change
 from pgsift.subscriptions.compile import compile_keyed
 from pgsift.subscriptions.inner import InnerSet
-from pgsift.subscriptions.ir import Col, Expr, InSet, Slot, children, in_sets
+from pgsift.subscriptions.ir import Col, InSet, Slot, in_sets, nodes
 from pgsift.subscriptions.materialized import RowKey, old_row_key
 from pgsift.subscriptions.moves import plan_move
 from pgsift.subscriptions.render import quote_identifier, quote_table
@@ -41,19 +41,6 @@ from pgsift.subscriptions.sets import SetDelta, SetProvider
 # A row's dict and key tuple, and its index entries, roughly (CPython, 64-bit).
 ROW_OVERHEAD = 240
 _NULL = object()  # the index entry of an argument with a NULL component
-
-
-def _read(expr: Expr | None, kind: type) -> list[Any]:
-    """The nodes of type `kind` an expression holds in its own statement (not in its
-    selects)."""
-    found = []
-    pending = [] if expr is None else [expr]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, kind):
-            found.append(node)
-        pending.extend(children(node))
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +58,7 @@ class MirrorSpec:
 def mirror_spec(inner: InnerSet) -> MirrorSpec:
     """The mirror a nested set reads: its table, with its primary key, selected columns
     and every column its condition reads (sets of one structure share it)."""
-    read = sorted({c.name for c in _read(inner.where, Col)} - set(inner.fetched))
+    read = sorted({c.name for c in nodes(inner.where, Col)} - set(inner.fetched))
     return MirrorSpec(inner.table, (*inner.fetched, *read))
 
 
@@ -152,7 +139,7 @@ class TableMirror:
         for node in in_sets(inner.where):
             if inner.inner_sets[node.position].key != delta.key or not node.args:
                 continue
-            if _read(node, Slot):  # an argument with constants: not indexed
+            if nodes(node, Slot):  # an argument with constants: not indexed
                 return [k for k in self.rows if move.in_region(self.rows[k])]
             index = self._index(node)
             for value in values:
