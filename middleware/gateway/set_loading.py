@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -201,21 +201,11 @@ class SetLoads(Generic[T]):
                 # The mirrors of the tables nested sets read, then the sets (`mirror`).
                 mirrors = registry.needed_mirrors(needed)
                 for mirror in mirrors:
-                    columns = mirror.columns
-                    rows = [
-                        dict(zip(columns, row, strict=True))
-                        async for batch in source.statement(mirror.sql(), [])
-                        for row in batch
-                    ]
+                    rows = await _rows(source, mirror.sql(), [], mirror.columns)
                     registry.load_mirror(mirror, rows)  # False: past the bound, as a set
                 for inner in needed:
                     sql, params = inner.to_sql()
-                    columns = inner.fetched
-                    rows = [
-                        dict(zip(columns, row, strict=True))
-                        async for batch in source.statement(sql, params)
-                        for row in batch
-                    ]
+                    rows = await _rows(source, sql, params, inner.fetched)
                     # False: past the bound; the requests reading it fail (`_attach_all`).
                     registry.load(inner, rows)
                 loaded = [inner.key for inner in needed if registry.materialized(inner.key)]
@@ -228,3 +218,14 @@ class SetLoads(Generic[T]):
             f"no snapshot saw the feed up to {position} after {LOAD_ATTEMPTS} attempts; "
             "subscribe again"
         )
+
+
+async def _rows(
+    source: LiveRows, sql: str, params: Sequence[Any], columns: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """A statement's rows in `source`'s snapshot, as dicts by `columns`."""
+    return [
+        dict(zip(columns, row, strict=True))
+        async for batch in source.statement(sql, params)
+        for row in batch
+    ]
