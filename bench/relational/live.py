@@ -45,11 +45,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import requery
@@ -215,6 +215,18 @@ def capture(url: str, redis_url: str) -> Iterator[None]:
         process.wait(10)
 
 
+class Closable(Protocol):
+    def close(self) -> Awaitable[None]: ...
+
+
+async def stop(tasks: Iterable[asyncio.Task[Any]], connections: Iterable[Closable]) -> None:
+    """Cancel a side's receiving tasks, then close its connections."""
+    for task in tasks:
+        task.cancel()
+    for connection in connections:
+        await connection.close()
+
+
 def gateway_metrics(ws_url: str, names: Sequence[str]) -> dict[str, float | None]:
     """The gateway's /metrics values of `names` (None: this version exports no such one)."""
     import httpx
@@ -348,10 +360,7 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
                 await until(partial(holds, copy, before, False), "the delete")
         assert not any(c.must_refetch for c in copies)
     finally:
-        for task in tasks:
-            task.cancel()
-        for conn_ in conns:
-            await conn_.close()
+        await stop(tasks, conns)
     return results
 
 

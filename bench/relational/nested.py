@@ -279,10 +279,7 @@ async def pgsift_run(args: argparse.Namespace, ws_url: str, url: str) -> Results
         results.gateway = live.gateway_metrics(ws_url, GAUGES)
         return results
     finally:
-        for task in tasks:
-            task.cancel()
-        for conn in conns:
-            await conn.close()
+        await live.stop(tasks, conns)
 
 
 async def requery_run(args: argparse.Namespace, ws_url: str, url: str) -> Results:
@@ -312,10 +309,7 @@ async def requery_run(args: argparse.Namespace, ws_url: str, url: str) -> Result
         await live.until(lambda: len(started) == args.subscriptions, "re-query copies")
         return await drive(side, workload(args, "re-query"), url, args.subscriptions)
     finally:
-        for task in tasks:
-            task.cancel()
-        for ws in sockets:
-            await ws.close()
+        await live.stop(tasks, sockets)
 
 
 def run(args: argparse.Namespace) -> tuple[Results, Results]:

@@ -270,10 +270,7 @@ async def measure(args: argparse.Namespace, ws_url: str, url: str) -> Any:
                 await live.until(partial(passed, passes, done), "the pass")
             results.statements, results.top = live.statements(url, live.REQUERY_ROLE)
     finally:
-        for task in tasks:
-            task.cancel()
-        for ws in sockets:
-            await ws.close()
+        await live.stop(tasks, sockets)
     return results
 
 
